@@ -1,0 +1,11 @@
+module github.com/smtp-stdio/smtp-stdio
+
+go 1.26.8
+
+require (
+	github.com/emersion/go-message v0.18.2 // indirect
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
+	github.com/emersion/go-smtp v0.25.1 // indirect
+	github.com/google/renameio/v2 v2.0.2 // indirect
+	github.com/kelseyhightower/envconfig v1.4.0 // indirect
+)

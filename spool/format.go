@@ -1,0 +1,298 @@
+package spool
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrCorrupt is wrapped by every error that means a message file exists and
+// was read but is not a valid message file of a version this package
+// knows: bad magic, unknown version, malformed or missing envelope field,
+// truncated or extended message bytes, or a CRC-32C mismatch. Such a file
+// must be set aside, never bounced or deleted.
+var ErrCorrupt = errors.New("spool: corrupt message file")
+
+// Limits on what a reader accepts in the envelope section, so that a
+// damaged file cannot make the reader allocate without bound.
+const (
+	maxEnvelopeLine  = 64 << 10 // bytes per envelope line
+	maxEnvelopeLines = 1 << 20  // lines in the envelope section
+)
+
+// Field names of the envelope section, one "name: value" per line.
+const (
+	fQueueID  = "queue-id"
+	fReceived = "received"
+	fClient   = "client"
+	fHelo     = "helo"
+	fProtocol = "protocol"
+	fBody     = "body"
+	fUTF8     = "smtputf8"
+	fFrom     = "mail-from"
+	fTo       = "rcpt-to"
+	fSize     = "message-size"
+	fCRC      = "message-crc32c"
+)
+
+type encodedEnvelope struct {
+	prefix string // everything before the message-size digits
+	middle string // between the size digits and the crc digits
+	suffix string // after the crc digits, through the blank line
+}
+
+func encodeEnvelope(e *Envelope) encodedEnvelope {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %d\n", Magic, Version)
+	line := func(k, v string) {
+		b.WriteString(k)
+		b.WriteString(": ")
+		b.WriteString(v)
+		b.WriteByte('\n')
+	}
+	line(fQueueID, e.QueueID)
+	line(fReceived, e.Received.UTC().Format(time.RFC3339Nano))
+	client := e.Client
+	if client == "" {
+		client = "local"
+	}
+	line(fClient, client)
+	line(fHelo, e.Helo)
+	line(fProtocol, e.Protocol)
+	line(fBody, e.Body)
+	utf8 := "no"
+	if e.SMTPUTF8 {
+		utf8 = "yes"
+	}
+	line(fUTF8, utf8)
+	line(fFrom, "<"+e.From+">")
+	for _, r := range e.To {
+		line(fTo, "<"+r+">")
+	}
+	b.WriteString(fSize + ": ")
+	prefix := b.String()
+	return encodedEnvelope{
+		prefix: prefix,
+		middle: "\n" + fCRC + ": ",
+		suffix: "\n\n",
+	}
+}
+
+// Message is an open message file: its envelope, and the message bytes as a
+// section of the file. Close it when done.
+type Message struct {
+	Envelope
+	// Size is the length of the message bytes, in bytes.
+	Size int64
+	// CRC32C is the Castagnoli CRC of the message bytes.
+	CRC32C uint32
+
+	f       *os.File
+	bodyOff int64
+}
+
+// Open opens and parses the message file at path. The message bytes are
+// not read; they are checked against the recorded size (the file's length
+// must match exactly) and, as they are read, the CRC. An error from opening
+// the file (not found, permission) is returned wrapped as is; a file that
+// does not parse returns an error wrapping ErrCorrupt.
+func Open(path string) (*Message, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	m, err := parse(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Parse reads the envelope of a message file from f (positioned at its
+// start). It returns an error wrapping ErrCorrupt if the file is not a
+// valid message file.
+func parse(f *os.File) (*Message, error) {
+	br := bufio.NewReaderSize(f, 4096)
+	var off int64
+	readLine := func() (string, error) {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// Long line: gather it, within the limit.
+			buf := append([]byte(nil), line...)
+			for err == bufio.ErrBufferFull && len(buf) <= maxEnvelopeLine {
+				line, err = br.ReadSlice('\n')
+				buf = append(buf, line...)
+			}
+			line = buf
+		}
+		off += int64(len(line))
+		if err != nil {
+			if err == io.EOF {
+				return "", fmt.Errorf("%w: truncated envelope", ErrCorrupt)
+			}
+			if err == bufio.ErrBufferFull {
+				return "", fmt.Errorf("%w: envelope line too long", ErrCorrupt)
+			}
+			return "", fmt.Errorf("spool: read: %w", err)
+		}
+		return string(line[:len(line)-1]), nil
+	}
+	first, err := readLine()
+	if err != nil {
+		return nil, err
+	}
+	magic, ver, ok := strings.Cut(first, " ")
+	if !ok || magic != Magic {
+		return nil, fmt.Errorf("%w: not a spool file", ErrCorrupt)
+	}
+	if ver != strconv.Itoa(Version) {
+		return nil, fmt.Errorf("%w: unknown version %q", ErrCorrupt, ver)
+	}
+	m := &Message{f: f}
+	seen := map[string]bool{}
+	for n := 0; ; n++ {
+		if n > maxEnvelopeLines {
+			return nil, fmt.Errorf("%w: envelope too long", ErrCorrupt)
+		}
+		line, err := readLine()
+		if err != nil {
+			return nil, err
+		}
+		if line == "" {
+			break
+		}
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			// A field with an empty value is written as "name: " and
+			// may have lost its trailing space to an editor.
+			k, ok = strings.CutSuffix(line, ":")
+			if !ok {
+				return nil, fmt.Errorf("%w: bad envelope line %q", ErrCorrupt, line)
+			}
+		}
+		if k != fTo && seen[k] {
+			return nil, fmt.Errorf("%w: duplicate field %s", ErrCorrupt, k)
+		}
+		seen[k] = true
+		if err := m.set(k, v); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range []string{fQueueID, fReceived, fFrom, fTo, fSize, fCRC} {
+		if !seen[k] {
+			return nil, fmt.Errorf("%w: missing field %s", ErrCorrupt, k)
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("spool: stat: %w", err)
+	}
+	m.bodyOff = off
+	if fi.Size()-off != m.Size {
+		return nil, fmt.Errorf("%w: message is %d bytes, envelope says %d",
+			ErrCorrupt, fi.Size()-off, m.Size)
+	}
+	return m, nil
+}
+
+func (m *Message) set(k, v string) error {
+	bad := func() error { return fmt.Errorf("%w: bad %s %q", ErrCorrupt, k, v) }
+	switch k {
+	case fQueueID:
+		if !validQueueID(v) {
+			return bad()
+		}
+		m.QueueID = v
+	case fReceived:
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return bad()
+		}
+		m.Received = t
+	case fClient:
+		if v != "local" {
+			m.Client = v
+		}
+	case fHelo:
+		m.Helo = v
+	case fProtocol:
+		m.Protocol = v
+	case fBody:
+		m.Body = v
+	case fUTF8:
+		switch v {
+		case "yes":
+			m.SMTPUTF8 = true
+		case "no":
+		default:
+			return bad()
+		}
+	case fFrom, fTo:
+		if len(v) < 2 || v[0] != '<' || v[len(v)-1] != '>' {
+			return bad()
+		}
+		if k == fFrom {
+			m.From = v[1 : len(v)-1]
+		} else {
+			m.To = append(m.To, v[1:len(v)-1])
+		}
+	case fSize:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return bad()
+		}
+		m.Size = n
+	case fCRC:
+		n, err := strconv.ParseUint(v, 16, 32)
+		if err != nil {
+			return bad()
+		}
+		m.CRC32C = uint32(n)
+	default:
+		// Unknown fields are ignored so that a minor addition does not
+		// need a version bump; a reader that must understand a field
+		// gets a new Version.
+	}
+	return nil
+}
+
+// Content returns a new reader of the message bytes from their start. Each
+// call starts again from the beginning. At the end it returns io.EOF if the
+// bytes match the recorded CRC-32C, else an error wrapping ErrCorrupt.
+func (m *Message) Content() io.Reader {
+	return &crcReader{
+		r:    io.NewSectionReader(m.f, m.bodyOff, m.Size),
+		h:    crc32.New(castagnoli),
+		want: m.CRC32C,
+	}
+}
+
+// File returns the open file, for flock and fstat. Do not read from it or
+// close it directly.
+func (m *Message) File() *os.File { return m.f }
+
+// Close closes the message file.
+func (m *Message) Close() error { return m.f.Close() }
+
+type crcReader struct {
+	r    io.Reader
+	h    hash.Hash32
+	want uint32
+}
+
+func (c *crcReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	if err == io.EOF && c.h.Sum32() != c.want {
+		return n, fmt.Errorf("%w: CRC-32C mismatch", ErrCorrupt)
+	}
+	return n, err
+}

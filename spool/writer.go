@@ -1,0 +1,252 @@
+package spool
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/google/renameio/v2"
+)
+
+// Subdirectories of a spool root. The receiver writes only into TmpDir and
+// QueueDir; everything else belongs to the sender.
+const (
+	// QueueDir holds one immutable message file per queued message, named
+	// by its queue id. A file appears here only complete and fsync'd.
+	QueueDir = "queue"
+	// TmpDir holds message files being written. A file here is never read
+	// by the sender; one left by a killed receiver is removed by
+	// smtp-send's cleanup once it is older than the receiver's session
+	// deadline.
+	TmpDir = "tmp"
+)
+
+// FileMode is the permission of every file the spool writes: mail is
+// private to the spool's owner.
+const FileMode os.FileMode = 0o600
+
+// DirMode is the permission of directories the spool creates.
+const DirMode os.FileMode = 0o700
+
+// Fixed widths of the fields patched in place once the message bytes are
+// written, so the envelope can be written before the message is streamed.
+const (
+	sizeWidth = 20 // decimal digits, enough for any int64
+	crcWidth  = 8  // hex digits of a CRC-32C
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Spool is a spool root directory. The zero value is not usable; use New.
+type Spool struct {
+	root string
+}
+
+// New returns the spool rooted at dir, creating its queue/ and tmp/
+// subdirectories (mode 0700) when they are missing. It returns an error if
+// dir does not exist or a subdirectory cannot be created.
+func New(dir string) (*Spool, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("spool: %s is not a directory", dir)
+	}
+	for _, sub := range []string{QueueDir, TmpDir} {
+		p := filepath.Join(dir, sub)
+		if err := os.Mkdir(p, DirMode); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+	}
+	return &Spool{root: dir}, nil
+}
+
+// Root returns the spool's root directory.
+func (s *Spool) Root() string { return s.root }
+
+// Path returns the path of sub (QueueDir, TmpDir, ...) under the root.
+func (s *Spool) Path(sub ...string) string {
+	return filepath.Join(append([]string{s.root}, sub...)...)
+}
+
+// NewQueueID returns a new queue id for a message accepted at now: the UTC
+// time to the second (so ids sort by arrival) and 64 random bits (so ids
+// made by concurrent processes do not collide), e.g.
+// "20261121T111825.3f9a1c0be4d2a1b2". It returns an error only if the
+// system's random source fails.
+func NewQueueID(now time.Time) (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("spool: queue id: %w", err)
+	}
+	return now.UTC().Format("20060102T150405") + "." + hex.EncodeToString(b[:]), nil
+}
+
+// Writer streams one message into a temporary file under tmp/. Nothing is
+// visible in queue/ until Commit returns nil. A Writer is not safe for
+// concurrent use.
+type Writer struct {
+	dir     string // queue directory, fsync'd after the rename
+	dest    string // final path in queue/
+	pf      *renameio.PendingFile
+	bw      *bufio.Writer
+	crc     hash.Hash32
+	size    int64
+	hdrLen  int64 // offset of the first message byte
+	sizeOff int64 // offset of the message-size digits
+	crcOff  int64 // offset of the message-crc32c digits
+	err     error // first write error; sticky
+	done    bool
+}
+
+// Create starts a message file for env. The envelope is written at once;
+// the caller then writes the message bytes (CRLF line endings, already
+// dot-unstuffed) and calls Commit or Abort. It returns an error if env is
+// invalid or the temporary file cannot be created (for example EACCES or
+// ENOSPC, which the error wraps).
+func (s *Spool) Create(env *Envelope) (*Writer, error) {
+	if err := env.Validate(); err != nil {
+		return nil, err
+	}
+	dest := s.Path(QueueDir, env.QueueID)
+	pf, err := renameio.NewPendingFile(dest,
+		renameio.WithTempDir(s.Path(TmpDir)),
+		renameio.WithStaticPermissions(FileMode))
+	if err != nil {
+		return nil, fmt.Errorf("spool: create %s: %w", env.QueueID, err)
+	}
+	w := &Writer{
+		dir:  s.Path(QueueDir),
+		dest: dest,
+		pf:   pf,
+		bw:   bufio.NewWriterSize(pf, 64<<10),
+		crc:  crc32.New(castagnoli),
+	}
+	hdr := encodeEnvelope(env)
+	w.sizeOff = int64(len(hdr.prefix))
+	w.crcOff = w.sizeOff + sizeWidth + int64(len(hdr.middle))
+	if _, err := io.WriteString(w.bw, hdr.prefix+zeros(sizeWidth)+hdr.middle+zeros(crcWidth)+hdr.suffix); err != nil {
+		pf.Cleanup()
+		return nil, fmt.Errorf("spool: write envelope %s: %w", env.QueueID, err)
+	}
+	w.hdrLen = int64(len(hdr.prefix)+len(hdr.middle)+len(hdr.suffix)) + sizeWidth + crcWidth
+	return w, nil
+}
+
+func zeros(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = '0'
+	}
+	return string(b)
+}
+
+// Write appends message bytes. Errors are sticky: after the first failure
+// every call returns it, and Commit will fail.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.done {
+		return 0, errors.New("spool: write after commit or abort")
+	}
+	n, err := w.bw.Write(p)
+	w.crc.Write(p[:n])
+	w.size += int64(n)
+	if err != nil {
+		w.err = fmt.Errorf("spool: write: %w", err)
+		return n, w.err
+	}
+	return n, nil
+}
+
+// Size returns the number of message bytes written so far.
+func (w *Writer) Size() int64 { return w.size }
+
+// Commit makes the message durable and visible: it flushes, records the
+// message size and CRC-32C in the envelope, fsyncs the file, renames it
+// into queue/ and fsyncs queue/. Only after a nil return may the receiver
+// say 250 (RFC 5321 section 4.1.1.4 and 6.1). On error the temporary file
+// is removed and nothing is visible; the error wraps the system error
+// (ENOSPC, EIO, ...).
+func (w *Writer) Commit() error {
+	if w.done {
+		return errors.New("spool: commit after commit or abort")
+	}
+	err := w.commit()
+	if err != nil {
+		w.pf.Cleanup()
+	}
+	w.done = true
+	return err
+}
+
+func (w *Writer) commit() error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("spool: write: %w", err)
+	}
+	size := strconv.FormatInt(w.size, 10)
+	size = zeros(sizeWidth-len(size)) + size
+	if _, err := w.pf.WriteAt([]byte(size), w.sizeOff); err != nil {
+		return fmt.Errorf("spool: write: %w", err)
+	}
+	crc := fmt.Sprintf("%08x", w.crc.Sum32())
+	if _, err := w.pf.WriteAt([]byte(crc), w.crcOff); err != nil {
+		return fmt.Errorf("spool: write: %w", err)
+	}
+	if err := w.pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("spool: commit: %w", err)
+	}
+	if err := SyncDir(w.dir); err != nil {
+		// The file is in place but its directory entry may not be on
+		// disk: we must not claim durability. Take it back out so the
+		// client's retry cannot produce a duplicate.
+		os.Remove(w.dest)
+		return err
+	}
+	return nil
+}
+
+// Abort discards the message: the temporary file is closed and removed.
+// It is safe to call after Commit (it then does nothing) and more than once.
+func (w *Writer) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	if err := w.pf.Cleanup(); err != nil {
+		return fmt.Errorf("spool: abort: %w", err)
+	}
+	return nil
+}
+
+// SyncDir fsyncs the directory dir so that a rename or unlink in it is
+// durable. renameio makes a replacement atomic, not durable. It returns the
+// wrapped error of open or fsync.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("spool: sync dir: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
