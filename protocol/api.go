@@ -1,0 +1,137 @@
+// Package protocol is the server side of one SMTP session (RFC 5321, with
+// the ESMTP extensions PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES and
+// SMTPUTF8): command parser, antecedent-state table, replies and a strict
+// DATA reader. It reads commands from a *bufio.Reader and writes replies to
+// an io.Writer, so it runs the same over stdin/stdout, a socket or a test
+// pipe. It knows nothing of files or the environment: relay policy and the
+// spool come in through the Policy and Delivery interfaces.
+package protocol
+
+import (
+	"io"
+	"net/netip"
+	"time"
+)
+
+// BareLineEndings chooses what the DATA reader does with a CR or LF that is
+// not part of a CRLF pair (the SMTP smuggling vector, December 2023).
+type BareLineEndings int
+
+const (
+	// RejectBare reads the message to the real CRLF.CRLF end and then
+	// rejects it with 550 5.5.2 (as chasquid does). The zero value.
+	RejectBare BareLineEndings = iota
+	// NormalizeBare turns every bare CR or LF into CRLF (Postfix's
+	// smtpd_forbid_bare_newline = normalize). It never ends the message:
+	// only CRLF.CRLF does.
+	NormalizeBare
+)
+
+// Config holds the limits and names of a session. Zero durations and
+// limits mean "no limit" except where noted; cmd/smtp-stdio fills in the
+// RFC 5321 section 4.5.3 defaults.
+type Config struct {
+	// Hostname is the server's name in the 220 greeting, EHLO reply and
+	// Received: header (RFC 5321 sections 4.2, 4.4).
+	Hostname string
+	// Greeting, when not empty, replaces the text after the hostname in
+	// the 220 greeting.
+	Greeting string
+	// MaxMessageSize is the largest message accepted, in bytes, counted
+	// after dot-unstuffing; it is advertised as SIZE (RFC 1870).
+	MaxMessageSize int64
+	// MaxRecipients is the most RCPT TO accepted per transaction; the next
+	// gets 452 4.5.3 (RFC 5321 section 4.5.3.1.8 requires at least 100).
+	MaxRecipients int
+	// MaxLineLength is the longest command line accepted, in bytes,
+	// including CRLF (RFC 5321 section 4.5.3.1.4 sets a floor of 512 plus
+	// what extensions add). Longer lines get 500 5.5.2 and are discarded.
+	MaxLineLength int
+	// MaxErrors is the number of bad commands after which the session
+	// replies 421 and ends. 0 means no limit.
+	MaxErrors int
+	// MaxReceived is the number of Received: headers a message may
+	// already carry; one more is a mail loop, 554 5.4.6 (RFC 5321
+	// section 6.3).
+	MaxReceived int
+	// BareLineEndings chooses reject or normalize for bare CR/LF in DATA.
+	BareLineEndings BareLineEndings
+	// CommandTimeout is the longest wait for a command line (RFC 5321
+	// section 4.5.3.2.7: 5 minutes).
+	CommandTimeout time.Duration
+	// DataTimeout is the longest wait for each block of DATA (RFC 5321
+	// section 4.5.3.2.6: 3 minutes).
+	DataTimeout time.Duration
+	// Deadline ends the whole session, whatever the client does; zero is
+	// none.
+	Deadline time.Time
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Client describes the peer of the session.
+type Client struct {
+	// Addr is the client's IP address and port; the zero value for a
+	// local session.
+	Addr netip.AddrPort
+	// Local is true for a session on a pipe (no network peer): a local
+	// user submitting mail.
+	Local bool
+}
+
+// Envelope is the envelope built by MAIL FROM and RCPT TO (RFC 5321
+// section 2.3.1), plus the session facts the spool records.
+type Envelope struct {
+	// Client is the session's peer.
+	Client Client
+	// Helo is the EHLO/HELO argument, sanitised for use in a header.
+	Helo string
+	// Protocol is "ESMTP" after EHLO, "SMTP" after HELO.
+	Protocol string
+	// From is the reverse-path without angle brackets; "" for <>.
+	From string
+	// To holds the accepted forward-paths without angle brackets.
+	To []string
+	// Body is the BODY= parameter: "", "7BIT" or "8BITMIME" (RFC 6152).
+	Body string
+	// SMTPUTF8 is true when MAIL FROM carried SMTPUTF8 (RFC 6531).
+	SMTPUTF8 bool
+	// Size is the SIZE= parameter in bytes, 0 when absent (RFC 1870).
+	Size int64
+}
+
+// Policy decides which recipients a session may use: the relay check.
+type Policy interface {
+	// CheckRecipient returns nil to accept the forward-path rcpt (without
+	// angle brackets) for env, or the reply to refuse it with, such as
+	// 550 5.7.1 for relaying denied.
+	CheckRecipient(env *Envelope, rcpt string) *Reply
+}
+
+// Delivery takes accepted messages: in smtp-stdio, the spool.
+type Delivery interface {
+	// Begin starts a message for env when DATA is accepted. A returned
+	// error that wraps a *Reply is sent as is; any other error is
+	// answered 451 4.3.0.
+	Begin(env *Envelope) (MessageWriter, error)
+}
+
+// MessageWriter receives the bytes of one message: the Received: header
+// first, then the message, dot-unstuffed, with CRLF line endings.
+type MessageWriter interface {
+	io.Writer
+	// QueueID names the message in the spool and in the trace header.
+	QueueID() string
+	// Commit makes the message durable. The session replies 250 only
+	// after Commit returns nil; an error is answered as for Begin.
+	Commit() error
+	// Abort discards the message. It is called for every MessageWriter
+	// that is not committed, and may be called after Commit.
+	Abort() error
+}
+
+// Deadliner is implemented by stdin when it can time out a read (a socket,
+// or a pipe in non-blocking mode). A nil Deadliner means no timeouts.
+type Deadliner interface {
+	SetReadDeadline(t time.Time) error
+}
