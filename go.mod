@@ -8,4 +8,5 @@ require (
 	github.com/emersion/go-smtp v0.25.1 // indirect
 	github.com/google/renameio/v2 v2.0.2 // indirect
 	github.com/kelseyhightower/envconfig v1.4.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 )

@@ -1,0 +1,141 @@
+// Package receiver wires one smtp-stdio session together: it reads the
+// configuration from the environment, finds the client, sets up logging,
+// the relay policy and the spool, and runs a protocol.Session over the
+// process's standard input and output.
+package receiver
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/smtp-stdio/smtp-stdio/protocol"
+)
+
+// Prefix is the prefix of every environment variable smtp-stdio reads.
+const Prefix = "SMTP"
+
+// Config is smtp-stdio's configuration, read once from the environment by
+// envconfig. Sizes are in bytes, durations in Go syntax ("5m", "90s").
+type Config struct {
+	SpoolDir       string        `split_words:"true" default:"/var/spool/smtp-stdio" desc:"spool root directory (owned by the receiving user, mode 0700 or 0750)"`
+	Hostname       string        `desc:"this host's name in the greeting, EHLO reply and Received: header (default: the system host name)"`
+	LocalDomains   []string      `split_words:"true" desc:"comma-separated domains whose recipients are accepted from any client"`
+	RelayClients   []string      `split_words:"true" default:"127.0.0.0/8,::1/128" desc:"comma-separated CIDRs of clients that may send to any domain"`
+	MaxMessageSize int64         `split_words:"true" default:"26214400" desc:"largest message accepted, in bytes (advertised as SIZE)"`
+	MaxRecipients  int           `split_words:"true" default:"100" desc:"most RCPT TO per message (RFC 5321 4.5.3.1.8); more get 452 4.5.3"`
+	MaxLineLength  int           `split_words:"true" default:"2048" desc:"longest command line in bytes, CRLF included; longer lines get 500 5.5.2"`
+	MaxErrors      int           `split_words:"true" default:"20" desc:"bad commands before 421 and disconnect (0: no limit)"`
+	MaxReceived    int           `split_words:"true" default:"50" desc:"Received: headers a message may carry; more is a mail loop, 554 5.4.6"`
+	BareLineEnds   string        `envconfig:"BARE_LINE_ENDINGS" default:"reject" desc:"bare CR or LF in DATA: reject (550 5.5.2) or normalize (to CRLF)"`
+	CommandTimeout time.Duration `split_words:"true" default:"5m" desc:"wait for each command line (RFC 5321 4.5.3.2.7)"`
+	DataTimeout    time.Duration `split_words:"true" default:"3m" desc:"wait for each block of message data (RFC 5321 4.5.3.2.6)"`
+	SessionTimeout time.Duration `split_words:"true" default:"1h" desc:"longest whole session, whatever the client does"`
+	Greeting       string        `desc:"text after the host name in the 220 greeting (default: ready)"`
+	Log            string        `default:"auto" desc:"where logs go: auto (syslog when stderr is the client's socket, else stderr), stderr, syslog, off"`
+	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat      string        `split_words:"true" default:"text" desc:"text (logfmt) or json"`
+}
+
+// Load reads the configuration from the environment and checks it. It
+// returns an error naming the bad variable.
+func Load() (*Config, error) {
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		c.Hostname = h
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) check() error {
+	bad := func(name, why string) error {
+		return fmt.Errorf("config: %s_%s %s", Prefix, name, why)
+	}
+	if strings.ContainsAny(c.Hostname, " \t\r\n()[]\\\"") {
+		return bad("HOSTNAME", "must be a plain host name")
+	}
+	if c.MaxMessageSize <= 0 {
+		return bad("MAX_MESSAGE_SIZE", "must be positive")
+	}
+	if c.MaxRecipients < 1 {
+		return bad("MAX_RECIPIENTS", "must be at least 1")
+	}
+	if c.MaxLineLength < 512 {
+		return bad("MAX_LINE_LENGTH", "must be at least 512 (RFC 5321 4.5.3.1.4)")
+	}
+	if c.MaxErrors < 0 || c.MaxReceived < 1 {
+		return bad("MAX_ERRORS/MAX_RECEIVED", "out of range")
+	}
+	if c.CommandTimeout <= 0 || c.DataTimeout <= 0 || c.SessionTimeout <= 0 {
+		return bad("*_TIMEOUT", "must be positive")
+	}
+	if _, err := c.bareMode(); err != nil {
+		return err
+	}
+	switch c.Log {
+	case "auto", "stderr", "syslog", "off":
+	default:
+		return bad("LOG", "must be auto, stderr, syslog or off")
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return bad("LOG_FORMAT", "must be text or json")
+	}
+	return nil
+}
+
+func (c *Config) bareMode() (protocol.BareLineEndings, error) {
+	switch strings.ToLower(c.BareLineEnds) {
+	case "reject":
+		return protocol.RejectBare, nil
+	case "normalize":
+		return protocol.NormalizeBare, nil
+	}
+	return 0, fmt.Errorf("config: %s_BARE_LINE_ENDINGS must be reject or normalize", Prefix)
+}
+
+// Protocol returns the session configuration for a session starting at
+// now.
+func (c *Config) Protocol(now time.Time) protocol.Config {
+	mode, _ := c.bareMode()
+	return protocol.Config{
+		Hostname:        c.Hostname,
+		Greeting:        c.Greeting,
+		MaxMessageSize:  c.MaxMessageSize,
+		MaxRecipients:   c.MaxRecipients,
+		MaxLineLength:   c.MaxLineLength,
+		MaxErrors:       c.MaxErrors,
+		MaxReceived:     c.MaxReceived,
+		BareLineEndings: mode,
+		CommandTimeout:  c.CommandTimeout,
+		DataTimeout:     c.DataTimeout,
+		Deadline:        now.Add(c.SessionTimeout),
+	}
+}
+
+// Usage writes the table of every setting with its default to w.
+func Usage(w io.Writer, name string) error {
+	fmt.Fprintf(w, "Usage: %s (no arguments; started by inetd, xinetd, systemd or tcpserver)\n\n", name)
+	fmt.Fprintf(w, "Reads SMTP commands on standard input, writes replies on standard output,\nand spools each accepted message into $SMTP_SPOOL_DIR/queue.\n\n")
+	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
+	if err := envconfig.Usagef(Prefix, &Config{}, tw, envconfig.DefaultTableFormat); err != nil {
+		return err
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,174 @@
+package receiver
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/peer"
+	"github.com/smtp-stdio/smtp-stdio/internal/relay"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// Exit statuses of smtp-stdio (sysexits.h).
+const (
+	exitOK       = 0
+	exitSession  = 1  // the session ended badly (timeout, error limit, I/O)
+	exitUsage    = 64 // EX_USAGE
+	exitTempFail = 75 // EX_TEMPFAIL: refused the session with 421
+	exitConfig   = 78 // EX_CONFIG
+)
+
+// Refusal replies sent before a session starts (RFC 5321 section 3.8: a
+// server that cannot serve answers 421 and closes).
+var replyUnavailable = &protocol.Reply{Code: 421, Enhanced: "4.3.0",
+	Lines: []string{"Service not available, closing transmission channel"}}
+
+// Main runs smtp-stdio with the process's arguments, environment and file
+// descriptors 0, 1 and 2, and returns the exit status.
+func Main(args []string) int {
+	name := "smtp-stdio"
+	if len(args) > 0 {
+		name = args[0]
+	}
+	if len(args) > 1 {
+		if args[1] == "-h" || args[1] == "--help" || args[1] == "-help" {
+			Usage(os.Stderr, name)
+			return exitOK
+		}
+		fmt.Fprintf(os.Stderr, "%s: takes no arguments (see --help)\n", name)
+		return exitUsage
+	}
+	start := time.Now()
+	// A write to a closed stdout must be an error we handle (abort the
+	// message, exit), not a SIGPIPE that kills us mid-write.
+	signal.Ignore(syscall.SIGPIPE)
+
+	stdin, restoreIn := peer.PollableFile(0, "stdin")
+	defer restoreIn()
+	stdout, restoreOut := peer.PollableFile(1, "stdout")
+	defer restoreOut()
+
+	cfg, err := Load()
+	if err != nil {
+		return refuse(stdout, nil, exitConfig, err)
+	}
+	log, logDest := newLogger(cfg, os.Stderr)
+	p, err := peer.Find(os.Getenv, 0)
+	if err != nil {
+		return refuse(stdout, log, exitConfig, err)
+	}
+	client := protocol.Client{Addr: p.Addr, Local: p.Local}
+	log = log.With("sid", sessionID(), "client", clientString(p))
+
+	sp, err := openSpool(cfg.SpoolDir)
+	if err != nil {
+		return refuse(stdout, log, exitConfig, err)
+	}
+	pol, err := relay.New(cfg.LocalDomains, cfg.RelayClients)
+	if err != nil {
+		return refuse(stdout, log, exitConfig, err)
+	}
+	if v, ok := os.LookupEnv("RELAYCLIENT"); ok {
+		// qmail's convention, set per client by tcprules: this client
+		// may relay. qmail also appends the value to each recipient;
+		// smtp-stdio does not rewrite addresses, so a value is ignored.
+		pol.Trust()
+		if v != "" {
+			log.Warn("RELAYCLIENT value ignored: recipients are not rewritten", "value", v)
+		}
+	}
+	log.Debug("session start", "source", string(p.Source), "log", logDest)
+
+	d := &spoolDelivery{sp: sp, now: time.Now, log: log}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		d.abortCurrent()
+		log.Warn("session killed", "signal", s.String())
+		os.Exit(exitSession)
+	}()
+
+	pc := cfg.Protocol(start)
+	if dl, ok := any(stdout).(interface{ SetWriteDeadline(time.Time) error }); ok {
+		// A client that stops reading must not hold the process past
+		// the session deadline.
+		dl.SetWriteDeadline(pc.Deadline)
+	}
+	var dl protocol.Deadliner
+	if stdin.SetReadDeadline(time.Time{}) == nil {
+		dl = stdin
+	}
+	sess := protocol.NewSession(pc, client, pol, d, log)
+	err = sess.Serve(bufio.NewReaderSize(stdin, 64<<10), stdout, dl)
+	d.abortCurrent()
+	dur := time.Since(start).Round(time.Millisecond)
+	switch {
+	case err == nil:
+		log.Info("session end", "reason", "quit", "duration", dur)
+		return exitOK
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		log.Info("session end", "reason", "client closed connection", "duration", dur)
+		return exitOK
+	default:
+		log.Warn("session end", "reason", err.Error(), "duration", dur)
+		return exitSession
+	}
+}
+
+// openSpool opens the spool root, refusing one that other users could
+// write into: they could plant messages or swap directories under the
+// receiver.
+func openSpool(dir string) (*spool.Spool, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool directory: %w", err)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("spool directory %s is group- or world-writable (mode %#o); chmod 0700 it", dir, fi.Mode().Perm())
+	}
+	return spool.New(dir)
+}
+
+// refuse answers 421 to the client, reports err on the log (or on
+// standard error when there is no log yet and standard error is not the
+// client's socket) and returns status.
+func refuse(stdout io.Writer, log *slog.Logger, status int, err error) int {
+	if log != nil {
+		log.Error("session refused", "err", err)
+	} else if !stderrIsClient() {
+		fmt.Fprintf(os.Stderr, "smtp-stdio: %v\n", err)
+	}
+	protocol.WriteReply(stdout, replyUnavailable)
+	return status
+}
+
+func sessionID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func clientString(p peer.Peer) string {
+	if p.Local {
+		return "local"
+	}
+	if !p.Addr.IsValid() {
+		return "unknown"
+	}
+	return p.Addr.String()
+}
+
+// stderrIsClient reports whether standard error is the client's socket,
+// as under inetd and xinetd.
+func stderrIsClient() bool { return peer.IsSocket(2) && peer.SameFile(0, 2) }

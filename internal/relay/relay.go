@@ -1,0 +1,115 @@
+// Package relay decides which recipients a receiving session may use: the
+// relay control of RFC 5321 section 3.6.2 (and NetServer::SMTP's
+// "allowed"). Recipients in a local domain are accepted from anyone; any
+// other domain only from a trusted client. With no settings at all, only
+// loopback clients and local pipe sessions may relay, so the default can
+// never be an open relay.
+package relay
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/smtp-stdio/smtp-stdio/protocol"
+)
+
+// ReplyDenied is the reply to a recipient the client may not relay to
+// (RFC 5321 section 3.6.2; RFC 3463 5.7.1).
+var ReplyDenied = &protocol.Reply{Code: 550, Enhanced: "5.7.1", Lines: []string{"Relaying denied"}}
+
+// Policy implements protocol.Policy.
+type Policy struct {
+	local    map[string]bool
+	clients  []netip.Prefix
+	trustAll bool // this session's client may relay (RELAYCLIENT, local pipe)
+}
+
+// New returns a Policy for the given local domains (case-insensitive,
+// without a trailing dot) and relay client networks in CIDR notation
+// ("127.0.0.0/8", "::1/128"; a bare address means one host). It returns an
+// error naming the first network that does not parse.
+func New(localDomains, relayClients []string) (*Policy, error) {
+	p := &Policy{local: map[string]bool{}}
+	for _, d := range localDomains {
+		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+		if d != "" {
+			p.local[d] = true
+		}
+	}
+	for _, c := range relayClients {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(c)
+		if err != nil {
+			a, aerr := netip.ParseAddr(c)
+			if aerr != nil {
+				return nil, fmt.Errorf("relay: bad relay client network %q: %w", c, err)
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		p.clients = append(p.clients, pfx.Masked())
+	}
+	return p, nil
+}
+
+// Trust marks the session's client as allowed to relay whatever its
+// address, as qmail's RELAYCLIENT does.
+func (p *Policy) Trust() { p.trustAll = true }
+
+// MayRelay reports whether client may send to non-local domains: a local
+// pipe session, a trusted session, or an address inside a relay network.
+func (p *Policy) MayRelay(client protocol.Client) bool {
+	if p.trustAll || client.Local {
+		return true
+	}
+	if !client.Addr.IsValid() {
+		return false
+	}
+	a := client.Addr.Addr().Unmap()
+	for _, pfx := range p.clients {
+		if pfx.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsLocal reports whether the forward-path rcpt is for a local domain.
+// "postmaster" without a domain is always local (RFC 5321 section 4.5.1).
+func (p *Policy) IsLocal(rcpt string) bool {
+	if strings.EqualFold(rcpt, "postmaster") {
+		return true
+	}
+	i := strings.LastIndexByte(rcpt, '@')
+	if i < 0 {
+		return false
+	}
+	d := strings.TrimSuffix(strings.ToLower(rcpt[i+1:]), ".")
+	return p.local[d]
+}
+
+// CheckRecipient implements protocol.Policy: nil for a client that may
+// relay or a plain local recipient, ReplyDenied otherwise. A local
+// recipient whose local part holds '%', '!' or '@' is refused to clients
+// that may not relay: a smarthost that honours the percent hack or a bang
+// path would otherwise relay it onwards (RFC 1123 section 5.2.16).
+func (p *Policy) CheckRecipient(env *protocol.Envelope, rcpt string) *protocol.Reply {
+	if p.MayRelay(env.Client) {
+		return nil
+	}
+	if p.IsLocal(rcpt) && !routedLocalPart(rcpt) {
+		return nil
+	}
+	return ReplyDenied
+}
+
+func routedLocalPart(rcpt string) bool {
+	i := strings.LastIndexByte(rcpt, '@')
+	if i < 0 {
+		return false
+	}
+	return strings.ContainsAny(rcpt[:i], "%!@")
+}
