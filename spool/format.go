@@ -270,7 +270,7 @@ func (m *Message) set(k, v string) error {
 func (m *Message) Content() io.Reader {
 	return &crcReader{
 		r:    io.NewSectionReader(m.f, m.bodyOff, m.Size),
-		h:    crc32.New(castagnoli),
+		h:    crc32.New(castagnoli()),
 		want: m.CRC32C,
 	}
 }

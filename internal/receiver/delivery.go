@@ -39,11 +39,19 @@ type spoolDelivery struct {
 	now func() time.Time
 	log *slog.Logger
 
+	// beforeFirst, if set, runs once before the first message is
+	// created.
+	beforeFirst func()
+	once        sync.Once
+
 	mu  sync.Mutex
 	cur *message
 }
 
 func (d *spoolDelivery) Begin(env *protocol.Envelope) (protocol.MessageWriter, error) {
+	if d.beforeFirst != nil {
+		d.once.Do(d.beforeFirst)
+	}
 	now := d.now()
 	id, err := spool.NewQueueID(now)
 	if err != nil {

@@ -3,9 +3,9 @@ package receiver
 import (
 	"bytes"
 	"context"
+	"github.com/smtp-stdio/smtp-stdio/internal/syslog"
 	"io"
 	"log/slog"
-	"log/syslog"
 	"strings"
 )
 
@@ -37,7 +37,7 @@ func newLogger(c *Config, stderr io.Writer) (*slog.Logger, string) {
 	case "stderr":
 		return slog.New(mk(stderr)), dest
 	case "syslog":
-		sw, err := syslog.New(syslog.LOG_MAIL|syslog.LOG_INFO, "smtp-stdio")
+		sw, err := syslog.Dial(syslog.FacilityMail, "smtp-stdio")
 		if err != nil {
 			// No syslog daemon: nowhere safe to log to. Standard error
 			// may be the client's socket, so stay silent.
@@ -77,15 +77,16 @@ func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
 		return err
 	}
 	msg := strings.TrimSuffix(buf.String(), "\n")
+	sev := syslog.Debug
 	switch {
 	case r.Level >= slog.LevelError:
-		return h.w.Err(msg)
+		sev = syslog.Err
 	case r.Level >= slog.LevelWarn:
-		return h.w.Warning(msg)
+		sev = syslog.Warning
 	case r.Level >= slog.LevelInfo:
-		return h.w.Info(msg)
+		sev = syslog.Info
 	}
-	return h.w.Debug(msg)
+	return h.w.Log(sev, msg)
 }
 
 func (h *syslogHandler) WithAttrs(as []slog.Attr) slog.Handler {

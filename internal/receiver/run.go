@@ -90,14 +90,19 @@ func Main(args []string) int {
 	log.Debug("session start", "source", string(p.Source), "log", logDest)
 
 	d := &spoolDelivery{sp: sp, now: time.Now, log: log}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	go func() {
-		s := <-sigs
-		d.abortCurrent()
-		log.Warn("session killed", "signal", s.String())
-		os.Exit(exitSession)
-	}()
+	// A signal must not leave a temporary file behind. The handler is
+	// installed when the first message begins: a session that spools
+	// nothing has nothing to clean up and need not pay for it.
+	d.beforeFirst = func() {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+		go func() {
+			s := <-sigs
+			d.abortCurrent()
+			log.Warn("session killed", "signal", s.String())
+			os.Exit(exitSession)
+		}()
+	}
 
 	pc := cfg.Protocol(start)
 	if dl, ok := any(stdout).(interface{ SetWriteDeadline(time.Time) error }); ok {
