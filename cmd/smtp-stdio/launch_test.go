@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // startDaemon starts a launcher (tcpserver, systemd-socket-activate) that
@@ -18,6 +19,9 @@ func startDaemon(t *testing.T, addr string, cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var errBuf strings.Builder
 	cmd.Stderr = &errBuf
+	// A session process that outlives its launcher must not hold Wait
+	// (and the test) on the stderr pipe.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -398,9 +398,12 @@ func TestKilledMidDataLeavesNothing(t *testing.T) {
 	cmd.Env = baseEnv(sd)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	watchdog := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer watchdog.Stop()
 	io.WriteString(stdin, "EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nSubject: half\r\n\r\n")
 	buf := make([]byte, 4096)
 	var got string

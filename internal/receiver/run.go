@@ -120,13 +120,13 @@ func Main(args []string) int {
 	dur := time.Since(start).Round(time.Millisecond)
 	switch {
 	case err == nil:
-		log.Info("session end", "reason", "quit", "duration", dur)
+		log.Info("session end", "reason", "quit", "messages", sess.Messages(), "duration", dur)
 		return exitOK
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		log.Info("session end", "reason", "client closed connection", "duration", dur)
+		log.Info("session end", "reason", "client closed connection", "messages", sess.Messages(), "duration", dur)
 		return exitOK
 	default:
-		log.Warn("session end", "reason", err.Error(), "duration", dur)
+		log.Warn("session end", "reason", err.Error(), "messages", sess.Messages(), "duration", dur)
 		return exitSession
 	}
 }

@@ -1,0 +1,124 @@
+package protocol
+
+import "strconv"
+
+// This file holds every reply the session sends, so that transcripts can
+// compare them exactly and a wording change is made in one place. Replies
+// carry an RFC 3463 enhanced status code because the EHLO reply advertises
+// ENHANCEDSTATUSCODES (RFC 2034). RFC 2034 section 3 exempts the 220
+// greeting and the replies to HELO and EHLO: those carry none, and neither
+// does 354, an intermediate reply that clients match on the code alone.
+//
+// The *Reply values are shared: never modify one.
+
+// Replies that take the server's name or another argument.
+
+// replyGreeting is the 220 greeting (RFC 5321 section 4.3.1).
+func replyGreeting(host, text string) *Reply {
+	return &Reply{Code: 220, Lines: []string{host + " ESMTP " + text}}
+}
+
+// replyEHLO is the EHLO reply: the greeting line, then one line per
+// extension (RFC 5321 section 4.1.1.1). Without a limit SIZE goes without
+// a number, which RFC 1870 reads as "no information".
+func replyEHLO(host, helo string, maxSize int64) *Reply {
+	size := "SIZE"
+	if maxSize > 0 {
+		size += " " + strconv.FormatInt(maxSize, 10)
+	}
+	return &Reply{Code: 250, Lines: []string{
+		host + " greets " + helo,
+		"PIPELINING",          // RFC 2920
+		"8BITMIME",            // RFC 6152
+		size,                  // RFC 1870
+		"ENHANCEDSTATUSCODES", // RFC 2034
+		"SMTPUTF8",            // RFC 6531
+	}}
+}
+
+// replyHELO is the HELO reply (RFC 5321 section 4.1.1.1).
+func replyHELO(host, helo string) *Reply {
+	return &Reply{Code: 250, Lines: []string{host + " greets " + helo}}
+}
+
+// replyBye answers QUIT (RFC 5321 section 4.1.1.10).
+func replyBye(host string) *Reply {
+	return &Reply{Code: 221, Enhanced: "2.0.0", Lines: []string{host + " closing connection"}}
+}
+
+// replyQueued answers the end of DATA once the message is committed.
+func replyQueued(id string) *Reply {
+	return &Reply{Code: 250, Enhanced: "2.0.0", Lines: []string{"OK queued as " + id}}
+}
+
+// replyTimeout ends a session whose client was silent too long (RFC 5321
+// section 4.5.3.2: the server may close with 421).
+func replyTimeout(host string) *Reply {
+	return &Reply{Code: 421, Enhanced: "4.4.2", Lines: []string{host + " Timeout, closing connection"}}
+}
+
+// replyTooManyErrors ends a session that sent too many bad commands.
+func replyTooManyErrors(host string) *Reply {
+	return &Reply{Code: 421, Enhanced: "4.7.0", Lines: []string{host + " Too many errors, closing connection"}}
+}
+
+func reply(code int, enhanced, text string) *Reply {
+	return &Reply{Code: code, Enhanced: enhanced, Lines: []string{text}}
+}
+
+// Fixed replies.
+var (
+	// Positive completion (RFC 5321 section 4.2.1).
+	replyOK     = reply(250, "2.0.0", "OK")
+	replyMailOK = reply(250, "2.1.0", "Sender OK")
+	replyRcptOK = reply(250, "2.1.5", "Recipient OK")
+	replyHelp   = reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY; see RFC 5321")
+	// RFC 5321 section 3.5.3: 252 when the server will not verify.
+	replyVRFY = reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery")
+	// RFC 5321 section 4.3.2; no enhanced code, see above.
+	replyStartData = &Reply{Code: 354, Lines: []string{"Start mail input; end with <CRLF>.<CRLF>"}}
+
+	// Command syntax (RFC 5321 section 4.2.4, RFC 3463 X.5.x).
+	replyLineTooLong   = reply(500, "5.5.2", "Line too long")
+	replyBadCharacter  = reply(500, "5.5.2", "Invalid character in command (NUL, CR or invalid UTF-8)")
+	replyUnrecognized  = reply(500, "5.5.2", "Command unrecognized")
+	replyNotImpl       = reply(502, "5.5.1", "Command not implemented")
+	replyNoArguments   = reply(501, "5.5.4", "Syntax error: no arguments allowed")
+	replyHeloSyntax    = reply(501, "5.5.4", "Syntax: EHLO or HELO followed by your domain name")
+	replyVRFYSyntax    = reply(501, "5.5.4", "Syntax: VRFY <address>")
+	replyMailSyntax    = reply(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]")
+	replyRcptSyntax    = reply(501, "5.5.4", "Syntax: RCPT TO:<address>")
+	replyParamSyntax   = reply(501, "5.5.4", "Bad parameter syntax")
+	replyParamTwice    = reply(501, "5.5.4", "Parameter given twice")
+	replySizeSyntax    = reply(501, "5.5.4", "Bad SIZE value")
+	replyBodySyntax    = reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
+	replyUTF8Syntax    = reply(501, "5.5.4", "SMTPUTF8 takes no value")
+	replyParamUnknown  = reply(555, "5.5.4", "Unsupported parameter")
+	replyParamNoEHLO   = reply(555, "5.5.4", "Parameters need EHLO")
+	replyRcptParams    = reply(555, "5.5.4", "RCPT TO takes no parameters")
+	replyBadSender     = reply(501, "5.1.7", "Bad sender address syntax")
+	replyBadRecipient  = reply(501, "5.1.3", "Bad recipient address syntax")
+	replySenderLong    = reply(501, "5.1.7", "Sender address too long (RFC 5321 section 4.5.3.1)")
+	replyRecipientLong = reply(501, "5.1.3", "Recipient address too long (RFC 5321 section 4.5.3.1)")
+	// RFC 6531 section 3.4: a non-ASCII address without SMTPUTF8.
+	replyNeedSMTPUTF8 = reply(553, "5.6.7", "Non-ASCII address needs SMTPUTF8")
+
+	// Bad sequence of commands, chosen by outOfSequence (state.go).
+	replyNeedHelo     = reply(503, "5.5.1", "Send EHLO/HELO first")
+	replyNestedMail   = reply(503, "5.5.1", "Nested MAIL command")
+	replyNeedMailRcpt = reply(503, "5.5.1", "Need MAIL before RCPT")
+	replyNeedMailData = reply(503, "5.5.1", "Need MAIL before DATA")
+	replyNoRecipients = reply(503, "5.5.1", "No valid recipients: need RCPT before DATA")
+
+	// Limits and refusals of the transaction.
+	// RFC 5321 section 4.5.3.1.10: 452 for too many recipients.
+	replyTooManyRcpts = reply(452, "4.5.3", "Too many recipients")
+	// RFC 1870: 552 for a message over the fixed maximum size.
+	replyTooBig = reply(552, "5.3.4", "Message too big")
+	// RFC 5321 section 2.3.8: CR and LF only as CRLF.
+	replyBareLineEnding = reply(550, "5.5.2", "Message contains bare CR or LF, rejected (RFC 5321 section 2.3.8)")
+	// RFC 5321 section 6.3: a message with too many trace headers loops.
+	replyMailLoop = reply(554, "5.4.6", "Too many Received headers, mail loop")
+	// Begin, write or Commit failed without a reply of its own.
+	replyLocalError = reply(451, "4.3.0", "Local error, try again later")
+)

@@ -1,0 +1,432 @@
+package protocol
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+var (
+	// ErrTimeout is returned by Serve when the client sent nothing for
+	// Config.CommandTimeout or Config.DataTimeout, or Config.Deadline
+	// passed; the session replied 421 4.4.2 (RFC 5321 section 4.5.3.2).
+	ErrTimeout = errors.New("protocol: client timed out")
+	// ErrTooManyErrors is returned by Serve when the client sent more than
+	// Config.MaxErrors bad commands; the session replied 421 4.7.0.
+	ErrTooManyErrors = errors.New("protocol: too many errors")
+
+	errQuit        = errors.New("quit")
+	errLineTooLong = errors.New("line too long")
+)
+
+// Defaults that NewSession applies to a zero Config field.
+const (
+	// DefaultMaxLineLength is the command line limit in bytes, CRLF
+	// included: 512 (RFC 5321 section 4.5.3.1.4) plus room for
+	// extension parameters and UTF-8 addresses.
+	DefaultMaxLineLength = 2048
+	// DefaultMaxReceived is the Received: header count beyond which a
+	// message is a loop: Postfix's hopcount_limit. RFC 5321 section 6.3
+	// asks for a threshold of "normally at least 100"; no real mail
+	// passes 50 hops.
+	DefaultMaxReceived = 50
+)
+
+// Session is the server side of one SMTP session (RFC 5321). It holds the
+// dialog state and the envelope; Policy decides on recipients and Delivery
+// takes messages. A Session serves once.
+type Session struct {
+	cfg      Config
+	policy   Policy
+	delivery Delivery
+	log      *slog.Logger
+
+	r *bufio.Reader
+	w *bufio.Writer // replies, flushed before a read that may block
+	d Deadliner
+
+	state    State
+	env      Envelope // Client, Helo, Protocol for the session; the rest per transaction
+	errors   int      // bad commands so far
+	messages int      // messages committed
+	line     []byte   // buffer for command lines
+}
+
+// NewSession returns a session with the client described by client. It
+// fills in the defaults of cfg: MaxLineLength, MaxReceived, Now and a
+// Hostname of "localhost". A nil log discards; a nil policy refuses every
+// recipient (550 5.7.1) and a nil delivery refuses every message (451
+// 4.3.0), so a forgotten argument can neither panic nor make an open relay.
+func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log *slog.Logger) *Session {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if policy == nil {
+		policy = refuseAll{}
+	}
+	if delivery == nil {
+		delivery = refuseAll{}
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	if cfg.Greeting == "" {
+		cfg.Greeting = "ready"
+	}
+	if cfg.MaxLineLength <= 0 {
+		cfg.MaxLineLength = DefaultMaxLineLength
+	}
+	if cfg.MaxReceived <= 0 {
+		cfg.MaxReceived = DefaultMaxReceived
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Session{cfg: cfg, policy: policy, delivery: delivery, log: log, env: Envelope{Client: client}}
+}
+
+// Serve writes the 220 greeting, then reads commands from r and writes
+// replies to w until the session ends. It returns nil after QUIT and 221;
+// an error wrapping io.EOF or io.ErrUnexpectedEOF when r ends;
+// ErrTimeout after 421 4.4.2 when a read times out; ErrTooManyErrors after
+// 421 4.7.0; or the wrapped error of a failed read or write. d may be nil:
+// then reads never time out. Serve writes nothing to w but replies, and
+// every message it began is committed or aborted when it returns.
+func (s *Session) Serve(r *bufio.Reader, w io.Writer, d Deadliner) error {
+	s.r, s.w, s.d = r, bufio.NewWriter(w), d
+	err := s.serve()
+	if ferr := s.w.Flush(); errors.Is(err, errQuit) {
+		err = nil
+		if ferr != nil {
+			err = fmt.Errorf("protocol: writing reply: %w", ferr)
+		}
+	}
+	s.log.Debug("session end", "messages", s.messages, "err", err)
+	return err
+}
+
+func (s *Session) serve() error {
+	if err := s.send(replyGreeting(s.cfg.Hostname, s.cfg.Greeting)); err != nil {
+		return err
+	}
+	for {
+		if err := s.command(); err != nil {
+			return err
+		}
+		if s.cfg.MaxErrors > 0 && s.errors > s.cfg.MaxErrors {
+			s.log.Info("too many errors", "errors", s.errors)
+			if err := s.send(replyTooManyErrors(s.cfg.Hostname)); err != nil {
+				return err
+			}
+			return ErrTooManyErrors
+		}
+	}
+}
+
+// command reads and carries out one command.
+func (s *Session) command() error {
+	// RFC 2920 section 3.2: send the replies before waiting for input.
+	if !lineBuffered(s.r) {
+		if err := s.flush(); err != nil {
+			return err
+		}
+	}
+	s.setDeadline(s.cfg.CommandTimeout)
+	line, err := readLine(s.r, s.line, s.cfg.MaxLineLength)
+	s.line = line
+	if errors.Is(err, errLineTooLong) {
+		return s.refuse("", replyLineTooLong)
+	} else if err != nil {
+		return s.readError(err, "command")
+	}
+	cmd, perr := ParseCommand(line)
+	if _, ok := antecedents[cmd.Verb]; !ok {
+		return s.refuse(cmd.Verb, replyFor(perr))
+	}
+	if !allowed(cmd.Verb, s.state) {
+		return s.refuse(cmd.Verb, outOfSequence(cmd.Verb, s.state))
+	}
+	if perr != nil {
+		return s.refuse(cmd.Verb, replyFor(perr))
+	}
+	switch cmd.Verb {
+	case VerbHELO, VerbEHLO:
+		return s.hello(cmd)
+	case VerbMAIL:
+		return s.mail(cmd)
+	case VerbRCPT:
+		return s.rcpt(cmd)
+	case VerbDATA:
+		return s.data()
+	case VerbRSET:
+		s.reset()
+		return s.send(replyOK)
+	case VerbNOOP:
+		return s.send(replyOK)
+	case VerbHELP:
+		return s.send(replyHelp)
+	case VerbVRFY:
+		return s.send(replyVRFY)
+	case VerbQUIT:
+		if err := s.send(replyBye(s.cfg.Hostname)); err != nil {
+			return err
+		}
+		return errQuit
+	}
+	return s.refuse(cmd.Verb, replyUnrecognized) // a verb in the table without a handler
+}
+
+// hello carries out EHLO and HELO (RFC 5321 section 4.1.1.1): they end
+// any transaction.
+func (s *Session) hello(cmd Command) error {
+	s.env.Helo = sanitizeHelo(cmd.Arg)
+	s.env.Protocol = "SMTP"
+	r := replyHELO(s.cfg.Hostname, s.env.Helo)
+	if cmd.Verb == VerbEHLO {
+		s.env.Protocol = "ESMTP"
+		r = replyEHLO(s.cfg.Hostname, s.env.Helo, s.cfg.MaxMessageSize)
+	}
+	s.reset()
+	s.log.Info("helo", "helo", s.env.Helo, "protocol", s.env.Protocol)
+	return s.send(r)
+}
+
+// mail carries out MAIL FROM (RFC 5321 section 4.1.1.2).
+func (s *Session) mail(cmd Command) error {
+	if cmd.Params && s.env.Protocol != "ESMTP" {
+		return s.refuse(cmd.Verb, replyParamNoEHLO)
+	}
+	if s.cfg.MaxMessageSize > 0 && cmd.Size > s.cfg.MaxMessageSize {
+		s.log.Info("mail", "from", cmd.Path, "size", cmd.Size, "code", replyTooBig.Code)
+		return s.send(replyTooBig)
+	}
+	s.env.From, s.env.Body, s.env.SMTPUTF8, s.env.Size = cmd.Path, cmd.Body, cmd.SMTPUTF8, cmd.Size
+	s.env.To = nil
+	s.state = StateMail
+	s.log.Info("mail", "from", cmd.Path, "size", cmd.Size, "code", replyMailOK.Code)
+	return s.send(replyMailOK)
+}
+
+// rcpt carries out RCPT TO (RFC 5321 section 4.1.1.3).
+func (s *Session) rcpt(cmd Command) error {
+	if !s.env.SMTPUTF8 && !isASCII(cmd.Path) { // RFC 6531 section 3.4
+		return s.refuse(cmd.Verb, replyNeedSMTPUTF8)
+	}
+	r := replyRcptOK
+	switch {
+	case slices.ContainsFunc(s.env.To, func(t string) bool { return sameAddress(t, cmd.Path) }):
+		// Accepted before: say yes again, keep one copy.
+	case s.cfg.MaxRecipients > 0 && len(s.env.To) >= s.cfg.MaxRecipients:
+		r = replyTooManyRcpts
+	default:
+		if pr := s.policy.CheckRecipient(&s.env, cmd.Path); pr != nil {
+			r = refusal(pr)
+		} else {
+			s.env.To = append(s.env.To, cmd.Path)
+			s.state = StateRcpt
+		}
+	}
+	if r == replyRcptOK {
+		s.log.Info("rcpt accepted", "rcpt", cmd.Path, "code", r.Code)
+	} else {
+		s.log.Info("rcpt rejected", "rcpt", cmd.Path, "code", r.Code)
+	}
+	return s.send(r)
+}
+
+// sameAddress compares two forward-paths: the local part exactly (RFC
+// 5321 section 2.4), the domain without regard to ASCII case.
+func sameAddress(a, b string) bool {
+	ia, ib := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
+	if ia < 0 || ib < 0 {
+		return a == b
+	}
+	return a[:ia] == b[:ib] && equalFoldASCII(a[ia:], b[ib:])
+}
+
+// reset ends the mail transaction (RFC 5321 section 4.1.1.5), keeping
+// what EHLO or HELO said.
+func (s *Session) reset() {
+	s.env = Envelope{Client: s.env.Client, Helo: s.env.Helo, Protocol: s.env.Protocol}
+	s.state = StateInit
+	if s.env.Protocol != "" {
+		s.state = StateHelo
+	}
+}
+
+// refuse sends r for a bad command and counts it against MaxErrors.
+func (s *Session) refuse(v Verb, r *Reply) error {
+	s.errors++
+	s.log.Info("protocol error", "verb", string(v), "code", r.Code, "state", s.state.String())
+	return s.send(r)
+}
+
+// readError ends the session after a failed read: 421 on a timeout.
+func (s *Session) readError(err error, phase string) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("protocol: reading %s: %w", phase, err)
+	}
+	s.log.Info("timeout", "phase", phase)
+	_ = s.send(replyTimeout(s.cfg.Hostname)) // the client may well be gone
+	return ErrTimeout
+}
+
+// send buffers r for the client.
+func (s *Session) send(r *Reply) error {
+	if err := WriteReply(s.w, r); err != nil {
+		return fmt.Errorf("protocol: writing reply: %w", err)
+	}
+	return nil
+}
+
+// flush writes the buffered replies.
+func (s *Session) flush() error {
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("protocol: writing reply: %w", err)
+	}
+	return nil
+}
+
+// setDeadline sets the read deadline timeout from now, or Config.Deadline
+// when that is sooner. A zero timeout and no Deadline clear it.
+func (s *Session) setDeadline(timeout time.Duration) {
+	if s.d == nil {
+		return
+	}
+	var t time.Time
+	if timeout > 0 {
+		t = s.cfg.Now().Add(timeout)
+	}
+	if dl := s.cfg.Deadline; !dl.IsZero() && (t.IsZero() || dl.Before(t)) {
+		t = dl
+	}
+	// A reader that cannot time out (a blocking pipe) says so here; it
+	// then waits for the client, as it would with no Deadliner.
+	_ = s.d.SetReadDeadline(t)
+}
+
+// replyFor returns the *Reply that err wraps, or 451 4.3.0.
+func replyFor(err error) *Reply {
+	if r, ok := errors.AsType[*Reply](err); ok {
+		return refusal(r)
+	}
+	return replyLocalError
+}
+
+// refusal vets a reply that refuses something, such as one from a Policy
+// or a Delivery: it must be a 4yz or 5yz reply (RFC 5321 section 4.2.1)
+// in printable ASCII, or the client could take a refusal for a success or
+// read a line break as a reply of its own. Anything else is 451 4.3.0.
+func refusal(r *Reply) *Reply {
+	if r.Code < 400 || r.Code > 599 || !printable(r.Enhanced) {
+		return replyLocalError
+	}
+	for _, l := range r.Lines {
+		if !printable(l) {
+			return replyLocalError
+		}
+	}
+	return r
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// data carries out DATA (RFC 5321 section 4.1.1.4): Begin, 354, the
+// Received: header, the message, then Commit and 250, or Abort and the
+// reason. The transaction ends either way.
+func (s *Session) data() error {
+	env := s.env
+	env.To = slices.Clone(s.env.To)
+	s.reset()
+	mw, err := s.delivery.Begin(&env)
+	if err == nil && mw == nil {
+		err = errors.New("protocol: Begin returned no MessageWriter")
+	}
+	if err != nil {
+		r := replyFor(err)
+		s.log.Warn("message rejected", "reason", "begin: "+err.Error(), "code", r.Code)
+		return s.send(r)
+	}
+	id, committed := mw.QueueID(), false
+	defer func() {
+		if !committed {
+			if err := mw.Abort(); err != nil {
+				s.log.Warn("abort failed", "queue_id", id, "err", err)
+			}
+		}
+	}()
+	if err := s.send(replyStartData); err != nil {
+		return err
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	var dst io.Writer = mw
+	hdrErr := writeReceived(mw, &env, s.cfg.Hostname, id, s.cfg.Now())
+	if hdrErr != nil {
+		dst = io.Discard // read on to the end all the same
+	}
+	res, err := ReadData(s.r, dst, DataOptions{
+		BareLineEndings: s.cfg.BareLineEndings,
+		MaxSize:         s.cfg.MaxMessageSize,
+		BeforeRead:      func() { s.setDeadline(s.cfg.DataTimeout) },
+	})
+	if err != nil {
+		return s.readError(err, "data")
+	}
+	if res.WriteErr == nil {
+		res.WriteErr = hdrErr
+	}
+	var r *Reply
+	reason := ""
+	switch {
+	case res.Bare && s.cfg.BareLineEndings == RejectBare:
+		r, reason = replyBareLineEnding, "bare CR or LF"
+	case res.TooBig:
+		r, reason = replyTooBig, "too big"
+	case res.Received > s.cfg.MaxReceived:
+		r, reason = replyMailLoop, "mail loop"
+	case res.WriteErr != nil:
+		r, reason = replyFor(res.WriteErr), "write: "+res.WriteErr.Error()
+	default:
+		if err := mw.Commit(); err != nil {
+			r, reason = replyFor(err), "commit: "+err.Error()
+		} else {
+			committed = true
+			s.messages++
+			s.log.Info("message accepted", "queue_id", id, "size", res.Size,
+				"from", env.From, "nrcpt", len(env.To), "bare", res.Bare)
+			return s.send(replyQueued(id))
+		}
+	}
+	s.log.Warn("message rejected", "queue_id", id, "reason", reason, "code", r.Code,
+		"size", res.Size, "received", res.Received)
+	return s.send(r)
+}
+
+// Messages returns the number of messages committed so far.
+func (s *Session) Messages() int { return s.messages }
+
+// refuseAll stands in for a nil Policy or Delivery.
+type refuseAll struct{}
+
+func (refuseAll) CheckRecipient(*Envelope, string) *Reply {
+	return &Reply{Code: 550, Enhanced: "5.7.1", Lines: []string{"Recipient refused"}}
+}
+
+func (refuseAll) Begin(*Envelope) (MessageWriter, error) {
+	return nil, &Reply{Code: 451, Enhanced: "4.3.0", Lines: []string{"Requested action aborted: local error in processing"}}
+}

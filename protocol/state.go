@@ -1,0 +1,101 @@
+package protocol
+
+import "strconv"
+
+// State is where a session stands in the SMTP dialog (RFC 5321 section
+// 4.1.4, "Order of Commands"). The zero value is the start.
+type State uint8
+
+const (
+	// StateInit is after the 220 greeting, before EHLO or HELO.
+	StateInit State = iota
+	// StateHelo is after EHLO or HELO, outside a mail transaction.
+	StateHelo
+	// StateMail is after an accepted MAIL FROM, before any accepted RCPT.
+	StateMail
+	// StateRcpt is after at least one accepted RCPT TO.
+	StateRcpt
+	numStates
+)
+
+var stateNames = [numStates]string{"Init", "Helo", "Mail", "Rcpt"}
+
+// String returns the state's name, e.g. "Mail".
+func (s State) String() string {
+	if s < numStates {
+		return stateNames[s]
+	}
+	return "State(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Verb is an SMTP command verb, in upper case.
+type Verb string
+
+// The verbs the session carries out (RFC 5321 section 4.1.1).
+const (
+	VerbHELO Verb = "HELO"
+	VerbEHLO Verb = "EHLO"
+	VerbMAIL Verb = "MAIL"
+	VerbRCPT Verb = "RCPT"
+	VerbDATA Verb = "DATA"
+	VerbRSET Verb = "RSET"
+	VerbNOOP Verb = "NOOP"
+	VerbQUIT Verb = "QUIT"
+	VerbHELP Verb = "HELP"
+	VerbVRFY Verb = "VRFY"
+)
+
+// stateSet is a set of States, one bit each.
+type stateSet uint8
+
+func states(ss ...State) stateSet {
+	var set stateSet
+	for _, s := range ss {
+		set |= 1 << s
+	}
+	return set
+}
+
+func (set stateSet) has(s State) bool { return set&(1<<s) != 0 }
+
+var anyState = states(StateInit, StateHelo, StateMail, StateRcpt)
+
+// antecedents is the antecedent-state map: for each command it carries
+// out, the states the command may follow (RFC 5321 section 4.1.4). It is
+// the only sequence check: Session.execute consults it before any handler
+// runs, and a command outside its set gets 503 5.5.1 (RFC 5321 section
+// 4.3.2). A verb missing here is not carried out at all (500 or 502).
+var antecedents = map[Verb]stateSet{
+	VerbHELO: anyState,
+	VerbEHLO: anyState,
+	VerbMAIL: states(StateHelo),
+	VerbRCPT: states(StateMail, StateRcpt),
+	VerbDATA: states(StateRcpt),
+	VerbRSET: anyState,
+	VerbNOOP: anyState,
+	VerbQUIT: anyState,
+	VerbHELP: anyState,
+	VerbVRFY: anyState,
+}
+
+// allowed reports whether v may follow state s.
+func allowed(v Verb, s State) bool { return antecedents[v].has(s) }
+
+// outOfSequence is the 503 reply for a v that may not follow s: it says
+// what the client has to send first. It only picks the wording; allowed
+// decides.
+func outOfSequence(v Verb, s State) *Reply {
+	switch {
+	case s == StateInit:
+		return replyNeedHelo
+	case v == VerbMAIL:
+		return replyNestedMail
+	case v == VerbRCPT:
+		return replyNeedMailRcpt
+	case s == StateHelo:
+		return replyNeedMailData
+	default:
+		// DATA in StateMail: no RCPT sent, or every one refused.
+		return replyNoRecipients
+	}
+}

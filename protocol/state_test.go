@@ -1,0 +1,129 @@
+package protocol
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestAntecedentTable pins the table to the rules of RFC 5321 section
+// 4.1.4 as this server applies them, so that a change to it is a
+// deliberate one.
+func TestAntecedentTable(t *testing.T) {
+	want := map[Verb][numStates]bool{
+		//         Init   Helo   Mail   Rcpt
+		VerbHELO: {true, true, true, true},
+		VerbEHLO: {true, true, true, true},
+		VerbMAIL: {false, true, false, false},
+		VerbRCPT: {false, false, true, true},
+		VerbDATA: {false, false, false, true},
+		VerbRSET: {true, true, true, true},
+		VerbNOOP: {true, true, true, true},
+		VerbQUIT: {true, true, true, true},
+		VerbHELP: {true, true, true, true},
+		VerbVRFY: {true, true, true, true},
+	}
+	if len(antecedents) != len(want) {
+		t.Errorf("table has %d verbs, want %d", len(antecedents), len(want))
+	}
+	for v, row := range want {
+		for s := range numStates {
+			if got := allowed(v, s); got != row[s] {
+				t.Errorf("allowed(%s, %s) = %v, want %v", v, s, got, row[s])
+			}
+		}
+	}
+}
+
+// TestSessionStates drives a session into every state and sends every
+// command: a command the table allows gets its normal reply, any other
+// gets 503 5.5.1, and the state is as expected afterwards.
+func TestSessionStates(t *testing.T) {
+	prefixes := [numStates]string{
+		StateInit: "",
+		StateHelo: "EHLO c.example\r\n",
+		StateMail: "EHLO c.example\r\nMAIL FROM:<a@c.example>\r\n",
+		StateRcpt: "EHLO c.example\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<b@d.example>\r\n",
+	}
+	commands := map[Verb]struct {
+		line  string
+		reply string // reply when allowed
+		after State  // state after the reply when allowed; numStates: unchanged
+	}{
+		VerbHELO: {"HELO c.example", "250 mx.example.net greets c.example", StateHelo},
+		VerbEHLO: {"EHLO c.example", "250-mx.example.net greets c.example", StateHelo},
+		VerbMAIL: {"MAIL FROM:<a@c.example>", "250 2.1.0 Sender OK", StateMail},
+		VerbRCPT: {"RCPT TO:<e@d.example>", "250 2.1.5 Recipient OK", StateRcpt},
+		VerbDATA: {"DATA", "354 Start mail input; end with <CRLF>.<CRLF>", StateHelo},
+		VerbRSET: {"RSET", "250 2.0.0 OK", StateHelo},
+		VerbNOOP: {"NOOP", "250 2.0.0 OK", numStates},
+		VerbQUIT: {"QUIT", "221 2.0.0 mx.example.net closing connection", numStates},
+		VerbHELP: {"HELP", "214 2.0.0 ", numStates},
+		VerbVRFY: {"VRFY b", "252 2.5.2 ", numStates},
+	}
+	if len(commands) != len(antecedents) {
+		t.Fatalf("test covers %d verbs, table has %d", len(commands), len(antecedents))
+	}
+	for v, c := range commands {
+		for s := range numStates {
+			input := prefixes[s] + c.line + "\r\n"
+			if v == VerbDATA {
+				input += ".\r\n"
+			}
+			var out bytes.Buffer
+			sess := NewSession(testConfig(), testClient, &relayPolicy{}, &fakeDelivery{}, discardLogger())
+			sess.Serve(bufio.NewReader(strings.NewReader(input)), &out, nil)
+			replies := replyLines(out.String())
+			// Skip the greeting and the replies to the prefix.
+			skip := 1 + strings.Count(prefixes[s], "\r\n")
+			if s > StateInit {
+				skip += 5 // EHLO's extension lines
+			}
+			if len(replies) <= skip {
+				t.Errorf("%s in %s: no reply in %q", v, s, out.String())
+				continue
+			}
+			got := replies[skip]
+			switch {
+			case allowed(v, s):
+				if !strings.HasPrefix(got, c.reply) {
+					t.Errorf("%s in %s: got %q, want %q", v, s, got, c.reply)
+				}
+				want := c.after
+				if want == numStates || s == StateInit && v == VerbRSET {
+					want = s
+				}
+				if sess.state != want {
+					t.Errorf("%s in %s: state after is %s, want %s", v, s, sess.state, want)
+				}
+			default:
+				if !strings.HasPrefix(got, "503 5.5.1 ") {
+					t.Errorf("%s in %s: got %q, want 503 5.5.1", v, s, got)
+				}
+				if want := outOfSequence(v, s).Lines[0]; !strings.HasSuffix(got, want) {
+					t.Errorf("%s in %s: got %q, want text %q", v, s, got, want)
+				}
+				if sess.state != s {
+					t.Errorf("%s in %s: state changed to %s", v, s, sess.state)
+				}
+			}
+		}
+	}
+}
+
+func replyLines(s string) []string {
+	return strings.Split(strings.TrimSuffix(s, "\r\n"), "\r\n")
+}
+
+func TestStateString(t *testing.T) {
+	for s, want := range map[State]string{StateInit: "Init", StateHelo: "Helo", StateMail: "Mail", StateRcpt: "Rcpt", 9: "State(9)"} {
+		if got := s.String(); got != want {
+			t.Errorf("State(%d).String() = %q, want %q", s, got, want)
+		}
+	}
+	var zero State
+	if zero != StateInit {
+		t.Errorf("zero State is %s, want Init", zero)
+	}
+}

@@ -1,0 +1,83 @@
+package protocol
+
+import (
+	"io"
+	"strings"
+	"time"
+)
+
+// maxHelo caps the EHLO/HELO argument kept for the Received: header: a
+// domain is at most 255 octets (RFC 5321 section 4.5.3.1.2).
+const maxHelo = 255
+
+// sanitizeHelo keeps the bytes of the EHLO/HELO argument that are safe in
+// the Received: header (RFC 5322 section 3.2.2: printable ASCII that can
+// neither open nor close a comment or a quoted string) and caps the
+// length. The argument is only information: it is not verified.
+func sanitizeHelo(s string) string {
+	if i := strings.IndexAny(s, " \t"); i >= 0 {
+		s = s[:i] // the domain; some clients add more
+	}
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < maxHelo; i++ {
+		c := s[i]
+		if c > ' ' && c < 0x7f && !strings.ContainsRune(`()\"'`, rune(c)) {
+			b.WriteByte(c)
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
+}
+
+// clientLiteral names the client in the Received: header: an address
+// literal (RFC 5321 section 4.1.3), IPv4-mapped IPv6 addresses shown as
+// IPv4, or "" for a local session.
+func clientLiteral(c Client) string {
+	a := c.Addr.Addr().Unmap().WithZone("")
+	switch {
+	case c.Local:
+		return ""
+	case a.Is4():
+		return "[" + a.String() + "]"
+	case a.Is6():
+		return "[IPv6:" + a.String() + "]"
+	default:
+		return "[unknown]"
+	}
+}
+
+// traceProtocol is the WITH clause of the Received: header (RFC 5321
+// section 4.4, RFC 3848, RFC 6531 section 3.7.3).
+func traceProtocol(env *Envelope) string {
+	if env.Protocol == "ESMTP" && env.SMTPUTF8 {
+		return "UTF8SMTP"
+	}
+	return env.Protocol
+}
+
+// writeReceived writes the Received: trace header (RFC 5321 section 4.4)
+// that the session puts in front of every message:
+//
+//	Received: from <helo> ([192.0.2.1])
+//		by <host> (smtp-stdio) with ESMTP id <queue id>;
+//		Sat, 21 Nov 2026 11:18:25 +0000
+//
+// A local session has no address; "local" goes beside the server's name.
+// There is no FOR clause: with several recipients it would reveal Bcc
+// recipients to every other one.
+func writeReceived(w io.Writer, env *Envelope, host, id string, now time.Time) error {
+	var b strings.Builder
+	b.WriteString("Received: from " + env.Helo)
+	via := "smtp-stdio"
+	if lit := clientLiteral(env.Client); lit != "" {
+		b.WriteString(" (" + lit + ")")
+	} else {
+		via += ", local"
+	}
+	b.WriteString("\r\n\tby " + host + " (" + via + ") with " + traceProtocol(env) + " id " + id + ";\r\n\t")
+	b.WriteString(now.Format(time.RFC1123Z) + "\r\n") // RFC 5322 section 3.3
+	_, err := io.WriteString(w, b.String())
+	return err
+}
