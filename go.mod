@@ -3,10 +3,10 @@ module github.com/smtp-stdio/smtp-stdio
 go 1.26.8
 
 require (
-	github.com/emersion/go-message v0.18.2 // indirect
-	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
-	github.com/emersion/go-smtp v0.25.1 // indirect
-	github.com/google/renameio/v2 v2.0.2 // indirect
-	github.com/kelseyhightower/envconfig v1.4.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	github.com/emersion/go-message v0.18.2
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
+	github.com/emersion/go-smtp v0.25.1
+	github.com/google/renameio/v2 v2.0.2
+	github.com/kelseyhightower/envconfig v1.4.0
+	golang.org/x/sys v0.49.0
 )

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
 
@@ -40,6 +41,17 @@ type Config struct {
 	Log            string        `default:"auto" desc:"where logs go: auto (syslog when stderr is the client's socket, else stderr), stderr, syslog, off"`
 	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `split_words:"true" default:"text" desc:"text (logfmt) or json"`
+
+	// Velocity limits (internal/velocity), shared by all sessions through
+	// $SMTP_SPOOL_DIR/velocity. Off by default.
+	RateWindow       time.Duration `split_words:"true" default:"60s" desc:"sliding window of SMTP_RATE_MAX_SESSIONS, whole seconds up to 5m"`
+	RateMaxSessions  int           `split_words:"true" default:"0" desc:"new sessions per SMTP_RATE_WINDOW from all untrusted clients; more get 421 4.7.0 (0: off)"`
+	RateMaxPerClient int           `split_words:"true" default:"0" desc:"new sessions per minute from one untrusted client (IPv6: per /64), up to 255; more get 421 4.7.0 (0: off)"`
+}
+
+// Velocity returns the session rate limits.
+func (c *Config) Velocity() velocity.Limits {
+	return velocity.Limits{Window: c.RateWindow, MaxSessions: c.RateMaxSessions, MaxPerClient: c.RateMaxPerClient}
 }
 
 // Load reads the configuration from the environment and checks it. It
@@ -86,6 +98,9 @@ func (c *Config) check() error {
 	}
 	if _, err := c.bareMode(); err != nil {
 		return err
+	}
+	if err := c.Velocity().Validate(); err != nil {
+		return fmt.Errorf("config: %s_RATE_*: %w", Prefix, err)
 	}
 	switch c.Log {
 	case "auto", "stderr", "syslog", "off":

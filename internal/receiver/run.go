@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/peer"
 	"github.com/smtp-stdio/smtp-stdio/internal/relay"
+	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -32,6 +34,14 @@ const (
 // server that cannot serve answers 421 and closes).
 var replyUnavailable = &protocol.Reply{Code: 421, Enhanced: "4.3.0",
 	Lines: []string{"Service not available, closing transmission channel"}}
+
+// replyTooManyConnections refuses a session over a velocity limit: 421
+// closes the channel (RFC 5321 section 3.8), 4.7.0 is a temporary policy
+// refusal (RFC 3463), so the client retries later.
+func replyTooManyConnections(host string) *protocol.Reply {
+	return &protocol.Reply{Code: 421, Enhanced: "4.7.0",
+		Lines: []string{host + " Too many connections, try again later"}}
+}
 
 // Main runs smtp-stdio with the process's arguments, environment and file
 // descriptors 0, 1 and 2, and returns the exit status.
@@ -85,6 +95,22 @@ func Main(args []string) int {
 		pol.Trust()
 		if v != "" {
 			log.Warn("RELAYCLIENT value ignored: recipients are not rewritten", "value", v)
+		}
+	}
+	if !pol.MayRelay(client) {
+		// Trusted clients (local, SMTP_RELAY_CLIENTS, RELAYCLIENT) are
+		// neither limited nor counted, as Postfix exempts $mynetworks
+		// (smtpd_client_event_limit_exceptions).
+		dec, err := velocity.Check(filepath.Join(cfg.SpoolDir, "velocity"), p.Addr.Addr(), time.Now(), cfg.Velocity())
+		switch {
+		case err != nil:
+			// A rate limiter must not stop the mail.
+			log.Warn("velocity check failed; session allowed", "err", err)
+		case !dec.Allowed:
+			log.Warn("session refused: too many connections", "limit", dec.Reason,
+				"count", dec.Count, "client_count", dec.ClientCount)
+			protocol.WriteReply(stdout, replyTooManyConnections(cfg.Hostname))
+			return exitTempFail
 		}
 	}
 	log.Debug("session start", "source", string(p.Source), "log", logDest)

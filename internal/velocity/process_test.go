@@ -224,7 +224,8 @@ func TestKilledHolder(t *testing.T) {
 			if err != nil || !d.Allowed {
 				t.Fatalf("Check after the kill: %+v %v", d, err)
 			}
-			if el := time.Since(start); el > 100*time.Millisecond {
+			// Well under lockTimeout: nobody waited for a dead holder.
+			if el := time.Since(start); el > time.Second {
 				t.Errorf("Check after the kill took %v", el)
 			}
 			if got := readPage(t, path).total(); got != c.wantTotal {

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/kelseyhightower/envconfig"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// binary is the smtp-send built once for these tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "smtp-send-test-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	binary = filepath.Join(dir, "smtp-send")
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	if out, err := exec.Command(gobin, "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		log.Fatalf("go build: %v\n%s", err, out)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is one finished run of the binary.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// command prepares the binary with a clean SMTP_* environment plus env.
+func command(env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(binary, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SMTP_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+func runBinary(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := command(env, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return r
+}
+
+// --help prints every setting with its default on stderr, nothing on
+// stdout, and exits 0.
+func TestHelp(t *testing.T) {
+	r := runBinary(t, nil, "--help")
+	if r.code != 0 || r.stdout != "" {
+		t.Fatalf("exit %d, stdout %q", r.code, r.stdout)
+	}
+	var keys bytes.Buffer
+	envconfig.Usagef(envPrefix, &settings{}, &keys, "{{range .}}{{usage_key .}} {{usage_default .}}\n{{end}}")
+	for _, line := range strings.Split(strings.TrimSpace(keys.String()), "\n") {
+		key, def, _ := strings.Cut(line, " ")
+		if !strings.Contains(r.stderr, key) || def != "" && !strings.Contains(r.stderr, " "+def+" ") {
+			t.Errorf("--help lacks %s (default %q)", key, def)
+		}
+	}
+}
+
+// Bad usage exits 64; configuration errors exit 78, before any delivery.
+func TestExitCodes(t *testing.T) {
+	spoolDir := t.TempDir()
+	ok := []string{"SMTP_SPOOL_DIR=" + spoolDir, "SMTP_SMARTHOST=127.0.0.1:1", "SMTP_SMARTHOST_TLS=none"}
+	garbage := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(garbage, []byte("not a certificate"), 0o600)
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+	}{
+		{"unknown flag", ok, []string{"--bogus"}, exUsage},
+		{"json without list", ok, []string{"--json"}, exUsage},
+		{"argument", ok, []string{"extra"}, exUsage},
+		{"typo", append(ok, "SMTP_SEND_CONECTIONS=2"), nil, exConfig},
+		{"tls mode", append(ok, "SMTP_SMARTHOST_TLS=maybe"), nil, exConfig},
+		{"duration", append(ok, "SMTP_SEND_RUN_TIME=soon"), nil, exConfig},
+		{"no smarthost", ok[:1], nil, exConfig},
+		{"no spool", []string{"SMTP_SPOOL_DIR=/nonexistent", "SMTP_SMARTHOST=x"}, nil, exConfig},
+		{"two passwords", append(ok, "SMTP_SMARTHOST_USERNAME=u", "SMTP_SMARTHOST_PASSWORD=p",
+			"SMTP_SMARTHOST_PASSWORD_FILE=/etc/hostname"), nil, exConfig},
+		{"bad CA", append(ok, "SMTP_SMARTHOST_CA_FILE="+garbage), nil, exConfig},
+		{"empty queue", ok, nil, exOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := runBinary(t, tc.env, tc.args...); r.code != tc.code {
+				t.Errorf("exit %d, want %d\n%s", r.code, tc.code, r.stderr)
+			}
+		})
+	}
+}
+
+// server is a go-smtp smarthost on 127.0.0.1 whose DATA handler can be
+// made to stall.
+type server struct {
+	addr    string
+	stall   chan struct{} // when not nil, DATA waits for it to close
+	entered chan struct{} // a DATA handler started
+	mu      sync.Mutex
+	rcpts   map[string]int // acknowledged deliveries per recipient
+	defer_  string         // recipient answered 451
+}
+
+func newServer(t *testing.T) *server {
+	s := &server{rcpts: map[string]int{}, entered: make(chan struct{}, 100)}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }))
+	srv.Domain = "mx.test"
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
+type session struct {
+	s  *server
+	to []string
+}
+
+func (s *session) Reset()                               { s.to = nil }
+func (s *session) Logout() error                        { return nil }
+func (s *session) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if to == s.s.defer_ {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+	}
+	s.to = append(s.to, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	io.Copy(io.Discard, r)
+	s.s.entered <- struct{}{}
+	s.s.mu.Lock()
+	stall := s.s.stall
+	s.s.mu.Unlock()
+	if stall != nil {
+		<-stall
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 0, 0}, Message: "too late"}
+	}
+	s.s.mu.Lock()
+	for _, r := range s.to {
+		s.s.rcpts[r]++
+	}
+	s.s.mu.Unlock()
+	return nil
+}
+
+func (s *server) count(rcpt string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rcpts[rcpt]
+}
+
+// queue spools a message for rcpts and returns its id.
+func queue(t *testing.T, dir string, rcpts ...string) string {
+	t.Helper()
+	sp, err := spool.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := spool.NewQueueID(time.Now())
+	w, err := sp.Create(&spool.Envelope{QueueID: id, Received: time.Now(), Helo: "c.test", Protocol: "ESMTP",
+		From: "s@example.org", To: rcpts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(w, "Subject: test\r\n\r\nbody\r\n")
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func sendEnv(dir, addr string) []string {
+	return []string{"SMTP_SPOOL_DIR=" + dir, "SMTP_SMARTHOST=" + addr, "SMTP_SMARTHOST_TLS=none",
+		"SMTP_HOSTNAME=client.test", "SMTP_SEND_CONNECTIONS=1"}
+}
+
+// A run delivers, defers and logs one line per recipient; --list and
+// --list --json then show the deferred one with its reply.
+func TestRunAndList(t *testing.T) {
+	srv := newServer(t)
+	srv.defer_ = "later@x.test"
+	dir := t.TempDir()
+	id := queue(t, dir, "now@x.test", "later@x.test")
+	r := runBinary(t, sendEnv(dir, srv.addr))
+	if r.code != 0 || srv.count("now@x.test") != 1 {
+		t.Fatalf("exit %d, delivered %d\n%s", r.code, srv.count("now@x.test"), r.stderr)
+	}
+	for _, want := range []string{
+		"msg=delivery id=" + id + " rcpt=now@x.test status=sent relay=" + srv.addr + " stage=dot code=250 enhanced=2.0.0",
+		"msg=delivery id=" + id + " rcpt=later@x.test status=deferred relay=" + srv.addr + " stage=rcpt code=451 enhanced=4.3.0 reply=\"try later\"",
+		" next=", "msg=\"run finished\"",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("log lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	l := runBinary(t, sendEnv(dir, srv.addr), "--list")
+	if l.code != 0 || !strings.Contains(l.stdout, id+"  deferred") ||
+		!strings.Contains(l.stdout, "pending  <later@x.test>  rcpt: 451 4.3.0 try later") ||
+		!strings.Contains(l.stdout, "done     <now@x.test>") {
+		t.Errorf("--list exit %d:\n%s%s", l.code, l.stdout, l.stderr)
+	}
+	j := runBinary(t, sendEnv(dir, srv.addr), "--list", "--json")
+	var e struct {
+		ID       string `json:"id"`
+		Status   string `json:"status"`
+		Attempts int    `json:"attempts"`
+		Rcpts    []struct {
+			Addr   string `json:"addr"`
+			Status string `json:"status"`
+			Code   int    `json:"code"`
+		} `json:"recipients"`
+	}
+	if err := json.Unmarshal([]byte(j.stdout), &e); err != nil || e.ID != id || e.Attempts != 1 ||
+		e.Rcpts[1].Status != "pending" || e.Rcpts[1].Code != 451 {
+		t.Errorf("--list --json: %v %+v\n%s", err, e, j.stdout)
+	}
+}
+
+// SIGKILL while waiting for the final reply after the dot: the message stays
+// queued with its recipients pending (the duplicate window), no lock
+// survives, and the next run delivers it.
+func TestKill9AwaitingFinalReply(t *testing.T) {
+	srv := newServer(t)
+	srv.stall = make(chan struct{})
+	dir := t.TempDir()
+	id := queue(t, dir, "a@x.test")
+	cmd := command(sendEnv(dir, srv.addr))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-srv.entered // the data is in; the client waits for the reply
+	cmd.Process.Signal(syscall.SIGKILL)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("not killed: %v", err)
+	}
+	srv.mu.Lock()
+	close(srv.stall)
+	srv.stall = nil
+	srv.mu.Unlock()
+	if _, err := os.Stat(filepath.Join(dir, spool.QueueDir, id)); err != nil {
+		t.Fatalf("message lost: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, spool.StateDir)); len(ents) != 0 {
+		t.Errorf("state/ after the kill: %v", ents)
+	}
+	r := runBinary(t, sendEnv(dir, srv.addr))
+	if r.code != 0 || srv.count("a@x.test") != 1 {
+		t.Fatalf("second run exit %d, delivered %d\n%s", r.code, srv.count("a@x.test"), r.stderr)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, spool.QueueDir)); len(ents) != 0 {
+		t.Errorf("queue/ %v", ents)
+	}
+}
+
+// A run started while another holds the spool exits 0 at once with a log
+// line and sends nothing.
+func TestOverlappingRunExitsZero(t *testing.T) {
+	srv := newServer(t)
+	srv.stall = make(chan struct{})
+	dir := t.TempDir()
+	queue(t, dir, "a@x.test")
+	first := command(sendEnv(dir, srv.addr))
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-srv.entered
+	r := runBinary(t, sendEnv(dir, srv.addr), "--all")
+	if r.code != 0 || !strings.Contains(r.stderr, "another smtp-send run holds the spool") {
+		t.Errorf("second run exit %d:\n%s", r.code, r.stderr)
+	}
+	srv.mu.Lock()
+	close(srv.stall)
+	srv.stall = nil
+	srv.mu.Unlock()
+	if err := first.Wait(); err != nil {
+		t.Errorf("first run: %v", err)
+	}
+	if len(srv.entered) != 0 {
+		t.Errorf("the second run sent data")
+	}
+}
+
+// scripts/smtp-send.cron is a valid /etc/cron.d line (five times, a user,
+// a command) whose command the shell parses, and it runs smtp-send.
+func TestCronFile(t *testing.T) {
+	b, err := os.ReadFile("../../scripts/smtp-send.cron")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") || strings.Contains(strings.Fields(line)[0], "=") {
+			continue
+		}
+		jobs = append(jobs, line)
+	}
+	if len(jobs) != 1 {
+		t.Fatalf("jobs %q", jobs)
+	}
+	f := strings.Fields(jobs[0])
+	if len(f) < 7 || f[0] != "*/5" || f[5] != "smtp-stdio" {
+		t.Fatalf("job %q", jobs[0])
+	}
+	cmd := strings.Join(f[6:], " ")
+	if out, err := exec.Command("sh", "-n", "-c", cmd).CombinedOutput(); err != nil || !strings.Contains(cmd, "smtp-send") {
+		t.Errorf("sh -n: %v %s", err, out)
+	}
+}
+
+// The settings become a send.Config: the password from its file (without
+// the newline), default ports by TLS mode, reuse switched off.
+func TestSettingsConfig(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SMTP_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	t.Setenv("SMTP_SMARTHOST", "a.test, b.test:2525")
+	t.Setenv("SMTP_SMARTHOST_TLS", "tls")
+	t.Setenv("SMTP_SMARTHOST_USERNAME", "u")
+	t.Setenv("SMTP_SMARTHOST_PASSWORD_FILE", pw)
+	t.Setenv("SMTP_SEND_REUSE", "false")
+	t.Setenv("SMTP_HOSTNAME", "me.test")
+	var s settings
+	if err := loadSettings(&s); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Password != "s3cret" || c.Smarthosts[0].Addr != "a.test:465" || c.Smarthosts[1].Addr != "b.test:2525" ||
+		!c.NoReuse || c.Hostname != "me.test" || c.Connections != 8 || c.QueueLifetime != 120*time.Hour ||
+		c.TLSConfig.ServerName != "" || c.TLSConfig.MinVersion != tls.VersionTLS12 {
+		t.Errorf("config %+v", c)
+	}
+}

@@ -1,0 +1,144 @@
+package send
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// TestCrashHelper is not a test: TestKillAtEachStep runs the test binary
+// with SEND_CRASH_* set, and this runs a Sender that kills its own process
+// with SIGKILL at the named step.
+func TestCrashHelper(t *testing.T) {
+	if os.Getenv("SEND_CRASH_STEP") == "" {
+		t.Skip("helper process for TestKillAtEachStep")
+	}
+	sp, err := spool.New(os.Getenv("SEND_CRASH_DIR"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := strconv.ParseInt(os.Getenv("SEND_CRASH_NOW"), 10, 64)
+	step := os.Getenv("SEND_CRASH_STEP")
+	s := &Sender{
+		Spool: sp,
+		Config: Config{Smarthosts: []Host{{Addr: os.Getenv("SEND_CRASH_ADDR"), Name: "127.0.0.1"}},
+			TLS: TLSNone, Hostname: "client.test", Connections: 1},
+		Now: func() time.Time { return time.Unix(0, ns).UTC() },
+		Hooks: Hooks{Step: func(st Step, _ string) {
+			if st.String() == step {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {} // never returns
+			}
+		}},
+	}
+	s.Run(context.Background(), false)
+	os.Exit(3) // the step never came
+}
+
+// A run killed with SIGKILL at any step of recording an outcome loses
+// nothing and duplicates nothing, except the one window: killed after the
+// final 250 arrived and before it was recorded, the next run sends that
+// transaction again. Every notification is spooled exactly once.
+func TestKillAtEachStep(t *testing.T) {
+	scenarios := []struct {
+		name  string
+		rcpts []string
+		steps []Step
+	}{
+		// one accepted, one failing (notification), one deferred
+		{"partial", []string{"ok@x.test", "bad@x.test", "later@x.test"},
+			[]Step{StepAccepted, StepRecorded, StepBounceIntent, StepBounceSpooled, StepStateWritten}},
+		// one accepted, one failing: the message ends in failed/
+		{"failed", []string{"ok@x.test", "bad@x.test"},
+			[]Step{StepAccepted, StepRecorded, StepBounceIntent, StepBounceSpooled, StepFinished}},
+		// all accepted: the message is removed
+		{"done", []string{"ok@x.test", "ok2@x.test"}, []Step{StepAccepted, StepRecorded}},
+	}
+	for _, sc := range scenarios {
+		for _, step := range sc.steps {
+			t.Run(sc.name+"/"+step.String(), func(t *testing.T) {
+				ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
+					switch {
+					case strings.HasPrefix(to, "bad"):
+						return reply(550, smtp.EnhancedCode{5, 1, 1}, "unknown user")
+					case strings.HasPrefix(to, "later"):
+						return reply(451, smtp.EnhancedCode{4, 3, 0}, "later")
+					}
+					return nil
+				}}))
+				f := newFixture(t, ts.addr)
+				id := f.queue("sender@example.org", sc.rcpts, body("crash"))
+
+				cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+				cmd.Env = append(os.Environ(), "SEND_CRASH_STEP="+step.String(), "SEND_CRASH_DIR="+f.sp.Root(),
+					"SEND_CRASH_ADDR="+ts.addr, "SEND_CRASH_NOW="+strconv.FormatInt(f.clk.Now().UnixNano(), 10))
+				out, err := cmd.CombinedOutput()
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+					t.Fatalf("helper not killed at %s: %v\n%s", step, err, out)
+				}
+
+				f.run(false) // recovers, then delivers what is due
+				f.run(true)  // and the notification, if any
+				want := map[string]int{"ok@x.test": 1, "ok2@x.test": 1}
+				if step == StepAccepted {
+					want = map[string]int{"ok@x.test": 2, "ok2@x.test": 2} // the window
+				}
+				got := ts.rcptCount()
+				for _, r := range sc.rcpts {
+					if got[r] != want[r] {
+						t.Errorf("%s delivered %d times, want %d", r, got[r], want[r])
+					}
+				}
+				var dsnIDs []string
+				for _, g := range ts.transactions() {
+					if g.from == "" {
+						_, rest, _ := strings.Cut(string(g.data), "Message-ID: <")
+						dsnID, _, _ := strings.Cut(rest, "@")
+						dsnIDs = append(dsnIDs, dsnID)
+						if strings.Count(string(g.data), "Final-Recipient: rfc822; bad@x.test") != 1 {
+							t.Errorf("notification:\n%s", g.data)
+						}
+					}
+				}
+				wantDSN := 1
+				if sc.name == "done" {
+					wantDSN = 0
+				}
+				if len(dsnIDs) != wantDSN || len(f.queuedFrom("")) != 0 {
+					t.Fatalf("%d notifications delivered (%v), want %d", len(dsnIDs), dsnIDs, wantDSN)
+				}
+				var st *spool.State
+				switch sc.name {
+				case "partial":
+					st = f.state(id)
+				case "failed":
+					st, _ = f.sp.ReadFailedState(id)
+				}
+				if st != nil && st.Rcpts[1].DSN != dsnIDs[0] {
+					t.Errorf("state names notification %q, delivered %q", st.Rcpts[1].DSN, dsnIDs[0])
+				}
+				if sc.name == "partial" && rcptStatus(st) != "ok@x.test=done bad@x.test=failed later@x.test=pending" {
+					t.Errorf("state %s", rcptStatus(st))
+				}
+				for _, n := range f.names(spool.StateDir) {
+					if !strings.HasPrefix(n, id+"@") || strings.HasSuffix(n, "@journal") || sc.name != "partial" {
+						t.Errorf("left in state/: %s", n)
+					}
+				}
+				if n := f.names(spool.TmpDir); len(n) != 0 {
+					t.Errorf("left in tmp/: %v", n)
+				}
+			})
+		}
+	}
+}

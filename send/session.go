@@ -1,0 +1,264 @@
+package send
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// hostList is the run's view of the smarthosts: which are down (RFC 5321
+// section 4.5.4.1: a host that failed is not tried again for a while; here,
+// for the rest of the run). Shared by the workers.
+type hostList struct {
+	mu    sync.Mutex
+	hosts []Host
+	down  []*Failure
+	last  *Failure // the latest failure that took a host down
+}
+
+func newHostList(hosts []Host) *hostList {
+	return &hostList{hosts: hosts, down: make([]*Failure, len(hosts))}
+}
+
+// up returns the indexes of the hosts not down, in configured order.
+func (h *hostList) up() []int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ix []int
+	for i, f := range h.down {
+		if f == nil {
+			ix = append(ix, i)
+		}
+	}
+	return ix
+}
+
+// markDown records that host i failed with f; it returns true the first
+// time, so the caller logs it once.
+func (h *hostList) markDown(i int, f *Failure) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	first := h.down[i] == nil
+	if first {
+		h.down[i] = f
+	}
+	h.last = f
+	return first
+}
+
+// lastFailure returns the failure that took the last host down, or nil.
+func (h *hostList) lastFailure() *Failure {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
+}
+
+// session is one open SMTP connection to a smarthost, owned by one worker.
+type session struct {
+	c     *smtp.Client
+	tc    *timedConn
+	host  int
+	relay string
+	txs   int  // transactions started on it: >0 means reused
+	open  bool // a transaction was begun and not ended by a final reply: RSET first
+	tls   bool // the connection is TLS-protected
+	utf8  bool // SMTPUTF8 offered (RFC 6531)
+	eight bool // 8BITMIME offered (RFC 6152)
+	max   int64
+}
+
+func (s *session) close() {
+	if s != nil && s.c != nil {
+		s.c.Close()
+	}
+}
+
+// quit ends the session politely; errors do not matter any more.
+func (s *session) quit() {
+	if s == nil {
+		return
+	}
+	if err := s.c.Quit(); err != nil {
+		s.c.Close()
+	}
+}
+
+// timedConn enforces the per-step timeouts of RFC 5321 section 4.5.3.2 on
+// top of go-smtp's: every write of message data gets its own deadline
+// (block), and while limit is set no deadline may lie further away (go-smtp
+// uses its 5-minute default before CommandTimeout can be set).
+type timedConn struct {
+	net.Conn
+	block time.Duration
+	limit time.Duration
+}
+
+func (c *timedConn) SetDeadline(t time.Time) error {
+	if c.limit > 0 && !t.IsZero() {
+		t = minTime(t, time.Now().Add(c.limit))
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *timedConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.block)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// connect opens a session to the first smarthost that is up, in order,
+// marking each one that fails as down. It returns the failure of the last
+// host tried, or the run's last host failure when all were down already.
+func (r *run) connect(ctx context.Context) (*session, *Failure) {
+	var last *Failure
+	for _, i := range r.hosts.up() {
+		s, f := r.dialHost(ctx, i)
+		if f == nil {
+			return s, nil
+		}
+		if r.hosts.markDown(i, f) {
+			r.log.Warn("smarthost down for this run", "relay", f.Relay, "stage", f.Stage.String(),
+				"code", f.Code, "enhanced", f.Enhanced, "reply", f.Text)
+		}
+		last = f
+	}
+	if last == nil {
+		last = r.hosts.lastFailure()
+	}
+	if last == nil {
+		last = localFailure("", "4.4.1", "no smarthost available")
+	}
+	return nil, last
+}
+
+func (r *run) dialHost(ctx context.Context, i int) (*session, *Failure) {
+	cfg := &r.cfg
+	h := r.cfg.Smarthosts[i]
+	fail := func(stage Stage, err error) (*session, *Failure) {
+		return nil, classify(stage, h.Addr, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	raw, err := r.dial(dctx, "tcp", h.Addr)
+	cancel()
+	if err != nil {
+		return fail(StageConnect, err)
+	}
+	tc := &timedConn{Conn: raw, block: cfg.BlockTimeout, limit: cfg.CommandTimeout}
+	tlsConf := r.tlsConfig(h)
+	var c *smtp.Client
+	switch cfg.TLS {
+	case TLSImplicit:
+		tconn := tls.Client(tc, tlsConf)
+		tc.SetDeadline(time.Now().Add(cfg.CommandTimeout))
+		if err := tconn.Handshake(); err != nil {
+			raw.Close()
+			return fail(StageTLS, err)
+		}
+		c = smtp.NewClient(tconn)
+	case TLSStartTLS:
+		// go-smtp says "EHLO localhost" before STARTTLS; our name follows
+		// in the EHLO after it. The handshake itself runs at that EHLO.
+		c, err = smtp.NewClientStartTLS(tc, tlsConf)
+		if err != nil {
+			raw.Close()
+			if strings.Contains(err.Error(), "doesn't support STARTTLS") {
+				return nil, &Failure{Stage: StageTLS, Relay: h.Addr, Enhanced: "4.7.10", Err: err,
+					Text: "STARTTLS not offered and TLS is required (no downgrade to clear text)"}
+			}
+			return fail(StageTLS, err)
+		}
+	default:
+		c = smtp.NewClient(tc)
+	}
+	c.CommandTimeout = cfg.CommandTimeout
+	c.SubmissionTimeout = cfg.DataTimeout
+	tc.limit = 0
+	if err := c.Hello(cfg.Hostname); err != nil {
+		c.Close()
+		stage := StageHello
+		if isTLSError(err) {
+			stage = StageTLS
+		}
+		return fail(stage, err)
+	}
+	_, isTLS := c.TLSConnectionState()
+	if cfg.TLS != TLSNone && !isTLS {
+		c.Close()
+		return nil, localFailure(h.Addr, "4.7.10", "TLS required but not in effect")
+	}
+	s := &session{c: c, tc: tc, host: i, relay: h.Addr, tls: isTLS}
+	s.utf8, _ = c.Extension("SMTPUTF8")
+	s.eight, _ = c.Extension("8BITMIME")
+	if n, ok := c.MaxMessageSize(); ok {
+		s.max = int64(n)
+	}
+	if cfg.Username != "" {
+		if f := r.auth(s); f != nil {
+			c.Close()
+			return nil, f
+		}
+	}
+	return s, nil
+}
+
+// auth authenticates with PLAIN, else LOGIN (RFC 4954), refusing to send
+// the password in clear text unless AuthWithoutTLS.
+func (r *run) auth(s *session) *Failure {
+	cfg := &r.cfg
+	if !s.tls && !cfg.AuthWithoutTLS {
+		return &Failure{Stage: StageAuth, Relay: s.relay, Enhanced: "4.7.11",
+			Text: "refusing AUTH without TLS (set SMTP_SMARTHOST_AUTH_WITHOUT_TLS to allow)"}
+	}
+	var mech sasl.Client
+	switch {
+	case s.c.SupportsAuth("PLAIN"):
+		mech = sasl.NewPlainClient("", cfg.Username, cfg.Password)
+	case s.c.SupportsAuth("LOGIN"):
+		mech = sasl.NewLoginClient(cfg.Username, cfg.Password)
+	default:
+		return &Failure{Stage: StageAuth, Relay: s.relay, Enhanced: "4.7.12",
+			Text: "smarthost offers neither AUTH PLAIN nor AUTH LOGIN"}
+	}
+	if err := s.c.Auth(mech); err != nil {
+		return classify(StageAuth, s.relay, err)
+	}
+	return nil
+}
+
+func (r *run) tlsConfig(h Host) *tls.Config {
+	var c *tls.Config
+	if r.cfg.TLSConfig != nil {
+		c = r.cfg.TLSConfig.Clone()
+	} else {
+		c = &tls.Config{}
+	}
+	if c.ServerName == "" {
+		c.ServerName = h.Name
+	}
+	if c.MinVersion == 0 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	return c
+}
+
+func isTLSError(err error) bool {
+	var re tls.RecordHeaderError
+	var ae tls.AlertError
+	var ve *tls.CertificateVerificationError
+	return errors.As(err, &re) || errors.As(err, &ae) || errors.As(err, &ve)
+}

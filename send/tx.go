@@ -1,0 +1,254 @@
+package send
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// txResult is how a transaction ended for the connection.
+type txResult struct {
+	// conn is a connection-level failure (no reply, or 421) before the
+	// data was complete: the server cannot have taken the message, so the
+	// whole transaction is tried again on a new connection.
+	conn *Failure
+	// reused is true if the transaction ran on a reused connection.
+	reused bool
+	// dead is true if the connection is unusable afterwards.
+	dead bool
+}
+
+// transaction sends the message to the recipients in batch over w.sess:
+// MAIL, one RCPT per recipient, DATA, the data, and the final dot (RFC
+// 5321 section 3.3). Each refused recipient gets its own result; those
+// accepted are recorded as done right after the final 250. It returns the
+// recipients a "too many recipients" reply left for a new transaction.
+func (w *worker) transaction(x *msg, batch []int) (carry []int, res txResult) {
+	s, r, env := w.sess, w.r, &x.m.Envelope
+	res.reused = s.txs > 0
+	failAll := func(ix []int, f *Failure) {
+		for _, i := range ix {
+			x.results[i] = f
+		}
+	}
+	body, size, f, err := w.body(x)
+	if err != nil {
+		x.abort = err
+		return nil, res
+	}
+	if f != nil {
+		failAll(batch, f)
+		return nil, res
+	}
+	if s.max > 0 && size > s.max {
+		failAll(batch, localFailure(s.relay, "5.3.4", fmt.Sprintf(
+			"message of %d bytes exceeds the smarthost's SIZE limit of %d (RFC 1870)", size, s.max)))
+		return nil, res
+	}
+	send, utf8 := batch, env.SMTPUTF8 || !isASCII(env.From)
+	if !s.utf8 {
+		// RFC 6531 section 3.2: without SMTPUTF8 at the server, mail that
+		// needs it cannot be relayed.
+		need := localFailure(s.relay, "5.6.7", "the smarthost does not offer SMTPUTF8 (RFC 6531), which this address needs")
+		if !isASCII(env.From) || env.SMTPUTF8 && x.headers8bit() {
+			need.Text = "the smarthost does not offer SMTPUTF8 (RFC 6531), which this message needs"
+			failAll(batch, need)
+			return nil, res
+		}
+		send, utf8 = nil, false
+		for _, i := range batch {
+			if isASCII(env.To[i]) {
+				send = append(send, i)
+			} else {
+				x.results[i] = need
+			}
+		}
+		if len(send) == 0 {
+			return nil, res
+		}
+	}
+	for _, i := range send {
+		utf8 = utf8 || !isASCII(env.To[i])
+	}
+
+	// RFC 5321 section 4.1.1.4: the final reply to the data ends the
+	// transaction and clears the server's buffers, so the next MAIL
+	// follows at once and doubles as the check that a reused connection
+	// still works. A transaction left open (every RCPT refused, DATA
+	// refused) is ended with RSET (section 4.1.1.5) first.
+	if s.open {
+		if err := s.c.Reset(); err != nil {
+			res.conn = classify(StageReset, s.relay, err)
+			return nil, res
+		}
+		s.open = false
+	}
+	s.txs++
+	s.open = true
+	if err := s.c.Mail(env.From, &smtp.MailOptions{Size: size, UTF8: utf8}); err != nil {
+		s.open = false // MAIL refused: no transaction began
+		if f := classify(StageMail, s.relay, err); f.connLevel() {
+			res.conn = f
+		} else {
+			failAll(send, f)
+		}
+		return nil, res
+	}
+	var accepted []int
+	for n, i := range send {
+		err := s.c.Rcpt(env.To[i], nil)
+		if err == nil {
+			accepted = append(accepted, i)
+			continue
+		}
+		f := classify(StageRcpt, s.relay, err)
+		if f.connLevel() {
+			res.conn = f
+			return nil, res
+		}
+		if f.tooManyRcpts() && len(accepted) > 0 {
+			carry = send[n:]
+			break
+		}
+		x.results[i] = f
+	}
+	if len(accepted) == 0 {
+		return carry, res // no body without a recipient; RSET comes next
+	}
+	wc, err := s.c.Data()
+	if err != nil {
+		if f := classify(StageData, s.relay, err); f.connLevel() {
+			res.conn = f
+			return nil, res
+		} else {
+			failAll(accepted, f)
+		}
+		return carry, res
+	}
+	src := &errReader{r: body()}
+	if _, err := io.Copy(wc, src); err != nil {
+		// Close the connection without the final dot: the server
+		// discards what it got.
+		res.dead = true
+		if src.err != nil {
+			x.abort = fmt.Errorf("reading %s: %w", env.QueueID, src.err)
+			return nil, res
+		}
+		res.conn = classify(StageData, s.relay, err)
+		return nil, res
+	}
+	resp, err := wc.CloseWithResponse()
+	var se *smtp.SMTPError
+	if err == nil || errors.As(err, &se) {
+		s.open = false // a final reply: the transaction is over
+	}
+	if err != nil {
+		// No 250: the accepted recipients stay pending. If the server
+		// took the message all the same, the next attempt sends it again:
+		// the only duplicate window.
+		f := classify(StageDot, s.relay, err)
+		if f.connLevel() {
+			res.dead = true
+			if f.timeout && r.hosts.markDown(s.host, f) {
+				r.log.Warn("smarthost down for this run", "relay", s.relay, "stage", f.Stage.String(), "reply", f.Text)
+			}
+		}
+		failAll(accepted, f)
+		return carry, res
+	}
+	w.accepted(x, accepted, resp.StatusText)
+	return carry, res
+}
+
+// accepted records the recipients of a transaction that got its final 250,
+// before anything else is sent: appended to the journal and fsync'd, or,
+// when that leaves nothing to do for the message, by removing the message
+// (durable by the fsync of queue/). A failure to record stops the run.
+func (w *worker) accepted(x *msg, ix []int, reply string) {
+	r, st := w.r, x.st
+	now := r.now()
+	enh, text := splitEnhanced(oneLine(reply))
+	set := make([]spool.JournalRcpt, 0, len(ix))
+	for _, i := range ix {
+		st.Rcpts[i] = spool.Rcpt{Addr: st.Rcpts[i].Addr, Status: spool.Done, Code: 250, Enhanced: enh,
+			Text: text, Stage: StageDot.String(), Relay: w.sess.relay, At: now}
+		set = append(set, spool.JournalRcpt{Index: i, Rcpt: st.Rcpts[i]})
+	}
+	r.hook(StepAccepted, x.e.ID)
+	var err error
+	if len(st.Pending()) == 0 && !anyFailed(st) {
+		err = r.sp.Remove(x.e.ID, x.e.States)
+		x.gone = true
+	} else {
+		err = r.sp.AppendJournal(x.e.ID, spool.JournalEntry{Set: set})
+		x.journal = true
+	}
+	if err != nil {
+		x.abort = err
+		r.setFatal(err)
+		return
+	}
+	r.hook(StepRecorded, x.e.ID)
+	r.mu.Lock()
+	r.stats.Delivered += len(ix)
+	if r.stats.FirstDelivery == 0 {
+		r.stats.FirstDelivery = time.Since(r.start)
+	}
+	r.mu.Unlock()
+	for _, i := range ix {
+		w.logRcpt(x, i, "sent", st.Rcpts[i])
+	}
+}
+
+func anyFailed(st *spool.State) bool {
+	for _, rc := range st.Rcpts {
+		if rc.Status == spool.Failed {
+			return true
+		}
+	}
+	return false
+}
+
+// splitEnhanced splits "2.0.0 text" into the RFC 3463 code and the text.
+func splitEnhanced(s string) (string, string) {
+	code, rest, _ := strings.Cut(s, " ")
+	parts := strings.Split(code, ".")
+	if len(parts) != 3 || code[0] < '2' || code[0] > '5' {
+		return "", s
+	}
+	for _, p := range parts {
+		if p == "" || strings.Trim(p, "0123456789") != "" {
+			return "", s
+		}
+	}
+	return code, rest
+}
+
+// errReader remembers the error of the message source, to tell a local
+// read failure from a network failure in io.Copy.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		e.err = err
+	}
+	return n, err
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}

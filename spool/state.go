@@ -1,0 +1,295 @@
+package spool
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/renameio/v2"
+)
+
+// StateVersion is the version of the state file format. A state file with
+// another version is corrupt to this reader (ErrCorrupt), never guessed at.
+const StateVersion = 1
+
+// maxStateSize bounds what ReadState reads: about 30,000 recipients of
+// maximal length, far beyond any real envelope.
+const maxStateSize = 16 << 20
+
+// RcptStatus is the delivery status of one recipient. The zero value is
+// Pending: a message without a state file has every recipient pending.
+type RcptStatus int
+
+const (
+	// Pending recipients are still to be delivered.
+	Pending RcptStatus = iota
+	// Done recipients were accepted by a final 250 after the data; they
+	// are never sent again.
+	Done
+	// Failed recipients failed permanently or expired; a delivery status
+	// notification was spooled for them unless the sender was <>.
+	Failed
+)
+
+var statusNames = [...]string{Pending: "pending", Done: "done", Failed: "failed"}
+
+// String returns "pending", "done" or "failed".
+func (s RcptStatus) String() string {
+	if s < 0 || int(s) >= len(statusNames) {
+		return "status(" + strconv.Itoa(int(s)) + ")"
+	}
+	return statusNames[s]
+}
+
+// MarshalText encodes the status as its name.
+func (s RcptStatus) MarshalText() ([]byte, error) {
+	if s < 0 || int(s) >= len(statusNames) {
+		return nil, fmt.Errorf("spool: bad recipient status %d", int(s))
+	}
+	return []byte(statusNames[s]), nil
+}
+
+// UnmarshalText decodes a status name; an unknown name is an error.
+func (s *RcptStatus) UnmarshalText(b []byte) error {
+	for i, n := range statusNames {
+		if string(b) == n {
+			*s = RcptStatus(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("spool: unknown recipient status %q", b)
+}
+
+// Rcpt is the delivery state of one recipient and the result of its last
+// attempt. The spool stores the reply fields without interpreting them.
+type Rcpt struct {
+	// Addr is the forward-path, a copy of Envelope.To at the same index
+	// (checked when the state is loaded).
+	Addr   string     `json:"addr"`
+	Status RcptStatus `json:"status"`
+	// Code is the last SMTP reply code (RFC 5321 section 4.2); 0 when the
+	// last attempt ended without a reply (network, TLS, local limit).
+	Code int `json:"code,omitempty"`
+	// Enhanced is the RFC 3463 status code "class.subject.detail" of the
+	// last reply, or the one assigned locally.
+	Enhanced string `json:"enhanced,omitempty"`
+	// Text is the reply text (one line) or the local error.
+	Text string `json:"text,omitempty"`
+	// Stage is the protocol step of the last result ("connect", "rcpt",
+	// "dot", ...).
+	Stage string `json:"stage,omitempty"`
+	// Relay is the smarthost of the last attempt, "" if none was reached.
+	Relay string `json:"relay,omitempty"`
+	// At is the time of the last result.
+	At time.Time `json:"at,omitzero"`
+	// Expired is true for a recipient failed because the queue lifetime
+	// passed, not by a permanent reply.
+	Expired bool `json:"expired,omitempty"`
+	// DSN is the queue id of the delivery status notification that
+	// reported this failure.
+	DSN string `json:"dsn,omitempty"`
+}
+
+// State is the delivery state of one queued message: state/<name>, where
+// the name carries the queue id and the next attempt time (see StateName),
+// so that a run finds what is due from a directory listing alone.
+type State struct {
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	// Seq grows by one at each write; of two state files left for one
+	// message by a crash, the higher Seq wins.
+	Seq uint64 `json:"seq"`
+	// Arrival is the envelope's Received time (RFC 3464 Arrival-Date).
+	Arrival time.Time `json:"arrival"`
+	// Attempts counts delivery runs that tried the message.
+	Attempts int `json:"attempts"`
+	// First and Last are the times of the first and latest attempt.
+	First time.Time `json:"first_attempt,omitzero"`
+	Last  time.Time `json:"last_attempt,omitzero"`
+	// Next is when the message is due again.
+	Next time.Time `json:"next_attempt,omitzero"`
+	// Rcpts has one entry per Envelope.To, in the same order.
+	Rcpts []Rcpt `json:"rcpts"`
+}
+
+// NewState returns the state of a message never tried: every recipient
+// pending, arrival at the envelope's Received time.
+func NewState(env *Envelope) *State {
+	st := &State{Version: StateVersion, ID: env.QueueID, Arrival: env.Received}
+	st.Rcpts = make([]Rcpt, len(env.To))
+	for i, to := range env.To {
+		st.Rcpts[i].Addr = to
+	}
+	return st
+}
+
+// Pending returns the indexes of the pending recipients, in envelope order.
+func (st *State) Pending() []int {
+	var p []int
+	for i, r := range st.Rcpts {
+		if r.Status == Pending {
+			p = append(p, i)
+		}
+	}
+	return p
+}
+
+// Check reports whether st belongs to the message env: same id and the
+// same recipients in the same order. A mismatch wraps ErrCorrupt.
+func (st *State) Check(env *Envelope) error {
+	if st.ID != env.QueueID || len(st.Rcpts) != len(env.To) {
+		return fmt.Errorf("%w: state does not match message %s", ErrCorrupt, env.QueueID)
+	}
+	for i, r := range st.Rcpts {
+		if r.Addr != env.To[i] {
+			return fmt.Errorf("%w: state recipient %d does not match message %s", ErrCorrupt, i, env.QueueID)
+		}
+	}
+	return nil
+}
+
+// Name separators in state/: a queue id never contains '@'.
+const (
+	nameSep       = "@"
+	journalSuffix = nameSep + "journal"
+	failedSuffix  = nameSep + "state"
+)
+
+// StateName is the file name in state/ of the state of message id due at
+// next: "<id>@<next as Unix seconds>". A zero next gives "<id>@0".
+func StateName(id string, next time.Time) string {
+	var n int64
+	if !next.IsZero() {
+		n = next.Unix()
+	}
+	return id + nameSep + strconv.FormatInt(n, 10)
+}
+
+// JournalName is the file name in state/ of the journal of message id.
+func JournalName(id string) string { return id + journalSuffix }
+
+// parseStateName splits a name in state/ into the queue id and either the
+// next attempt time or journal=true. ok is false for any other name
+// (temporary or foreign files).
+func parseStateName(name string) (id string, next time.Time, journal, ok bool) {
+	i := strings.LastIndex(name, nameSep)
+	if i <= 0 || !validQueueID(name[:i]) {
+		return "", time.Time{}, false, false
+	}
+	id, rest := name[:i], name[i+1:]
+	if rest == "journal" {
+		return id, time.Time{}, true, true
+	}
+	n, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || n < 0 {
+		return "", time.Time{}, false, false
+	}
+	if n > 0 {
+		next = time.Unix(n, 0).UTC()
+	}
+	return id, next, false, true
+}
+
+// ReadState reads state/<name>. A missing file wraps os.ErrNotExist; a file
+// that does not decode, has another version or an invalid id wraps
+// ErrCorrupt.
+func (s *Spool) ReadState(name string) (*State, error) {
+	return readState(s.Path(StateDir, name))
+}
+
+func readState(path string) (*State, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("spool: read %s: %w", path, err)
+	}
+	if len(b) > maxStateSize {
+		return nil, fmt.Errorf("%w: state %s too large", ErrCorrupt, path)
+	}
+	var st State
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("%w: state %s: %v", ErrCorrupt, path, err)
+	}
+	if st.Version != StateVersion {
+		return nil, fmt.Errorf("%w: state %s: unknown version %d", ErrCorrupt, path, st.Version)
+	}
+	if !validQueueID(st.ID) {
+		return nil, fmt.Errorf("%w: state %s: bad id", ErrCorrupt, path)
+	}
+	return &st, nil
+}
+
+// WriteState makes st durable as state/StateName(st.ID, st.Next): it bumps
+// Seq, writes a temporary file in tmp/, fsyncs it, renames it into place,
+// removes the names in old that differ from the new one, and fsyncs
+// state/. On error the previous state file is intact, though a second
+// name may remain (the higher Seq wins when loading). It returns the new
+// name.
+func (s *Spool) WriteState(st *State, old []string) (string, error) {
+	st.Version = StateVersion
+	st.Seq++
+	name := StateName(st.ID, st.Next)
+	b, err := json.Marshal(st)
+	if err != nil {
+		return "", fmt.Errorf("spool: encode state %s: %w", st.ID, err)
+	}
+	if err := s.writeFile(s.Path(StateDir, name), append(b, '\n')); err != nil {
+		return "", err
+	}
+	for _, o := range old {
+		if o != name {
+			if err := os.Remove(s.Path(StateDir, o)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return "", fmt.Errorf("spool: %w", err)
+			}
+		}
+	}
+	return name, SyncDir(s.Path(StateDir))
+}
+
+// LoadState reads the state files found for one message (normally one; two
+// after a crash between writing the new name and removing the old) and
+// returns the one with the highest Seq.
+func (s *Spool) LoadState(names []string) (*State, error) {
+	var best *State
+	for _, n := range names {
+		st, err := s.ReadState(n)
+		if err != nil {
+			return nil, err
+		}
+		if best == nil || st.Seq > best.Seq {
+			best = st
+		}
+	}
+	return best, nil
+}
+
+// writeFile atomically replaces path with data (fsync'd, temp file in
+// tmp/). It does not sync the destination directory.
+func (s *Spool) writeFile(path string, data []byte) error {
+	pf, err := renameio.NewPendingFile(path,
+		renameio.WithTempDir(s.Path(TmpDir)),
+		renameio.WithStaticPermissions(FileMode))
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer pf.Cleanup()
+	if _, err := pf.Write(data); err != nil {
+		return fmt.Errorf("spool: write %s: %w", path, err)
+	}
+	if err := pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("spool: commit %s: %w", path, err)
+	}
+	return nil
+}
