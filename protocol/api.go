@@ -62,9 +62,49 @@ type Config struct {
 	// DataTimeout is the longest wait for each block of DATA (RFC 5321
 	// section 4.5.3.2.6: 3 minutes).
 	DataTimeout time.Duration
+	// MinDataRate is the slowest a client may send message text, in
+	// bytes per second averaged over the DATA phase: the phase may last
+	// DataTimeout plus one second per MinDataRate bytes received, so that
+	// a client trickling a byte a minute cannot hold the session for
+	// hours (as Postfix's smtpd_min_data_rate). Past that the session
+	// replies 421 4.4.2 and ends. 0 is no minimum, and so is a zero
+	// DataTimeout.
+	MinDataRate int64
 	// Deadline ends the whole session, whatever the client does; zero is
 	// none.
 	Deadline time.Time
+
+	// ForbidImproperPipelining ends the session with 554 5.5.0 when the
+	// client sends a command before the reply to one that RFC 2920
+	// section 3.1 says must end a group (EHLO, HELO, DATA, NOOP, VRFY,
+	// EXPN, TURN), or pipelines at all without EHLO having offered
+	// PIPELINING (Postfix's smtpd_forbid_unauth_pipelining). Spammers'
+	// software does this; real clients do not. A Local client is exempt:
+	// a user's pipe carries the whole session in one piece.
+	ForbidImproperPipelining bool
+	// InputPending, when not nil, reports whether the client has sent
+	// bytes that the reader has not taken in yet (a socket's receive
+	// queue), so that the pipelining check also sees input that arrived
+	// after the command line in a separate packet. Without it the check
+	// sees only what the reader holds.
+	InputPending func() bool
+
+	// CheckHeader, when not nil, is given the header section of each
+	// message before any of it is written to the MessageWriter: every
+	// header line with its CRLF, up to but not including the empty line
+	// that ends the section (RFC 5322 section 2.1), or the whole message
+	// when it has no empty line. It returns header lines to add at the end
+	// of the section (each ended by CRLF; nil for none), or a 4yz or 5yz
+	// reply that refuses the message. The session reads the message to
+	// its end either way. The header slice is valid only during the
+	// call. Nil passes every message through unchanged.
+	CheckHeader func(env *Envelope, header []byte) (add []byte, reject *Reply)
+	// MaxHeaderSize bounds the header section CheckHeader sees, in
+	// bytes; a longer one is refused with 550 5.6.0 (sendmail refuses
+	// past its MaxHeadersLength, 32 KiB). NewSession sets
+	// DefaultMaxHeaderSize for 0. Memory for it is taken only with
+	// CheckHeader.
+	MaxHeaderSize int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }

@@ -17,9 +17,11 @@ type DataOptions struct {
 	// end. 0 or less is no limit.
 	MaxSize int64
 	// BeforeRead, when not nil, runs before every read from the reader
-	// underneath r, when nothing is buffered: the session sets the DATA
-	// timeout there (RFC 5321 section 4.5.3.2.6, per block).
-	BeforeRead func()
+	// underneath r, when nothing is buffered, with the number of bytes
+	// of r consumed so far: the session sets the DATA timeout there (RFC
+	// 5321 section 4.5.3.2.6, per block) and checks the data rate. An
+	// error stops ReadData, which returns it.
+	BeforeRead func(read int64) error
 }
 
 // DataResult describes a message read by ReadData.
@@ -58,15 +60,20 @@ type DataResult struct {
 // ReadData works on the reader's buffer with fixed memory, whatever the
 // length of the lines or of the message. It returns an error only for a
 // failed read, io.ErrUnexpectedEOF when the input ends before the end of
-// data; the result then covers what was read.
+// data, or an error from opt.BeforeRead; the result then covers what was
+// read.
 func ReadData(r *bufio.Reader, w io.Writer, opt DataOptions) (DataResult, error) {
 	buf := outBufs.Get().(*[]byte)
 	defer outBufs.Put(buf)
 	d := dataReader{w: w, out: (*buf)[:0], opt: opt, header: true}
+	var read int64
 	for {
 		if r.Buffered() == 0 {
 			if opt.BeforeRead != nil {
-				opt.BeforeRead()
+				if err := opt.BeforeRead(read); err != nil {
+					d.flush()
+					return d.res, err
+				}
 			}
 			if _, err := r.Peek(1); err != nil {
 				d.flush()
@@ -79,6 +86,7 @@ func ReadData(r *bufio.Reader, w io.Writer, opt DataOptions) (DataResult, error)
 		p, _ := r.Peek(r.Buffered())
 		n, done := d.scan(p)
 		r.Discard(n)
+		read += int64(n)
 		if done {
 			d.flush()
 			d.res.TooBig = opt.MaxSize > 0 && d.res.Size > opt.MaxSize

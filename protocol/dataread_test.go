@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"strings"
@@ -162,9 +163,31 @@ func TestReadDataWriteError(t *testing.T) {
 func TestReadDataBeforeRead(t *testing.T) {
 	src := &countReader{r: iotest.OneByteReader(strings.NewReader("ab\r\n.\r\n"))}
 	hooks := 0
-	_, err := ReadData(bufio.NewReaderSize(src, 16), io.Discard, DataOptions{BeforeRead: func() { hooks++ }})
+	var seen []int64
+	_, err := ReadData(bufio.NewReaderSize(src, 16), io.Discard, DataOptions{BeforeRead: func(read int64) error {
+		hooks++
+		seen = append(seen, read)
+		return nil
+	}})
 	if err != nil || hooks != src.reads || hooks != 7 {
 		t.Errorf("%d hooks for %d reads, error %v", hooks, src.reads, err)
+	}
+	if fmt.Sprint(seen) != "[0 1 2 3 4 5 6]" {
+		t.Errorf("hooks saw %v bytes read, want [0 1 2 3 4 5 6]", seen)
+	}
+	// An error from the hook stops the reading there, with what was
+	// read so far written out.
+	stop := errors.New("stop")
+	r := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader("ab\r\ncd\r\n.\r\n")), 16)
+	var out bytes.Buffer
+	res, err := ReadData(r, &out, DataOptions{BeforeRead: func(read int64) error {
+		if read == 4 {
+			return stop
+		}
+		return nil
+	}})
+	if err != stop || out.String() != "ab\r\n" || res.Size != 4 {
+		t.Errorf("hook error: %v, output %q, %+v", err, out.String(), res)
 	}
 }
 

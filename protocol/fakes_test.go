@@ -188,3 +188,14 @@ func (f *failWriter) Write(p []byte) (int, error) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// checkHeaderForTests is a Config.CheckHeader for transcripts: it refuses
+// a header section that holds "X-Reject:", and otherwise adds a field
+// that tells how many bytes of header section it saw and the client's
+// SMTPUTF8, so that a transcript shows exactly what the check was given.
+func checkHeaderForTests(env *Envelope, header []byte) ([]byte, *Reply) {
+	if bytes.Contains(header, []byte("X-Reject:")) {
+		return nil, reply(550, "5.6.0", "Header refused by test check")
+	}
+	return fmt.Appendf(nil, "X-Checked: %d bytes, smtputf8=%v\r\n", len(header), env.SMTPUTF8), nil
+}

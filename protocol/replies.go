@@ -57,6 +57,18 @@ func replyTimeout(host string) *Reply {
 	return &Reply{Code: 421, Enhanced: "4.4.2", Lines: []string{host + " Timeout, closing connection"}}
 }
 
+// replyTooSlow ends a session whose client sends message text slower than
+// Config.MinDataRate: a timeout like replyTimeout, told apart in the text.
+func replyTooSlow(host string) *Reply {
+	return &Reply{Code: 421, Enhanced: "4.4.2", Lines: []string{host + " Data arriving too slowly, closing connection"}}
+}
+
+// replyHeaderTooLong refuses a message whose header section is longer
+// than Config.MaxHeaderSize (RFC 3463 X.6.0: other media error).
+func replyHeaderTooLong(max int) *Reply {
+	return &Reply{Code: 550, Enhanced: "5.6.0", Lines: []string{"Header section longer than " + strconv.Itoa(max) + " bytes"}}
+}
+
 // replyTooManyErrors ends a session that sent too many bad commands.
 func replyTooManyErrors(host string) *Reply {
 	return &Reply{Code: 421, Enhanced: "4.7.0", Lines: []string{host + " Too many errors, closing connection"}}
@@ -119,6 +131,10 @@ var (
 	replyBareLineEnding = reply(550, "5.5.2", "Message contains bare CR or LF, rejected (RFC 5321 section 2.3.8)")
 	// RFC 5321 section 6.3: a message with too many trace headers loops.
 	replyMailLoop = reply(554, "5.4.6", "Too many Received headers, mail loop")
+	// RFC 2920 section 3.1: a command sent before the reply to one that
+	// must end a group; RFC 3463 X.5.0: other protocol status. The
+	// session ends after it, as Postfix's does.
+	replyImproperPipelining = reply(554, "5.5.0", "Improper use of SMTP command pipelining")
 	// Begin, write or Commit failed without a reply of its own.
 	replyLocalError = reply(451, "4.3.0", "Local error, try again later")
 )

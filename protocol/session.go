@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -14,15 +13,22 @@ import (
 
 var (
 	// ErrTimeout is returned by Serve when the client sent nothing for
-	// Config.CommandTimeout or Config.DataTimeout, or Config.Deadline
-	// passed; the session replied 421 4.4.2 (RFC 5321 section 4.5.3.2).
+	// Config.CommandTimeout or Config.DataTimeout, sent message text
+	// slower than Config.MinDataRate, or Config.Deadline passed; the
+	// session replied 421 4.4.2 (RFC 5321 section 4.5.3.2).
 	ErrTimeout = errors.New("protocol: client timed out")
 	// ErrTooManyErrors is returned by Serve when the client sent more than
 	// Config.MaxErrors bad commands; the session replied 421 4.7.0.
 	ErrTooManyErrors = errors.New("protocol: too many errors")
+	// ErrImproperPipelining is returned by Serve when the client
+	// pipelined where RFC 2920 forbids it and
+	// Config.ForbidImproperPipelining is set; the session replied 554
+	// 5.5.0.
+	ErrImproperPipelining = errors.New("protocol: improper pipelining")
 
 	errQuit        = errors.New("quit")
 	errLineTooLong = errors.New("line too long")
+	errTooSlow     = errors.New("data rate below the minimum")
 )
 
 // Defaults that NewSession applies to a zero Config field.
@@ -36,6 +42,10 @@ const (
 	// asks for a threshold of "normally at least 100"; no real mail
 	// passes 50 hops.
 	DefaultMaxReceived = 50
+	// DefaultMaxHeaderSize bounds the header section captured for
+	// Config.CheckHeader: twice sendmail's MaxHeadersLength, and far
+	// more than real mail carries (RFC 5322 section 2.1.1 sets no total).
+	DefaultMaxHeaderSize = 64 << 10
 )
 
 // Session is the server side of one SMTP session (RFC 5321). It holds the
@@ -56,11 +66,13 @@ type Session struct {
 	errors   int      // bad commands so far
 	messages int      // messages committed
 	line     []byte   // buffer for command lines
+	header   []byte   // buffer for the header section, for CheckHeader
+	slow     bool     // the read deadline set is MinDataRate's (dataDeadline)
 }
 
 // NewSession returns a session with the client described by client. It
-// fills in the defaults of cfg: MaxLineLength, MaxReceived, Now and a
-// Hostname of "localhost". A nil log discards; a nil policy refuses every
+// fills in the defaults of cfg: MaxLineLength, MaxReceived, MaxHeaderSize,
+// Now and a Hostname of "localhost". A nil log discards; a nil policy refuses every
 // recipient (550 5.7.1) and a nil delivery refuses every message (451
 // 4.3.0), so a forgotten argument can neither panic nor make an open relay.
 func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log *slog.Logger) *Session {
@@ -85,6 +97,9 @@ func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log
 	if cfg.MaxReceived <= 0 {
 		cfg.MaxReceived = DefaultMaxReceived
 	}
+	if cfg.MaxHeaderSize <= 0 {
+		cfg.MaxHeaderSize = DefaultMaxHeaderSize
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -94,8 +109,9 @@ func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log
 // Serve writes the 220 greeting, then reads commands from r and writes
 // replies to w until the session ends. It returns nil after QUIT and 221;
 // an error wrapping io.EOF or io.ErrUnexpectedEOF when r ends;
-// ErrTimeout after 421 4.4.2 when a read times out; ErrTooManyErrors after
-// 421 4.7.0; or the wrapped error of a failed read or write. d may be nil:
+// ErrTimeout after 421 4.4.2 when a read times out or DATA is too slow;
+// ErrTooManyErrors after 421 4.7.0; ErrImproperPipelining after 554
+// 5.5.0; or the wrapped error of a failed read or write. d may be nil:
 // then reads never time out. Serve writes nothing to w but replies, and
 // every message it began is committed or aborted when it returns.
 func (s *Session) Serve(r *bufio.Reader, w io.Writer, d Deadliner) error {
@@ -146,6 +162,13 @@ func (s *Session) command() error {
 		return s.readError(err, "command")
 	}
 	cmd, perr := ParseCommand(line)
+	if s.improperPipelining(cmd.Verb) {
+		s.log.Warn("improper pipelining", "verb", string(cmd.Verb), "state", s.state.String())
+		if err := s.send(replyImproperPipelining); err != nil {
+			return err
+		}
+		return ErrImproperPipelining
+	}
 	if _, ok := antecedents[cmd.Verb]; !ok {
 		return s.refuse(cmd.Verb, replyFor(perr))
 	}
@@ -267,16 +290,6 @@ func (s *Session) refuse(v Verb, r *Reply) error {
 	return s.send(r)
 }
 
-// readError ends the session after a failed read: 421 on a timeout.
-func (s *Session) readError(err error, phase string) error {
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("protocol: reading %s: %w", phase, err)
-	}
-	s.log.Info("timeout", "phase", phase)
-	_ = s.send(replyTimeout(s.cfg.Hostname)) // the client may well be gone
-	return ErrTimeout
-}
-
 // send buffers r for the client.
 func (s *Session) send(r *Reply) error {
 	if err := WriteReply(s.w, r); err != nil {
@@ -291,24 +304,6 @@ func (s *Session) flush() error {
 		return fmt.Errorf("protocol: writing reply: %w", err)
 	}
 	return nil
-}
-
-// setDeadline sets the read deadline timeout from now, or Config.Deadline
-// when that is sooner. A zero timeout and no Deadline clear it.
-func (s *Session) setDeadline(timeout time.Duration) {
-	if s.d == nil {
-		return
-	}
-	var t time.Time
-	if timeout > 0 {
-		t = s.cfg.Now().Add(timeout)
-	}
-	if dl := s.cfg.Deadline; !dl.IsZero() && (t.IsZero() || dl.Before(t)) {
-		t = dl
-	}
-	// A reader that cannot time out (a blocking pipe) says so here; it
-	// then waits for the client, as it would with no Deadliner.
-	_ = s.d.SetReadDeadline(t)
 }
 
 // replyFor returns the *Reply that err wraps, or 451 4.3.0.
@@ -374,31 +369,46 @@ func (s *Session) data() error {
 	if err := s.flush(); err != nil {
 		return err
 	}
+	start := s.cfg.Now()
 	var dst io.Writer = mw
-	hdrErr := writeReceived(mw, &env, s.cfg.Hostname, id, s.cfg.Now())
-	if hdrErr != nil {
+	var hw *headerWriter
+	hdrErr := writeReceived(mw, &env, s.cfg.Hostname, id, start)
+	switch {
+	case hdrErr != nil:
 		dst = io.Discard // read on to the end all the same
+	case s.cfg.CheckHeader != nil:
+		hw = s.headerWriter(mw, &env)
+		dst = hw
 	}
 	res, err := ReadData(s.r, dst, DataOptions{
 		BareLineEndings: s.cfg.BareLineEndings,
 		MaxSize:         s.cfg.MaxMessageSize,
-		BeforeRead:      func() { s.setDeadline(s.cfg.DataTimeout) },
+		BeforeRead:      func(read int64) error { return s.dataDeadline(start, read) },
 	})
+	if hw != nil {
+		s.header = hw.buf[:0] // keep the capacity for the next message
+	}
 	if err != nil {
 		return s.readError(err, "data")
 	}
 	if res.WriteErr == nil {
 		res.WriteErr = hdrErr
 	}
+	rejectBare := res.Bare && s.cfg.BareLineEndings == RejectBare
+	if hw != nil && res.WriteErr == nil && !rejectBare && !res.TooBig {
+		res.WriteErr = hw.finish()
+	}
 	var r *Reply
 	reason := ""
 	switch {
-	case res.Bare && s.cfg.BareLineEndings == RejectBare:
+	case rejectBare:
 		r, reason = replyBareLineEnding, "bare CR or LF"
 	case res.TooBig:
 		r, reason = replyTooBig, "too big"
 	case res.Received > s.cfg.MaxReceived:
 		r, reason = replyMailLoop, "mail loop"
+	case hw != nil && hw.reject != nil:
+		r, reason = hw.reject, "header: "+hw.reject.Error()
 	case res.WriteErr != nil:
 		r, reason = replyFor(res.WriteErr), "write: "+res.WriteErr.Error()
 	default:
@@ -415,6 +425,25 @@ func (s *Session) data() error {
 	s.log.Warn("message rejected", "queue_id", id, "reason", reason, "code", r.Code,
 		"size", res.Size, "received", res.Received)
 	return s.send(r)
+}
+
+// headerWriter returns the writer that holds back the header section of
+// the message for env until Config.CheckHeader has passed it. The check's
+// answer is vetted like any foreign one: a refusal must be a refusal,
+// and added fields must be well-formed lines, or the message gets 451.
+func (s *Session) headerWriter(mw io.Writer, env *Envelope) *headerWriter {
+	check := func(header []byte) ([]byte, *Reply) {
+		add, r := s.cfg.CheckHeader(env, header)
+		if r != nil {
+			return nil, refusal(r)
+		}
+		if !validAdded(add) {
+			s.log.Warn("header check added malformed fields", "len", len(add))
+			return nil, replyLocalError
+		}
+		return add, nil
+	}
+	return &headerWriter{w: mw, check: check, buf: s.header[:0], max: s.cfg.MaxHeaderSize}
 }
 
 // Messages returns the number of messages committed so far.

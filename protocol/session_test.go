@@ -221,6 +221,7 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte(oneMessage+"QUIT\r\n"), false)
 	f.Add([]byte("HELO x\r\nMAIL FROM:<> SIZE=1\r\nRSET\r\nVRFY\r\nEXPN x\r\n\x00\r\nQUIT\r\n"), false)
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b> SMTPUTF8\r\nRCPT TO:<ü@b>\r\nRCPT TO:<postmaster>\r\nDATA\r\nReceived: x\r\n\r\n..\r\n.\r\n"), true)
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nA: 1\r\nX-Reject: y\r\n\r\nb\r\n.\r\nNOOP\r\nHELO y\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n\r\nb\r\n.\r\nQUIT\r\n"), false)
 	for _, v := range smugglingVectors {
 		in := []byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello" + v + smuggled + "\r\n.\r\nQUIT\r\n")
 		f.Add(in, false)
@@ -274,7 +275,78 @@ func FuzzSession(f *testing.F) {
 				t.Fatalf("message %q holds a bare CR or LF", w.buf.String())
 			}
 		}
+		fuzzPipelining(t, cfg, in, d, out, err)
+		fuzzCheckHeader(t, cfg, in, d, out, err)
 	})
+}
+
+// fuzzPipelining: with ForbidImproperPipelining the session answers as
+// without it until it finds improper pipelining; then it answers 554
+// 5.5.0 in place of the next reply and ends.
+func fuzzPipelining(t *testing.T, cfg Config, in []byte, d *fakeDelivery, out string, err error) {
+	cfg.ForbidImproperPipelining = true
+	dp := &fakeDelivery{commitErr: d.commitErr}
+	outp, errp := serveString(cfg, dp, string(in))
+	if errors.Is(errp, ErrImproperPipelining) {
+		prefix, ok := strings.CutSuffix(outp, "554 5.5.0 Improper use of SMTP command pipelining\r\n")
+		if !ok || !strings.HasPrefix(out, prefix) || len(dp.committed()) > len(d.committed()) {
+			t.Fatalf("forbidding pipelining: %q, %v; allowing it: %q, %v", outp, errp, out, err)
+		}
+	} else if outp != out || (errp == nil) != (err == nil) || len(dp.committed()) != len(d.committed()) {
+		t.Fatalf("forbidding pipelining, none found: %q, %v; allowing it: %q, %v", outp, errp, out, err)
+	}
+	if err := dp.checkFinished(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fuzzCheckHeader: with CheckHeader the dialog keeps its shape, and each
+// message committed is the one committed without the check, with the
+// test check's field added at the end of its header section; a message
+// refused only with the check has "X-Reject:" in its header section or
+// one longer than MaxHeaderSize.
+func fuzzCheckHeader(t *testing.T, cfg Config, in []byte, d *fakeDelivery, out string, err error) {
+	cfg.CheckHeader, cfg.MaxHeaderSize = checkHeaderForTests, 64
+	dh := &fakeDelivery{commitErr: d.commitErr}
+	outh, errh := serveString(cfg, dh, string(in))
+	if len(replyLines(outh)) != len(replyLines(out)) || (errh == nil) != (err == nil) || len(dh.writers) != len(d.writers) {
+		t.Fatalf("with header check: %q, %v; without: %q, %v", outh, errh, out, err)
+	}
+	if err := dh.checkFinished(); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range d.writers {
+		wh := dh.writers[i]
+		if !w.committed {
+			if wh.committed {
+				t.Fatalf("message %s committed only with the header check", w.id)
+			}
+			continue
+		}
+		// After the three lines of the Received: header, the message.
+		all := w.buf.String()
+		rcv := 0
+		for range 3 {
+			rcv += strings.Index(all[rcv:], "\r\n") + 2
+		}
+		msg := all[rcv:]
+		end := len(msg)
+		if strings.HasPrefix(msg, "\r\n") {
+			end = 0
+		} else if i := strings.Index(msg, "\r\n\r\n"); i >= 0 {
+			end = i + 2
+		}
+		if !wh.committed {
+			if !strings.Contains(msg[:end], "X-Reject:") && end <= cfg.MaxHeaderSize {
+				t.Fatalf("message %s refused by the header check: %q", w.id, msg)
+			}
+			continue
+		}
+		want := all[:rcv] + msg[:end] + fmt.Sprintf("X-Checked: %d bytes, smtputf8=%v\r\n", end, w.env.SMTPUTF8) + msg[end:]
+		if wh.buf.String() != want {
+			t.Fatalf("message %s with header check:\n%q\nwant\n%q", w.id, wh.buf.String(), want)
+		}
+	}
 }
 
 // badPolicy refuses with a reply that is not a refusal.

@@ -26,7 +26,8 @@ import (
 //	S: text           the next reply line, without its CRLF
 //	M: text           a line of a committed message; consecutive M: lines
 //	                  form one message, each line ended by CRLF
-//	= result          how Serve ends: nil, eof, timeout or too-many-errors
+//	= result          how Serve ends: nil, eof, timeout, too-many-errors or
+//	                  improper-pipelining
 //
 // Consecutive C: and R: lines go out in one write, as a pipelining client
 // sends them. Each S: line must arrive within replyWait, so a reply the
@@ -150,6 +151,12 @@ func (tr *transcript) setOption(key, val string) error {
 		tr.cfg.DataTimeout = dur()
 	case "local":
 		tr.client = Client{Local: true}
+	case "forbid_pipelining":
+		tr.cfg.ForbidImproperPipelining = true
+	case "check_header": // CheckHeader is checkHeaderForTests
+		tr.cfg.CheckHeader = checkHeaderForTests
+	case "max_header_size":
+		tr.cfg.MaxHeaderSize = atoi()
 	case "relay": // the Policy accepts only these domains
 		tr.policy.domains = strings.Fields(val)
 	case "begin_error": // Begin fails with a plain error
@@ -271,6 +278,8 @@ func resultIs(err error, want string) bool {
 		return errors.Is(err, ErrTimeout)
 	case "too-many-errors":
 		return errors.Is(err, ErrTooManyErrors)
+	case "improper-pipelining":
+		return errors.Is(err, ErrImproperPipelining)
 	}
 	return false
 }

@@ -42,6 +42,15 @@ type Config struct {
 	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `split_words:"true" default:"text" desc:"text (logfmt) or json"`
 
+	// Abuse handling and message checks (abuse.go, checks.go).
+	RejectEarlyTalkers       bool          `split_words:"true" default:"true" desc:"on a socket, answer 554 5.5.0 and close when the client sends before the 220 greeting"`
+	GreetPause               time.Duration `split_words:"true" default:"0s" desc:"on a socket, wait this long for an early talker before the greeting (delays every session; 0: look once)"`
+	ForbidImproperPipelining bool          `split_words:"true" default:"true" desc:"on a socket, answer 554 5.5.0 and close when the client pipelines where RFC 2920 forbids it"`
+	MinDataRate              int64         `split_words:"true" default:"500" desc:"slowest average DATA rate in bytes/s after the first SMTP_DATA_TIMEOUT; slower gets 421 4.4.2 (0: off)"`
+	HeaderChecks             string        `split_words:"true" default:"lenient" desc:"message header checks: lenient (reject corrupt headers), strict (RFC 5322 3.6 too) or off; rejects get 550 5.6.0"`
+	MaxHeaderSize            int           `split_words:"true" default:"65536" desc:"largest header section in bytes when header checks are on; longer gets 550 5.6.0"`
+	AddMissingHeaders        bool          `split_words:"true" default:"false" desc:"add Date: and Message-ID: when missing, for local (pipe) sessions only (RFC 6409 8)"`
+
 	// Velocity limits (internal/velocity), shared by all sessions through
 	// $SMTP_SPOOL_DIR/velocity. Off by default.
 	RateWindow       time.Duration `split_words:"true" default:"60s" desc:"sliding window of SMTP_RATE_MAX_SESSIONS, whole seconds up to 5m"`
@@ -99,6 +108,9 @@ func (c *Config) check() error {
 	if _, err := c.bareMode(); err != nil {
 		return err
 	}
+	if err := c.checkAbuse(); err != nil {
+		return err
+	}
 	if err := c.Velocity().Validate(); err != nil {
 		return fmt.Errorf("config: %s_RATE_*: %w", Prefix, err)
 	}
@@ -141,6 +153,9 @@ func (c *Config) Protocol(now time.Time) protocol.Config {
 		CommandTimeout:  c.CommandTimeout,
 		DataTimeout:     c.DataTimeout,
 		Deadline:        now.Add(c.SessionTimeout),
+		MinDataRate:     c.MinDataRate,
+		CheckHeader:     c.headerCheck(time.Now),
+		MaxHeaderSize:   c.MaxHeaderSize,
 	}
 }
 

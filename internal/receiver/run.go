@@ -35,6 +35,10 @@ const (
 var replyUnavailable = &protocol.Reply{Code: 421, Enhanced: "4.3.0",
 	Lines: []string{"Service not available, closing transmission channel"}}
 
+// writeGrace is how long after the session deadline a reply may still
+// be written.
+const writeGrace = 10 * time.Second
+
 // replyTooManyConnections refuses a session over a velocity limit: 421
 // closes the channel (RFC 5321 section 3.8), 4.7.0 is a temporary policy
 // refusal (RFC 3463), so the client retries later.
@@ -131,14 +135,20 @@ func Main(args []string) int {
 	}
 
 	pc := cfg.Protocol(start)
-	if dl, ok := any(stdout).(interface{ SetWriteDeadline(time.Time) error }); ok {
-		// A client that stops reading must not hold the process past
-		// the session deadline.
-		dl.SetWriteDeadline(pc.Deadline)
-	}
+	// A client that stops reading must not hold the process much past
+	// the session deadline; the grace lets the final 421 be written when
+	// the deadline ends a read.
+	stdout.SetWriteDeadline(pc.Deadline.Add(writeGrace))
 	var dl protocol.Deadliner
 	if stdin.SetReadDeadline(time.Time{}) == nil {
 		dl = stdin
+	}
+	if peer.IsSocket(0) { // abuse.go
+		if earlyTalker(cfg, 0, log) {
+			protocol.WriteReply(stdout, replyEarlyTalker)
+			return exitSession
+		}
+		socketChecks(cfg, &pc, 0)
 	}
 	sess := protocol.NewSession(pc, client, pol, d, log)
 	err = sess.Serve(bufio.NewReaderSize(stdin, 64<<10), stdout, dl)
