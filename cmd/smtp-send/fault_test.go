@@ -1,0 +1,137 @@
+package main
+
+import (
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// counter is a go-smtp smarthost that counts the messages it accepted per
+// recipient; it counts before its 250 goes out, as a real server commits
+// before it answers.
+type counter struct {
+	addr string
+	mu   sync.Mutex
+	n    map[string]int
+}
+
+type counterSession struct {
+	c  *counter
+	to []string
+}
+
+func (s *counterSession) Reset()                               { s.to = nil }
+func (s *counterSession) Logout() error                        { return nil }
+func (s *counterSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *counterSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.to = append(s.to, to)
+	return nil
+}
+
+func (s *counterSession) Data(r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	s.c.mu.Lock()
+	for _, to := range s.to {
+		s.c.n[to]++
+	}
+	s.c.mu.Unlock()
+	return nil
+}
+
+func newCounter(t *testing.T) *counter {
+	c := &counter{n: map[string]int{}}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &counterSession{c: c}, nil }))
+	srv.Domain = "counter.test"
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.addr = l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return c
+}
+
+// TestKillSendAnywhere kills real smtp-send runs with SIGKILL at random
+// instants while they deliver 25 messages per kill over two connections,
+// then once more to the end. Every message is delivered;
+// a message is delivered twice only inside the documented window, so at
+// most one per connection per kill; nothing is left in queue/, state/ or
+// tmp/ (the last run with SMTP_SEND_TMP_MAX_AGE=1ns), and nothing moved to
+// failed/ or corrupt/. FAULT_KILLS (default 20) bounds the kills.
+func TestKillSendAnywhere(t *testing.T) {
+	kills := 20
+	if s := os.Getenv("FAULT_KILLS"); s != "" {
+		var err error
+		if kills, err = strconv.Atoi(s); err != nil {
+			t.Fatalf("FAULT_KILLS=%q", s)
+		}
+	}
+	const connections = 2
+	messages := 25 * kills
+	srv := newCounter(t)
+	dir := t.TempDir()
+	for i := 0; i < messages; i++ {
+		queue(t, dir, "r"+strconv.Itoa(i)+"@x.test")
+	}
+	env := append(sendEnv(dir, srv.addr), "SMTP_SEND_CONNECTIONS="+strconv.Itoa(connections))
+	killed, runs := 0, 0
+	for killed < kills {
+		if ents, _ := os.ReadDir(filepath.Join(dir, spool.QueueDir)); len(ents) == 0 {
+			break
+		}
+		runs++
+		cmd := command(env)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// A run delivers some 25 messages in 50 ms here: most kills
+		// land mid-delivery.
+		timer := time.AfterFunc(rand.N(50*time.Millisecond), func() { cmd.Process.Signal(syscall.SIGKILL) })
+		cmd.Wait()
+		timer.Stop()
+		if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
+			killed++
+		} else if ws.ExitStatus() != 0 {
+			t.Fatalf("run %d exited %d", runs, ws.ExitStatus())
+		}
+	}
+	// A last run, left alone, delivers the rest and removes what the
+	// kills left in tmp/.
+	if r := runBinary(t, append(env, "SMTP_SEND_TMP_MAX_AGE=1ns")); r.code != 0 {
+		t.Fatalf("last run exited %d\n%s", r.code, r.stderr)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	dups := 0
+	for i := 0; i < messages; i++ {
+		n := srv.n["r"+strconv.Itoa(i)+"@x.test"]
+		if n == 0 {
+			t.Errorf("r%d never delivered", i)
+		}
+		dups += max(0, n-1)
+	}
+	if dups > killed*connections {
+		t.Errorf("%d duplicates after %d kills of runs with %d connections: more than the window allows", dups, killed, connections)
+	}
+	for _, sub := range []string{spool.QueueDir, spool.StateDir, spool.TmpDir, spool.FailedDir, spool.CorruptDir} {
+		if ents, _ := os.ReadDir(filepath.Join(dir, sub)); len(ents) != 0 {
+			t.Errorf("%s/ holds %d files", sub, len(ents))
+		}
+	}
+	t.Logf("%d runs killed at random, %d of them mid-way, then one to the end; %d messages delivered twice (the window)", runs, killed, dups)
+}
