@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
+	"golang.org/x/sys/unix"
 )
 
 // Subdirectories of a spool root. The receiver writes only into TmpDir and
@@ -106,6 +107,7 @@ type Writer struct {
 	bw      *bufio.Writer
 	crc     hash.Hash32
 	size    int64
+	flushed int64 // message bytes handed to writeback so far
 	hdrLen  int64 // offset of the first message byte
 	sizeOff int64 // offset of the message-size digits
 	crcOff  int64 // offset of the message-crc32c digits
@@ -171,7 +173,28 @@ func (w *Writer) Write(p []byte) (int, error) {
 		w.err = fmt.Errorf("spool: write: %w", err)
 		return n, w.err
 	}
+	if w.size-w.flushed >= writebackChunk {
+		w.startWriteback()
+	}
 	return n, nil
+}
+
+// writebackChunk is how many message bytes accumulate before the kernel
+// is asked to start writing them out.
+const writebackChunk = 8 << 20
+
+// startWriteback asks the kernel to start writing the bytes written so
+// far to disk, without waiting (sync_file_range(2) with
+// SYNC_FILE_RANGE_WRITE). A large message then reaches the disk while it
+// is still arriving, and the fsync in Commit, which alone makes it
+// durable, has little left to do. Failure is harmless: it is only a hint.
+func (w *Writer) startWriteback() {
+	if err := w.bw.Flush(); err != nil {
+		w.err = fmt.Errorf("spool: write: %w", err)
+		return
+	}
+	unix.SyncFileRange(int(w.pf.Fd()), w.hdrLen+w.flushed, w.size-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
+	w.flushed = w.size
 }
 
 // Size returns the number of message bytes written so far.

@@ -85,9 +85,9 @@ func payload(n int) []byte {
 func message2k() string { return string(payload(2048)) }
 
 type usage struct {
-	cpu    time.Duration // user + system
-	maxRSS int64         // KiB
-	wall   time.Duration
+	cpu     time.Duration // user + system
+	peakKiB int64         // VmHWM sampled from /proc, KiB
+	wall    time.Duration
 }
 
 // spawn runs bin with stdin from in and returns its resource usage.
@@ -103,14 +103,39 @@ func spawn(bin string, args []string, env []string, in io.Reader) (usage, []byte
 	defer out.Close()
 	cmd.Stdout = out
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
 		return usage{}, nil, fmt.Errorf("%s: %w", bin, err)
 	}
+	// The child's own peak RSS: rusage's maxrss of a child Go started is
+	// useless (clone with CLONE_VM folds in the parent's peak), so
+	// sample VmHWM, which only grows, until the child exits.
+	peak := make(chan int64)
+	stop := make(chan struct{})
+	go func() {
+		var hwm int64
+		for {
+			if v := vmHWM(cmd.Process.Pid); v > hwm {
+				hwm = v
+			}
+			select {
+			case <-stop:
+				peak <- hwm
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	err = cmd.Wait()
 	wall := time.Since(start)
+	close(stop)
+	hwm := <-peak
+	if err != nil {
+		return usage{}, nil, fmt.Errorf("%s: %w", bin, err)
+	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	b, _ := os.ReadFile(out.Name())
-	return usage{cpu: cpu, maxRSS: ru.Maxrss, wall: wall}, b, nil
+	return usage{cpu: cpu, peakKiB: hwm, wall: wall}, b, nil
 }
 
 func freshDir(base, name string) (string, error) {
@@ -272,8 +297,24 @@ func bigMessage(stdio, base string, mib int) error {
 	if !strings.Contains(string(out), "\r\n250 2.0.0") {
 		return fmt.Errorf("big message not accepted: %q", out)
 	}
-	fmt.Printf("one %d MiB message: %.0f MiB/s, peak RSS %.1f MiB, CPU %v\n",
-		mib, float64(mib)/u.wall.Seconds(), float64(u.maxRSS)/1024, u.cpu.Round(time.Millisecond))
+	fmt.Printf("one %d MiB message: %.0f MiB/s, peak RSS %.1f MiB (VmHWM), CPU %v\n",
+		mib, float64(mib)/u.wall.Seconds(), float64(u.peakKiB)/1024, u.cpu.Round(time.Millisecond))
 	os.RemoveAll(spoolDir)
 	return nil
+}
+
+// vmHWM returns the peak resident set size of process pid in KiB, from
+// /proc/PID/status; 0 once the process is gone.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
