@@ -56,15 +56,15 @@ func floorChild() {
 	tmp := filepath.Join(dir, "tmp", strconv.Itoa(os.Getpid()))
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		panic(err)
+		die(err)
 	}
 	f.Write(payload(2048))
 	if err := f.Sync(); err != nil {
-		panic(err)
+		die(err)
 	}
 	f.Close()
 	if err := os.Rename(tmp, filepath.Join(dir, "queue", strconv.Itoa(os.Getpid()))); err != nil {
-		panic(err)
+		die(err)
 	}
 	d, _ := os.Open(filepath.Join(dir, "queue"))
 	d.Sync()
@@ -317,4 +317,9 @@ func vmHWM(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+func die(err error) {
+	fmt.Fprintln(os.Stderr, "benchtool:", err)
+	os.Exit(1)
 }
