@@ -48,6 +48,9 @@ type spoolDelivery struct {
 	cur *message
 }
 
+// Begin implements protocol.Delivery: it names the message (a new queue
+// id) and creates its file in the spool's tmp/. Errors carry a 451 or 452
+// reply (classify).
 func (d *spoolDelivery) Begin(env *protocol.Envelope) (protocol.MessageWriter, error) {
 	if d.beforeFirst != nil {
 		d.once.Do(d.beforeFirst)
@@ -104,8 +107,10 @@ type message struct {
 	err error
 }
 
+// QueueID implements protocol.MessageWriter.
 func (m *message) QueueID() string { return m.id }
 
+// Write implements io.Writer; it always reports success (see message).
 func (m *message) Write(p []byte) (int, error) {
 	if m.err == nil {
 		if _, err := m.w.Write(p); err != nil {
@@ -115,6 +120,9 @@ func (m *message) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Commit implements protocol.MessageWriter: it returns the first write
+// error, or makes the file durable and visible (spool.Writer.Commit). Errors
+// carry a 451 or 452 reply.
 func (m *message) Commit() error {
 	m.d.mu.Lock()
 	defer m.d.mu.Unlock()
@@ -134,6 +142,7 @@ func (m *message) Commit() error {
 	return nil
 }
 
+// Abort implements protocol.MessageWriter: the temporary file is removed.
 func (m *message) Abort() error {
 	m.d.mu.Lock()
 	defer m.d.mu.Unlock()

@@ -58,6 +58,7 @@ type syslogHandler struct {
 	with []func(slog.Handler) slog.Handler
 }
 
+// Enabled implements slog.Handler.
 func (h *syslogHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	var buf bytes.Buffer
 	return h.build(&buf).Enabled(ctx, l)
@@ -71,6 +72,7 @@ func (h *syslogHandler) build(w io.Writer) slog.Handler {
 	return inner
 }
 
+// Handle implements slog.Handler: one record, one syslog message.
 func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
 	var buf bytes.Buffer
 	if err := h.build(&buf).Handle(ctx, r); err != nil {
@@ -89,10 +91,12 @@ func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.w.Log(sev, msg)
 }
 
+// WithAttrs implements slog.Handler.
 func (h *syslogHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return h.derive(func(in slog.Handler) slog.Handler { return in.WithAttrs(as) })
 }
 
+// WithGroup implements slog.Handler.
 func (h *syslogHandler) WithGroup(name string) slog.Handler {
 	return h.derive(func(in slog.Handler) slog.Handler { return in.WithGroup(name) })
 }
