@@ -43,7 +43,7 @@ func newLogger(c *Config, stderr io.Writer) (*slog.Logger, string) {
 			// may be the client's socket, so stay silent.
 			return slog.New(slog.DiscardHandler), "off (syslog unavailable)"
 		}
-		return slog.New(&syslogHandler{w: sw, mk: mk}), dest
+		return slog.New(&syslogHandler{w: sw, mk: mk, level: level}), dest
 	}
 	return slog.New(slog.DiscardHandler), "off"
 }
@@ -51,18 +51,16 @@ func newLogger(c *Config, stderr io.Writer) (*slog.Logger, string) {
 // syslogHandler formats each record with a text or JSON handler and sends
 // it as one syslog message at the record's severity.
 type syslogHandler struct {
-	w  *syslog.Writer
-	mk func(io.Writer) slog.Handler
+	w     *syslog.Writer
+	level slog.Level
+	mk    func(io.Writer) slog.Handler
 	// inner handlers share one buffer per record; attrs and groups are
 	// kept by re-deriving the handler chain.
 	with []func(slog.Handler) slog.Handler
 }
 
 // Enabled implements slog.Handler.
-func (h *syslogHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	var buf bytes.Buffer
-	return h.build(&buf).Enabled(ctx, l)
-}
+func (h *syslogHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
 
 func (h *syslogHandler) build(w io.Writer) slog.Handler {
 	inner := h.mk(w)
@@ -103,5 +101,5 @@ func (h *syslogHandler) WithGroup(name string) slog.Handler {
 
 func (h *syslogHandler) derive(f func(slog.Handler) slog.Handler) slog.Handler {
 	with := append(append([]func(slog.Handler) slog.Handler{}, h.with...), f)
-	return &syslogHandler{w: h.w, mk: h.mk, with: with}
+	return &syslogHandler{w: h.w, mk: h.mk, level: h.level, with: with}
 }
