@@ -518,3 +518,25 @@ func TestNoPackageNet(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusalSurvivesUnreadInput: a client that pipelines 256 KiB after
+// EHLO gets its 554 and then end-of-file, not a connection reset that
+// would destroy the reply: the server shuts down its side and reads the
+// rest before it closes (lingerClose).
+func TestRefusalSurvivesUnreadInput(t *testing.T) {
+	s := newSockSession(t, newSpool(t), "")
+	if got := s.reply(t); !strings.HasPrefix(got, "220 ") {
+		t.Fatalf("greeting %q", got)
+	}
+	junk := strings.Repeat("NOOP pipelined junk to fill the socket buffers\r\n", 256<<10/48)
+	go io.WriteString(s.conn, "EHLO c.example\r\n"+junk)
+	// Give the server time to refuse and close while most of the junk
+	// is still unread, before the test reads anything.
+	time.Sleep(500 * time.Millisecond)
+	if got := s.reply(t); !strings.HasPrefix(got, "554 5.5.0 ") {
+		t.Fatalf("reply %q, want 554 5.5.0", got)
+	}
+	if _, err := io.ReadAll(s.r); err != nil {
+		t.Errorf("after the 554: %v, want a clean end-of-file", err)
+	}
+}

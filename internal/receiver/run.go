@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/smtp-stdio/smtp-stdio/internal/peer"
 	"github.com/smtp-stdio/smtp-stdio/internal/relay"
 	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
@@ -146,6 +148,7 @@ func Main(args []string) int {
 	if peer.IsSocket(0) { // abuse.go
 		if earlyTalker(cfg, 0, log) {
 			protocol.WriteReply(stdout, replyEarlyTalker)
+			lingerClose(stdin)
 			return exitSession
 		}
 		socketChecks(cfg, &pc, 0)
@@ -163,8 +166,33 @@ func Main(args []string) int {
 		return exitOK
 	default:
 		log.Warn("session end", "reason", err.Error(), "messages", sess.Messages(), "duration", dur)
+		if peer.IsSocket(0) {
+			lingerClose(stdin)
+		}
 		return exitSession
 	}
+}
+
+// Limits of lingerClose: enough for a pipelined burst, short enough that
+// an abusive client cannot hold the process.
+const (
+	lingerTime  = 200 * time.Millisecond
+	lingerBytes = 1 << 20
+)
+
+// lingerClose ends a session that the server closes while the client may
+// still be sending (a 554 to an early talker or to improper pipelining, a
+// 421): it shuts down the sending side, so the client gets the reply and
+// then end-of-file, and reads what the client still sends, briefly and
+// boundedly. Closing a socket with unread input makes the kernel send a
+// reset, which can destroy the reply before the client reads it (RFC 1122
+// section 4.2.2.13).
+func lingerClose(stdin *os.File) {
+	unix.Shutdown(1, unix.SHUT_WR)
+	if stdin.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(stdin, lingerBytes))
 }
 
 // openSpool opens the spool root, refusing one that other users could
