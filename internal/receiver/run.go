@@ -145,7 +145,8 @@ func Main(args []string) int {
 	if stdin.SetReadDeadline(time.Time{}) == nil {
 		dl = stdin
 	}
-	if peer.IsSocket(0) { // abuse.go
+	onSocket := peer.IsSocket(0)
+	if onSocket { // abuse.go
 		if earlyTalker(cfg, 0, log) {
 			protocol.WriteReply(stdout, replyEarlyTalker)
 			lingerClose(stdin)
@@ -166,7 +167,7 @@ func Main(args []string) int {
 		return exitOK
 	default:
 		log.Warn("session end", "reason", err.Error(), "messages", sess.Messages(), "duration", dur)
-		if peer.IsSocket(0) {
+		if onSocket {
 			lingerClose(stdin)
 		}
 		return exitSession
