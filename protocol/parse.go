@@ -410,9 +410,24 @@ func upperASCII(s string) string {
 }
 
 // equalFoldASCII is strings.EqualFold for ASCII letters only (EqualFold
-// matches the Kelvin sign with "k").
-func equalFoldASCII(s, t string) bool {
-	return len(s) == len(t) && upperASCII(s) == upperASCII(t)
+// matches the Kelvin sign with "k"). It allocates nothing.
+func equalFoldASCII[S string | []byte](s S, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		a, b := s[i], t[i]
+		if 'a' <= a && a <= 'z' {
+			a -= 'a' - 'A'
+		}
+		if 'a' <= b && b <= 'z' {
+			b -= 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 // cutPrefixFold is strings.CutPrefix with an ASCII case-insensitive

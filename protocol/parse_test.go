@@ -251,3 +251,45 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+func TestNonSMTP(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{
+		{"GET / HTTP/1.1", true},
+		{"get /", true},
+		{"POST /cgi-bin/form HTTP/1.0", true},
+		{"CONNECT mx.example:25 HTTP/1.1", true},
+		{"Host: mx.example", true},
+		{"Subject:hello", true},
+		{"X-Mailer: a b c", true},
+		{"From:", true},
+		{"MAIL FROM:<a@b.example>", false},
+		{"RCPT TO:<c@d.example>", false},
+		{"NOOP a:b", false},
+		{"GETS /", false},
+		{"GET", true},
+		{":x", false},
+		{"", false},
+		{" Host: x", false},
+		{"Ho\x00st: x", false},
+		{"Höst: x", false},
+	} {
+		if got := nonSMTP([]byte(tc.line)); got != tc.want {
+			t.Errorf("nonSMTP(%q) = %v, want %v", tc.line, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkNonSMTP: the check runs on every command line and must not
+// allocate.
+func BenchmarkNonSMTP(b *testing.B) {
+	line := []byte("RCPT TO:<someone@example.net>")
+	b.ReportAllocs()
+	for b.Loop() {
+		if nonSMTP(line) {
+			b.Fatal("RCPT taken for non-SMTP")
+		}
+	}
+}

@@ -69,6 +69,13 @@ func replyHeaderTooLong(max int) *Reply {
 	return &Reply{Code: 550, Enhanced: "5.6.0", Lines: []string{"Header section longer than " + strconv.Itoa(max) + " bytes"}}
 }
 
+// replyNonSMTP ends a session whose client sent an HTTP request or a
+// header line as a command: 221, closing, with RFC 3463 X.7.0 (security
+// or policy status), as Postfix answers.
+func replyNonSMTP(host string) *Reply {
+	return &Reply{Code: 221, Enhanced: "2.7.0", Lines: []string{host + " Error: non-SMTP command, closing connection"}}
+}
+
 // replyTooManyErrors ends a session that sent too many bad commands.
 func replyTooManyErrors(host string) *Reply {
 	return &Reply{Code: 421, Enhanced: "4.7.0", Lines: []string{host + " Too many errors, closing connection"}}

@@ -25,6 +25,10 @@ var (
 	// Config.ForbidImproperPipelining is set; the session replied 554
 	// 5.5.0.
 	ErrImproperPipelining = errors.New("protocol: improper pipelining")
+	// ErrNonSMTP is returned by Serve when a command line was an HTTP
+	// request or a header field, not SMTP; the session replied 221 2.7.0
+	// and ended, as Postfix does.
+	ErrNonSMTP = errors.New("protocol: non-SMTP command")
 
 	errQuit        = errors.New("quit")
 	errLineTooLong = errors.New("line too long")
@@ -111,7 +115,7 @@ func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log
 // an error wrapping io.EOF or io.ErrUnexpectedEOF when r ends;
 // ErrTimeout after 421 4.4.2 when a read times out or DATA is too slow;
 // ErrTooManyErrors after 421 4.7.0; ErrImproperPipelining after 554
-// 5.5.0; or the wrapped error of a failed read or write. d may be nil:
+// 5.5.0; ErrNonSMTP after 221 2.7.0; or the wrapped error of a failed read or write. d may be nil:
 // then reads never time out. Serve writes nothing to w but replies, and
 // every message it began is committed or aborted when it returns.
 func (s *Session) Serve(r *bufio.Reader, w io.Writer, d Deadliner) error {
@@ -160,6 +164,13 @@ func (s *Session) command() error {
 		return s.refuse("", replyLineTooLong)
 	} else if err != nil {
 		return s.readError(err, "command")
+	}
+	if nonSMTP(line) {
+		s.log.Warn("non-SMTP command", "line", truncate(line, 100), "state", s.state.String())
+		if err := s.send(replyNonSMTP(s.cfg.Hostname)); err != nil {
+			return err
+		}
+		return ErrNonSMTP
 	}
 	cmd, perr := ParseCommand(line)
 	if s.improperPipelining(cmd.Verb) {
@@ -444,6 +455,15 @@ func (s *Session) headerWriter(mw io.Writer, env *Envelope) *headerWriter {
 		return add, nil
 	}
 	return &headerWriter{w: mw, check: check, buf: s.header[:0], max: s.cfg.MaxHeaderSize}
+}
+
+// truncate returns at most n bytes of line as a string for a log
+// attribute; slog quotes what is not printable.
+func truncate(line []byte, n int) string {
+	if len(line) > n {
+		line = line[:n]
+	}
+	return string(line)
 }
 
 // Messages returns the number of messages committed so far.

@@ -222,6 +222,8 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte("HELO x\r\nMAIL FROM:<> SIZE=1\r\nRSET\r\nVRFY\r\nEXPN x\r\n\x00\r\nQUIT\r\n"), false)
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b> SMTPUTF8\r\nRCPT TO:<ü@b>\r\nRCPT TO:<postmaster>\r\nDATA\r\nReceived: x\r\n\r\n..\r\n.\r\n"), true)
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nA: 1\r\nX-Reject: y\r\n\r\nb\r\n.\r\nNOOP\r\nHELO y\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n\r\nb\r\n.\r\nQUIT\r\n"), false)
+	f.Add([]byte("EHLO x\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"), false)
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nDATA\r\nSubject: x\r\n\r\nb\r\n.\r\n"), false)
 	for _, v := range smugglingVectors {
 		in := []byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello" + v + smuggled + "\r\n.\r\nQUIT\r\n")
 		f.Add(in, false)
@@ -243,6 +245,9 @@ func FuzzSession(f *testing.F) {
 		}
 		if !strings.HasSuffix(out, "\r\n") {
 			t.Fatalf("output %q does not end in CRLF", out)
+		}
+		if errors.Is(err, ErrNonSMTP) != strings.HasSuffix(out, "\r\n221 2.7.0 mx.example.net Error: non-SMTP command, closing connection\r\n") {
+			t.Fatalf("Serve returned %v after %q", err, out)
 		}
 		multi := ""
 		for _, l := range replyLines(out) {

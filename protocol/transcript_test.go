@@ -26,8 +26,8 @@ import (
 //	S: text           the next reply line, without its CRLF
 //	M: text           a line of a committed message; consecutive M: lines
 //	                  form one message, each line ended by CRLF
-//	= result          how Serve ends: nil, eof, timeout, too-many-errors or
-//	                  improper-pipelining
+//	= result          how Serve ends: nil, eof, timeout, too-many-errors,
+//	                  improper-pipelining or non-smtp
 //
 // Consecutive C: and R: lines go out in one write, as a pipelining client
 // sends them. Each S: line must arrive within replyWait, so a reply the
@@ -280,6 +280,8 @@ func resultIs(err error, want string) bool {
 		return errors.Is(err, ErrTooManyErrors)
 	case "improper-pipelining":
 		return errors.Is(err, ErrImproperPipelining)
+	case "non-smtp":
+		return errors.Is(err, ErrNonSMTP)
 	}
 	return false
 }
