@@ -3,10 +3,11 @@ package receiver
 import (
 	"bytes"
 	"context"
-	"github.com/smtp-stdio/smtp-stdio/internal/syslog"
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/syslog"
 )
 
 // newLogger returns the logger chosen by c.Log. "auto" logs to syslog when

@@ -85,6 +85,9 @@ func Main(args []string) int {
 	}
 	client := protocol.Client{Addr: p.Addr, Local: p.Local}
 	log = log.With("sid", sessionID(), "client", clientString(p))
+	for _, k := range unknownSettings(os.Environ()) {
+		log.Warn("unknown setting ignored", "name", k)
+	}
 
 	sp, err := openSpool(cfg.SpoolDir)
 	if err != nil {
@@ -210,13 +213,18 @@ func openSpool(dir string) (*spool.Spool, error) {
 	return spool.New(dir)
 }
 
-// refuse answers 421 to the client, reports err on the log (or on
-// standard error when there is no log yet and standard error is not the
-// client's socket) and returns status.
+// refuse answers 421 to the client, reports err on the log and returns
+// status. Before the configuration is read there is no log: err goes to
+// standard error, or to syslog when standard error is the client's
+// socket (inetd, xinetd), so that a bad setting is never silent.
 func refuse(stdout io.Writer, log *slog.Logger, status int, err error) int {
-	if log != nil {
+	switch {
+	case log != nil:
 		log.Error("session refused", "err", err)
-	} else if !stderrIsClient() {
+	case stderrIsClient():
+		log, _ = newLogger(&Config{Log: "syslog", LogLevel: "error"}, io.Discard)
+		log.Error("session refused", "err", err)
+	default:
 		fmt.Fprintf(os.Stderr, "smtp-stdio: %v\n", err)
 	}
 	protocol.WriteReply(stdout, replyUnavailable)
