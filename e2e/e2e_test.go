@@ -17,9 +17,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
 
 var bin = map[string]string{}
@@ -31,9 +32,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	for _, name := range []string{"smtp-stdio", "smtp-send"} {
-		bin[name] = filepath.Join(dir, name)
-		if out, err := exec.Command("go", "build", "-o", bin[name], "../cmd/"+name).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", name, err, out)
+		if bin[name], err = testutil.Build(dir, "../cmd/"+name); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 	}
@@ -42,38 +42,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func need(t *testing.T, path string) string {
-	t.Helper()
-	p, err := exec.LookPath(path)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s missing (scripts/install-test-deps installs it)", path)
-		}
-		t.Skipf("%s missing; run scripts/install-test-deps", path)
-	}
-	return p
-}
-
-// start runs cmd in its own process group and ends that group, by PID,
-// when the test ends.
-func start(t *testing.T, cmd *exec.Cmd) {
-	t.Helper()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
-	})
-}
-
 // startSmarthost runs aiosmtpd (send/testdata/aiosmtpd_sink.py) and
 // returns its address and the directory where it stores what it receives.
 func startSmarthost(t *testing.T) (addr, dir string) {
 	t.Helper()
-	need(t, "/usr/bin/python3")
+	testutil.Need(t, "/usr/bin/python3")
 	dir = t.TempDir()
 	cmd := exec.Command("/usr/bin/python3", "../send/testdata/aiosmtpd_sink.py", dir)
 	out, err := cmd.StdoutPipe()
@@ -81,7 +54,7 @@ func startSmarthost(t *testing.T) (addr, dir string) {
 		t.Fatal(err)
 	}
 	cmd.Stderr = os.Stderr
-	start(t, cmd)
+	testutil.StartGroup(t, cmd)
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		t.Fatalf("aiosmtpd did not start: %v", err)
@@ -92,7 +65,7 @@ func startSmarthost(t *testing.T) (addr, dir string) {
 // startReceiver serves smtp-stdio with tcpserver on a free loopback port.
 func startReceiver(t *testing.T, spoolDir string) (host, port string) {
 	t.Helper()
-	tcpserver := need(t, "tcpserver")
+	tcpserver := testutil.Need(t, "tcpserver")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +76,7 @@ func startReceiver(t *testing.T, spoolDir string) (host, port string) {
 	cmd.Env = []string{"SMTP_SPOOL_DIR=" + spoolDir, "SMTP_HOSTNAME=mx.e2e.example",
 		"SMTP_LOCAL_DOMAINS=example.org", "SMTP_MAX_MESSAGE_SIZE=" + strconv.Itoa(64<<20), "SMTP_LOG=stderr"}
 	cmd.Stderr = os.Stderr
-	start(t, cmd)
+	testutil.StartGroup(t, cmd)
 	for i := 0; i < 500; i++ {
 		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
 			c.Close()

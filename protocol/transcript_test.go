@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,9 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
 
 // Transcripts in testdata/*.txt replay a dialog against a Session over
@@ -182,7 +182,7 @@ func parseReplyOption(s string) (*Reply, error) {
 }
 
 func runTranscript(t *testing.T, tr *transcript) {
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	defer func() {
 		if t.Failed() {
@@ -284,22 +284,4 @@ func resultIs(err error, want string) bool {
 		return errors.Is(err, ErrNonSMTP)
 	}
 	return false
-}
-
-// lockedBuffer is a bytes.Buffer safe for the session and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

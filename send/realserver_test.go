@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -67,10 +68,7 @@ func startAiosmtpd(t *testing.T) (addr, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testutil.Start(t, cmd)
 	port, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		t.Fatalf("aiosmtpd: %v", err)
@@ -198,10 +196,7 @@ func startSmtpSink(t *testing.T, args ...string) (addr, dir string) {
 	args = append(args, "-d", dir+"/%H%M%S.", addr, "16")
 	cmd := exec.Command("/usr/sbin/smtp-sink", args...)
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testutil.Start(t, cmd)
 	waitListening(t, addr)
 	return addr, dir
 }

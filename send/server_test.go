@@ -1,7 +1,6 @@
 package send
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -245,26 +245,9 @@ type fixture struct {
 	sp    *spool.Spool
 	clk   *clock
 	s     *Sender
-	logs  *syncBuffer
+	logs  *testutil.LockedBuffer
 	dials map[string]int
 	mu    sync.Mutex
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func newFixture(t *testing.T, addrs ...string) *fixture {
@@ -273,7 +256,7 @@ func newFixture(t *testing.T, addrs ...string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, sp: sp, clk: newClock(), logs: &syncBuffer{}, dials: map[string]int{}}
+	f := &fixture{t: t, sp: sp, clk: newClock(), logs: &testutil.LockedBuffer{}, dials: map[string]int{}}
 	var hosts []Host
 	for _, a := range addrs {
 		hosts = append(hosts, Host{Addr: a, Name: "127.0.0.1"})

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/kelseyhightower/envconfig"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -32,13 +32,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	binary = filepath.Join(dir, "smtp-send")
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	if out, err := exec.Command(gobin, "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		log.Fatalf("go build: %v\n%s", err, out)
+	if binary, err = testutil.Build(dir, "."); err != nil {
+		log.Fatal(err)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

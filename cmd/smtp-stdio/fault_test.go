@@ -30,6 +30,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 	"golang.org/x/sys/unix"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -127,20 +128,15 @@ func startLive(t *testing.T, spoolDir string) *live {
 	}
 	cmd := newCmd(spoolDir)
 	cmd.Stdout = w
-	stderr := &lockedBuffer{}
+	stderr := &testutil.LockedBuffer{}
 	cmd.Stderr = stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	// Registered before testutil.Start's, so that it runs after the
+	// process is gone.
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
 		in.Close()
 		r.Close()
 		w.Close()
@@ -148,6 +144,7 @@ func startLive(t *testing.T, spoolDir string) *live {
 			t.Logf("smtp-stdio stderr:\n%s", stderr)
 		}
 	})
+	testutil.Start(t, cmd)
 	return &live{t: t, cmd: cmd, in: in, out: r, outW: w}
 }
 
@@ -469,11 +466,7 @@ func newSmarthost(t *testing.T) *smarthost {
 // sendBinary is smtp-send, built once beside the smtp-stdio that
 // TestMain built (and removes).
 var sendBinary = sync.OnceValues(func() (string, error) {
-	p := filepath.Join(filepath.Dir(binary), "smtp-send")
-	if out, err := exec.Command("go", "build", "-o", p, "../smtp-send").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build smtp-send: %v\n%s", err, out)
-	}
-	return p, nil
+	return testutil.Build(filepath.Dir(binary), "../smtp-send")
 })
 
 var receivedID = regexp.MustCompile(`\(smtp-stdio[^)]*\) with [A-Z0-9]+ id (\S+);`)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
 
 // replyLines returns the last line of each reply: code, enhanced code,
@@ -147,7 +149,7 @@ func TestTenMegabyteLine(t *testing.T) {
 	sd := newSpool(t)
 	cmd := newCmd(sd)
 	stdin, _ := cmd.StdinPipe()
-	out := &lockedBuffer{}
+	out := &testutil.LockedBuffer{}
 	cmd.Stdout = out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

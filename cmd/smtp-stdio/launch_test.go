@@ -7,33 +7,25 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
 
 // startDaemon starts a launcher (tcpserver, systemd-socket-activate) that
-// serves the binary on addr, and stops it, by its PID, when the test ends.
+// serves the binary on addr, in a process group of its own that it ends,
+// by the launcher's PID, when the test ends.
 func startDaemon(t *testing.T, addr string, cmd *exec.Cmd) {
 	t.Helper()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var errBuf strings.Builder
 	cmd.Stderr = &errBuf
-	// A session process that outlives its launcher must not hold Wait
-	// (and the test) on the stderr pipe.
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	// Registered first, so that it runs once the launcher is gone.
 	t.Cleanup(func() {
-		// The launcher and its children form one process group that we
-		// started; end exactly that group.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
 		if t.Failed() {
 			t.Logf("launcher stderr:\n%s", errBuf.String())
 		}
 	})
+	testutil.StartGroup(t, cmd)
 	waitListening(t, addr)
 }
 
@@ -41,7 +33,7 @@ func startDaemon(t *testing.T, addr string, cmd *exec.Cmd) {
 // loopback port and returns the address.
 func startTCPServer(t *testing.T, spoolDir string, extraEnv ...string) string {
 	t.Helper()
-	tcpserver := lookTool(t, "tcpserver")
+	tcpserver := testutil.Need(t, "tcpserver")
 	port := freePort(t)
 	// -R: no ident lookup, -H: no reverse DNS, -l0: local name "0".
 	cmd := exec.Command(tcpserver, "-RHl0", "-c", "20", "127.0.0.1", strconv.Itoa(port), binary)
@@ -110,7 +102,7 @@ func TestTCPServerPythonSmtplib(t *testing.T) {
 
 // TestTCPServerSwaks: the other half of the done-when, swaks over TCP.
 func TestTCPServerSwaks(t *testing.T) {
-	swaks := lookTool(t, "swaks")
+	swaks := testutil.Need(t, "swaks")
 	sd := newSpool(t)
 	addr := startTCPServer(t, sd)
 	host, port, _ := strings.Cut(addr, ":")
@@ -153,7 +145,7 @@ func TestTCPServerGoNetSMTP(t *testing.T) {
 // TestSystemdSocketActivate serves the binary as systemd does with
 // Accept=yes, through systemd-socket-activate --inetd --accept.
 func TestSystemdSocketActivate(t *testing.T) {
-	ssa := lookTool(t, "systemd-socket-activate")
+	ssa := testutil.Need(t, "systemd-socket-activate")
 	sd := newSpool(t)
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)

@@ -20,46 +20,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
-
-// lockedBuffer collects a launcher's output, written by exec's copying
-// goroutine while the test may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// lookDaemon finds a daemon that may live outside a non-root PATH: in
-// PATH, else at one of paths, else as lookTool decides (fail in CI, skip
-// elsewhere).
-func lookDaemon(t *testing.T, name string, paths ...string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, p := range paths {
-		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	return lookTool(t, name)
-}
 
 func readExample(t *testing.T, name string) string {
 	t.Helper()
@@ -242,9 +208,9 @@ func notReplies(transcript string) []string {
 // greeting) for one client, and that a denied client gets no session at
 // all: the connection closes before any greeting.
 func TestTCPServerRun(t *testing.T) {
-	lookTool(t, "tcpserver")
-	tcprules := lookTool(t, "tcprules")
-	lookTool(t, "envdir")
+	testutil.Need(t, "tcpserver")
+	tcprules := testutil.Need(t, "tcprules")
+	testutil.Need(t, "envdir")
 	sd := newSpool(t)
 	reapSessions(t, sd)
 	dir := t.TempDir()
@@ -288,7 +254,7 @@ func TestTCPServerRun(t *testing.T) {
 	}
 	// The run script sends standard error to standard output (for
 	// multilog): that is where tcpserver's and smtp-stdio's logs go.
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	run.Stdout = &logs
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -356,7 +322,7 @@ func TestTCPServerRun(t *testing.T) {
 // on the host. systemd-analyze exits 0 after mere warnings (an unknown
 // key, a bad value), so any line of output about our units fails too.
 func TestSystemdVerify(t *testing.T) {
-	sa := lookTool(t, "systemd-analyze")
+	sa := testutil.Need(t, "systemd-analyze")
 	const hostUnits = "/usr/lib/systemd/system"
 	if _, err := os.Stat(filepath.Join(hostUnits, "sysinit.target")); err != nil {
 		if os.Getenv("CI") != "" {
@@ -461,7 +427,7 @@ func installProgram(t *testing.T, path string) {
 // the spool file names the client as xinetd's REMOTE_HOST gives it
 // (address only: getpeername would have given the port too).
 func TestXinetd(t *testing.T) {
-	xinetd := lookDaemon(t, "xinetd", "/usr/sbin/xinetd")
+	xinetd := testutil.Need(t, "xinetd", "/usr/sbin/xinetd")
 	py := "/usr/bin/python3"
 	sd := newSpool(t)
 	reapSessions(t, sd)
@@ -516,7 +482,7 @@ print("OK")
 // run with SMTP_LOG=stderr added shows that a log line on the socket would
 // be seen.
 func TestInetd(t *testing.T) {
-	inetd := lookDaemon(t, "inetd", "/usr/sbin/inetd", "/opt/openbsd-inetd/usr/sbin/inetd")
+	inetd := testutil.Need(t, "inetd", "/usr/sbin/inetd", "/opt/openbsd-inetd/usr/sbin/inetd")
 	for _, c := range []struct {
 		name     string
 		extraEnv string

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -30,10 +31,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "smtp-stdio")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+	if binary, err = testutil.Build(dir, "."); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -424,7 +423,7 @@ func TestKilledMidDataLeavesNothing(t *testing.T) {
 }
 
 func TestSwaksPipe(t *testing.T) {
-	swaks := lookTool(t, "swaks")
+	swaks := testutil.Need(t, "swaks")
 	sd := newSpool(t)
 	// swaks runs the server itself through --pipe; the environment is
 	// the test's, so pass ours explicitly through env(1).
@@ -446,20 +445,6 @@ func TestSwaksPipe(t *testing.T) {
 	if !strings.Contains(rest, "Subject: via swaks\r\n") || !strings.Contains(rest, "\r\nswaks body line\r\n.leading dot\r\n") {
 		t.Errorf("body %q", rest)
 	}
-}
-
-// lookTool finds an external program; in CI a missing one is a failure,
-// elsewhere the test is skipped with a pointer to the install script.
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed (scripts/install-test-deps installs it)", name)
-		}
-		t.Skipf("%s not installed; run scripts/install-test-deps", name)
-	}
-	return p
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
 
 const childEnv = "VELOCITY_TEST_CHILD"
@@ -123,19 +125,9 @@ func TestConcurrentProcesses(t *testing.T) {
 				}
 				var out strings.Builder
 				cmd.Stdout = &out
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
+				testutil.Start(t, cmd)
 				cmds, gates, outs = append(cmds, cmd), append(gates, gate), append(outs, &out)
 			}
-			t.Cleanup(func() {
-				for _, cmd := range cmds {
-					if cmd.ProcessState == nil {
-						cmd.Process.Kill()
-						cmd.Wait()
-					}
-				}
-			})
 			for _, g := range gates {
 				g.Close()
 			}
@@ -193,15 +185,7 @@ func TestKilledHolder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if cmd.ProcessState == nil {
-					cmd.Process.Kill()
-					cmd.Wait()
-				}
-			})
+			testutil.Start(t, cmd)
 			line, err := bufio.NewReader(out).ReadString('\n')
 			if err != nil || line != "holding the lock\n" {
 				t.Fatalf("child said %q, %v", line, err)

@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
 
 // TestLoadQuick is CI's short load run: 500 messages over 50 concurrent
@@ -18,20 +19,16 @@ func TestLoadQuick(t *testing.T) {
 		t.Skip("-short")
 	}
 	for _, tool := range []string{"tcpserver", "/usr/sbin/smtp-source", "/usr/sbin/smtp-sink"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s not installed (scripts/install-test-deps installs it)", tool)
-			}
-			t.Skipf("%s not installed; run scripts/install-test-deps", tool)
-		}
+		testutil.Need(t, tool)
 	}
 	dir := t.TempDir()
 	c := config{messages: 500, sessions: 50, size: 2048}
-	c.stdio, c.send = filepath.Join(dir, "smtp-stdio"), filepath.Join(dir, "smtp-send")
-	for bin, pkg := range map[string]string{c.stdio: "../../cmd/smtp-stdio", c.send: "../../cmd/smtp-send"} {
-		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
+	var err error
+	if c.stdio, err = testutil.Build(dir, "../../cmd/smtp-stdio"); err != nil {
+		t.Fatal(err)
+	}
+	if c.send, err = testutil.Build(dir, "../../cmd/smtp-send"); err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -1,0 +1,6 @@
+// Command hello is built by TestBuild.
+package main
+
+import "fmt"
+
+func main() { fmt.Println("hello") }
