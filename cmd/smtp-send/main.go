@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/send"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -67,11 +68,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	var set settings
-	if err := loadSettings(&set); err != nil {
+	unknown, err := loadSettings(&set)
+	if err != nil {
 		fmt.Fprintf(stderr, "smtp-send: configuration: %v\n", err)
 		return exConfig
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: set.LogLevel}))
+	for _, k := range unknown {
+		log.Warn("unknown setting ignored", "name", k)
+	}
 	sp, err := spool.New(set.SpoolDir)
 	if err != nil {
 		log.Error("cannot open the spool", "dir", set.SpoolDir, "err", err)
@@ -125,27 +130,31 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 }
 
 // loadSettings reads the environment, rejecting unknown SMTP_SEND_* and
-// SMTP_SMARTHOST_* variables (typos); other SMTP_* variables may belong to
-// smtp-stdio, which shares the environment file.
-func loadSettings(s *settings) error {
+// SMTP_SMARTHOST_* variables (typos). It returns the other SMTP_*
+// variables that neither smtp-send nor smtp-stdio reads, which share the
+// environment file, for a warning.
+func loadSettings(s *settings) (unknown []string, err error) {
 	if err := envconfig.Process(envPrefix, s); err != nil {
-		return err
+		return nil, err
 	}
 	var b bytes.Buffer
 	if err := envconfig.Usagef(envPrefix, s, &b, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
-		return err
+		return nil, err
 	}
 	known := map[string]bool{}
 	for _, k := range strings.Fields(b.String()) {
 		known[k] = true
 	}
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if (strings.HasPrefix(k, "SMTP_SEND_") || strings.HasPrefix(k, "SMTP_SMARTHOST_")) && !known[k] {
-			return fmt.Errorf("unknown variable %s", k)
+	isKnown := func(k string) bool { return known[k] }
+	for _, k := range envnames.Unknown(os.Environ(), isKnown) {
+		if envnames.InSenderSpace(k) {
+			return nil, fmt.Errorf("unknown variable %s", k)
+		}
+		if !envnames.IsReceiver(k) {
+			unknown = append(unknown, k)
 		}
 	}
-	return nil
+	return unknown, nil
 }
 
 // config turns the settings into a send.Config, reading the password and

@@ -125,6 +125,22 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// TestUnknownSettingWarned: an SMTP_* variable that neither smtp-send nor
+// smtp-stdio reads is named in a warning and the run goes on; smtp-stdio's
+// own variables in the same environment are not reported.
+func TestUnknownSettingWarned(t *testing.T) {
+	spoolDir := t.TempDir()
+	env := []string{"SMTP_SPOOL_DIR=" + spoolDir, "SMTP_SMARTHOST=127.0.0.1:1", "SMTP_SMARTHOST_TLS=none",
+		"SMTP_SPOOLDIR=/elsewhere", "SMTP_LOCAL_DOMAINS=example.org", "SMTP_MAX_RECIPIENTS=5"}
+	r := runBinary(t, env)
+	if r.code != exOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if n := strings.Count(r.stderr, `msg="unknown setting ignored"`); n != 1 || !strings.Contains(r.stderr, "name=SMTP_SPOOLDIR") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+}
+
 // server is a go-smtp smarthost on 127.0.0.1 whose DATA handler can be
 // made to stall.
 type server struct {
@@ -372,8 +388,8 @@ func TestSettingsConfig(t *testing.T) {
 	t.Setenv("SMTP_SEND_REUSE", "false")
 	t.Setenv("SMTP_HOSTNAME", "me.test")
 	var s settings
-	if err := loadSettings(&s); err != nil {
-		t.Fatal(err)
+	if unknown, err := loadSettings(&s); err != nil || len(unknown) != 0 {
+		t.Fatal(unknown, err)
 	}
 	c, err := s.config()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
@@ -58,41 +59,12 @@ type Config struct {
 	RateMaxPerClient int           `split_words:"true" default:"0" desc:"new sessions per minute from one untrusted client (IPv6: per /64), up to 255; more get 421 4.7.0 (0: off)"`
 }
 
-// settingNames holds the name of every variable of Config, as envconfig
-// derives it from the struct tags; TestSettingNames keeps the two in step.
-var settingNames = map[string]bool{
-	"SMTP_SPOOL_DIR": true, "SMTP_HOSTNAME": true, "SMTP_LOCAL_DOMAINS": true,
-	"SMTP_RELAY_CLIENTS": true, "SMTP_MAX_MESSAGE_SIZE": true,
-	"SMTP_MAX_RECIPIENTS": true, "SMTP_MAX_LINE_LENGTH": true,
-	"SMTP_MAX_ERRORS": true, "SMTP_MAX_RECEIVED": true,
-	"SMTP_BARE_LINE_ENDINGS": true, "SMTP_COMMAND_TIMEOUT": true,
-	"SMTP_DATA_TIMEOUT": true, "SMTP_SESSION_TIMEOUT": true,
-	"SMTP_GREETING": true, "SMTP_LOG": true, "SMTP_LOG_LEVEL": true,
-	"SMTP_LOG_FORMAT": true, "SMTP_REJECT_EARLY_TALKERS": true,
-	"SMTP_GREET_PAUSE": true, "SMTP_FORBID_IMPROPER_PIPELINING": true,
-	"SMTP_MIN_DATA_RATE": true, "SMTP_HEADER_CHECKS": true,
-	"SMTP_MAX_HEADER_SIZE": true, "SMTP_ADD_MISSING_HEADERS": true,
-	"SMTP_RATE_WINDOW": true, "SMTP_RATE_MAX_SESSIONS": true,
-	"SMTP_RATE_MAX_PER_CLIENT": true,
-}
-
 // unknownSettings returns the SMTP_* variables of environ (as
 // os.Environ gives it) that no program of this project reads: typos such
-// as SMTP_LOCAL_DOMAIN, which envconfig would silently ignore. smtp-send's
-// own variables (SMTP_SMARTHOST, SMTP_SMARTHOST_*, SMTP_SEND_*) are
-// smtp-send's to check: the two programs often share one environment
-// file.
+// as SMTP_LOCAL_DOMAIN. smtp-send's own variables are smtp-send's to
+// check.
 func unknownSettings(environ []string) []string {
-	var unknown []string
-	for _, kv := range environ {
-		k, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(k, Prefix+"_") || settingNames[k] ||
-			k == "SMTP_SMARTHOST" || strings.HasPrefix(k, "SMTP_SMARTHOST_") || strings.HasPrefix(k, "SMTP_SEND_") {
-			continue
-		}
-		unknown = append(unknown, k)
-	}
-	return unknown
+	return envnames.Unknown(environ, envnames.IsReceiver, envnames.InSenderSpace)
 }
 
 // Velocity returns the session rate limits.

@@ -2,17 +2,18 @@ package receiver
 
 import (
 	"bytes"
-	"maps"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 )
 
-// TestSettingNames: settingNames is exactly the set of variables envconfig
-// reads into Config, so no setting is ever reported as unknown and no
-// stale name is accepted.
+// TestSettingNames: envnames' list of smtp-stdio's variables is exactly
+// the set envconfig reads into Config, so no setting is ever reported as
+// unknown and no stale name is accepted.
 func TestSettingNames(t *testing.T) {
 	var b bytes.Buffer
 	if err := envconfig.Usagef(Prefix, &Config{}, &b, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
@@ -20,7 +21,8 @@ func TestSettingNames(t *testing.T) {
 	}
 	want := strings.Fields(b.String())
 	slices.Sort(want)
-	got := slices.Sorted(maps.Keys(settingNames))
+	got := envnames.Receiver()
+	slices.Sort(got)
 	if !slices.Equal(got, want) {
 		t.Errorf("settingNames:\n%v\nenvconfig:\n%v", got, want)
 	}
