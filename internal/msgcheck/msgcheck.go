@@ -1,18 +1,21 @@
 // Package msgcheck checks the header section of a message (RFC 5322)
 // before smtp-stdio accepts it: in lenient mode only that it is not
 // corrupt, in strict mode also the rules of RFC 5322 section 3.6 on which
-// fields a message must have. It also makes the Date: and Message-ID:
-// fields a submission agent adds when they are missing (RFC 6409 section
-// 8). It knows nothing of SMTP, files or the environment.
+// fields a message must have, and that its Date: field holds a date-time
+// (section 3.3). It also makes the Date: and Message-ID: fields a
+// submission agent adds when they are missing (RFC 6409 section 8). It
+// knows nothing of SMTP, files or the environment.
 //
 // It imports neither net/mail nor go-message: both import package net,
 // which would make smtp-stdio dynamically linked with cgo (see
 // internal/syslog), and a session pays for the dynamic loader whether or
 // not a check runs. The header lines are classified here, which costs no
-// allocation, and strict mode counts the mailboxes of From: and Sender:
-// with a small lexer (mailbox.go). The tests hold both against those
-// libraries: what lenient mode accepts, go-message's header parser reads,
-// and the count agrees with net/mail's wherever net/mail parses.
+// allocation; strict mode counts the mailboxes of From: and Sender:
+// with a small lexer (mailbox.go) and reads the Date: value with a small
+// parser (date.go). The tests hold all three against those libraries:
+// what lenient mode accepts, go-message's header parser reads, the count
+// agrees with net/mail's wherever net/mail parses, and the date parser
+// accepts the RFC 5322 dates that net/mail's ParseDate accepts.
 package msgcheck
 
 import (
@@ -37,8 +40,10 @@ const (
 	Lenient
 	// Strict also applies RFC 5322 section 3.6 (From: and Date:
 	// required, fields that may occur once, Sender: with several From:
-	// mailboxes), the 998-character line limit, and allows 8-bit bytes
-	// only as UTF-8 with SMTPUTF8 (RFC 6532).
+	// mailboxes), requires the Date: value to be a date-time (section
+	// 3.3, with the obsolete forms of section 4.3), applies the
+	// 998-character line limit, and allows 8-bit bytes only as UTF-8
+	// with SMTPUTF8 (RFC 6532).
 	Strict
 )
 
@@ -82,7 +87,8 @@ type Options struct {
 	SMTPUTF8 bool
 	// AddMissing is true when the caller adds Date: and Message-ID:
 	// where they are missing, as a submission agent does (RFC 6409
-	// section 8): strict mode then does not require Date:.
+	// section 8): strict mode then does not require Date:, but a Date:
+	// that is present must still be a date-time.
 	AddMissing bool
 }
 
@@ -300,33 +306,47 @@ func checkFields(header []byte, opt Options, counts *[numOnceOnly]int) error {
 			return defect("Sender: field does not hold one mailbox (RFC 5322 section 3.6.2)")
 		}
 	}
+	if counts[fieldDate] > 0 {
+		if _, ok := parseDateTime(rawFieldValue(header, onceOnly[fieldDate])); !ok {
+			return defect("Date: field is not a valid date-time (RFC 5322 section 3.3)")
+		}
+	}
 	return nil
 }
 
 // fieldValue returns the value of the first field named name in header,
 // unfolded: the CRLFs of folding removed (RFC 5322 section 2.2.3).
 func fieldValue(header []byte, name string) string {
-	var v []byte
-	found := false
-	for rest := header; len(rest) > 0; {
-		line := rest
-		if i := bytes.Index(rest, crlf); i >= 0 {
-			line, rest = rest[:i], rest[i+2:]
-		} else {
-			rest = nil
+	return string(bytes.ReplaceAll(rawFieldValue(header, name), crlf, nil))
+}
+
+// rawFieldValue returns the value of the first field named name in
+// header as it stands, without copying: from after the colon to the end
+// of the field's last line, with the CRLFs of folding. It is nil when
+// there is no such field.
+func rawFieldValue(header []byte, name string) []byte {
+	start, stop := -1, -1
+	for off := 0; off < len(header); {
+		end, next := len(header), len(header)
+		if i := bytes.Index(header[off:], crlf); i >= 0 {
+			end, next = off+i, off+i+2
 		}
+		line := header[off:end]
 		folded := len(line) > 0 && (line[0] == ' ' || line[0] == '\t')
 		switch {
-		case found && folded:
-			v = append(v, line...)
-		case found:
-			return string(v)
+		case start >= 0 && folded:
+			stop = end
+		case start >= 0:
+			return header[start:stop]
 		case !folded:
 			if colon := bytes.IndexByte(line, ':'); colon > 0 && equalFoldASCII(bytes.TrimRight(line[:colon], " \t"), name) {
-				found = true
-				v = append(v, line[colon+1:]...)
+				start, stop = off+colon+1, end
 			}
 		}
+		off = next
 	}
-	return string(v)
+	if start < 0 {
+		return nil
+	}
+	return header[start:stop]
 }

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"net/mail"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,9 +36,12 @@ func without(name string) string {
 
 func TestCheck(t *testing.T) {
 	long := func(n int) string { return "X-Long: " + strings.Repeat("x", n-len("X-Long: ")) + "\r\n" }
+	// date returns good with v for the value of its Date: field.
+	date := func(v string) string { return strings.Replace(good, " Sat, 21 Nov 2026 11:18:25 +0000", v, 1) }
 	const (
 		ok      = ""
 		L, S, U = Lenient, Strict, true // U: with SMTPUTF8
+		badDate = "Date: field is not a valid date-time (RFC 5322 section 3.3)"
 	)
 	tests := []struct {
 		name   string
@@ -76,6 +81,7 @@ func TestCheck(t *testing.T) {
 		{"no From or Date, lenient", "Subject: x\r\n", L, false, false, ok},
 		{"two Subjects, lenient", "Subject: x\r\nSubject: y\r\n", L, false, false, ok},
 		{"bad From, lenient", "From: not an address\r\n", L, false, false, ok},
+		{"bad Date, lenient", date(" yesterday"), L, false, false, ok},
 
 		// Strict: RFC 5322 section 3.6.
 		{"no From", without("From"), S, false, false, "Message has no From: field (RFC 5322 section 3.6)"},
@@ -110,7 +116,37 @@ func TestCheck(t *testing.T) {
 		{"From with a comma in quotes", strings.Replace(good, "Alice <alice", "\"Smith, Alice\" <alice", 1), S, false, false, ok},
 		{"bad Sender", good + "Sender: a@b.example, c@d.example\r\n", S, false, false,
 			"Sender: field does not hold one mailbox (RFC 5322 section 3.6.2)"},
-		{"Date syntax is not checked", strings.Replace(good, "Sat, 21 Nov 2026 11:18:25 +0000", "yesterday", 1), S, false, false, ok},
+
+		// Strict: the Date: value is a date-time (RFC 5322 section 3.3,
+		// with the obsolete syntax of section 4.3). TestParseDateTime
+		// has more.
+		{"Date standard", date(" Sat, 21 Nov 2026 11:18:25 +0000"), S, false, false, ok},
+		{"Date without day-of-week", date(" 21 Nov 2026 11:18:25 -0500"), S, false, false, ok},
+		{"Date with a 1-digit day", date(" Sat, 7 Nov 2026 11:18:25 +0100"), S, false, false, ok},
+		{"Date without seconds", date(" Sat, 21 Nov 2026 11:18 +0000"), S, false, false, ok},
+		{"Date with a 2-digit year", date(" Sat, 21 Nov 26 11:18:25 +0000"), S, false, false, ok},
+		{"Date in GMT", date(" Sat, 21 Nov 2026 11:18:25 GMT"), S, false, false, ok},
+		{"Date in EST", date(" Sat, 21 Nov 2026 06:18:25 EST"), S, false, false, ok},
+		{"Date in a military zone", date(" Sat, 21 Nov 2026 11:18:25 Z"), S, false, false, ok},
+		{"Date with a (UTC) comment", date(" Sat, 21 Nov 2026 11:18:25 +0000 (UTC)"), S, false, false, ok},
+		{"Date with a (PST) comment", date(" Sat, 21 Nov 2026 03:18:25 -0800 (PST)"), S, false, false, ok},
+		{"Date folded", date("\r\n Sat, 21 Nov 2026\r\n\t11:18:25 +0000 (Coordinated\r\n Universal Time)"), S, false, false, ok},
+		{"Date with obsolete spacing", date("Sat ,21 Nov  2026 11 : 18 : 25\t+0000 "), S, false, false, ok},
+		{"Date in UTF-8 comment", date(" Sat, 21 Nov 2026 11:18:25 +0100 (heure de Paris, caf\xc3\xa9)"), S, U, false, ok},
+		{"Date yesterday", date(" yesterday"), S, false, false, badDate},
+		{"Date empty", date(""), S, false, false, badDate},
+		{"Date blank", date(" \r\n "), S, false, false, badDate},
+		{"Date on the 32nd", date(" 32 Nov 2026 11:18:25 +0000"), S, false, false, badDate},
+		{"Date on 31 Nov", date(" 31 Nov 2026 11:18:25 +0000"), S, false, false, badDate},
+		{"Date at 25:00", date(" Sat, 21 Nov 2026 25:00:00 +0000"), S, false, false, badDate},
+		{"Date without zone", date(" Sat, 21 Nov 2026 11:18:25"), S, false, false, badDate},
+		{"Date with garbage after the zone", date(" Sat, 21 Nov 2026 11:18:25 +0000 garbage"), S, false, false, badDate},
+		{"Date with the wrong day-of-week", date(" Sun, 21 Nov 2026 11:18:25 +0000"), S, false, false, badDate},
+		{"Date in ISO 8601", date(" 2026-11-21T11:18:25Z"), S, false, false, badDate},
+		{"Date with an unclosed comment", date(" Sat, 21 Nov 2026 11:18:25 +0000 (UTC"), S, false, false, badDate},
+		{"Date malformed, to be added", date(" yesterday"), S, false, true, badDate},
+		{"Date malformed, two of them", date(" yesterday") + "Date: today\r\n", S, false, false,
+			"Message has more than one Date: field (RFC 5322 section 3.6)"},
 
 		// Strict: bytes and lines.
 		{"8-bit without SMTPUTF8", good + "Subject2: caf\xc3\xa9\r\n", S, false, false, "Header line 7 holds 8-bit bytes without SMTPUTF8 (RFC 6532)"},
@@ -199,7 +235,8 @@ func TestParseMode(t *testing.T) {
 }
 
 // TestCheckAllocations: lenient mode, the default, costs no allocation,
-// and strict mode a few (the From: value).
+// and strict mode a few (the From: value, unfolded); the Date: value is
+// parsed where it stands, at no cost.
 func TestCheckAllocations(t *testing.T) {
 	h := []byte(realHeader)
 	if n := testing.AllocsPerRun(100, func() { Check(h, Options{Mode: Lenient}) }); n != 0 {
@@ -298,6 +335,8 @@ func FuzzCheckHeader(f *testing.F) {
 	f.Add([]byte(realHeader), true)
 	f.Add([]byte(" x\r\nno colon\r\n: y\r\nA b: c\r\nFrom: a@b, c@d\r\nDate: x\r\nSubject: \xff\r\n"), false)
 	f.Add([]byte("From: =?utf-8?q?caf=C3=A9?= <a@b>\r\nDate: Sat, 21 Nov 2026 11:18:25 +0000\r\nSender: x@y\r\nSubject : \x00\r\n"), true)
+	f.Add([]byte("From: a@b\r\nDate: 21 Nov 26\r\n 11:18 (c\r\n d) EST\r\nX: y\r\n"), false)
+	f.Add([]byte("From: a@b\r\nDate: Sun, 31 Nov 2026 24:00:61 +0060 (UTC\r\n"), false)
 	f.Fuzz(func(t *testing.T, header []byte, utf8 bool) {
 		var sums [3]Summary
 		var errs [3]error
@@ -329,6 +368,295 @@ func FuzzCheckHeader(f *testing.F) {
 			if _, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(in))); err != nil {
 				t.Fatalf("lenient accepts what go-message cannot read: %v", err)
 			}
+		}
+	})
+}
+
+func TestParseDateTime(t *testing.T) {
+	utc := func(y int, mo time.Month, d, h, mi, s int) time.Time {
+		return time.Date(y, mo, d, h, mi, s, 0, time.UTC)
+	}
+	std := utc(2026, time.November, 21, 11, 18, 25)
+	var refused time.Time
+	for _, tc := range []struct {
+		v    string
+		want time.Time // zero: refused
+	}{
+		{"Sat, 21 Nov 2026 11:18:25 +0000", std},
+		{" Sat, 21 Nov 2026 11:18:25 +0000 ", std},
+		{"21 Nov 2026 11:18:25 +0000", std},
+		{"Sat, 21 Nov 2026 13:48:25 +0230", std},
+		{"Sat, 21 Nov 2026 01:18:25 -1000", std},
+		{"Sat, 21 Nov 2026 11:18:25 -0000", std},
+		{"Sat, 7 Nov 2026 11:18:25 +0000", utc(2026, time.November, 7, 11, 18, 25)},
+		{"Sat, 07 Nov 2026 11:18:25 +0000", utc(2026, time.November, 7, 11, 18, 25)},
+		{"Sat, 21 Nov 2026 11:18 +0000", utc(2026, time.November, 21, 11, 18, 0)},
+		{"sat, 21 NOV 2026 11:18:25 gmt", std},
+		{"Sat, 21 Nov 2026 11:18:25 UT", std},
+		{"Sat, 21 Nov 2026 06:18:25 EST", std},
+		{"Sat, 21 Nov 2026 07:18:25 EDT", std},
+		{"Sat, 21 Nov 2026 05:18:25 CST", std},
+		{"Sat, 21 Nov 2026 06:18:25 CDT", std},
+		{"Sat, 21 Nov 2026 04:18:25 MST", std},
+		{"Sat, 21 Nov 2026 05:18:25 MDT", std},
+		{"Sat, 21 Nov 2026 03:18:25 PST", std},
+		{"Sat, 21 Nov 2026 04:18:25 PDT", std},
+		{"Sat, 21 Nov 2026 11:18:25 A", std}, // military zones count as -0000
+		{"Sat, 21 Nov 2026 11:18:25 z", std},
+		{"Sat, 21 Nov 2026 11:18:25 J", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +0000 (UTC)", std},
+		{"Sat, 21 Nov 2026 11:18:25 +0000(UTC)", std},
+		{"Sat, 21 Nov 2026 11:18:25 +0000 (a (nested) \\) comment) (another)", std},
+		{"(c) Sat (c) , (c) 21 (c) Nov (c) 2026 (c) 11 (c) : (c) 18 (c) : (c) 25 (c) +0000 (c)", std},
+		{"Sat,21Nov2026 11:18:25 +0000", std},
+		{"21 Nov 2026 11:18:25GMT", std},
+		{"Sat, 21 Nov\r\n 2026 11:18:25\r\n\t+0000\r\n (UTC)", std},
+		{"Sat, 21 Nov 2026 11:18:25 +0000 (folded\r\n comment)", std},
+
+		// Years: obs-year of 2 or 3 digits (RFC 5322 section 4.3).
+		{"Sat, 21 Nov 26 11:18:25 +0000", std},
+		{"Sat, 21 Nov 126 11:18:25 +0000", std},
+		{"Fri, 21 Nov 97 11:18:25 +0000", utc(1997, time.November, 21, 11, 18, 25)},
+		{"Sat, 1 Jan 00 00:00:00 +0000", utc(2000, time.January, 1, 0, 0, 0)},
+		{"31 Dec 49 00:00 +0000", utc(2049, time.December, 31, 0, 0, 0)},
+		{"Sun, 1 Jan 50 00:00 +0000", utc(1950, time.January, 1, 0, 0, 0)},
+		{"1 Jan 1900 00:00 +0000", utc(1900, time.January, 1, 0, 0, 0)},
+		{"31 Dec 9999 23:59 +0000", utc(9999, time.December, 31, 23, 59, 0)},
+		{"31 Dec 1899 23:59 +0000", refused},
+		{"21 Nov 0026 11:18:25 +0000", refused},
+		{"21 Nov 6 11:18:25 +0000", refused},
+		{"21 Nov 20260 11:18:25 +0000", refused},
+
+		// Days and times.
+		{"Tue, 29 Feb 2028 00:00 +0000", utc(2028, time.February, 29, 0, 0, 0)},
+		{"29 Feb 2026 00:00 +0000", refused},
+		{"30 Feb 2028 00:00 +0000", refused},
+		{"0 Nov 2026 11:18:25 +0000", refused},
+		{"021 Nov 2026 11:18:25 +0000", refused},
+		{"32 Nov 2026 11:18:25 +0000", refused},
+		{"31 Nov 2026 11:18:25 +0000", refused},
+		{"Thu, 31 Dec 2026 23:59:60 +0000", utc(2027, time.January, 1, 0, 0, 0)}, // a leap second
+		{"Sat, 21 Nov 2026 23:59:61 +0000", refused},
+		{"Sat, 21 Nov 2026 24:00:00 +0000", refused},
+		{"Sat, 21 Nov 2026 25:00:00 +0000", refused},
+		{"Sat, 21 Nov 2026 11:60:00 +0000", refused},
+		{"Sat, 21 Nov 2026 1:18:25 +0000", refused},
+		{"Sat, 21 Nov 2026 11:8:25 +0000", refused},
+		{"Sat, 21 Nov 2026 11:18:5 +0000", refused},
+		{"Sat, 21 Nov 2026 11:18:25.5 +0000", refused},
+		{"Sat, 21 Nov 2026 11 +0000", refused},
+		{"Sat, 21 Nov 2026 11:18: +0000", refused},
+
+		// Names.
+		{"Sun, 21 Nov 2026 11:18:25 +0000", refused}, // 21 Nov 2026 is a Saturday
+		{"Saturday, 21 Nov 2026 11:18:25 +0000", refused},
+		{"Sat 21 Nov 2026 11:18:25 +0000", refused},
+		{"Sat, 21 November 2026 11:18:25 +0000", refused},
+		{"Sat, Nov 21 2026 11:18:25 +0000", refused},
+		{"Sat, 21 11 2026 11:18:25 +0000", refused},
+		{", 21 Nov 2026 11:18:25 +0000", refused},
+
+		// Zones.
+		{"Sat, 21 Nov 2026 11:18:25", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +9959", std.Add(-(99*time.Hour + 59*time.Minute))},
+		{"Sat, 21 Nov 2026 11:18:25 +0060", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +000", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +00000", refused},
+		{"Sat, 21 Nov 2026 11:18:25 + 0000", refused},
+		{"Sat, 21 Nov 2026 11:18:25 0000", refused},
+		{"Sat, 21 Nov 2026 11:18:25+0000", refused},
+		{"Sat, 21 Nov 2026 11:18:25 (UTC)+0000", refused},
+		{"Sat, 21 Nov 2026 11:18:25 (UTC) +0000", std},
+		{"Sat, 21 Nov 2026 11:18:25 UTC", refused},
+		{"Sat, 21 Nov 2026 11:18:25 CET", refused},
+		{"Sat, 21 Nov 2026 11:18:25 GMT+1", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +0000 +0000", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +0000 garbage", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +0000 (UTC", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +0000 (UTC))", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +0000 (UTC\\", refused},
+
+		// Not dates; CR and LF only as folding.
+		{"", refused},
+		{" ", refused},
+		{"yesterday", refused},
+		{"2026-11-21T11:18:25Z", refused},
+		{"1795601905", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +0000\r\n", refused},
+		{"Sat, 21 Nov 2026\r\n11:18:25 +0000", refused},
+		{"Sat, 21 Nov 2026\n 11:18:25 +0000", refused},
+		{"Sat, 21 Nov 2026\r 11:18:25 +0000", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +0000 (a\nb)", refused},
+		{"Sat, 21 Nov 2026 11:18:25 +0000 (a\r\nb)", refused},
+	} {
+		got, ok := parseDateTime([]byte(tc.v))
+		switch {
+		case tc.want.IsZero() && ok:
+			t.Errorf("%q: accepted as %v", tc.v, got)
+		case !tc.want.IsZero() && !ok:
+			t.Errorf("%q: refused", tc.v)
+		case ok && !got.Equal(tc.want):
+			t.Errorf("%q: %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}
+
+// TestParseDateTimeLong: the parser's work is linear in the length of
+// its input, whatever the input.
+func TestParseDateTimeLong(t *testing.T) {
+	const n = 1 << 20
+	for _, tc := range []struct {
+		v  string
+		ok bool
+	}{
+		{strings.Repeat(" ", n), false},
+		{strings.Repeat("(", n), false},
+		{strings.Repeat("(", n/2) + strings.Repeat(")", n/2) + " 21 Nov 2026 11:18 +0000", true},
+		{strings.Repeat("\\(", n/2), false},
+		{"(" + strings.Repeat("\\(", n/2) + ")21 Nov 2026 11:18 +0000", true},
+		{strings.Repeat("\r\n ", n/3), false},
+		{strings.Repeat("9", n), false},
+		{strings.Repeat("a", n), false},
+		{"21 Nov 2026 11:18 +0000" + strings.Repeat(" (x)", n/4), true},
+	} {
+		start := time.Now()
+		_, ok := parseDateTime([]byte(tc.v))
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%.20q...: %v", tc.v, d)
+		}
+		if ok != tc.ok {
+			t.Errorf("%.20q...: %v, want %v", tc.v, ok, tc.ok)
+		}
+	}
+}
+
+// TestParseDateTimeNetMail sets the parser beside net/mail's ParseDate
+// on the forms where the two disagree, on purpose. net/mail reads more
+// than RFC 5322 allows in some ways and less in others:
+//
+//   - It ignores the day-of-week, which section 3.3 says MUST be the day
+//     of the date; we refuse a wrong one.
+//   - It reads a 2-digit year of 50 to 68 as 2050 to 2068 (package time's
+//     rule); section 4.3 makes it 1950 to 1968, as we do.
+//   - It accepts what section 3.3 does not: a 1-digit hour, fractional
+//     seconds, a year before 1900, any three capitals as a zone (CET,
+//     UTC), "GMT+1", zone minutes of 60, and anything after the zone and
+//     a comment. We refuse them all.
+//   - It refuses what section 3.3 or 4.3 allows: a 3-digit year, a leap
+//     second, a zone offset past 24 hours, military and lower-case
+//     zones, tabs, and comments or white space other than single spaces
+//     between the parts. We accept them all.
+//
+// FuzzParseDateTime holds the rest: every date net/mail reads that is
+// RFC 5322 (netMailRFC), we read, as the same instant.
+func TestParseDateTimeNetMail(t *testing.T) {
+	for _, tc := range []struct {
+		v             string
+		netMail, ours bool
+	}{
+		{"Sun, 21 Nov 2026 11:18:25 +0000", true, false},   // wrong day-of-week
+		{"Sun, 21 Nov 55 11:18:25 +0000", true, false},     // 2055, not 1955, for net/mail
+		{"Sat, 21 Nov 2026 1:18:25 +0000", true, false},    // 1-digit hour
+		{"Sat, 21 Nov 2026 11:18:25.5 +0000", true, false}, // fractional seconds
+		{"21 Nov 1899 11:18:25 +0000", true, false},        // before 1900
+		{"21 Nov 2026 11:18:25 CET", true, false},          // not an obs-zone
+		{"21 Nov 2026 11:18:25 UTC", true, false},          // not an obs-zone
+		{"21 Nov 2026 11:18:25 GMT+1", true, false},        // not an obs-zone
+		{"21 Nov 2026 11:18:25 +0060", true, false},        // 60 minutes
+		{"21 Nov 2026 11:18:25 +0000 garbage", true, false},
+		{"21 Nov 2026 11:18:25 +0000 (UTC) garbage", true, false},
+		{"21 Nov 126 11:18:25 +0000", false, true}, // obs-year
+		{"31 Dec 2026 23:59:60 +0000", false, true},
+		{"21 Nov 2026 11:18:25 +2500", false, true},
+		{"21 Nov 2026 11:18:25 Z", false, true},
+		{"21 Nov 2026 11:18:25 gmt", false, true},
+		{"21 Nov 2026 11:18:25\t+0000", false, true},
+		{"Sat,21 Nov 2026 11:18:25 +0000", false, true},
+		{"21 Nov 2026 (c) 11:18:25 +0000", false, true},
+		{"21 Nov 2026 11 : 18 : 25 +0000", false, true},
+	} {
+		_, err := mail.ParseDate(tc.v)
+		_, ok := parseDateTime([]byte(tc.v))
+		if (err == nil) != tc.netMail || ok != tc.ours {
+			t.Errorf("%q: net/mail %v, ours %v; want %v, %v", tc.v, err == nil, ok, tc.netMail, tc.ours)
+		}
+	}
+	// The 2-digit year of 50 to 68.
+	got, _ := parseDateTime([]byte("Mon, 21 Nov 55 11:18:25 +0000"))
+	nm, _ := mail.ParseDate("Mon, 21 Nov 55 11:18:25 +0000")
+	if got.Year() != 1955 || nm.Year() != 2055 {
+		t.Errorf("year 55: ours %d, net/mail %d", got.Year(), nm.Year())
+	}
+}
+
+// netMailRFC matches what net/mail's ParseDate reads that is an RFC 5322
+// date-time in syntax, leaving aside what TestParseDateTimeNetMail lists:
+// a 2-digit hour, an obs-zone, and nothing but white space and comments
+// after the zone. The submatches are the day-of-week, the year, the zone
+// and the comments.
+var netMailRFC = regexp.MustCompile(`^[ \t]*(?:([A-Za-z]{3}), +)?\d{1,2} +[A-Za-z]{3} +(\d{4}|\d{2}) +\d{2}:\d{2}(?::\d{2})? +([+-]\d{4}|UT|GMT|[ECMP][SD]T)((?:[ \t]|\([^()\\]*\))*)$`)
+
+// rfcZones are the obs-zones' offsets in hours (RFC 5322 section 4.3).
+var rfcZones = map[string]int{"UT": 0, "GMT": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7}
+
+// FuzzParseDateTime: the parser never panics, and every date that
+// net/mail reads and that is an RFC 5322 date-time, it reads too, as the
+// same instant (see TestParseDateTimeNetMail).
+func FuzzParseDateTime(f *testing.F) {
+	for _, s := range []string{
+		"Sat, 21 Nov 2026 11:18:25 +0000",
+		"21 Nov 26 11:18 -0830 (a comment)",
+		"Thu, 1 Jan 70 00:00:00 GMT",
+		"Tue, 29 Feb 2028 23:59 PDT (PDT)",
+		"Mon, 21 Nov 55 11:18:25 EST",
+		" sat, 07  nov  2026  11:18:25  UT ",
+		"Sat, 21 Nov 2026 11:18:25 +0000 (a (b) \\) c)",
+		"Sat, 21 Nov\r\n 2026 11:18:25 Z",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got, ok := parseDateTime([]byte(v))
+		if strings.ContainsAny(v, "\r\n") {
+			return // ParseDate drops every CRLF; we take only folding
+		}
+		nm, err := mail.ParseDate(v)
+		if err != nil {
+			return
+		}
+		m := netMailRFC.FindStringSubmatch(v)
+		if m == nil {
+			return
+		}
+		// The instant RFC 5322 means: net/mail's wall clock, with the
+		// year of section 4.3 and the zone of sections 3.3 and 4.3.
+		year := nm.Year()
+		switch y, _ := strconv.Atoi(m[2]); {
+		case len(m[2]) == 2 && y < 50:
+			year = 2000 + y
+		case len(m[2]) == 2:
+			year = 1900 + y
+		case y < 1900:
+			return // section 3.3: "1900 or later"
+		}
+		offset, known := rfcZones[m[3]]
+		offset *= 60
+		if !known {
+			hhmm, _ := strconv.Atoi(m[3][1:])
+			if hhmm%100 > 59 {
+				return // minutes of an hour
+			}
+			if offset = hhmm/100*60 + hhmm%100; m[3][0] == '-' {
+				offset = -offset
+			}
+		}
+		h, mi, s := nm.Clock()
+		want := time.Date(year, nm.Month(), nm.Day(), h, mi, s, 0, time.UTC).Add(-time.Duration(offset) * time.Minute)
+		if m[1] != "" && !strings.EqualFold(m[1], time.Date(year, nm.Month(), nm.Day(), 0, 0, 0, 0, time.UTC).Weekday().String()[:3]) {
+			return // a wrong day-of-week
+		}
+		if !ok || !got.Equal(want) {
+			t.Fatalf("%q: ours %v, %v; net/mail reads %v, which is %v", v, got, ok, nm, want)
 		}
 	})
 }
