@@ -480,6 +480,14 @@ func TestHeaderStrict(t *testing.T) {
 	if _, got := headerSession(t, noDateHeader); got != noDateHeader {
 		t.Errorf("lenient: spooled %q", got)
 	}
+	badDate := "Date: tomorrow at noon\r\n" + noDateHeader
+	out, got = headerSession(t, badDate, "SMTP_HEADER_CHECKS=strict")
+	if got != "" || !strings.Contains(out, "\r\n550 5.6.0 Date: field is not a valid date-time (RFC 5322 section 3.3)\r\n") {
+		t.Errorf("bad Date: replies:\n%s", out)
+	}
+	if _, got := headerSession(t, badDate); got != badDate {
+		t.Errorf("bad Date, lenient: spooled %q", got)
+	}
 }
 
 // TestAddMissingHeaders: with SMTP_ADD_MISSING_HEADERS a local pipe
