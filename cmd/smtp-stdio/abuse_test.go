@@ -34,6 +34,13 @@ type sockSession struct {
 // already sent on the wire before the process starts.
 func newSockSession(t *testing.T, spoolDir, early string, extraEnv ...string) *sockSession {
 	t.Helper()
+	return startSockSession(t, spoolDir, early, false, extraEnv...)
+}
+
+// startSockSession is newSockSession; with stderrOnSocket, standard error
+// is the connection too, as inetd and xinetd start a server.
+func startSockSession(t *testing.T, spoolDir, early string, stderrOnSocket bool, extraEnv ...string) *sockSession {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +70,9 @@ func newSockSession(t *testing.T, spoolDir, early string, extraEnv ...string) *s
 	s.cmd = exec.Command(binary)
 	s.cmd.Env = baseEnv(spoolDir, extraEnv...)
 	s.cmd.Stdin, s.cmd.Stdout, s.cmd.Stderr = f, f, &s.stderr
+	if stderrOnSocket {
+		s.cmd.Stderr = f
+	}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

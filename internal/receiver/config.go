@@ -42,6 +42,7 @@ type Config struct {
 	Log            string        `default:"auto" desc:"where logs go: auto (syslog when stderr is the client's socket, else stderr), stderr, syslog, off"`
 	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `split_words:"true" default:"text" desc:"text (logfmt) or json"`
+	SyslogSocket   string        `split_words:"true" desc:"local syslog socket when logging to syslog (default: /dev/log, else /var/run/syslog or /var/run/log)"`
 
 	// Abuse handling and message checks (abuse.go, checks.go).
 	RejectEarlyTalkers       bool          `split_words:"true" default:"true" desc:"on a socket, answer 554 5.5.0 and close when the client sends before the 220 greeting"`

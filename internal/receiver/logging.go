@@ -38,7 +38,11 @@ func newLogger(c *Config, stderr io.Writer) (*slog.Logger, string) {
 	case "stderr":
 		return slog.New(mk(stderr)), dest
 	case "syslog":
-		sw, err := syslog.Dial(syslog.FacilityMail, "smtp-stdio")
+		var paths []string // syslog.DefaultPaths
+		if c.SyslogSocket != "" {
+			paths = []string{c.SyslogSocket}
+		}
+		sw, err := syslog.Dial(syslog.FacilityMail, "smtp-stdio", paths...)
 		if err != nil {
 			// No syslog daemon: nowhere safe to log to. Standard error
 			// may be the client's socket, so stay silent.

@@ -222,7 +222,7 @@ func refuse(stdout io.Writer, log *slog.Logger, status int, err error) int {
 	case log != nil:
 		log.Error("session refused", "err", err)
 	case stderrIsClient():
-		log, _ = newLogger(&Config{Log: "syslog", LogLevel: "error"}, io.Discard)
+		log, _ = newLogger(&Config{Log: "syslog", LogLevel: "error", SyslogSocket: os.Getenv(Prefix + "_SYSLOG_SOCKET")}, io.Discard)
 		log.Error("session refused", "err", err)
 	default:
 		fmt.Fprintf(os.Stderr, "smtp-stdio: %v\n", err)
