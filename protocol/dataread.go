@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"io"
 	"sync"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 )
 
 // DataOptions are the rules ReadData applies.
@@ -285,7 +287,7 @@ func (d *dataReader) endLine() {
 // the colon (RFC 5322 sections 1.2.2 and 4.5).
 func isReceived(line []byte) bool {
 	const name = "received"
-	if len(line) <= len(name) || !bytes.EqualFold(line[:len(name)], []byte(name)) {
+	if len(line) <= len(name) || !ascii.EqualFold(line[:len(name)], name) {
 		return false
 	}
 	rest := bytes.TrimLeft(line[len(name):], " \t")

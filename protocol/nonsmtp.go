@@ -1,6 +1,10 @@
 package protocol
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+)
 
 // foreignVerbs are first words of other protocols' requests that no SMTP
 // client sends: an HTTP request or proxy CONNECT aimed at the mail port,
@@ -18,7 +22,7 @@ var foreignVerbs = []string{"GET", "POST", "CONNECT"}
 func nonSMTP(line []byte) bool {
 	word, _, _ := bytes.Cut(line, []byte{' '})
 	for _, v := range foreignVerbs {
-		if equalFoldASCII(word, v) {
+		if ascii.EqualFold(word, v) {
 			return true
 		}
 	}

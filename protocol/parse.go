@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 )
 
 // Command is one parsed command line (RFC 5321 section 4.1.1).
@@ -243,7 +245,7 @@ func parsePath(s string, null, postmaster bool) (mailbox, rest string, err error
 		return "", "", errPathSyntax
 	}
 	i += nl
-	if postmaster && at(s, i) == '>' && equalFoldASCII(s[start:i], "postmaster") {
+	if postmaster && at(s, i) == '>' && ascii.EqualFold(s[start:i], "postmaster") {
 		return "postmaster", s[i+1:], nil
 	}
 	if at(s, i) != '@' {
@@ -409,31 +411,10 @@ func upperASCII(s string) string {
 	return string(b)
 }
 
-// equalFoldASCII is strings.EqualFold for ASCII letters only (EqualFold
-// matches the Kelvin sign with "k"). It allocates nothing.
-func equalFoldASCII[S string | []byte](s S, t string) bool {
-	if len(s) != len(t) {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		a, b := s[i], t[i]
-		if 'a' <= a && a <= 'z' {
-			a -= 'a' - 'A'
-		}
-		if 'a' <= b && b <= 'z' {
-			b -= 'a' - 'A'
-		}
-		if a != b {
-			return false
-		}
-	}
-	return true
-}
-
 // cutPrefixFold is strings.CutPrefix with an ASCII case-insensitive
 // prefix.
 func cutPrefixFold(s, prefix string) (string, bool) {
-	if len(s) < len(prefix) || !equalFoldASCII(s[:len(prefix)], prefix) {
+	if len(s) < len(prefix) || !ascii.EqualFold(s[:len(prefix)], prefix) {
 		return s, false
 	}
 	return s[len(prefix):], true

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 )
 
 var (
@@ -281,7 +283,7 @@ func sameAddress(a, b string) bool {
 	if ia < 0 || ib < 0 {
 		return a == b
 	}
-	return a[:ia] == b[:ib] && equalFoldASCII(a[ia:], b[ib:])
+	return a[:ia] == b[:ib] && ascii.EqualFold(a[ia:], b[ib:])
 }
 
 // reset ends the mail transaction (RFC 5321 section 4.1.1.5), keeping

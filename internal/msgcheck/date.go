@@ -1,6 +1,10 @@
 package msgcheck
 
-import "time"
+import (
+	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+)
 
 // parseDateTime parses v, the value of a Date: field as it stands in the
 // header section (the CRLFs of folding included), as a date-time of RFC
@@ -178,7 +182,7 @@ func (p *dateParser) number(min, max int) (n, digits int) {
 func (p *dateParser) name(names []string) int {
 	w := p.word()
 	for i, name := range names {
-		if equalFoldASCII(w, name) {
+		if ascii.EqualFold(w, name) {
 			return i
 		}
 	}
@@ -207,7 +211,7 @@ func (p *dateParser) zone(ws bool) int {
 		return 0 // a military zone, A to Z but J
 	}
 	for _, z := range obsZones {
-		if equalFoldASCII(w, z.name) {
+		if ascii.EqualFold(w, z.name) {
 			return z.hours * 60
 		}
 	}

@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 )
 
 // Mode is how strictly Check judges a header section. The zero value
@@ -219,7 +221,7 @@ func checkLine(line []byte, n int, opt Options, counts *[numOnceOnly]int) *Defec
 		return defect(whatSpaceName)
 	}
 	for i, f := range onceOnly {
-		if equalFoldASCII(name, f) {
+		if ascii.EqualFold(name, f) {
 			counts[i]++
 			break
 		}
@@ -258,25 +260,6 @@ func checkBytes(line []byte, smtputf8 bool) string {
 		return whatBadUTF8
 	}
 	return ""
-}
-
-func equalFoldASCII(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // checkFields applies RFC 5322 section 3.6 to a header section whose
@@ -339,7 +322,7 @@ func rawFieldValue(header []byte, name string) []byte {
 		case start >= 0:
 			return header[start:stop]
 		case !folded:
-			if colon := bytes.IndexByte(line, ':'); colon > 0 && equalFoldASCII(bytes.TrimRight(line[:colon], " \t"), name) {
+			if colon := bytes.IndexByte(line, ':'); colon > 0 && ascii.EqualFold(bytes.TrimRight(line[:colon], " \t"), name) {
 				start, stop = off+colon+1, end
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
 
@@ -80,7 +81,7 @@ func (p *Policy) MayRelay(client protocol.Client) bool {
 // IsLocal reports whether the forward-path rcpt is for a local domain.
 // "postmaster" without a domain is always local (RFC 5321 section 4.5.1).
 func (p *Policy) IsLocal(rcpt string) bool {
-	if strings.EqualFold(rcpt, "postmaster") {
+	if ascii.EqualFold(rcpt, "postmaster") {
 		return true
 	}
 	i := strings.LastIndexByte(rcpt, '@')

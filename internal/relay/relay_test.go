@@ -26,6 +26,7 @@ func TestCheckRecipient(t *testing.T) {
 		{remote, "user@EXAMPLE.org.", true},
 		{remote, "user@local.test", true},
 		{remote, "Postmaster", true},
+		{remote, "postma\u017fter", false}, // long s: Unicode folds it to "s", RFC 5321 does not
 		{remote, "user@elsewhere.net", false},
 		{remote, "user@sub.example.org", false},
 		{remote, "victim%elsewhere.net@example.org", false},
