@@ -14,7 +14,6 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
@@ -58,14 +57,6 @@ type Config struct {
 	RateWindow       time.Duration `split_words:"true" default:"60s" desc:"sliding window of SMTP_RATE_MAX_SESSIONS, whole seconds up to 5m"`
 	RateMaxSessions  int           `split_words:"true" default:"0" desc:"new sessions per SMTP_RATE_WINDOW from all untrusted clients; more get 421 4.7.0 (0: off)"`
 	RateMaxPerClient int           `split_words:"true" default:"0" desc:"new sessions per minute from one untrusted client (IPv6: per /64), up to 255; more get 421 4.7.0 (0: off)"`
-}
-
-// unknownSettings returns the SMTP_* variables of environ (as
-// os.Environ gives it) that no program of this project reads: typos such
-// as SMTP_LOCAL_DOMAIN. smtp-send's own variables are smtp-send's to
-// check.
-func unknownSettings(environ []string) []string {
-	return envnames.Unknown(environ, envnames.IsReceiver, envnames.InSenderSpace)
 }
 
 // Velocity returns the session rate limits.

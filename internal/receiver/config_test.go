@@ -27,24 +27,3 @@ func TestSettingNames(t *testing.T) {
 		t.Errorf("settingNames:\n%v\nenvconfig:\n%v", got, want)
 	}
 }
-
-func TestUnknownSettings(t *testing.T) {
-	env := []string{
-		"PATH=/bin",
-		"SMTP_SPOOL_DIR=/var/spool/smtp-stdio",
-		"SMTP_LOCAL_DOMAIN=example.org", // typo
-		"SMTP_MAX_MESAGE_SIZE=10",       // typo
-		"SMTP_SMARTHOST=relay.example:587",
-		"SMTP_SMARTHOST_TLS=starttls",
-		"SMTP_SEND_RUN_TIME=4m",
-		"SMTPX=1",
-		"RELAYCLIENT=",
-		"TCPREMOTEIP=192.0.2.1",
-		"SMTP_RATE_WINDOW=1m",
-	}
-	got := unknownSettings(env)
-	want := []string{"SMTP_LOCAL_DOMAIN", "SMTP_MAX_MESAGE_SIZE"}
-	if !slices.Equal(got, want) {
-		t.Errorf("unknownSettings = %v, want %v", got, want)
-	}
-}

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/peer"
 	"github.com/smtp-stdio/smtp-stdio/internal/relay"
 	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
@@ -85,7 +86,9 @@ func Main(args []string) int {
 	}
 	client := protocol.Client{Addr: p.Addr, Local: p.Local}
 	log = log.With("sid", sessionID(), "client", clientString(p))
-	for _, k := range unknownSettings(os.Environ()) {
+	// A typo would leave a setting at its default without a word;
+	// smtp-send's variables are smtp-send's to check.
+	for _, k := range envnames.Unknown(os.Environ(), envnames.IsReceiver, envnames.InSenderSpace) {
 		log.Warn("unknown setting ignored", "name", k)
 	}
 
