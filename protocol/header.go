@@ -38,6 +38,8 @@ const (
 	dropping
 )
 
+// Write implements io.Writer: it holds back the header section until it
+// is complete, then checks it and passes the rest through.
 func (h *headerWriter) Write(p []byte) (int, error) {
 	switch h.state {
 	case passing:

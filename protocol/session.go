@@ -474,10 +474,12 @@ func (s *Session) Messages() int { return s.messages }
 // refuseAll stands in for a nil Policy or Delivery.
 type refuseAll struct{}
 
+// CheckRecipient implements Policy: 550 5.7.1 for every recipient.
 func (refuseAll) CheckRecipient(*Envelope, string) *Reply {
 	return &Reply{Code: 550, Enhanced: "5.7.1", Lines: []string{"Recipient refused"}}
 }
 
+// Begin implements Delivery: 451 4.3.0 for every message.
 func (refuseAll) Begin(*Envelope) (MessageWriter, error) {
 	return nil, &Reply{Code: 451, Enhanced: "4.3.0", Lines: []string{"Requested action aborted: local error in processing"}}
 }

@@ -100,6 +100,8 @@ type timedConn struct {
 	limit time.Duration
 }
 
+// SetDeadline implements net.Conn, moving t no later than the limit from
+// now.
 func (c *timedConn) SetDeadline(t time.Time) error {
 	if c.limit > 0 && !t.IsZero() {
 		t = minTime(t, time.Now().Add(c.limit))
@@ -107,6 +109,8 @@ func (c *timedConn) SetDeadline(t time.Time) error {
 	return c.Conn.SetDeadline(t)
 }
 
+// Write implements net.Conn, with a deadline of one block timeout per
+// write.
 func (c *timedConn) Write(p []byte) (int, error) {
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.block)); err != nil {
 		return 0, err

@@ -236,6 +236,7 @@ type errReader struct {
 	err error
 }
 
+// Read implements io.Reader.
 func (e *errReader) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
 	if err != nil && !errors.Is(err, io.EOF) {

@@ -282,12 +282,15 @@ func (m *Message) File() *os.File { return m.f }
 // Close closes the message file.
 func (m *Message) Close() error { return m.f.Close() }
 
+// crcReader passes the message bytes through and, at their end, fails
+// with ErrCorrupt unless their CRC-32C is want.
 type crcReader struct {
 	r    io.Reader
 	h    hash.Hash32
 	want uint32
 }
 
+// Read implements io.Reader.
 func (c *crcReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.h.Write(p[:n])
