@@ -231,16 +231,22 @@ func TestUnreachableSmarthostNeverExpires(t *testing.T) {
 	}
 }
 
-// A clock set back cannot freeze a message longer than BackoffMax: one
-// whose next attempt lies further ahead than that is due now.
-func TestClockBackwardDoesNotFreeze(t *testing.T) {
-	fail := true
-	ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
-		if fail {
+// deferringServer is a smarthost that answers 451 4.3.0 to every RCPT
+// while *fail is true, and accepts it once it is false.
+func deferringServer(t *testing.T, fail *bool) *testServer {
+	return newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
+		if *fail {
 			return reply(451, smtp.EnhancedCode{4, 3, 0}, "later")
 		}
 		return nil
 	}}))
+}
+
+// A clock set back cannot freeze a message longer than BackoffMax: one
+// whose next attempt lies further ahead than that is due now.
+func TestClockBackwardDoesNotFreeze(t *testing.T) {
+	fail := true
+	ts := deferringServer(t, &fail)
 	f := newFixture(t, ts.addr)
 	id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
 	f.run(false)
@@ -261,12 +267,7 @@ func TestClockBackwardDoesNotFreeze(t *testing.T) {
 // --all ignores retry times (as postqueue -f).
 func TestAllIgnoresRetryTimes(t *testing.T) {
 	fail := true
-	ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
-		if fail {
-			return reply(451, smtp.EnhancedCode{4, 3, 0}, "later")
-		}
-		return nil
-	}}))
+	ts := deferringServer(t, &fail)
 	f := newFixture(t, ts.addr)
 	f.queue("s@example.org", []string{"a@x.test"}, body("x"))
 	f.run(false)
