@@ -73,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "smtp-send: configuration: %v\n", err)
 		return exConfig
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: set.LogLevel}))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: set.SendLogLevel}))
 	for _, k := range unknown {
 		log.Warn("unknown setting ignored", "name", k)
 	}
@@ -134,7 +134,7 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 // variables that neither smtp-send nor smtp-stdio reads, which share the
 // environment file, for a warning.
 func loadSettings(s *settings) (unknown []string, err error) {
-	if err := envconfig.Process(envPrefix, s); err != nil {
+	if err := envnames.Process(s); err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
@@ -199,11 +199,11 @@ func (s *settings) config() (send.Config, error) {
 			return c, err
 		}
 	}
-	if s.Connections < 1 || s.MaxRecipients < 1 || s.MinAttempts < 1 {
+	if s.SendConnections < 1 || s.SendMaxRecipients < 1 || s.SendMinAttempts < 1 {
 		return c, errors.New("SMTP_SEND_CONNECTIONS, SMTP_SEND_MAX_RECIPIENTS and SMTP_SEND_MIN_ATTEMPTS must be at least 1")
 	}
-	for _, d := range []time.Duration{s.QueueLifetime, s.BackoffMin, s.BackoffMax, s.RunTime, s.ConnectTimeout,
-		s.CommandTimeout, s.DataTimeout, s.BlockTimeout, s.TmpMaxAge} {
+	for _, d := range []time.Duration{s.SendQueueLifetime, s.SendBackoffMin, s.SendBackoffMax, s.SendRunTime, s.SendConnectTimeout,
+		s.SendCommandTimeout, s.SendDataTimeout, s.SendBlockTimeout, s.SendTmpMaxAge} {
 		if d <= 0 {
 			return c, errors.New("every SMTP_SEND_* duration must be positive")
 		}
@@ -211,10 +211,10 @@ func (s *settings) config() (send.Config, error) {
 	return send.Config{
 		Smarthosts: hosts, TLS: s.SmarthostTLS, TLSConfig: tc,
 		Username: s.SmarthostUsername, Password: pass, AuthWithoutTLS: s.SmarthostAuthWithoutTLS,
-		Hostname: host, QueueLifetime: s.QueueLifetime, MinAttempts: s.MinAttempts,
-		BackoffMin: s.BackoffMin, BackoffMax: s.BackoffMax, RunTime: s.RunTime,
-		Connections: s.Connections, NoReuse: !s.Reuse, MaxRecipients: s.MaxRecipients,
-		ConnectTimeout: s.ConnectTimeout, CommandTimeout: s.CommandTimeout,
-		DataTimeout: s.DataTimeout, BlockTimeout: s.BlockTimeout, TmpMaxAge: s.TmpMaxAge,
+		Hostname: host, QueueLifetime: s.SendQueueLifetime, MinAttempts: s.SendMinAttempts,
+		BackoffMin: s.SendBackoffMin, BackoffMax: s.SendBackoffMax, RunTime: s.SendRunTime,
+		Connections: s.SendConnections, NoReuse: !s.SendReuse, MaxRecipients: s.SendMaxRecipients,
+		ConnectTimeout: s.SendConnectTimeout, CommandTimeout: s.SendCommandTimeout,
+		DataTimeout: s.SendDataTimeout, BlockTimeout: s.SendBlockTimeout, TmpMaxAge: s.SendTmpMaxAge,
 	}, nil
 }

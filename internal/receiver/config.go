@@ -14,6 +14,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
@@ -24,24 +25,24 @@ const Prefix = "SMTP"
 // Config is smtp-stdio's configuration, read once from the environment by
 // envconfig. Sizes are in bytes, durations in Go syntax ("5m", "90s").
 type Config struct {
-	SpoolDir       string        `split_words:"true" default:"/var/spool/smtp-stdio" desc:"spool root directory (owned by the receiving user, mode 0700 or 0750)"`
-	Hostname       string        `desc:"this host's name in the greeting, EHLO reply and Received: header (default: the system host name)"`
-	LocalDomains   []string      `split_words:"true" desc:"comma-separated domains whose recipients are accepted from any client"`
-	RelayClients   []string      `split_words:"true" default:"127.0.0.0/8,::1/128" desc:"comma-separated CIDRs of clients that may send to any domain"`
-	MaxMessageSize int64         `split_words:"true" default:"26214400" desc:"largest message accepted, in bytes (advertised as SIZE)"`
-	MaxRecipients  int           `split_words:"true" default:"100" desc:"most RCPT TO per message (RFC 5321 4.5.3.1.8); more get 452 4.5.3"`
-	MaxLineLength  int           `split_words:"true" default:"2048" desc:"longest command line in bytes, CRLF included; longer lines get 500 5.5.2"`
-	MaxErrors      int           `split_words:"true" default:"20" desc:"bad commands before 421 and disconnect (0: no limit)"`
-	MaxReceived    int           `split_words:"true" default:"50" desc:"Received: headers a message may carry; more is a mail loop, 554 5.4.6"`
-	BareLineEnds   string        `envconfig:"BARE_LINE_ENDINGS" default:"reject" desc:"bare CR or LF in DATA: reject (550 5.5.2) or normalize (to CRLF)"`
-	CommandTimeout time.Duration `split_words:"true" default:"5m" desc:"wait for each command line (RFC 5321 4.5.3.2.7)"`
-	DataTimeout    time.Duration `split_words:"true" default:"3m" desc:"wait for each block of message data (RFC 5321 4.5.3.2.6)"`
-	SessionTimeout time.Duration `split_words:"true" default:"1h" desc:"longest whole session, whatever the client does"`
-	Greeting       string        `desc:"text after the host name in the 220 greeting (default: ready)"`
-	Log            string        `default:"auto" desc:"where logs go: auto (syslog when stderr is the client's socket, else stderr), stderr, syslog, off"`
-	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
-	LogFormat      string        `split_words:"true" default:"text" desc:"text (logfmt) or json"`
-	SyslogSocket   string        `split_words:"true" desc:"local syslog socket when logging to syslog (default: /dev/log, else /var/run/syslog or /var/run/log)"`
+	SpoolDir        string        `split_words:"true" default:"/var/spool/smtp-stdio" desc:"spool root directory (owned by the receiving user, mode 0700 or 0750)"`
+	Hostname        string        `desc:"this host's name in the greeting, EHLO reply and Received: header (default: the system host name)"`
+	LocalDomains    []string      `split_words:"true" desc:"comma-separated domains whose recipients are accepted from any client"`
+	RelayClients    []string      `split_words:"true" default:"127.0.0.0/8,::1/128" desc:"comma-separated CIDRs of clients that may send to any domain"`
+	MaxMessageSize  int64         `split_words:"true" default:"26214400" desc:"largest message accepted, in bytes (advertised as SIZE)"`
+	MaxRecipients   int           `split_words:"true" default:"100" desc:"most RCPT TO per message (RFC 5321 4.5.3.1.8); more get 452 4.5.3"`
+	MaxLineLength   int           `split_words:"true" default:"2048" desc:"longest command line in bytes, CRLF included; longer lines get 500 5.5.2"`
+	MaxErrors       int           `split_words:"true" default:"20" desc:"bad commands before 421 and disconnect (0: no limit)"`
+	MaxReceived     int           `split_words:"true" default:"50" desc:"Received: headers a message may carry; more is a mail loop, 554 5.4.6"`
+	BareLineEndings string        `split_words:"true" default:"reject" desc:"bare CR or LF in DATA: reject (550 5.5.2) or normalize (to CRLF)"`
+	CommandTimeout  time.Duration `split_words:"true" default:"5m" desc:"wait for each command line (RFC 5321 4.5.3.2.7)"`
+	DataTimeout     time.Duration `split_words:"true" default:"3m" desc:"wait for each block of message data (RFC 5321 4.5.3.2.6)"`
+	SessionTimeout  time.Duration `split_words:"true" default:"1h" desc:"longest whole session, whatever the client does"`
+	Greeting        string        `desc:"text after the host name in the 220 greeting (default: ready)"`
+	Log             string        `default:"auto" desc:"where logs go: auto (syslog when stderr is the client's socket, else stderr), stderr, syslog, off"`
+	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat       string        `split_words:"true" default:"text" desc:"text (logfmt) or json"`
+	SyslogSocket    string        `split_words:"true" desc:"local syslog socket when logging to syslog (default: /dev/log, else /var/run/syslog or /var/run/log)"`
 
 	// Abuse handling and message checks (abuse.go, checks.go).
 	RejectEarlyTalkers       bool          `split_words:"true" default:"true" desc:"on a socket, answer 554 5.5.0 and close when the client sends before the 220 greeting"`
@@ -68,7 +69,7 @@ func (c *Config) Velocity() velocity.Limits {
 // returns an error naming the bad variable.
 func Load() (*Config, error) {
 	var c Config
-	if err := envconfig.Process(Prefix, &c); err != nil {
+	if err := envnames.Process(&c); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	if c.Hostname == "" {
@@ -129,7 +130,7 @@ func (c *Config) check() error {
 }
 
 func (c *Config) bareMode() (protocol.BareLineEndings, error) {
-	switch strings.ToLower(c.BareLineEnds) {
+	switch strings.ToLower(c.BareLineEndings) {
 	case "reject":
 		return protocol.RejectBare, nil
 	case "normalize":

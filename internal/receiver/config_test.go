@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -25,5 +26,67 @@ func TestSettingNames(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
 		t.Errorf("settingNames:\n%v\nenvconfig:\n%v", got, want)
+	}
+}
+
+// unprefixedValues gives each kind of setting, as envconfig's usage names
+// it, a value that differs from every default, so that a variable read
+// under its bare name shows in the loaded Config.
+var unprefixedValues = map[string]string{
+	"String":                         "evil",
+	"Integer":                        "7",
+	"Duration":                       "7s",
+	"True or False":                  "false",
+	"Comma-separated list of String": "evil.example",
+}
+
+// TestUnprefixedNamesIgnored sets the bare name of every setting
+// (HOSTNAME, SPOOL_DIR, BARE_LINE_ENDINGS, ...) as a careless
+// environment would, and finds the loaded configuration unchanged.
+func TestUnprefixedNamesIgnored(t *testing.T) {
+	t.Setenv("SMTP_HOSTNAME", "mx.example")
+	want, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := envconfig.Usagef(Prefix, &Config{}, &b, "{{range .}}{{usage_key .}}\t{{usage_type .}}\n{{end}}"); err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(b.String()) {
+		key, typ, _ := strings.Cut(strings.TrimSpace(line), "\t")
+		v, ok := unprefixedValues[typ]
+		if !ok {
+			t.Fatalf("%s: no test value for type %q", key, typ)
+		}
+		bare := strings.TrimPrefix(key, envnames.Prefix)
+		switch bare {
+		case "BARE_LINE_ENDINGS":
+			v = "normalize"
+		case "LOG":
+			v = "off"
+		}
+		t.Setenv(bare, v)
+	}
+	got, err := Load()
+	if err != nil {
+		t.Fatalf("with the bare names set: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("a bare name changed the configuration:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestBareLineEndingsError: a bad SMTP_BARE_LINE_ENDINGS is named in the
+// error; a bad BARE_LINE_ENDINGS is not read at all.
+func TestBareLineEndingsError(t *testing.T) {
+	t.Setenv("SMTP_HOSTNAME", "mx.example")
+	t.Setenv("BARE_LINE_ENDINGS", "lf")
+	if _, err := Load(); err != nil {
+		t.Errorf("BARE_LINE_ENDINGS was read: %v", err)
+	}
+	t.Setenv("SMTP_BARE_LINE_ENDINGS", "lf")
+	if _, err := Load(); err == nil || !strings.Contains(err.Error(), "SMTP_BARE_LINE_ENDINGS ") {
+		t.Errorf("error %v, want one naming SMTP_BARE_LINE_ENDINGS", err)
 	}
 }
