@@ -1,8 +1,9 @@
-// Package ascii compares protocol tokens without regard to the case of
-// ASCII letters, as SMTP verbs, keywords and domains (RFC 5321 section
-// 2.4) and header field names (RFC 5322 section 1.2.2) are compared.
-// Unlike strings.EqualFold it never folds non-ASCII runes (the Kelvin
-// sign is not "k"), and it allocates nothing.
+// Package ascii compares and folds protocol tokens without regard to the
+// case of ASCII letters, as SMTP verbs, keywords and domains (RFC 5321
+// section 2.4) and header field names (RFC 5322 section 1.2.2) are
+// compared. Unlike strings.EqualFold and strings.ToLower it never folds
+// non-ASCII runes (the Kelvin sign is not "k"), and EqualFold allocates
+// nothing.
 package ascii
 
 // EqualFold reports whether s and t are equal when ASCII letters are
@@ -24,4 +25,23 @@ func lower(c byte) byte {
 		return c + 'a' - 'A'
 	}
 	return c
+}
+
+// Lower returns s with the ASCII letters A to Z in lower case and every
+// other byte unchanged; it allocates only when s has an upper-case
+// letter. strings.ToLower would also fold non-ASCII letters (U+0130 to
+// "i", the Kelvin sign to "k").
+func Lower(s string) string {
+	i := 0
+	for i < len(s) && !('A' <= s[i] && s[i] <= 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		b[i] = lower(b[i])
+	}
+	return string(b)
 }

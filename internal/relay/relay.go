@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/internal/domain"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
 
@@ -21,22 +22,31 @@ var ReplyDenied = &protocol.Reply{Code: 550, Enhanced: "5.7.1", Lines: []string{
 
 // Policy implements protocol.Policy.
 type Policy struct {
-	local    map[string]bool
+	local    map[string]bool // domain.Canonical forms
 	clients  []netip.Prefix
 	trustAll bool // this session's client may relay (RELAYCLIENT, local pipe)
 }
 
-// New returns a Policy for the given local domains (case-insensitive,
-// without a trailing dot) and relay client networks in CIDR notation
-// ("127.0.0.0/8", "::1/128"; a bare address means one host). It returns an
-// error naming the first network that does not parse.
+// New returns a Policy for the given local domains and relay client
+// networks. A local domain may be given in ASCII in any case, as a
+// U-label or as its A-label, with or without a trailing dot: each is kept
+// in the one form domain.Canonical gives, and matches a recipient domain
+// in any of those forms. A network is in CIDR notation ("127.0.0.0/8",
+// "::1/128"; a bare address means one host). New returns an error naming
+// the first local domain without an IDNA A-label (it could never match)
+// or the first network that does not parse.
 func New(localDomains, relayClients []string) (*Policy, error) {
 	p := &Policy{local: map[string]bool{}}
 	for _, d := range localDomains {
-		d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-		if d != "" {
-			p.local[d] = true
+		d = strings.TrimSpace(d)
+		if d == "" {
+			continue
 		}
+		c, err := domain.Canonical(d)
+		if err != nil {
+			return nil, fmt.Errorf("relay: bad local domain %q: %w", d, err)
+		}
+		p.local[c] = true
 	}
 	for _, c := range relayClients {
 		c = strings.TrimSpace(c)
@@ -78,18 +88,21 @@ func (p *Policy) MayRelay(client protocol.Client) bool {
 	return false
 }
 
-// IsLocal reports whether the forward-path rcpt is for a local domain.
-// "postmaster" without a domain is always local (RFC 5321 section 4.5.1).
+// IsLocal reports whether the forward-path rcpt is for a local domain:
+// whether the canonical form of its domain (domain.Canonical: ASCII case
+// folding, the IDNA A-label of a non-ASCII domain) is that of a local
+// domain. A domain without a canonical form is not local. "postmaster"
+// without a domain is always local (RFC 5321 section 4.5.1).
 func (p *Policy) IsLocal(rcpt string) bool {
 	if ascii.EqualFold(rcpt, "postmaster") {
 		return true
 	}
-	i := strings.LastIndexByte(rcpt, '@')
-	if i < 0 {
+	d, ok := domain.Of(rcpt)
+	if !ok {
 		return false
 	}
-	d := strings.TrimSuffix(strings.ToLower(rcpt[i+1:]), ".")
-	return p.local[d]
+	c, err := domain.Canonical(d)
+	return err == nil && p.local[c]
 }
 
 // CheckRecipient implements protocol.Policy: nil for a client that may

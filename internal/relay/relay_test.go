@@ -67,3 +67,42 @@ func TestBadNetwork(t *testing.T) {
 		t.Fatal("bad CIDR accepted")
 	}
 }
+
+// TestUnicodeFoldingIsNoRelay is the open relay of issue 8: Unicode case
+// folding turns U+0130 into "i", so "u@İnternal.example" passed for the
+// local "internal.example", while DNS and the smarthost see the domain
+// xn--internal-o0e.example, someone else's. Without relay rights it must
+// be refused; a local domain must match in either of its IDNA forms.
+func TestUnicodeFoldingIsNoRelay(t *testing.T) {
+	p, err := New([]string{"internal.example", "bücher.example", "xn--caf-dma.example"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := &protocol.Envelope{Client: protocol.Client{Addr: netip.MustParseAddrPort("198.51.100.7:25")}, SMTPUTF8: true}
+	for _, tc := range []struct {
+		rcpt string
+		ok   bool
+	}{
+		{"u@\u0130nternal.example", false},      // İ: xn--internal-o0e, not ours
+		{"u@\u0130NTERNAL.EXAMPLE", false},      // and in upper case
+		{"u@internal.\u0130xample", false},      // in another label
+		{"u@xn--internal-o0e.example", false},   // its A-label
+		{"u@\u212anternal.example", false},      // Kelvin sign: "knternal"
+		{"u@INTERNAL.example", true},            // ASCII case folding
+		{"u@\uff49nternal.example", true},       // fullwidth i: IDNA maps it to i
+		{"u@bücher.example", true},              // U-label as configured
+		{"u@B\u00dcCHER.EXAMPLE", true},         // UTS #46 maps Ü to ü
+		{"u@xn--bcher-kva.example", true},       // A-label of a U-label configured
+		{"u@XN--BCHER-KVA.EXAMPLE.", true},      // in upper case, with the root dot
+		{"u@café.example", true},                // U-label of an A-label configured
+		{"u@cafe\u0301.example", true},          // NFC makes it café
+		{"u@b\u00fccher.example\u3002", true},   // ideographic full stop
+		{"u@xn--zz.b\u00fccher.example", false}, // bad Punycode: no A-label, not local
+		{"u@\u202einternal.example", false},     // bidi override: no A-label
+	} {
+		got := p.CheckRecipient(remote, tc.rcpt) == nil
+		if got != tc.ok {
+			t.Errorf("rcpt %q: accepted=%v, want %v", tc.rcpt, got, tc.ok)
+		}
+	}
+}
