@@ -1,9 +1,9 @@
 // Package peer finds out who is on the other end of smtp-stdio's standard
-// input, the way each launcher tells it: ucspi-tcp's TCPREMOTEIP and
-// TCPREMOTEPORT, systemd's REMOTE_ADDR and REMOTE_PORT (Accept=yes),
-// xinetd's REMOTE_HOST, and getpeername(2) on a socket (inetd nowait). It
-// also tells whether standard error is the client's socket, as it is under
-// inetd and xinetd.
+// input: getpeername(2) when it is a TCP socket (inetd nowait, xinetd,
+// systemd Accept=yes, tcpserver), else the launcher's word: ucspi-tcp's
+// TCPREMOTEIP and TCPREMOTEPORT, systemd's REMOTE_ADDR and REMOTE_PORT,
+// xinetd's REMOTE_HOST. It also tells whether standard error is the
+// client's socket, as it is under inetd and xinetd.
 package peer
 
 import (
@@ -18,7 +18,9 @@ import (
 // Source names where the client address came from, for the logs.
 type Source string
 
-// The sources, in the order they are tried.
+// The sources. SourceSocket wins whenever standard input is a TCP
+// socket; the launcher variables name the client only on a pipe or a
+// unix socket, tried in the order below.
 const (
 	SourceUCSPI   Source = "TCPREMOTEIP"
 	SourceSystemd Source = "REMOTE_ADDR"
@@ -37,23 +39,61 @@ type Peer struct {
 	Local bool
 	// Source tells where Addr came from.
 	Source Source
+	// Ignored lists the launcher variables that named another client
+	// than the socket's peer, in the order they are tried; the caller
+	// logs each.
+	Ignored []Ignored
 }
 
-// Find returns the peer for this process: from the launcher's environment
-// (getenv) when it names one, else from getpeername on fd (standard
-// input), else a local session. An environment variable that does not
-// hold an IP address is an error, not a local session, so that a broken
-// launcher setup can never grant a remote client local trust.
+// Ignored is a launcher variable that disagreed with getpeername(2) and
+// was not used.
+type Ignored struct {
+	// Var is the variable's name (TCPREMOTEIP, REMOTE_ADDR, REMOTE_HOST)
+	// and Value what it held.
+	Var, Value string
+}
+
+// launcherVars are the variables a launcher names the client in, in the
+// order they are tried, with the port's variable where there is one.
+var launcherVars = []struct {
+	ip, port string
+	src      Source
+}{
+	{"TCPREMOTEIP", "TCPREMOTEPORT", SourceUCSPI},
+	{"REMOTE_ADDR", "REMOTE_PORT", SourceSystemd},
+	{"REMOTE_HOST", "", SourceXinetd},
+}
+
+// Find returns the peer for this process.
+//
+// When fd (standard input) is a TCP socket, getpeername(2) on it is the
+// truth: a launcher variable (read with getenv) that names another
+// address, or no address at all, is reported in Peer.Ignored and not
+// used, so that a variable leaked from an administrator's environment
+// into an inetd or systemd service cannot make a stranger trusted. On
+// anything else the first launcher variable set names the client (a
+// launcher that hands over a pipe or a unix socket), and without one the
+// session is local on a pipe, or an unknown, untrusted client on a socket.
+//
+// The error reports a launcher variable that does not hold an IP address
+// when no socket contradicts it: it is not taken for a local session, so
+// that a broken launcher setup can never grant a remote client local
+// trust.
 func Find(getenv func(string) string, fd int) (Peer, error) {
-	try := []struct {
-		ip, port string
-		src      Source
-	}{
-		{"TCPREMOTEIP", "TCPREMOTEPORT", SourceUCSPI},
-		{"REMOTE_ADDR", "REMOTE_PORT", SourceSystemd},
-		{"REMOTE_HOST", "", SourceXinetd},
+	if ap, ok := socketPeer(fd); ok {
+		p := Peer{Addr: ap, Source: SourceSocket}
+		for _, t := range launcherVars {
+			v := getenv(t.ip)
+			if v == "" {
+				continue
+			}
+			if a, err := netip.ParseAddr(v); err != nil || a.Unmap().WithZone("") != ap.Addr().WithZone("") {
+				p.Ignored = append(p.Ignored, Ignored{Var: t.ip, Value: v})
+			}
+		}
+		return p, nil
 	}
-	for _, t := range try {
+	for _, t := range launcherVars {
 		v := getenv(t.ip)
 		if v == "" {
 			continue
@@ -69,9 +109,6 @@ func Find(getenv func(string) string, fd int) (Peer, error) {
 			}
 		}
 		return Peer{Addr: netip.AddrPortFrom(a.Unmap(), port), Source: t.src}, nil
-	}
-	if ap, ok := socketPeer(fd); ok {
-		return Peer{Addr: ap, Source: SourceSocket}, nil
 	}
 	if IsSocket(fd) {
 		// A socket whose peer we cannot name (a unix socket): not a

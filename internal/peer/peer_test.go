@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -105,5 +106,64 @@ func TestPollableFileDeadline(t *testing.T) {
 	buf := make([]byte, 1)
 	if _, err := f.Read(buf); !os.IsTimeout(err) {
 		t.Fatalf("read on idle pipe: %v, want timeout", err)
+	}
+}
+
+// tcpPair returns the server end of a loopback TCP connection as a file
+// and the client end's address.
+func tcpPair(t *testing.T) (*os.File, netip.AddrPort) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, err := s.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f, netip.MustParseAddrPort(c.LocalAddr().String())
+}
+
+// TestSocketOutranksLauncher: on a TCP socket, getpeername is the truth;
+// a launcher variable that names another client (or no address) is
+// reported and ignored, one that agrees is not reported.
+func TestSocketOutranksLauncher(t *testing.T) {
+	f, client := tcpPair(t)
+	cases := []struct {
+		vars    map[string]string
+		ignored []Ignored
+	}{
+		{map[string]string{"TCPREMOTEIP": "203.0.113.9"}, []Ignored{{"TCPREMOTEIP", "203.0.113.9"}}},
+		{map[string]string{"REMOTE_ADDR": "192.0.2.1", "REMOTE_PORT": "25"}, []Ignored{{"REMOTE_ADDR", "192.0.2.1"}}},
+		{map[string]string{"REMOTE_HOST": "::1"}, []Ignored{{"REMOTE_HOST", "::1"}}},
+		{map[string]string{"TCPREMOTEIP": "not-an-ip"}, []Ignored{{"TCPREMOTEIP", "not-an-ip"}}},
+		// Every variable is checked, not only the first one set.
+		{map[string]string{"TCPREMOTEIP": "127.0.0.1", "REMOTE_ADDR": "192.0.2.1", "REMOTE_HOST": "192.0.2.2"},
+			[]Ignored{{"REMOTE_ADDR", "192.0.2.1"}, {"REMOTE_HOST", "192.0.2.2"}}},
+		// Agreeing, in any spelling of the address: nothing to report.
+		{map[string]string{"TCPREMOTEIP": "127.0.0.1", "TCPREMOTEPORT": "1"}, nil},
+		{map[string]string{"REMOTE_ADDR": "::ffff:127.0.0.1"}, nil},
+		{nil, nil},
+	}
+	for _, c := range cases {
+		p, err := Find(env(c.vars), int(f.Fd()))
+		if err != nil {
+			t.Fatalf("%v: %v", c.vars, err)
+		}
+		if p.Addr != client || p.Source != SourceSocket || p.Local || !slices.Equal(p.Ignored, c.ignored) {
+			t.Errorf("%v: got %+v, want %v from getpeername, ignored %v", c.vars, p, client, c.ignored)
+		}
 	}
 }

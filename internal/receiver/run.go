@@ -86,6 +86,12 @@ func Main(args []string) int {
 	}
 	client := protocol.Client{Addr: p.Addr, Local: p.Local}
 	log = log.With("sid", sessionID(), "client", clientString(p))
+	for _, v := range p.Ignored {
+		// The socket is the truth; a launcher variable that disagrees
+		// leaked from elsewhere (an administrator's shell, a unit file).
+		log.Warn("launcher variable disagrees with the socket's peer; ignored",
+			"var", v.Var, "value", v.Value, "peer", p.Addr.Addr().String())
+	}
 	// A typo would leave a setting at its default without a word;
 	// smtp-send's variables are smtp-send's to check.
 	for _, k := range envnames.Unknown(os.Environ(), envnames.IsReceiver, envnames.InSenderSpace) {
