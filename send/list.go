@@ -1,6 +1,7 @@
 package send
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -138,16 +140,27 @@ func fill(le *ListEntry, m *spool.Message, now time.Time) {
 // else a block per message (id, status, age, size, sender, attempts, next
 // try) and one line per recipient (status, address, last reply), then a
 // summary line.
+//
+// Addresses, reply texts and file names come from clients, smarthosts and
+// the spool, and are printed for a terminal: in the text form every one
+// goes through textsafe.Escape, so a control character, a bidi override or
+// invalid UTF-8 shows as an escape (\x1b, \u202e, \xff) and can neither
+// drive the terminal nor disguise a line. The JSON form is valid JSON
+// whatever the strings hold (encoding/json writes invalid UTF-8 as U+FFFD),
+// with the same characters written as \u escapes by textsafe.EscapeJSON.
 func WriteList(w io.Writer, entries []ListEntry, now time.Time, asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
 		for i := range entries {
 			if err := enc.Encode(&entries[i]); err != nil {
 				return err
 			}
 		}
-		return nil
+		_, err := w.Write(textsafe.EscapeJSON(b.Bytes()))
+		return err
 	}
+	q := textsafe.Escape
 	var b strings.Builder
 	counts := map[string]int{}
 	for _, e := range entries {
@@ -159,27 +172,27 @@ func WriteList(w io.Writer, entries []ListEntry, now time.Time, asJSON bool) err
 			next = "now"
 		}
 		fmt.Fprintf(&b, "%s  %s  age %s  %d bytes  from <%s>  attempts %d  next %s\n",
-			e.ID, e.Status, cmp.Or(e.Age, "?"), e.Size, e.From, e.Attempts, next)
+			q(e.ID), q(e.Status), q(cmp.Or(e.Age, "?")), e.Size, q(e.From), e.Attempts, next)
 		if e.Error != "" {
-			fmt.Fprintf(&b, "    error: %s\n", e.Error)
+			fmt.Fprintf(&b, "    error: %s\n", q(e.Error))
 		}
 		for _, rc := range e.Rcpts {
-			fmt.Fprintf(&b, "    %-8s <%s>", rc.Status, rc.Addr)
+			fmt.Fprintf(&b, "    %-8s <%s>", q(rc.Status.String()), q(rc.Addr))
 			if rc.Stage != "" {
-				fmt.Fprintf(&b, "  %s:", rc.Stage)
+				fmt.Fprintf(&b, "  %s:", q(rc.Stage))
 				if rc.Code != 0 {
 					fmt.Fprintf(&b, " %d", rc.Code)
 				}
 				if rc.Enhanced != "" {
-					fmt.Fprintf(&b, " %s", rc.Enhanced)
+					fmt.Fprintf(&b, " %s", q(rc.Enhanced))
 				}
-				fmt.Fprintf(&b, " %s", rc.Text)
+				fmt.Fprintf(&b, " %s", q(rc.Text))
 			}
 			if rc.Relay != "" {
-				fmt.Fprintf(&b, "  (relay %s)", rc.Relay)
+				fmt.Fprintf(&b, "  (relay %s)", q(rc.Relay))
 			}
 			if rc.DSN != "" {
-				fmt.Fprintf(&b, "  (dsn %s)", rc.DSN)
+				fmt.Fprintf(&b, "  (dsn %s)", q(rc.DSN))
 			}
 			b.WriteByte('\n')
 		}

@@ -33,6 +33,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
+	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
 	"github.com/smtp-stdio/smtp-stdio/send"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -70,7 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var set settings
 	unknown, err := loadSettings(&set)
 	if err != nil {
-		fmt.Fprintf(stderr, "smtp-send: configuration: %v\n", err)
+		// The message may quote a value from the environment.
+		fmt.Fprintf(stderr, "smtp-send: configuration: %s\n", textsafe.Escape(err.Error()))
 		return exConfig
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: set.SendLogLevel}))

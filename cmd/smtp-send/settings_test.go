@@ -67,3 +67,18 @@ func TestUnprefixedNamesIgnored(t *testing.T) {
 		t.Errorf("config %+v", c)
 	}
 }
+
+// TestConfigErrorEscaped: a configuration error quotes the bad value,
+// which comes from the environment; it reaches the terminal escaped.
+func TestConfigErrorEscaped(t *testing.T) {
+	t.Setenv("SMTP_SPOOL_DIR", t.TempDir())
+	t.Setenv("SMTP_SMARTHOST", "relay.test")
+	t.Setenv("SMTP_SEND_CONNECTIONS", "8\x1b[2J\u202e")
+	var stdout, stderr bytes.Buffer
+	if code := run(nil, &stdout, &stderr); code != exConfig {
+		t.Fatalf("exit %d; stderr %q", code, stderr.String())
+	}
+	if strings.ContainsAny(stderr.String(), "\x1b\u202e") || !strings.Contains(stderr.String(), `8\x1b[2J\u202e`) {
+		t.Errorf("stderr %q", stderr.String())
+	}
+}
