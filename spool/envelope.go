@@ -50,16 +50,46 @@ type Envelope struct {
 	To []string
 }
 
+// Limits of the envelope. The writer (Create) refuses an envelope over
+// them and the reader (Open) a file over them, so both agree on what a
+// message file can hold; the state format's own limits derive from these
+// (see maxStateSize).
+const (
+	// MaxRecipients is the most recipients of one message file. RFC 5321
+	// section 4.5.3.1.8 asks a server to take at least 100 per message;
+	// Postfix takes 1,000 (smtpd_recipient_limit). smtp-stdio never
+	// accepts more, whatever SMTP_MAX_RECIPIENTS says.
+	MaxRecipients = 1000
+	// MaxAddrLen is the longest reverse- or forward-path stored, in
+	// octets, without angle brackets: a local part of 64 octets, '@' and
+	// a domain of 255 (RFC 5321 sections 4.5.3.1.1 and 4.5.3.1.2). The
+	// receiver takes paths of at most 256 octets with the brackets
+	// (section 4.5.3.1.3); the rest is room for addresses it qualifies.
+	MaxAddrLen = 64 + 1 + 255
+)
+
 // Validate reports whether e can be written into a message file: every
 // field must be free of CR, LF and NUL so that the envelope section stays
-// one field per line, and there must be at least one recipient. It returns
-// an error naming the first bad field.
+// one field per line, there must be from one to MaxRecipients recipients,
+// and no path may be longer than MaxAddrLen. It returns an error naming
+// the first bad field.
 func (e *Envelope) Validate() error {
 	if e.QueueID == "" || !validQueueID(e.QueueID) {
 		return fmt.Errorf("spool: invalid queue id %q", e.QueueID)
 	}
 	if len(e.To) == 0 {
 		return errors.New("spool: envelope has no recipients")
+	}
+	if len(e.To) > MaxRecipients {
+		return fmt.Errorf("spool: envelope has %d recipients, more than %d", len(e.To), MaxRecipients)
+	}
+	if len(e.From) > MaxAddrLen {
+		return fmt.Errorf("spool: mail-from is longer than %d octets", MaxAddrLen)
+	}
+	for _, r := range e.To {
+		if len(r) > MaxAddrLen {
+			return fmt.Errorf("spool: rcpt-to is longer than %d octets", MaxAddrLen)
+		}
 	}
 	check := func(name, v string) error {
 		if strings.ContainsAny(v, "\r\n\x00") {
@@ -83,10 +113,13 @@ func (e *Envelope) Validate() error {
 	return nil
 }
 
+// maxQueueID is the longest queue id, in octets.
+const maxQueueID = 64
+
 // validQueueID reports whether id is safe as a file name: letters, digits,
-// '.', '-' and '_' only, not starting with '.', at most 64 bytes.
+// '.', '-' and '_' only, not starting with '.', at most maxQueueID octets.
 func validQueueID(id string) bool {
-	if len(id) == 0 || len(id) > 64 || id[0] == '.' {
+	if len(id) == 0 || len(id) > maxQueueID || id[0] == '.' {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

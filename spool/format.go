@@ -100,13 +100,16 @@ type Message struct {
 
 // Open opens and parses the message file at path. The message bytes are
 // not read; they are checked against the recorded size (the file's length
-// must match exactly) and, as they are read, the CRC. An error from opening
-// the file (not found, permission) is returned wrapped as is; a file that
-// does not parse returns an error wrapping ErrCorrupt.
+// must match exactly) and, as they are read, the CRC. The file is opened
+// by OpenFile: a name that is not a regular file (a FIFO, a symbolic
+// link, ...) is never read and returns an error wrapping ErrNotRegular.
+// An error from opening the file (not found, permission) is returned
+// wrapped as is; a file that does not parse, or whose envelope
+// Envelope.Validate refuses, returns an error wrapping ErrCorrupt.
 func Open(path string) (*Message, error) {
-	f, err := os.Open(path)
+	f, err := OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+		return nil, err
 	}
 	m, err := parse(f)
 	if err != nil {
@@ -191,6 +194,11 @@ func parse(f *os.File) (*Message, error) {
 			return nil, fmt.Errorf("%w: missing field %s", ErrCorrupt, k)
 		}
 	}
+	// The reader accepts exactly the envelopes the writer can write, so
+	// every message read has a state that WriteState can write.
+	if err := m.Envelope.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("spool: stat: %w", err)
@@ -237,6 +245,11 @@ func (m *Message) set(k, v string) error {
 		}
 	case fFrom, fTo:
 		if len(v) < 2 || v[0] != '<' || v[len(v)-1] != '>' {
+			return bad()
+		}
+		// Checked here as well as by Validate, so that a damaged file
+		// cannot make the reader gather a million recipients first.
+		if len(v)-2 > MaxAddrLen || k == fTo && len(m.To) >= MaxRecipients {
 			return bad()
 		}
 		if k == fFrom {

@@ -22,8 +22,13 @@ import (
 // removes it; folding twice is harmless, since a record only sets
 // recipients to a final status.
 
-// maxJournalSize bounds what ReadJournal reads.
-const maxJournalSize = 64 << 20
+// maxJournalSize is the longest journal AppendJournal writes and so what
+// ReadJournal reads. A journal names each recipient at most once: a
+// record only sets pending recipients to a final status, and a run folds
+// any journal into the state and removes it before it delivers anything.
+// So a journal is at most MaxRecipients records of one recipient each,
+// every Rcpt bounded as in a state file (maxRcptJSON).
+const maxJournalSize = MaxRecipients * (len(`00000000 {"set":[{"i":,}]}`+"\n") + jsonInt + maxRcptJSON)
 
 // JournalEntry is one journal record: a set of recipient updates made
 // durable together.
@@ -39,8 +44,17 @@ type JournalRcpt struct {
 
 // AppendJournal appends e to the journal of message id and fsyncs it; when
 // the journal is new, it also fsyncs state/ so that its name survives a
-// crash. Only after a nil return is the outcome recorded.
+// crash. Only after a nil return is the outcome recorded. Free-text fields
+// are cut to MaxText first, as by WriteState (in e too); an address over
+// MaxAddrLen, or a journal that would grow past what ReadJournal reads
+// (which a sender that folds its journals never makes), is an error.
 func (s *Spool) AppendJournal(id string, e JournalEntry) error {
+	for i := range e.Set {
+		if err := e.Set[i].check(); err != nil {
+			return fmt.Errorf("%w (journal %s)", err, id)
+		}
+		e.Set[i].clip()
+	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("spool: encode journal %s: %w", id, err)
@@ -51,15 +65,22 @@ func (s *Spool) AppendJournal(id string, e JournalEntry) error {
 
 	path := s.Path(StateDir, JournalName(id))
 	created := true
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, FileMode)
+	f, err := OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, FileMode)
 	if errors.Is(err, os.ErrExist) {
 		created = false
-		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, FileMode)
+		f, err = OpenFile(path, os.O_WRONLY|os.O_APPEND, FileMode)
 	}
 	if err != nil {
 		return fmt.Errorf("spool: journal: %w", err)
 	}
-	_, err = f.Write(line)
+	if fi, serr := f.Stat(); serr != nil {
+		err = serr
+	} else if fi.Size()+int64(len(line)) > int64(maxJournalSize) {
+		err = fmt.Errorf("%d bytes would pass the reader's limit of %d", fi.Size()+int64(len(line)), maxJournalSize)
+	}
+	if err == nil {
+		_, err = f.Write(line)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -77,9 +98,10 @@ func (s *Spool) AppendJournal(id string, e JournalEntry) error {
 
 // ReadJournal returns the complete records of the journal of message id, in
 // order, and torn=true if a damaged or incomplete last part was dropped. A
-// missing journal returns no records and no error.
+// missing journal returns no records and no error; a name that is not a
+// regular file returns an error wrapping ErrNotRegular (see OpenFile).
 func (s *Spool) ReadJournal(id string) (entries []JournalEntry, torn bool, err error) {
-	f, err := os.Open(s.Path(StateDir, JournalName(id)))
+	f, err := OpenFile(s.Path(StateDir, JournalName(id)), os.O_RDONLY, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false, nil
 	}
@@ -87,7 +109,7 @@ func (s *Spool) ReadJournal(id string) (entries []JournalEntry, torn bool, err e
 		return nil, false, fmt.Errorf("spool: journal: %w", err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxJournalSize))
+	b, err := io.ReadAll(io.LimitReader(f, int64(maxJournalSize)))
 	if err != nil {
 		return nil, false, fmt.Errorf("spool: journal %s: %w", id, err)
 	}

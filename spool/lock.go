@@ -24,7 +24,7 @@ type RunLock struct {
 // ErrLocked when another run holds it, or the error of opening state/
 // (call InitQueue first).
 func (s *Spool) LockRun() (*RunLock, error) {
-	f, err := os.Open(s.Path(StateDir))
+	f, err := openDir(s.Path(StateDir))
 	if err != nil {
 		return nil, fmt.Errorf("spool: run lock: %w", err)
 	}

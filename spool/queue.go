@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,11 +26,13 @@ const (
 )
 
 // InitQueue creates the sender's directories state/, failed/ and corrupt/
-// (mode 0700) when they are missing.
+// (mode 0700) when they are missing, and checks each as New checks the
+// root. It returns an error wrapping ErrUnsafe for an unsafe directory, or
+// the wrapped error of stat or mkdir.
 func (s *Spool) InitQueue() error {
 	for _, sub := range []string{StateDir, FailedDir, CorruptDir} {
-		if err := os.Mkdir(s.Path(sub), DirMode); err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("spool: %w", err)
+		if err := ensureDir(s.Path(sub)); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -130,15 +131,16 @@ func (s *Spool) Remove(id string, states []string) error {
 }
 
 // MoveFailed moves a finished message with failed recipients out of the
-// queue: its final state is written to failed/<id>@state, then queue/<id>
+// queue: its final state, bounded as by WriteState, is written to
+// failed/<id>@state, then queue/<id>
 // is renamed to failed/<id> and both directories are fsync'd; its state
 // files and journal are removed last.
 func (s *Spool) MoveFailed(id string, st *State, states []string) error {
-	b, err := json.Marshal(st)
+	b, err := st.encode()
 	if err != nil {
-		return fmt.Errorf("spool: encode state %s: %w", id, err)
+		return err
 	}
-	if err := s.writeFile(s.Path(FailedDir, id+failedSuffix), append(b, '\n')); err != nil {
+	if err := s.writeFile(s.Path(FailedDir, id+failedSuffix), b); err != nil {
 		return err
 	}
 	if err := os.Rename(s.Path(QueueDir, id), s.Path(FailedDir, id)); err != nil {
@@ -210,7 +212,7 @@ func (s *Spool) removeStates(id string, states []string) error {
 
 // readNames returns the names in dir, skipping those that start with '.'.
 func readNames(dir string) ([]string, error) {
-	d, err := os.Open(dir)
+	d, err := openDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}

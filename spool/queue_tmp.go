@@ -16,7 +16,7 @@ import (
 // handled.
 func (s *Spool) CleanTmp(maxAge time.Duration, now time.Time) ([]string, error) {
 	dir := s.Path(TmpDir)
-	d, err := os.Open(dir)
+	d, err := openDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/renameio/v2"
 )
@@ -18,9 +19,70 @@ import (
 // another version is corrupt to this reader (ErrCorrupt), never guessed at.
 const StateVersion = 1
 
-// maxStateSize bounds what ReadState reads: about 30,000 recipients of
-// maximal length, far beyond any real envelope.
-const maxStateSize = 16 << 20
+// MaxText is the most octets of a recipient's reply text that a state
+// file or a journal keeps (Rcpt.Text), and of each of its other free-text
+// fields (Enhanced, Stage, Relay, DSN). A longer text is cut on a UTF-8
+// boundary and ends in TextCut (see ClipText). A smarthost can send a
+// reply of any length, many lines of it for each recipient; Postfix, too,
+// keeps only a few hundred bytes of it.
+const MaxText = 512
+
+// TextCut ends a text that ClipText shortened.
+const TextCut = " [...]"
+
+// The longest state file WriteState can write, derived from the limits of
+// what it holds, so that ReadState, whose limit this is, reads every state
+// file the writer can produce. A test writes the worst case and reads it
+// back.
+const (
+	// jsonEscape is the most octets encoding/json writes for one octet
+	// of a string: "\u003c" for '<', a control or an invalid byte.
+	jsonEscape = 6
+	// jsonInt is the longest decimal int64 or uint64, sign included.
+	jsonInt = 20
+	// jsonTime is the longest time encoding/json writes: RFC 3339 with
+	// nanoseconds and a numeric offset, in quotes (it refuses years past
+	// 9999).
+	jsonTime = len(`"2006-01-02T15:04:05.999999999-07:00"`)
+	// maxRcptJSON is the longest Rcpt: every key, the longest status,
+	// number and time, and every string at its limit fully escaped.
+	maxRcptJSON = len(`{"addr":"","status":"pending","code":,"enhanced":"","text":"","stage":"","relay":"","at":,"expired":true,"dsn":""}`) +
+		jsonInt + jsonTime + jsonEscape*(MaxAddrLen+5*MaxText)
+	// maxStateSize is the longest state file: the fixed fields, then
+	// MaxRecipients recipients, each followed by a comma or the end.
+	maxStateSize = len(`{"version":,"id":"","seq":,"arrival":,"attempts":,"first_attempt":,"last_attempt":,"next_attempt":,"rcpts":[]}`+"\n") +
+		3*jsonInt + 4*jsonTime + jsonEscape*maxQueueID + MaxRecipients*(maxRcptJSON+1)
+)
+
+// ClipText returns s if it is at most MaxText octets long, else its first
+// octets, cut where a UTF-8 sequence starts, followed by TextCut, MaxText
+// octets in all.
+func ClipText(s string) string {
+	if len(s) <= MaxText {
+		return s
+	}
+	n := MaxText - len(TextCut)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + TextCut
+}
+
+// clip bounds the free-text fields of r (see MaxText).
+func (r *Rcpt) clip() {
+	for _, p := range []*string{&r.Enhanced, &r.Text, &r.Stage, &r.Relay, &r.DSN} {
+		*p = ClipText(*p)
+	}
+}
+
+// check reports whether r can be stored: an address of at most MaxAddrLen
+// octets (an address is never cut: it must match the envelope).
+func (r *Rcpt) check() error {
+	if len(r.Addr) > MaxAddrLen {
+		return fmt.Errorf("spool: recipient address longer than %d octets", MaxAddrLen)
+	}
+	return nil
+}
 
 // RcptStatus is the delivery status of one recipient. The zero value is
 // Pending: a message without a state file has every recipient pending.
@@ -196,20 +258,21 @@ func parseStateName(name string) (id string, next time.Time, journal, ok bool) {
 	return id, next, false, true
 }
 
-// ReadState reads state/<name>. A missing file wraps os.ErrNotExist; a file
-// that does not decode, has another version or an invalid id wraps
-// ErrCorrupt.
+// ReadState reads state/<name>. A missing file wraps os.ErrNotExist; a
+// name that is not a regular file wraps ErrNotRegular (see OpenFile); a
+// file that does not decode, is longer than any WriteState can write, has
+// another version or an invalid id wraps ErrCorrupt.
 func (s *Spool) ReadState(name string) (*State, error) {
 	return readState(s.Path(StateDir, name))
 }
 
 func readState(path string) (*State, error) {
-	f, err := os.Open(path)
+	f, err := OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(maxStateSize)+1))
 	if err != nil {
 		return nil, fmt.Errorf("spool: read %s: %w", path, err)
 	}
@@ -234,18 +297,20 @@ func readState(path string) (*State, error) {
 // WriteState makes st durable as state/StateName(st.ID, st.Next): it bumps
 // Seq, writes a temporary file in tmp/, fsyncs it, renames it into place,
 // removes the names in old that differ from the new one, and fsyncs
-// state/. On error the previous state file is intact, though a second
-// name may remain (the higher Seq wins when loading). It returns the new
-// name.
+// state/. Free-text fields are cut to MaxText first (in st too); a state
+// with more than MaxRecipients recipients or a longer address than
+// MaxAddrLen is an error, so every state written is one ReadState reads.
+// On error the previous state file is intact, though a second name may
+// remain (the higher Seq wins when loading). It returns the new name.
 func (s *Spool) WriteState(st *State, old []string) (string, error) {
 	st.Version = StateVersion
 	st.Seq++
 	name := StateName(st.ID, st.Next)
-	b, err := json.Marshal(st)
+	b, err := st.encode()
 	if err != nil {
-		return "", fmt.Errorf("spool: encode state %s: %w", st.ID, err)
+		return "", err
 	}
-	if err := s.writeFile(s.Path(StateDir, name), append(b, '\n')); err != nil {
+	if err := s.writeFile(s.Path(StateDir, name), b); err != nil {
 		return "", err
 	}
 	for _, o := range old {
@@ -256,6 +321,32 @@ func (s *Spool) WriteState(st *State, old []string) (string, error) {
 		}
 	}
 	return name, SyncDir(s.Path(StateDir))
+}
+
+// encode bounds st (see WriteState) and returns its JSON line.
+func (st *State) encode() ([]byte, error) {
+	if !validQueueID(st.ID) {
+		return nil, fmt.Errorf("spool: state: invalid queue id %q", st.ID)
+	}
+	if len(st.Rcpts) > MaxRecipients {
+		return nil, fmt.Errorf("spool: state %s has %d recipients, more than %d", st.ID, len(st.Rcpts), MaxRecipients)
+	}
+	for i := range st.Rcpts {
+		if err := st.Rcpts[i].check(); err != nil {
+			return nil, fmt.Errorf("%w (state %s)", err, st.ID)
+		}
+		st.Rcpts[i].clip()
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("spool: encode state %s: %w", st.ID, err)
+	}
+	b = append(b, '\n')
+	if len(b) > maxStateSize {
+		// Cannot happen: maxStateSize is derived from the limits above.
+		return nil, fmt.Errorf("spool: state %s: %d bytes, more than the reader's limit %d", st.ID, len(b), maxStateSize)
+	}
+	return b, nil
 }
 
 // LoadState reads the state files found for one message (normally one; two

@@ -56,24 +56,26 @@ type Spool struct {
 	root string
 }
 
-// New returns the spool rooted at dir, creating its queue/ and tmp/
-// subdirectories (mode 0700) when they are missing. It returns an error if
-// dir does not exist or a subdirectory cannot be created.
+// New returns the spool rooted at dir. It first checks that dir is safe
+// (checkDir: after following symbolic links, a directory owned by the
+// running user and not writable by group or others), then creates its
+// queue/ and tmp/ subdirectories (mode 0700) when they are missing and
+// checks them the same way, so a tmp/ that is a symbolic link to a
+// world-writable directory is refused. Nothing is created under an unsafe
+// root. It returns an error wrapping ErrUnsafe for an unsafe directory,
+// naming it and what to do, or the wrapped error of stat or mkdir (a
+// missing root wraps fs.ErrNotExist).
 func New(dir string) (*Spool, error) {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+	if err := checkDir(dir); err != nil {
+		return nil, err
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("spool: %s is not a directory", dir)
-	}
+	s := &Spool{root: dir}
 	for _, sub := range []string{QueueDir, TmpDir} {
-		p := filepath.Join(dir, sub)
-		if err := os.Mkdir(p, DirMode); err != nil && !errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("spool: %w", err)
+		if err := ensureDir(s.Path(sub)); err != nil {
+			return nil, err
 		}
 	}
-	return &Spool{root: dir}, nil
+	return s, nil
 }
 
 // Root returns the spool's root directory.
@@ -264,7 +266,7 @@ func (w *Writer) Abort() error {
 // durable. renameio makes a replacement atomic, not durable. It returns the
 // wrapped error of open or fsync.
 func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := openDir(dir)
 	if err != nil {
 		return fmt.Errorf("spool: sync dir: %w", err)
 	}

@@ -1,0 +1,235 @@
+package spool
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// nonRegular makes, at path, each kind of name that is not a regular file
+// and that a spool reader could meet; the symbolic link points to a valid
+// message file, which a reader that follows links would take.
+func nonRegular(t *testing.T) map[string]func(path string) {
+	t.Helper()
+	target := filepath.Join(t.TempDir(), "message")
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := testEnvelope(t)
+	commit(t, s, env, "Subject: planted\r\n\r\nbody\r\n")
+	if err := os.Rename(s.Path(QueueDir, env.QueueID), target); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]func(string){
+		"fifo":      func(p string) { must(t, syscall.Mkfifo(p, 0o600)) },
+		"symlink":   func(p string) { must(t, os.Symlink(target, p)) },
+		"directory": func(p string) { must(t, os.Mkdir(p, 0o700)) },
+		"socket": func(p string) {
+			l, err := net.Listen("unix", p)
+			must(t, err)
+			l.(*net.UnixListener).SetUnlinkOnClose(false)
+			t.Cleanup(func() { l.Close() })
+		},
+	}
+	if os.Geteuid() == 0 {
+		// A copy of /dev/zero: a reader that opened it would read for ever.
+		kinds["device"] = func(p string) { must(t, unix.Mknod(p, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 5)))) }
+	}
+	return kinds
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// within fails the test if f has not returned after a few seconds: a reader
+// that opens a FIFO blocks in open(2) for ever.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: still blocked after 5s", what)
+	}
+}
+
+// Every reader of the spool refuses a name that is not a regular file with
+// ErrNotRegular, without blocking and without following a symbolic link:
+// message files, state files, journals (read and appended to).
+func TestNonRegularNeverOpened(t *testing.T) {
+	for name, mk := range nonRegular(t) {
+		t.Run(name, func(t *testing.T) {
+			s := senderSpool(t)
+			env := testEnvelope(t)
+			id := env.QueueID
+			mk(s.Path(QueueDir, id))
+			within(t, "Open", func() {
+				if m, err := s.OpenMessage(id); !errors.Is(err, ErrNotRegular) || errors.Is(err, ErrCorrupt) {
+					t.Errorf("OpenMessage: %v", err)
+					if err == nil {
+						m.Close()
+					}
+				}
+			})
+			state := StateName(id, time.Time{})
+			mk(s.Path(StateDir, state))
+			within(t, "ReadState", func() {
+				if _, err := s.LoadState([]string{state}); !errors.Is(err, ErrNotRegular) {
+					t.Errorf("LoadState: %v", err)
+				}
+			})
+			mk(s.Path(StateDir, JournalName(id)))
+			within(t, "ReadJournal", func() {
+				if _, _, err := s.ReadJournal(id); !errors.Is(err, ErrNotRegular) {
+					t.Errorf("ReadJournal: %v", err)
+				}
+			})
+			within(t, "AppendJournal", func() {
+				e := JournalEntry{Set: []JournalRcpt{{Index: 0, Rcpt: Rcpt{Addr: env.To[0], Status: Done}}}}
+				if err := s.AppendJournal(id, e); !errors.Is(err, ErrNotRegular) {
+					t.Errorf("AppendJournal: %v", err)
+				}
+			})
+			if err := s.MoveCorrupt(id, []string{state}); err != nil {
+				t.Fatalf("MoveCorrupt: %v", err)
+			}
+			for _, n := range []string{id, state, JournalName(id)} {
+				if fi, err := os.Lstat(s.Path(CorruptDir, n)); err != nil || fi.Mode().IsRegular() {
+					t.Errorf("corrupt/%s: %v", n, err)
+				}
+			}
+		})
+	}
+}
+
+// OpenFile on a regular file works as os.OpenFile, creating with
+// O_CREATE; the error names the path and the kind of file.
+func TestOpenFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	f, err := OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, FileMode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("x")
+	f.Close()
+	if f, err = OpenFile(p, os.O_RDONLY, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := OpenFile(filepath.Join(dir, "missing"), os.O_RDONLY, 0); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing: %v", err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	must(t, syscall.Mkfifo(fifo, 0o600))
+	_, err = OpenFile(fifo, os.O_RDONLY, 0)
+	if err == nil || !strings.Contains(err.Error(), fifo+" is a FIFO") {
+		t.Errorf("fifo: %v", err)
+	}
+}
+
+// unsafeSpools are spool roots that other users could change, each with
+// the path the refusal must name; the cases needing root skip without it.
+func unsafeSpools(t *testing.T) map[string]func(root string) string {
+	return map[string]func(string) string{
+		"root 0777": func(root string) string {
+			must(t, os.Chmod(root, 0o777))
+			return root
+		},
+		"root group-writable": func(root string) string {
+			must(t, os.Chmod(root, 0o770))
+			return root
+		},
+		"queue owned by nobody": func(root string) string {
+			if os.Geteuid() != 0 {
+				t.Skip("chown needs root")
+			}
+			u, err := user.Lookup("nobody")
+			must(t, err)
+			uid, _ := strconv.Atoi(u.Uid)
+			q := filepath.Join(root, QueueDir)
+			must(t, os.Mkdir(q, 0o700))
+			must(t, os.Chown(q, uid, -1))
+			return q
+		},
+		"tmp a symlink to a 1777 directory": func(root string) string {
+			shared := t.TempDir()
+			must(t, os.Chmod(shared, 0o1777))
+			must(t, os.Symlink(shared, filepath.Join(root, TmpDir)))
+			return filepath.Join(root, TmpDir) + " (a symbolic link to " + shared + ")"
+		},
+		"tmp a file": func(root string) string {
+			must(t, os.WriteFile(filepath.Join(root, TmpDir), nil, 0o600))
+			return filepath.Join(root, TmpDir)
+		},
+		"state world-writable": func(root string) string {
+			must(t, os.Mkdir(filepath.Join(root, StateDir), 0o777))
+			must(t, os.Chmod(filepath.Join(root, StateDir), 0o777))
+			return filepath.Join(root, StateDir)
+		},
+	}
+}
+
+// New and InitQueue refuse a root or subdirectory that other users could
+// change (ErrUnsafe), naming it, and create nothing under an unsafe root.
+func TestUnsafeSpoolRefused(t *testing.T) {
+	for name, mk := range unsafeSpools(t) {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			want := mk(root)
+			s, err := New(root)
+			if err == nil {
+				err = s.InitQueue()
+			}
+			if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), want+" ") {
+				t.Fatalf("err = %v, want ErrUnsafe naming %s", err, want)
+			}
+			if strings.HasPrefix(name, "root") {
+				if ents, _ := os.ReadDir(root); len(ents) != 0 {
+					t.Errorf("created under an unsafe root: %v", ents)
+				}
+			}
+		})
+	}
+}
+
+// A safe spool: missing subdirectories are created 0700; a subdirectory
+// that is a symbolic link to a safe directory is accepted.
+func TestSafeSpool(t *testing.T) {
+	root := t.TempDir()
+	elsewhere := t.TempDir()
+	must(t, os.Symlink(elsewhere, filepath.Join(root, TmpDir)))
+	s, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InitQueue(); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{QueueDir, StateDir, FailedDir, CorruptDir} {
+		fi, err := os.Lstat(s.Path(sub))
+		if err != nil || !fi.IsDir() || fi.Mode().Perm() != DirMode {
+			t.Errorf("%s: %v %v", sub, fi.Mode(), err)
+		}
+	}
+	commit(t, s, testEnvelope(t), "Subject: x\r\n\r\nbody\r\n")
+}
