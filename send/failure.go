@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-smtp"
+	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
 // Stage is the protocol step at which an attempt ended. The zero value is
@@ -163,14 +164,21 @@ func localFailure(relay, enhanced, text string) *Failure {
 }
 
 // oneLine joins a multi-line reply and strips control characters, so a
-// reply is one log field and one state line.
+// reply is one log field and one state line, and cuts it to
+// spool.MaxText octets: a smarthost may answer with any number of lines,
+// and what is kept of a reply, logged, stored per recipient and quoted
+// in a notification, is a few hundred octets (as in Postfix).
 func oneLine(s string) string {
+	if len(s) > 4*spool.MaxText {
+		// Only the start is kept; joining at most this much is enough.
+		s = s[:4*spool.MaxText]
+	}
 	s = strings.ReplaceAll(s, "\r\n", " / ")
 	s = strings.ReplaceAll(s, "\n", " / ")
-	return strings.Map(func(r rune) rune {
+	return spool.ClipText(strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
 		}
 		return r
-	}, s)
+	}, s))
 }

@@ -72,14 +72,15 @@ func (w *worker) recover(e *spool.Entry) bool {
 }
 
 // open opens, locks and loads message e (state and journal folded in). A
-// corrupt message file or state is moved to corrupt/; an unreadable or
-// locked message is skipped. It returns nil when the message is not to be
-// delivered now.
+// corrupt message file or state, or one that is not a regular file (a
+// FIFO, a symbolic link, ...: spool.ErrNotRegular), is moved to corrupt/;
+// an unreadable or locked message is skipped. It returns nil when the
+// message is not to be delivered now.
 func (w *worker) open(e *spool.Entry) *msg {
 	r := w.r
 	m, err := r.sp.OpenMessage(e.ID)
 	switch {
-	case errors.Is(err, spool.ErrCorrupt):
+	case errors.Is(err, spool.ErrCorrupt), errors.Is(err, spool.ErrNotRegular):
 		w.corrupt(e, err)
 		return nil
 	case errors.Is(err, fs.ErrNotExist):
@@ -98,7 +99,7 @@ func (w *worker) open(e *spool.Entry) *msg {
 	x := &msg{m: m, e: e, results: map[int]*Failure{}}
 	if err := w.load(x); err != nil {
 		m.Close()
-		if errors.Is(err, spool.ErrCorrupt) {
+		if errors.Is(err, spool.ErrCorrupt) || errors.Is(err, spool.ErrNotRegular) {
 			w.corrupt(e, err)
 		} else {
 			r.log.Error("state unreadable; message skipped", "id", e.ID, "err", err)

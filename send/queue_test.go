@@ -85,8 +85,8 @@ func TestMessageLockSkips(t *testing.T) {
 
 // A message file that does not parse (truncated, unknown version) goes to
 // corrupt/ with a log line, with no notification, never deleted; so does
-// a message whose state file is damaged. An unreadable one is skipped and
-// listed as such.
+// a message whose state file is damaged, and a name in queue/ that is not
+// a regular file (here a directory), which is listed as unreadable.
 func TestCorruptAndUnreadable(t *testing.T) {
 	ts := newServer(t, nil)
 	f := newFixture(t, ts.addr)
@@ -103,7 +103,7 @@ func TestCorruptAndUnreadable(t *testing.T) {
 	f.sp.InitQueue()
 	os.WriteFile(f.sp.Path(spool.StateDir, spool.StateName(badState, time.Time{})), []byte("{not json"), 0o600)
 	unreadable := "20261121T100000.00000000000000ff"
-	os.Mkdir(f.sp.Path(spool.QueueDir, unreadable), 0o700) // opens, but cannot be read
+	os.Mkdir(f.sp.Path(spool.QueueDir, unreadable), 0o700) // not a regular file
 
 	entries, _ := List(f.sp, f.clk.Now(), false)
 	statuses := map[string]string{}
@@ -115,16 +115,16 @@ func TestCorruptAndUnreadable(t *testing.T) {
 	}
 
 	st := f.run(false)
-	if st.Corrupt != 3 || st.Unreadable != 1 || st.DSNs != 0 || len(ts.transactions()) != 0 {
+	if st.Corrupt != 4 || st.Unreadable != 0 || st.DSNs != 0 || len(ts.transactions()) != 0 {
 		t.Errorf("stats %+v", st)
 	}
 	corrupt := strings.Join(f.names(spool.CorruptDir), " ")
-	for _, want := range []string{truncated, version, badState, spool.StateName(badState, time.Time{})} {
+	for _, want := range []string{truncated, version, badState, spool.StateName(badState, time.Time{}), unreadable} {
 		if !strings.Contains(corrupt, want) {
 			t.Errorf("corrupt/ lacks %s: %s", want, corrupt)
 		}
 	}
-	if q := f.names(spool.QueueDir); len(q) != 1 || q[0] != unreadable {
+	if q := f.names(spool.QueueDir); len(q) != 0 {
 		t.Errorf("queue/ %v", q)
 	}
 	if !strings.Contains(f.logs.String(), "corrupt message moved to corrupt/") {
