@@ -47,8 +47,10 @@ type Config struct {
 	// including CRLF (RFC 5321 section 4.5.3.1.4 sets a floor of 512 plus
 	// what extensions add). Longer lines get 500 5.5.2 and are discarded.
 	MaxLineLength int
-	// MaxErrors is the number of bad commands after which the session
-	// replies 421 and ends. 0 means no limit.
+	// MaxErrors is the number of refusals (4yz and 5yz replies, except
+	// 452 4.5.3 for too many recipients; see countsAsError) after which
+	// the session replies 421 4.7.0 and ends: the next refusal is
+	// followed by the 421. 0 means no limit.
 	MaxErrors int
 	// MaxReceived is the number of Received: headers a message may
 	// already carry; one more is a mail loop, 554 5.4.6 (RFC 5321

@@ -19,8 +19,9 @@ var (
 	// slower than Config.MinDataRate, or Config.Deadline passed; the
 	// session replied 421 4.4.2 (RFC 5321 section 4.5.3.2).
 	ErrTimeout = errors.New("protocol: client timed out")
-	// ErrTooManyErrors is returned by Serve when the client sent more than
-	// Config.MaxErrors bad commands; the session replied 421 4.7.0.
+	// ErrTooManyErrors is returned by Serve when the session had sent
+	// more than Config.MaxErrors refusals (see countsAsError); it then
+	// replied 421 4.7.0.
 	ErrTooManyErrors = errors.New("protocol: too many errors")
 	// ErrImproperPipelining is returned by Serve when the client
 	// pipelined where RFC 2920 forbids it and
@@ -69,7 +70,7 @@ type Session struct {
 
 	state    State
 	env      Envelope // Client, Helo, Protocol for the session; the rest per transaction
-	errors   int      // bad commands so far
+	errors   int      // refusals sent so far (countsAsError)
 	messages int      // messages committed
 	line     []byte   // buffer for command lines
 	header   []byte   // buffer for the header section, for CheckHeader
@@ -296,15 +297,19 @@ func (s *Session) reset() {
 	}
 }
 
-// refuse sends r for a bad command and counts it against MaxErrors.
+// refuse sends r for a bad command and logs it.
 func (s *Session) refuse(v Verb, r *Reply) error {
-	s.errors++
 	s.log.Info("protocol error", "verb", string(v), "code", r.Code, "state", s.state.String())
 	return s.send(r)
 }
 
-// send buffers r for the client.
+// send buffers r for the client, counting it toward Config.MaxErrors
+// when countsAsError says so. Every reply goes through here, so no
+// refusal escapes the count.
 func (s *Session) send(r *Reply) error {
+	if countsAsError(r) {
+		s.errors++
+	}
 	if err := WriteReply(s.w, r); err != nil {
 		return fmt.Errorf("protocol: writing reply: %w", err)
 	}
@@ -317,6 +322,28 @@ func (s *Session) flush() error {
 		return fmt.Errorf("protocol: writing reply: %w", err)
 	}
 	return nil
+}
+
+// countsAsError reports whether sending r counts toward Config.MaxErrors:
+// every 4yz and 5yz reply does (RFC 5321 section 4.2.1), whatever it
+// refuses, as chasquid counts every reply of 400 and over. A syntax
+// error, a command out of sequence, a refused recipient (550 5.7.1
+// relaying denied, the probe of address harvesting and relay testing),
+// a refused message and a local failure all count, so that no kind of
+// refusal can be asked for without limit.
+//
+// The one exception is 452 4.5.3 for a recipient past
+// Config.MaxRecipients (replyTooManyRcpts). It is sent before any check
+// of the address, so it tells a prober nothing, and RFC 5321 section
+// 4.5.3.1.10 expects a client to send the rest in a later transaction:
+// a pipelining client with more than MaxRecipients+MaxErrors recipients
+// would otherwise lose its session, and its message, every time it
+// tried. Postfix spares these replies too, up to
+// smtpd_recipient_overshoot_limit (1,000); here they cost no more than
+// a NOOP, which counts for nothing either. Refusals that end the session
+// (421, 554 5.5.0) are counted but end it anyway.
+func countsAsError(r *Reply) bool {
+	return r.Code >= 400 && r != replyTooManyRcpts
 }
 
 // replyFor returns the *Reply that err wraps, or 451 4.3.0.

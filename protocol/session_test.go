@@ -280,9 +280,35 @@ func FuzzSession(f *testing.F) {
 				t.Fatalf("message %q holds a bare CR or LF", w.buf.String())
 			}
 		}
+		fuzzErrorLimit(t, cfg, out, err)
 		fuzzPipelining(t, cfg, in, d, out, err)
 		fuzzCheckHeader(t, cfg, in, d, out, err)
 	})
+}
+
+// fuzzErrorLimit: every 4yz and 5yz reply but 452 4.5.3 counts toward
+// MaxErrors, and the session ends with 421 4.7.0 right after the one
+// that passes it, never earlier.
+func fuzzErrorLimit(t *testing.T, cfg Config, out string, err error) {
+	n := 0
+	lines := replyLines(out)
+	for i, l := range lines {
+		if l[3] != ' ' {
+			continue // not the last line of a reply
+		}
+		if l == replyTooManyErrorsLine {
+			if n != cfg.MaxErrors+1 || i != len(lines)-1 || !errors.Is(err, ErrTooManyErrors) {
+				t.Fatalf("421 after %d refusals at reply line %d of %d, Serve returned %v: %q", n, i, len(lines), err, out)
+			}
+			return
+		}
+		if l[0] >= '4' && !strings.HasPrefix(l, "452 4.5.3 ") {
+			n++
+		}
+	}
+	if n > cfg.MaxErrors || errors.Is(err, ErrTooManyErrors) {
+		t.Fatalf("%d refusals without 421, Serve returned %v: %q", n, err, out)
+	}
 }
 
 // fuzzPipelining: with ForbidImproperPipelining the session answers as

@@ -32,7 +32,7 @@ type Config struct {
 	MaxMessageSize  int64         `split_words:"true" default:"26214400" desc:"largest message accepted, in bytes (advertised as SIZE)"`
 	MaxRecipients   int           `split_words:"true" default:"100" desc:"most RCPT TO per message (RFC 5321 4.5.3.1.8); more get 452 4.5.3"`
 	MaxLineLength   int           `split_words:"true" default:"2048" desc:"longest command line in bytes, CRLF included; longer lines get 500 5.5.2"`
-	MaxErrors       int           `split_words:"true" default:"20" desc:"bad commands before 421 and disconnect (0: no limit)"`
+	MaxErrors       int           `split_words:"true" default:"20" desc:"refusals (4xx and 5xx replies but 452 4.5.3) before 421 and disconnect (0: no limit)"`
 	MaxReceived     int           `split_words:"true" default:"50" desc:"Received: headers a message may carry; more is a mail loop, 554 5.4.6"`
 	BareLineEndings string        `split_words:"true" default:"reject" desc:"bare CR or LF in DATA: reject (550 5.5.2) or normalize (to CRLF)"`
 	CommandTimeout  time.Duration `split_words:"true" default:"5m" desc:"wait for each command line (RFC 5321 4.5.3.2.7)"`
