@@ -37,6 +37,15 @@ type Config struct {
 	// Greeting, when not empty, replaces the text after the hostname in
 	// the 220 greeting.
 	Greeting string
+	// PostmasterDomain qualifies the recipient "postmaster" given without
+	// a domain (RFC 5321 section 4.5.1). The Policy is asked about the
+	// bare "postmaster", which it must accept from any client, and
+	// Envelope.To records "postmaster@" and this domain in its canonical
+	// form (domain.Canonical: lower case, an A-label), so that the next
+	// hop cannot take it for its own postmaster. NewSession sets Hostname
+	// for "". A domain without a canonical form is used as given: the
+	// caller checks it.
+	PostmasterDomain string
 	// MaxMessageSize is the largest message accepted, in bytes, counted
 	// after dot-unstuffing; it is advertised as SIZE (RFC 1870).
 	MaxMessageSize int64
@@ -132,7 +141,9 @@ type Envelope struct {
 	Protocol string
 	// From is the reverse-path without angle brackets; "" for <>.
 	From string
-	// To holds the accepted forward-paths without angle brackets.
+	// To holds the accepted forward-paths without angle brackets, each
+	// once (rcptKey), a bare postmaster qualified with
+	// Config.PostmasterDomain.
 	To []string
 	// Body is the BODY= parameter: "", "7BIT" or "8BITMIME" (RFC 6152).
 	Body string

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/internal/domain"
 )
 
 // Command is one parsed command line (RFC 5321 section 4.1.1).
@@ -318,6 +319,17 @@ func domainLen(s string) int {
 			return i
 		}
 	}
+}
+
+// ValidDomain reports whether d is a Domain of RFC 5321 section 4.1.2
+// (U-labels allowed, RFC 6531 section 3.3) of at most 255 octets
+// (section 4.5.3.1.2) that has a canonical form (domain.Canonical): a
+// domain the session can put in a forward-path and compare.
+func ValidDomain(d string) bool {
+	if _, err := domain.Canonical(d); err != nil {
+		return false
+	}
+	return utf8.ValidString(d) && len(d) <= maxDomain && domainLen(d) == len(d)
 }
 
 // addressLiteralLen returns the length of the IPv4 or IPv6 address

@@ -7,10 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/internal/domain"
 )
 
 var (
@@ -69,17 +69,18 @@ type Session struct {
 	d Deadliner
 
 	state    State
-	env      Envelope // Client, Helo, Protocol for the session; the rest per transaction
-	errors   int      // refusals sent so far (countsAsError)
-	messages int      // messages committed
-	line     []byte   // buffer for command lines
-	header   []byte   // buffer for the header section, for CheckHeader
-	slow     bool     // the read deadline set is MinDataRate's (dataDeadline)
+	env      Envelope        // Client, Helo, Protocol for the session; the rest per transaction
+	rcpts    map[string]bool // rcptKey of each of env.To
+	errors   int             // refusals sent so far (countsAsError)
+	messages int             // messages committed
+	line     []byte          // buffer for command lines
+	header   []byte          // buffer for the header section, for CheckHeader
+	slow     bool            // the read deadline set is MinDataRate's (dataDeadline)
 }
 
 // NewSession returns a session with the client described by client. It
 // fills in the defaults of cfg: MaxLineLength, MaxReceived, MaxHeaderSize,
-// Now and a Hostname of "localhost". A nil log discards; a nil policy refuses every
+// Now, a Hostname of "localhost" and PostmasterDomain. A nil log discards; a nil policy refuses every
 // recipient (550 5.7.1) and a nil delivery refuses every message (451
 // 4.3.0), so a forgotten argument can neither panic nor make an open relay.
 func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log *slog.Logger) *Session {
@@ -94,6 +95,12 @@ func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
+	}
+	if cfg.PostmasterDomain == "" {
+		cfg.PostmasterDomain = cfg.Hostname
+	}
+	if c, err := domain.Canonical(cfg.PostmasterDomain); err == nil {
+		cfg.PostmasterDomain = c
 	}
 	if cfg.Greeting == "" {
 		cfg.Greeting = "ready"
@@ -245,6 +252,7 @@ func (s *Session) mail(cmd Command) error {
 	}
 	s.env.From, s.env.Body, s.env.SMTPUTF8, s.env.Size = cmd.Path, cmd.Body, cmd.SMTPUTF8, cmd.Size
 	s.env.To = nil
+	clear(s.rcpts)
 	s.state = StateMail
 	s.log.Info("mail", "from", cmd.Path, "size", cmd.Size, "code", replyMailOK.Code)
 	return s.send(replyMailOK)
@@ -255,9 +263,14 @@ func (s *Session) rcpt(cmd Command) error {
 	if !s.env.SMTPUTF8 && !isASCII(cmd.Path) { // RFC 6531 section 3.4
 		return s.refuse(cmd.Verb, replyNeedSMTPUTF8)
 	}
+	path := cmd.Path
+	if path == "postmaster" { // the parser's name for <postmaster> in any case
+		path = "postmaster@" + s.cfg.PostmasterDomain
+	}
+	key := rcptKey(path)
 	r := replyRcptOK
 	switch {
-	case slices.ContainsFunc(s.env.To, func(t string) bool { return sameAddress(t, cmd.Path) }):
+	case s.rcpts[key]:
 		// Accepted before: say yes again, keep one copy.
 	case s.cfg.MaxRecipients > 0 && len(s.env.To) >= s.cfg.MaxRecipients:
 		r = replyTooManyRcpts
@@ -265,32 +278,45 @@ func (s *Session) rcpt(cmd Command) error {
 		if pr := s.policy.CheckRecipient(&s.env, cmd.Path); pr != nil {
 			r = refusal(pr)
 		} else {
-			s.env.To = append(s.env.To, cmd.Path)
+			s.env.To = append(s.env.To, path)
+			if s.rcpts == nil {
+				s.rcpts = map[string]bool{}
+			}
+			s.rcpts[key] = true
 			s.state = StateRcpt
 		}
 	}
 	if r == replyRcptOK {
-		s.log.Info("rcpt accepted", "rcpt", cmd.Path, "code", r.Code)
+		s.log.Info("rcpt accepted", "rcpt", path, "code", r.Code)
 	} else {
-		s.log.Info("rcpt rejected", "rcpt", cmd.Path, "code", r.Code)
+		s.log.Info("rcpt rejected", "rcpt", path, "code", r.Code)
 	}
 	return s.send(r)
 }
 
-// sameAddress compares two forward-paths: the local part exactly (RFC
-// 5321 section 2.4), the domain without regard to ASCII case.
-func sameAddress(a, b string) bool {
-	ia, ib := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
-	if ia < 0 || ib < 0 {
-		return a == b
+// rcptKey is the form in which two forward-paths are the same recipient:
+// the local part exactly (RFC 5321 section 2.4: it may be case-sensitive)
+// and the domain in its canonical form (domain.Canonical), so that
+// "u@B\u00fccher.example" and "u@xn--bcher-kva.example" are one
+// recipient. A domain without a canonical form keeps its bytes, ASCII
+// letters folded.
+func rcptKey(path string) string {
+	d, ok := domain.Of(path)
+	if !ok {
+		return path
 	}
-	return a[:ia] == b[:ib] && ascii.EqualFold(a[ia:], b[ib:])
+	c, err := domain.Canonical(d)
+	if err != nil {
+		c = ascii.Lower(d)
+	}
+	return path[:len(path)-len(d)] + c
 }
 
 // reset ends the mail transaction (RFC 5321 section 4.1.1.5), keeping
 // what EHLO or HELO said.
 func (s *Session) reset() {
 	s.env = Envelope{Client: s.env.Client, Helo: s.env.Helo, Protocol: s.env.Protocol}
+	clear(s.rcpts)
 	s.state = StateInit
 	if s.env.Protocol != "" {
 		s.state = StateHelo

@@ -64,3 +64,41 @@ func TestRelayProbesGet421(t *testing.T) {
 		t.Fatalf("last reply is not 421 4.7.0:\n%s", out)
 	}
 }
+
+// TestBarePostmasterQualified is issue 8 item 12: RCPT TO:<postmaster>
+// was spooled as "postmaster", which the smarthost took for its own
+// postmaster. It is still accepted from any client (RFC 5321 section
+// 4.5.1), and the spool file now holds postmaster@SMTP_POSTMASTER_DOMAIN
+// (by default SMTP_HOSTNAME), once however often it is given.
+func TestBarePostmasterQualified(t *testing.T) {
+	in := "EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<PostMaster>\r\nRCPT TO:<postmaster>\r\nDATA\r\n" + helloBody + ".\r\nQUIT\r\n"
+	for _, tc := range []struct {
+		env  string
+		want string
+	}{
+		{"", "postmaster@mx.test.example"},
+		{"SMTP_POSTMASTER_DOMAIN=Example.ORG", "postmaster@example.org"},
+		{"SMTP_POSTMASTER_DOMAIN=b\u00fccher.example", "postmaster@xn--bcher-kva.example"},
+	} {
+		sd := newSpool(t)
+		out, _ := pipeSession(t, sd, in, append([]string{tc.env}, remote...)...)
+		wantCodes(t, out, "220", "250", "250", "250", "250", "354", "250", "221")
+		ms := spooled(t, sd)
+		if len(ms) != 1 || strings.Join(ms[0].To, ",") != tc.want {
+			t.Fatalf("%s: spooled %d messages, recipients %v; want %s", tc.env, len(ms), ms[0].To, tc.want)
+		}
+	}
+}
+
+// TestBadPostmasterDomain: a value that is no domain name would be
+// spooled as a recipient no smarthost takes; it is a configuration
+// error, 421 and exit 78, naming the variable.
+func TestBadPostmasterDomain(t *testing.T) {
+	for _, v := range []string{"example.org, other.example", "[192.0.2.1]", "u@example.org", "a_b.b\u00fccher.example"} {
+		sd := newSpool(t)
+		r := serve(t, withStdin(newCmd(sd, "SMTP_POSTMASTER_DOMAIN="+v), "QUIT\r\n"), 30*time.Second)
+		if !strings.HasPrefix(r.out, "421 4.3.0 ") || r.state.ExitCode() != 78 || !strings.Contains(r.errOut, "SMTP_POSTMASTER_DOMAIN") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", v, r.state.ExitCode(), r.out, r.errOut)
+		}
+	}
+}

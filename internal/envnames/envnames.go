@@ -27,7 +27,7 @@ var receiver = map[string]bool{
 	"SMTP_MIN_DATA_RATE": true, "SMTP_HEADER_CHECKS": true,
 	"SMTP_MAX_HEADER_SIZE": true, "SMTP_ADD_MISSING_HEADERS": true,
 	"SMTP_RATE_WINDOW": true, "SMTP_RATE_MAX_SESSIONS": true,
-	"SMTP_RATE_MAX_PER_CLIENT": true,
+	"SMTP_RATE_MAX_PER_CLIENT": true, "SMTP_POSTMASTER_DOMAIN": true,
 }
 
 // Receiver returns the names of smtp-stdio's variables, in no order.

@@ -44,6 +44,9 @@ type Config struct {
 	LogFormat       string        `split_words:"true" default:"text" desc:"text (logfmt) or json"`
 	SyslogSocket    string        `split_words:"true" desc:"local syslog socket when logging to syslog (default: /dev/log, else /var/run/syslog or /var/run/log)"`
 
+	// RFC 5321 4.5.1: the domain a bare RCPT TO:<postmaster> is given.
+	PostmasterDomain string `split_words:"true" desc:"domain given to a bare RCPT TO:<postmaster> (RFC 5321 4.5.1), so the spool holds postmaster@domain (default: SMTP_HOSTNAME)"`
+
 	// Abuse handling and message checks (abuse.go, checks.go).
 	RejectEarlyTalkers       bool          `split_words:"true" default:"true" desc:"on a socket, answer 554 5.5.0 and close when the client sends before the 220 greeting"`
 	GreetPause               time.Duration `split_words:"true" default:"0s" desc:"on a socket, wait this long for an early talker before the greeting (delays every session; 0: look once)"`
@@ -91,6 +94,9 @@ func (c *Config) check() error {
 	}
 	if strings.ContainsAny(c.Hostname, " \t\r\n()[]\\\"") {
 		return bad("HOSTNAME", "must be a plain host name")
+	}
+	if c.PostmasterDomain != "" && !protocol.ValidDomain(c.PostmasterDomain) {
+		return bad("POSTMASTER_DOMAIN", "must be a domain name (RFC 5321 4.1.2) with an IDNA A-label")
 	}
 	if c.MaxMessageSize <= 0 {
 		return bad("MAX_MESSAGE_SIZE", "must be positive")
@@ -158,6 +164,8 @@ func (c *Config) Protocol(now time.Time) protocol.Config {
 		MinDataRate:     c.MinDataRate,
 		CheckHeader:     c.headerCheck(time.Now),
 		MaxHeaderSize:   c.MaxHeaderSize,
+
+		PostmasterDomain: c.PostmasterDomain,
 	}
 }
 
