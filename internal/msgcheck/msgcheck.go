@@ -22,7 +22,6 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
@@ -59,10 +58,11 @@ func (m Mode) String() string {
 	return "Mode(" + strconv.Itoa(int(m)) + ")"
 }
 
-// ParseMode parses a mode's name, in any case.
+// ParseMode parses a mode's name, in any case of its ASCII letters (not
+// Unicode's: "\u017ftrict", with a long s, is no mode).
 func ParseMode(s string) (Mode, error) {
 	for m, name := range modeNames {
-		if strings.EqualFold(s, name) {
+		if ascii.EqualFold(s, name) {
 			return Mode(m), nil
 		}
 	}

@@ -226,8 +226,10 @@ func TestParseMode(t *testing.T) {
 			t.Errorf("ParseMode(%q) = %v, %v", m, got, err)
 		}
 	}
-	if _, err := ParseMode("paranoid"); err == nil {
-		t.Error("ParseMode(paranoid): no error")
+	for _, bad := range []string{"paranoid", "\u017ftrict"} { // long s: Unicode folds it to s
+		if _, err := ParseMode(bad); err == nil {
+			t.Errorf("ParseMode(%q): no error", bad)
+		}
 	}
 	if s := Mode(7).String(); s != "Mode(7)" {
 		t.Errorf("Mode(7) is %q", s)
