@@ -21,7 +21,7 @@ const (
 	ListNew        = "new"        // never tried: due now
 	ListDeferred   = "deferred"   // tried; waits for its next attempt
 	ListActive     = "active"     // locked by a delivery run right now
-	ListUnreadable = "unreadable" // the file could not be opened; skipped by runs
+	ListUnreadable = "unreadable" // could not be opened (skipped by runs), or not a regular file (set aside by the next run)
 	ListCorrupt    = "corrupt"    // does not parse (in queue/ until the next run moves it)
 	ListFailed     = "failed"     // in failed/ (shown with all)
 )
@@ -95,8 +95,12 @@ func listQueued(sp *spool.Spool, e *spool.Entry, now time.Time) ListEntry {
 	st := spool.NewState(&m.Envelope)
 	if len(e.States) > 0 {
 		if st, err = sp.LoadState(e.States); err != nil {
-			// Replaced by a run meanwhile, or damaged.
+			// Replaced by a run meanwhile, or damaged, or not a
+			// regular file (the next run sets the message aside).
 			le.Error = err.Error()
+			if errors.Is(err, spool.ErrNotRegular) {
+				le.Status = ListUnreadable
+			}
 			return le
 		}
 		if le.Status == ListNew {

@@ -5,15 +5,15 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
 
 // nonRegular makes, at path, each kind of name that is not a regular file
@@ -147,55 +147,42 @@ func TestOpenFile(t *testing.T) {
 	}
 }
 
-// unsafeSpools are spool roots that other users could change, each with
-// the path the refusal must name; the cases needing root skip without it.
-func unsafeSpools(t *testing.T) map[string]func(root string) string {
-	return map[string]func(string) string{
-		"root 0777": func(root string) string {
-			must(t, os.Chmod(root, 0o777))
-			return root
-		},
-		"root group-writable": func(root string) string {
-			must(t, os.Chmod(root, 0o770))
-			return root
-		},
-		"queue owned by nobody": func(root string) string {
-			if os.Geteuid() != 0 {
-				t.Skip("chown needs root")
+// unsafeSpools are the cases both programs' tests share, and more: each
+// makes a safe root unsafe and returns the path the refusal must name.
+func unsafeSpools() []testutil.UnsafeSpool {
+	return append(testutil.UnsafeSpools(QueueDir, TmpDir),
+		testutil.UnsafeSpool{Name: "root group-writable", Make: func(t testing.TB, root string) string {
+			if err := os.Chmod(root, 0o770); err != nil {
+				t.Fatal(err)
 			}
-			u, err := user.Lookup("nobody")
-			must(t, err)
-			uid, _ := strconv.Atoi(u.Uid)
-			q := filepath.Join(root, QueueDir)
-			must(t, os.Mkdir(q, 0o700))
-			must(t, os.Chown(q, uid, -1))
-			return q
-		},
-		"tmp a symlink to a 1777 directory": func(root string) string {
-			shared := t.TempDir()
-			must(t, os.Chmod(shared, 0o1777))
-			must(t, os.Symlink(shared, filepath.Join(root, TmpDir)))
-			return filepath.Join(root, TmpDir) + " (a symbolic link to " + shared + ")"
-		},
-		"tmp a file": func(root string) string {
-			must(t, os.WriteFile(filepath.Join(root, TmpDir), nil, 0o600))
+			return root
+		}},
+		testutil.UnsafeSpool{Name: "tmp a file", Make: func(t testing.TB, root string) string {
+			if err := os.WriteFile(filepath.Join(root, TmpDir), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
 			return filepath.Join(root, TmpDir)
-		},
-		"state world-writable": func(root string) string {
-			must(t, os.Mkdir(filepath.Join(root, StateDir), 0o777))
-			must(t, os.Chmod(filepath.Join(root, StateDir), 0o777))
-			return filepath.Join(root, StateDir)
-		},
-	}
+		}},
+		testutil.UnsafeSpool{Name: "state world-writable", Make: func(t testing.TB, root string) string {
+			p := filepath.Join(root, StateDir)
+			if err := os.Mkdir(p, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(p, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+	)
 }
 
 // New and InitQueue refuse a root or subdirectory that other users could
 // change (ErrUnsafe), naming it, and create nothing under an unsafe root.
 func TestUnsafeSpoolRefused(t *testing.T) {
-	for name, mk := range unsafeSpools(t) {
-		t.Run(name, func(t *testing.T) {
+	for _, c := range unsafeSpools() {
+		t.Run(c.Name, func(t *testing.T) {
 			root := t.TempDir()
-			want := mk(root)
+			want := c.Make(t, root)
 			s, err := New(root)
 			if err == nil {
 				err = s.InitQueue()
@@ -203,7 +190,7 @@ func TestUnsafeSpoolRefused(t *testing.T) {
 			if !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), want+" ") {
 				t.Fatalf("err = %v, want ErrUnsafe naming %s", err, want)
 			}
-			if strings.HasPrefix(name, "root") {
+			if strings.HasPrefix(c.Name, "root") {
 				if ents, _ := os.ReadDir(root); len(ents) != 0 {
 					t.Errorf("created under an unsafe root: %v", ents)
 				}

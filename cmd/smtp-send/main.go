@@ -11,7 +11,8 @@
 //	                     --all: include failed/ and corrupt/)
 //
 // Exit status: 0 for a completed run, deferrals included, and when another
-// run holds the spool; otherwise a sysexits(3) code.
+// run holds the spool; otherwise a sysexits(3) code: 78 (EX_CONFIG) among
+// others for a spool directory that other users could change.
 package main
 
 import (
@@ -43,7 +44,7 @@ const (
 	exOK     = 0
 	exUsage  = 64 // EX_USAGE: bad flags or arguments
 	exIOErr  = 74 // EX_IOERR: the spool could not be read or written
-	exConfig = 78 // EX_CONFIG: bad or missing setting, no spool directory
+	exConfig = 78 // EX_CONFIG: bad or missing setting, no or unsafe spool directory
 )
 
 func main() {
@@ -79,7 +80,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, k := range unknown {
 		log.Warn("unknown setting ignored", "name", k)
 	}
+	// The spool's safety is checked before anything in it is read: the
+	// root and every subdirectory this program uses (spool.ErrUnsafe).
 	sp, err := spool.New(set.SpoolDir)
+	if err == nil {
+		err = sp.InitQueue()
+	}
 	if err != nil {
 		log.Error("cannot open the spool", "dir", set.SpoolDir, "err", err)
 		return exConfig
@@ -108,6 +114,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, send.ErrBusy):
 		log.Info("another smtp-send run holds the spool; nothing to do", "dir", set.SpoolDir)
 		return exOK
+	case errors.Is(err, spool.ErrUnsafe):
+		log.Error("cannot open the spool", "dir", set.SpoolDir, "err", err)
+		return exConfig
 	case err != nil:
 		log.Error("run failed", "err", err)
 		return exIOErr
@@ -128,7 +137,7 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 		tw.Flush()
 	}
 	fmt.Fprintln(w, "\nExit status: 0 for a completed run (deferrals included) or when another run holds the spool;")
-	fmt.Fprintln(w, "64 bad usage, 74 spool I/O error, 78 configuration error or no spool directory.")
+	fmt.Fprintln(w, "64 bad usage, 74 spool I/O error, 78 configuration error, no spool directory or an unsafe one.")
 }
 
 // loadSettings reads the environment, rejecting unknown SMTP_SEND_* and

@@ -367,15 +367,41 @@ func TestStdoutCarriesOnlyReplies(t *testing.T) {
 	}
 }
 
+// A spool that fails during the session (tmp/ replaced by a file once the
+// session has started: at the start, the spool check would refuse it)
+// gives 451 at DATA, and the session goes on.
 func TestSpoolFailureKeepsSessionUsable(t *testing.T) {
 	sd := newSpool(t)
+	cmd := exec.Command(binary)
+	cmd.Env = baseEnv(sd)
+	cmd.WaitDelay = 5 * time.Second
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	testutil.Start(t, cmd)
+	watchdog := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer watchdog.Stop()
+	io.WriteString(stdin, "EHLO c\r\n")
+	var out []byte
+	buf := make([]byte, 4096)
+	for !regexp.MustCompile(`(^|\n)250 `).Match(out) {
+		n, err := stdout.Read(buf)
+		if err != nil {
+			t.Fatalf("read: %v (%q)", err, out)
+		}
+		out = append(out, buf[:n]...)
+	}
 	// Make tmp/ unusable: a file where the directory should be.
+	if err := os.Remove(filepath.Join(sd, spool.TmpDir)); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(sd, spool.TmpDir), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tx := "MAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"
-	out, _ := pipeSession(t, sd, "EHLO c\r\n"+tx+"NOOP\r\nQUIT\r\n")
-	wantCodes(t, out, "220", "250", "250", "250", "451", "250", "221")
+	io.WriteString(stdin, "MAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nNOOP\r\nQUIT\r\n")
+	stdin.Close()
+	rest, _ := io.ReadAll(stdout)
+	cmd.Wait()
+	wantCodes(t, string(out)+string(rest), "220", "250", "250", "250", "451", "250", "221")
 	if ms := spooled(t, sd); len(ms) != 0 {
 		t.Errorf("message visible after spool failure")
 	}

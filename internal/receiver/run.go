@@ -98,7 +98,9 @@ func Main(args []string) int {
 		log.Warn("unknown setting ignored", "name", k)
 	}
 
-	sp, err := openSpool(cfg.SpoolDir)
+	// spool.New refuses a root, queue/ or tmp/ that other users could
+	// change (spool.ErrUnsafe): they could plant messages or read them.
+	sp, err := spool.New(cfg.SpoolDir)
 	if err != nil {
 		return refuse(stdout, log, exitConfig, err)
 	}
@@ -149,6 +151,13 @@ func Main(args []string) int {
 	}
 
 	pc := cfg.Protocol(start)
+	if pc.MaxRecipients <= 0 || pc.MaxRecipients > spool.MaxRecipients {
+		// A message file holds at most spool.MaxRecipients; the
+		// recipients past it get 452 4.5.3 (RFC 5321 section
+		// 4.5.3.1.10) and are sent again in another transaction,
+		// rather than the whole message failing at DATA.
+		pc.MaxRecipients = spool.MaxRecipients
+	}
 	// A client that stops reading must not hold the process much past
 	// the session deadline; the grace lets the final 421 be written when
 	// the deadline ends a read.
@@ -206,20 +215,6 @@ func lingerClose(stdin *os.File) {
 		return
 	}
 	io.Copy(io.Discard, io.LimitReader(stdin, lingerBytes))
-}
-
-// openSpool opens the spool root, refusing one that other users could
-// write into: they could plant messages or swap directories under the
-// receiver.
-func openSpool(dir string) (*spool.Spool, error) {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("spool directory: %w", err)
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return nil, fmt.Errorf("spool directory %s is group- or world-writable (mode %#o); chmod 0700 it", dir, fi.Mode().Perm())
-	}
-	return spool.New(dir)
 }
 
 // refuse answers 421 to the client, reports err on the log and returns

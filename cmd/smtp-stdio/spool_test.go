@@ -1,0 +1,41 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// A spool that other users could change (issue 8 item 2: the root, queue/
+// or tmp/, after following symbolic links) refuses the session with one
+// 421 4.3.0 before anything is read or written, exits 78 and names the
+// directory on standard error. Nothing reaches queue/ or the shared
+// directory that tmp/ leads to.
+func TestUnsafeSpoolEachWayRefused(t *testing.T) {
+	for _, c := range testutil.UnsafeSpools(spool.QueueDir, spool.TmpDir) {
+		t.Run(c.Name, func(t *testing.T) {
+			sd := newSpool(t)
+			path := c.Make(t, sd)
+			r := serve(t, withStdin(newCmd(sd), "EHLO c.example\r\n"+transaction(helloBody)+"QUIT\r\n"), 30*time.Second)
+			if !strings.HasPrefix(r.out, "421 4.3.0 ") || len(codes(r.out)) != 1 {
+				t.Errorf("replies %q, want one 421 4.3.0", r.out)
+			}
+			if c := r.state.ExitCode(); c != 78 {
+				t.Errorf("exit status %d, want 78 (EX_CONFIG)", c)
+			}
+			if !strings.Contains(r.errOut, path+" ") {
+				t.Errorf("standard error does not name %s: %q", path, r.errOut)
+			}
+			for _, sub := range []string{spool.QueueDir, spool.TmpDir} {
+				if ents, _ := os.ReadDir(filepath.Join(sd, sub)); len(ents) != 0 {
+					t.Errorf("%s/: %v", sub, ents)
+				}
+			}
+		})
+	}
+}
