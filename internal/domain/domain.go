@@ -90,17 +90,6 @@ func Canonical(d string) (string, error) {
 // ideographic full stop.
 var labelSeparators = [...]string{".", "\u3002", "\uff0e", "\uff61"}
 
-// Equal reports whether a and b are the same domain: both have a
-// canonical form (Canonical) and the forms are equal.
-func Equal(a, b string) bool {
-	ca, err := Canonical(a)
-	if err != nil {
-		return false
-	}
-	cb, err := Canonical(b)
-	return err == nil && ca == cb
-}
-
 // Of returns the domain of the mailbox addr: the text after its last "@"
 // (a quoted local part may hold "@", a domain never does; RFC 5321
 // section 4.1.2). It reports false when addr has no "@", as the bare
