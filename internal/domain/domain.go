@@ -41,8 +41,9 @@ var ErrEmpty = errors.New("domain: empty")
 // ("[192.0.2.1]") or a name with "_" keeps its bytes. A d with non-ASCII
 // characters that UTS #46 refuses (a disallowed code point, a bad bidi or
 // joiner context, an "xn--" label that is not valid Punycode, an empty
-// label), or that are not valid UTF-8, returns an error, and so does an empty d: a domain with no
-// canonical form equals nothing, and in particular is never local.
+// label), or that are not valid UTF-8, returns an error, and so does an
+// empty d: a domain with no canonical form equals nothing, and in
+// particular is never local.
 func Canonical(d string) (string, error) {
 	if isASCII(d) {
 		a := ascii.Lower(strings.TrimSuffix(d, "."))
