@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,5 +39,33 @@ func TestUnsafeSpoolEachWayRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// SMTP_MAX_RECIPIENTS past what a message file holds (spool.MaxRecipients)
+// cannot make a message fail at DATA: the recipients past the spool's limit
+// get 452 4.5.3 and the message is spooled with the first MaxRecipients.
+func TestRecipientsCappedBySpool(t *testing.T) {
+	sd := newSpool(t)
+	n := spool.MaxRecipients + 5
+	var in strings.Builder
+	in.WriteString("EHLO c.example\r\nMAIL FROM:<a@example.net>\r\n")
+	for i := range n {
+		fmt.Fprintf(&in, "RCPT TO:<r%d@example.org>\r\n", i)
+	}
+	in.WriteString("DATA\r\n" + helloBody + ".\r\nQUIT\r\n")
+	r := serve(t, withStdin(newCmd(sd, "SMTP_MAX_RECIPIENTS="+strconv.Itoa(2*n)), in.String()), 60*time.Second)
+	want := []string{"220 ", "250 ", "250 2.1.0 "}
+	for i := range n {
+		if i < spool.MaxRecipients {
+			want = append(want, "250 2.1.5 ")
+		} else {
+			want = append(want, "452 4.5.3 ")
+		}
+	}
+	want = append(want, "354 ", "250 2.0.0 ", "221 2.0.0 ")
+	wantReplies(t, r.out, want)
+	if ms := spooled(t, sd); len(ms) != 1 || len(ms[0].To) != spool.MaxRecipients {
+		t.Fatalf("spooled %d messages", len(ms))
 	}
 }
