@@ -19,7 +19,7 @@ func TestClipText(t *testing.T) {
 	if s := strings.Repeat("a", MaxText); ClipText(s) != s {
 		t.Error("a text of MaxText octets was cut")
 	}
-	for _, unit := range []string{"a", "é", "€", "𝄞", "\xff"} {
+	for _, unit := range []string{"a", "é", "€", "𝄞", "\xff", "\x80"} {
 		for pad := range 4 {
 			s := strings.Repeat("a", pad) + strings.Repeat(unit, 2*MaxText)
 			c := ClipText(s)

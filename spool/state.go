@@ -55,15 +55,19 @@ const (
 )
 
 // ClipText returns s if it is at most MaxText octets long, else its first
-// octets, cut where a UTF-8 sequence starts, followed by TextCut, MaxText
-// octets in all.
+// octets, cut where a UTF-8 sequence starts, followed by TextCut: at most
+// MaxText octets in all, and at most utf8.UTFMax-1 fewer. (In invalid
+// UTF-8, where no sequence starts nearby, the cut is at MaxText.)
 func ClipText(s string) string {
 	if len(s) <= MaxText {
 		return s
 	}
 	n := MaxText - len(TextCut)
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
+	for i := n; i > n-utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			n = i
+			break
+		}
 	}
 	return s[:n] + TextCut
 }
