@@ -65,11 +65,12 @@ func child(mode string) int {
 	case "hang-before-write", "hang-mid-write":
 		torn := mode == "hang-mid-write"
 		_, err := check(path, client, time.Now(), lim, options{lockTimeout: lockTimeout,
-			beforeWrite: func(fd int, page []byte) {
+			beforeWrite: func(fd int, header []byte) {
 				if torn {
 					// What a write cut short would leave: the new
-					// header (magic, checksum, head) over the old page.
-					unix.Pwrite(fd, page[:offTotal], 0)
+					// header's start (magic, checksum, head) over
+					// the old one.
+					unix.Pwrite(fd, header[:offTotal], 0)
 				}
 				fmt.Println("holding the lock")
 				time.Sleep(time.Hour) // until killed
@@ -145,7 +146,7 @@ func TestConcurrentProcesses(t *testing.T) {
 			if allowed != c.want {
 				t.Errorf("%d sessions allowed, want exactly %d", allowed, c.want)
 			}
-			p := readPage(t, path)
+			p := readState(t, path)
 			if p.total() != procs*checks {
 				t.Errorf("file counts %d sessions, want %d", p.total(), procs*checks)
 			}
@@ -197,11 +198,11 @@ func TestKilledHolder(t *testing.T) {
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()
 
-			var p page
+			var p header
 			b, _ := os.ReadFile(path)
-			copy(p[:], b)
+			copy(p.page[:], b)
 			if p.valid() == c.tornAfter {
-				t.Fatalf("after the kill the page is valid=%v, want %v", p.valid(), !c.tornAfter)
+				t.Fatalf("after the kill the header is valid=%v, want %v", p.valid(), !c.tornAfter)
 			}
 			start := time.Now()
 			d, err := Check(path, clientA, time.Now(), lim)
@@ -212,7 +213,7 @@ func TestKilledHolder(t *testing.T) {
 			if el := time.Since(start); el > time.Second {
 				t.Errorf("Check after the kill took %v", el)
 			}
-			if got := readPage(t, path).total(); got != c.wantTotal {
+			if got := readState(t, path).total(); got != c.wantTotal {
 				t.Errorf("total %d, want %d", got, c.wantTotal)
 			}
 			if d.Count != int(c.wantTotal) || d.ClientCount != int(c.wantTotal) {

@@ -3,7 +3,9 @@ package velocity
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -42,23 +44,37 @@ func expect(t *testing.T, path string, c netip.Addr, now time.Time, lim Limits, 
 	}
 }
 
-func readPage(t *testing.T, path string) *page {
+// readState returns the header of the state file at path, failing the
+// test if it is not valid or the file is larger than fileSize.
+func readState(t *testing.T, path string) *header {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p page
-	// Check never grows the file; junk after the page is left alone.
-	if copy(p[:], b) != pageSize || !p.valid() {
-		t.Fatalf("state file does not start with a valid page (%d bytes)", len(b))
+	var h header
+	if copy(h.page[:], b) != pageSize || !h.valid() || len(b) > fileSize {
+		t.Fatalf("state file does not start with a valid header (%d bytes)", len(b))
 	}
-	return &p
+	return &h
 }
 
 func TestLayout(t *testing.T) {
-	if offSlots+nSlots*slotSize > pageSize || nSlots < 32 {
-		t.Fatalf("layout: %d slots end at %d", nSlots, offSlots+nSlots*slotSize)
+	if offRing+4*ringLen > pageSize || offEvicted+8 > offRing || offKey+keySize > offEvicted {
+		t.Errorf("header layout: ring ends at %d", offRing+4*ringLen)
+	}
+	if offSlots+slotsPerSet*slotSize > pageSize || slotsPerSet != 127 {
+		t.Errorf("set layout: %d slots end at %d", slotsPerSet, offSlots+slotsPerSet*slotSize)
+	}
+	if fileSize > 256<<10 || MaxClients < 8000 {
+		t.Errorf("%d bytes for %d clients", fileSize, MaxClients)
+	}
+	// A session counts for at least ClientWindow.
+	if (nBuckets-1)*bucketSec < 60 || ClientWindow != time.Minute {
+		t.Errorf("client window %v in %d buckets of %ds", ClientWindow, nBuckets, bucketSec)
+	}
+	if base%bucketSec != 0 {
+		t.Errorf("base is not the start of a bucket")
 	}
 }
 
@@ -127,7 +143,7 @@ func TestGlobalWindowBoundary(t *testing.T) {
 	expect(t, path, clientB, at(10), lim, Decision{Allowed: true, Count: 2})
 	expect(t, path, clientB, at(10), lim, Decision{Allowed: true, Count: 3})
 	expect(t, path, clientB, at(10), lim, Decision{Reason: ReasonGlobal, Count: 4})
-	if p := readPage(t, path); p.total() != 8 {
+	if p := readState(t, path); p.total() != 8 {
 		t.Errorf("total %d, want 8", p.total())
 	}
 }
@@ -152,14 +168,35 @@ func TestPerClient(t *testing.T) {
 	expect(t, path, clientA, at(30), lim, Decision{Reason: ReasonClient, ClientCount: 3})
 	// Another client is not affected.
 	expect(t, path, clientB, at(31), lim, Decision{Allowed: true, ClientCount: 1})
-	// At 59 the session of second 0 still counts; at 60 it has gone.
-	expect(t, path, clientA, at(59), lim, Decision{Reason: ReasonClient, ClientCount: 4})
-	expect(t, path, clientA, at(60), lim, Decision{Reason: ReasonClient, ClientCount: 4})
-	// At 119 only second 60's attempt is left.
-	expect(t, path, clientA, at(119), lim, Decision{Allowed: true, ClientCount: 2})
+	// The session of second 0, in the bucket of seconds 0 to 3, counts
+	// until second 63 and has gone at 64.
+	expect(t, path, clientA, at(63), lim, Decision{Reason: ReasonClient, ClientCount: 4})
+	expect(t, path, clientA, at(64), lim, Decision{Reason: ReasonClient, ClientCount: 4})
+	// At 127 only second 64's attempt is left (63's bucket ended at 124).
+	expect(t, path, clientA, at(127), lim, Decision{Allowed: true, ClientCount: 2})
 	// A local session is counted globally only.
-	expect(t, path, netip.Addr{}, at(119), Limits{MaxPerClient: 1, Window: time.Second, MaxSessions: 10},
+	expect(t, path, netip.Addr{}, at(127), Limits{MaxPerClient: 1, Window: time.Second, MaxSessions: 10},
 		Decision{Allowed: true, Count: 2})
+}
+
+// TestPerClientWindowEdges: a session counts for 61 to 64 seconds, by
+// its place in its 4-second bucket; never less than a minute.
+func TestPerClientWindowEdges(t *testing.T) {
+	lim := Limits{MaxPerClient: 1}
+	for off := int64(0); off < bucketSec; off++ {
+		path := statePath(t)
+		expect(t, path, clientA, at(off), lim, Decision{Allowed: true, ClientCount: 1})
+		// Still counted one second before the bucket's end ...
+		expect(t, path, clientB, at(0), lim, Decision{Allowed: true, ClientCount: 1})
+		expect(t, path, clientA, at(63), lim, Decision{Reason: ReasonClient, ClientCount: 2})
+		if 63-off < 60 {
+			t.Fatalf("counted for less than a minute")
+		}
+		// ... and gone at its end, 64 - off seconds later.
+		path = statePath(t)
+		expect(t, path, clientA, at(off), lim, Decision{Allowed: true, ClientCount: 1})
+		expect(t, path, clientA, at(64), lim, Decision{Allowed: true, ClientCount: 1})
+	}
 }
 
 // TestPerClientAndGlobal: refused attempts count against both limits, and
@@ -204,30 +241,80 @@ func TestClientKey(t *testing.T) {
 	expect(t, path, netip.MustParseAddr("2001:db8:0:1::1"), at(0), lim, Decision{Allowed: true, ClientCount: 1})
 }
 
-// TestEviction: a full table drops the client seen least recently, and
-// only that one.
+// clientsInSet returns n IPv4 clients that hash to set page num under
+// the key of the state file at path.
+func clientsInSet(t *testing.T, path string, num, n int) []netip.Addr {
+	t.Helper()
+	key := readState(t, path).key()
+	var cs []netip.Addr
+	for i := 0; len(cs) < n; i++ {
+		if i > 1<<24 {
+			t.Fatal("no clients for the set")
+		}
+		c := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if got, _ := hashClient(key, keyOf(c)); got == num {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
+// TestEviction: a set page full of active clients gives the slot of the
+// one seen least recently, and only that one, to a newcomer; a slot whose
+// sessions no longer count is taken without forgetting anyone.
 func TestEviction(t *testing.T) {
 	path := statePath(t)
 	lim := Limits{MaxPerClient: 1}
-	client := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}) }
-	for i := range nSlots {
-		expect(t, path, client(i), at(int64(i)), lim, Decision{Allowed: true, ClientCount: 1})
+	mustCheck(t, path, clientA, at(0), lim)
+	num, _ := hashClient(readState(t, path).key(), keyOf(clientA))
+	// clientA holds one slot of the page: slotsPerSet-1 more fill it.
+	cs := clientsInSet(t, path, num, slotsPerSet+2)
+	for i := range slotsPerSet - 1 {
+		expect(t, path, cs[i], at(1+int64(i)*50/slotsPerSet), lim, Decision{Allowed: true, ClientCount: 1})
 	}
-	// One more client evicts client 0, the stalest.
-	expect(t, path, client(nSlots), at(nSlots), lim, Decision{Allowed: true, ClientCount: 1})
-	// Client 1 is still known ...
-	expect(t, path, client(1), at(nSlots+1), lim, Decision{Reason: ReasonClient, ClientCount: 2})
-	// ... client 0 is forgotten, and comes back in client 2's slot.
-	expect(t, path, client(0), at(nSlots+2), lim, Decision{Allowed: true, ClientCount: 1})
-	expect(t, path, client(3), at(nSlots+3), lim, Decision{Reason: ReasonClient, ClientCount: 2})
-	expect(t, path, client(2), at(nSlots+4), lim, Decision{Allowed: true, ClientCount: 1})
-	if fi, err := os.Stat(path); err != nil || fi.Size() != pageSize {
+	if ev := readState(t, path).evicted(); ev != 0 {
+		t.Fatalf("%d evictions with a page just full", ev)
+	}
+	// One more client evicts clientA, the stalest.
+	expect(t, path, cs[slotsPerSet-1], at(55), lim, Decision{Allowed: true, ClientCount: 1})
+	// cs[0] is still known ...
+	expect(t, path, cs[0], at(56), lim, Decision{Reason: ReasonClient, ClientCount: 2})
+	// ... clientA is forgotten, and comes back in cs[1]'s slot.
+	expect(t, path, clientA, at(57), lim, Decision{Allowed: true, ClientCount: 1})
+	expect(t, path, cs[2], at(58), lim, Decision{Reason: ReasonClient, ClientCount: 2})
+	expect(t, path, cs[1], at(59), lim, Decision{Allowed: true, ClientCount: 1})
+	if ev := readState(t, path).evicted(); ev != 3 {
+		t.Errorf("%d evictions, want 3", ev)
+	}
+	// Once the first clients' sessions no longer count (cs[4] was seen
+	// at second 2, in the bucket that stops counting at 64), a newcomer
+	// takes a slot of theirs and nobody is forgotten.
+	expect(t, path, cs[slotsPerSet], at(64), lim, Decision{Allowed: true, ClientCount: 1})
+	if ev := readState(t, path).evicted(); ev != 3 {
+		t.Errorf("%d evictions, want still 3", ev)
+	}
+	// Another page is untouched by all this.
+	other := clientsInSet(t, path, num%nSets+1, 1)[0]
+	expect(t, path, other, at(64), lim, Decision{Allowed: true, ClientCount: 1})
+	if fi, err := os.Stat(path); err != nil || fi.Size() > fileSize {
 		t.Errorf("state file size: %v %v", fi, err)
 	}
 }
 
+// v1Page is a valid state file of format version 1: one 4 KiB page of 34
+// client slots, which the current format replaces.
+func v1Page() []byte {
+	p := make([]byte, pageSize)
+	copy(p, "SMTPVEL\x01")
+	binary.LittleEndian.PutUint64(p[12:], base)
+	binary.LittleEndian.PutUint64(p[20:], 5)
+	binary.LittleEndian.PutUint32(p[32+4*(base%ringLen):], 5)
+	binary.LittleEndian.PutUint32(p[offCRC:], crc32.Checksum(p[offCRC+4:], castagnoli))
+	return p
+}
+
 // TestCorruptFileReset: whatever is in the file, Check starts afresh and
-// leaves a valid page.
+// leaves a valid state: the header and the one client page it wrote.
 func TestCorruptFileReset(t *testing.T) {
 	lim := Limits{Window: time.Minute, MaxSessions: 100, MaxPerClient: 100}
 	good := func() []byte {
@@ -238,21 +325,22 @@ func TestCorruptFileReset(t *testing.T) {
 		b, _ := os.ReadFile(path)
 		return b
 	}
-	random := make([]byte, pageSize)
+	random := make([]byte, fileSize)
 	rand.Read(random)
 	flipped := good()
 	flipped[offRing+4*mod(base, ringLen)] ^= 0x40
-	version2 := good()
-	version2[len(magic)-1] = 2
+	otherVersion := good()
+	otherVersion[len(magic)-1] = 3
 	torn := append(good()[:pageSize/2], bytes.Repeat([]byte{0xff}, pageSize/2)...)
 	for name, content := range map[string][]byte{
 		"empty":     {},
 		"short":     good()[:100],
 		"random":    random,
 		"bit flip":  flipped,
-		"version 2": version2,
+		"version 1": v1Page(),
+		"version 3": otherVersion,
 		"torn":      torn,
-		"text":      bytes.Repeat([]byte("not a velocity file\n"), 300),
+		"text":      bytes.Repeat([]byte("not a velocity file\n"), 30000),
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := statePath(t)
@@ -260,17 +348,41 @@ func TestCorruptFileReset(t *testing.T) {
 				t.Fatal(err)
 			}
 			expect(t, path, clientA, at(0), lim, Decision{Allowed: true, Count: 1, ClientCount: 1})
-			if p := readPage(t, path); p.total() != 1 {
-				t.Errorf("total %d after reset", p.total())
+			h := readState(t, path)
+			if h.total() != 1 {
+				t.Errorf("total %d after reset", h.total())
+			}
+			// Nothing old is left: the file holds the header and
+			// clientA's page, at its offset.
+			num, _ := hashClient(h.key(), keyOf(clientA))
+			if fi, err := os.Stat(path); err != nil || fi.Size() != int64(num+1)*pageSize {
+				t.Errorf("size %v after reset, want %d (%v)", fi.Size(), (num+1)*pageSize, err)
 			}
 		})
 	}
-	// A valid page followed by junk: the page is kept.
+	// A valid header and a damaged client page: only that page's
+	// clients are forgotten.
 	path := statePath(t)
-	if err := os.WriteFile(path, append(good(), "junk"...), 0o600); err != nil {
+	b := good()
+	num, _ := hashClient(b[offKey:offKey+keySize], keyOf(clientA))
+	b[num*pageSize+100] ^= 1
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, path, clientA, at(0), lim, Decision{Allowed: true, Count: 6, ClientCount: 6})
+	expect(t, path, clientA, at(0), lim, Decision{Allowed: true, Count: 6, ClientCount: 1})
+	// A client page written under another key (another file's) is
+	// empty too.
+	b, c := good(), good()
+	num, _ = hashClient(b[offKey:offKey+keySize], keyOf(clientA))
+	numC, _ := hashClient(c[offKey:offKey+keySize], keyOf(clientA))
+	if len(b) < (num+1)*pageSize {
+		b = append(b, make([]byte, (num+1)*pageSize-len(b))...)
+	}
+	copy(b[num*pageSize:][:pageSize], c[numC*pageSize:][:pageSize])
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, path, clientA, at(0), lim, Decision{Allowed: true, Count: 6, ClientCount: 1})
 }
 
 // TestClockBackwards: when the clock steps back, the history moves back
@@ -282,6 +394,8 @@ func TestClockBackwards(t *testing.T) {
 	expect(t, path, clientB, at(105), lim, Decision{Allowed: true, Count: 2, ClientCount: 1})
 	expect(t, path, clientB, at(105), lim, Decision{Allowed: true, Count: 3, ClientCount: 2})
 	// One hour back: second 100 is now second -3500, 105 is -3495.
+	// Per client, each history moves back so that its newest bucket is
+	// now's.
 	expect(t, path, clientA, at(-3495), lim, Decision{Reason: ReasonGlobal, Count: 4, ClientCount: 2})
 	expect(t, path, clientB, at(-3495), lim, Decision{Reason: ReasonClient, Count: 5, ClientCount: 3})
 	// Time goes on from there: the four sessions of -3495 are in the
@@ -292,8 +406,10 @@ func TestClockBackwards(t *testing.T) {
 	// A one-second step back moves everything by one second too: A's
 	// session of -3486 is at -3487, still in the window.
 	expect(t, path, clientC, at(-3486), lim, Decision{Allowed: true, Count: 3, ClientCount: 2})
-	// B's minute, moved to end at -3496, is over at -3436.
-	expect(t, path, clientB, at(-3436), lim, Decision{Allowed: true, Count: 1, ClientCount: 1})
+	// B's three sessions, moved to -3495's bucket (seconds -3496 to
+	// -3493), count until -3433 and are over at -3432.
+	expect(t, path, clientB, at(-3433), lim, Decision{Reason: ReasonClient, Count: 1, ClientCount: 4})
+	expect(t, path, clientB, at(-3432), lim, Decision{Allowed: true, Count: 2, ClientCount: 2})
 	// Absurd clocks: before 1970, past year 36812. No panic, no error,
 	// and the counts stay small.
 	for _, now := range []time.Time{time.Unix(-1e12, 0), time.Unix(0, 0), time.Unix(1<<50, 0), at(0)} {
@@ -302,7 +418,7 @@ func TestClockBackwards(t *testing.T) {
 			t.Errorf("%v: %+v", now, d)
 		}
 	}
-	readPage(t, path)
+	readState(t, path)
 }
 
 func TestFileMode(t *testing.T) {
