@@ -1,7 +1,8 @@
 // Package envnames knows the names of the environment variables that the
-// project's programs read, all starting with SMTP_, so that each program
-// can name a misspelt one (SMTP_LOCAL_DOMAIN for SMTP_LOCAL_DOMAINS) that
-// envconfig would otherwise ignore without a word. smtp-stdio and
+// project's programs read, all starting with SMTP_: it reads them
+// (Process, which reads no other name), and it lets each program name a
+// misspelt one (SMTP_LOCAL_DOMAIN for SMTP_LOCAL_DOMAINS) that envconfig
+// would otherwise ignore without a word. smtp-stdio and
 // smtp-send often share one environment file, so each must tell the
 // other's variables from typos.
 package envnames
