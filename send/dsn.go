@@ -3,143 +3,361 @@ package send
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
-// maxReturnedHeaders bounds the original header section copied into a
-// notification.
+// maxReturnedHeaders bounds the original header section returned in a
+// notification, in octets; a longer one is cut at a line end, and the
+// notification says so.
 const maxReturnedHeaders = 256 << 10
 
 // spoolDSN spools, durably and under queue id id, the delivery status
-// notification (RFC 3464) for the recipients of x whose state names id:
-// multipart/report with a human-readable part, message/delivery-status and
-// the original header section, from the null sender <> (RFC 5321 section
-// 4.5.5) to the original sender, through the same queue. With UTF-8
-// addresses or headers it uses the RFC 6533 types.
+// notification (RFC 3464) for the recipients of x whose state names id,
+// from the null sender <> (RFC 5321 section 4.5.5) to the original sender,
+// through the same queue. See notice for what it holds.
 func (w *worker) spoolDSN(x *msg, id string) error {
 	r, env, st := w.r, &x.m.Envelope, x.st
-	var rcpts []spool.Rcpt
+	n := &notice{id: id, host: r.cfg.Hostname, now: r.now(), env: env,
+		arrival: st.Arrival, attempts: st.Attempts}
 	for _, rc := range st.Rcpts {
 		if rc.Status == spool.Failed && rc.DSN == id {
-			rcpts = append(rcpts, rc)
+			n.rcpts = append(n.rcpts, rc)
 		}
 	}
-	hdr, err := readHeaderSection(x.m.Content(), maxReturnedHeaders)
-	if err != nil {
-		return err
-	}
-	utf8 := !isASCII(env.From) || !isASCII(string(hdr))
-	for _, rc := range rcpts {
-		utf8 = utf8 || !isASCII(rc.Addr)
-	}
-	now := r.now()
-	host := r.cfg.Hostname
-	boundary := id + "/" + host
-	var b strings.Builder
-	line := func(format string, a ...any) {
-		fmt.Fprintf(&b, format, a...)
-		b.WriteString("\r\n")
-	}
-	line("Date: %s", now.Format(time.RFC1123Z))
-	line("From: Mail Delivery System <MAILER-DAEMON@%s>", host)
-	line("To: <%s>", env.From)
-	line("Subject: Undelivered Mail Returned to Sender")
-	line("Message-ID: <%s@%s>", id, host)
-	line("Auto-Submitted: auto-replied")
-	line("MIME-Version: 1.0")
-	line("Content-Type: multipart/report; report-type=delivery-status;")
-	line("\tboundary=\"%s\"", boundary)
-	line("")
-	line("This is a MIME-encapsulated message.")
-	line("")
-	line("--%s", boundary)
-	line("Content-Description: Notification")
-	if utf8 {
-		line("Content-Type: text/plain; charset=utf-8")
-		line("Content-Transfer-Encoding: 8bit")
-	} else {
-		line("Content-Type: text/plain; charset=us-ascii")
-	}
-	line("")
-	line("This is the mail system at host %s.", host)
-	line("")
-	line("Your message could not be delivered to one or more recipients.")
-	line("The details are below; the headers of your message follow.")
-	line("")
-	for _, rc := range rcpts {
-		why := rc.Text
-		if rc.Code != 0 {
-			why = strings.TrimSpace(fmt.Sprintf("%d %s %s", rc.Code, rc.Enhanced, rc.Text))
-		}
-		if rc.Expired {
-			why = fmt.Sprintf("still undeliverable after %s (%d attempts); last error: %s",
-				now.Sub(st.Arrival).Round(time.Minute), st.Attempts, why)
-		}
-		line("<%s>: %s", rc.Addr, why)
-	}
-	line("")
-	line("--%s", boundary)
-	line("Content-Description: Delivery report")
-	addrType := "rfc822"
-	if utf8 {
-		line("Content-Type: message/global-delivery-status")
-		addrType = "utf-8"
-	} else {
-		line("Content-Type: message/delivery-status")
-	}
-	line("")
-	line("Reporting-MTA: dns; %s", host)
-	line("X-Original-Queue-ID: %s", env.QueueID)
-	line("Arrival-Date: %s", st.Arrival.Format(time.RFC1123Z))
-	for _, rc := range rcpts {
-		line("")
-		line("Final-Recipient: %s; %s", addrType, rc.Addr)
-		line("Action: failed")
-		line("Status: %s", (&Failure{Code: rc.Code, Enhanced: rc.Enhanced}).status())
-		if relay := relayName(rc.Relay); relay != "" {
-			line("Remote-MTA: dns; %s", relay)
-		}
-		if rc.Code != 0 {
-			line("Diagnostic-Code: smtp; %s", strings.TrimSpace(fmt.Sprintf("%d %s %s", rc.Code, rc.Enhanced, rc.Text)))
-		}
-		if !rc.At.IsZero() {
-			line("Last-Attempt-Date: %s", rc.At.Format(time.RFC1123Z))
-		}
-	}
-	line("")
-	line("--%s", boundary)
-	line("Content-Description: Undelivered Message Headers")
-	if utf8 {
-		line("Content-Type: message/global-headers")
-	} else {
-		line("Content-Type: text/rfc822-headers")
-	}
-	line("")
-	b.WriteString(strings.TrimRight(crlf(string(hdr)), "\r\n") + "\r\n")
-	line("")
-	line("--%s--", boundary)
-
-	dsn := &spool.Envelope{QueueID: id, Received: now, Helo: host, Protocol: "local",
+	dsn := &spool.Envelope{QueueID: id, Received: n.now, Helo: n.host, Protocol: "local",
 		From: "", To: []string{env.From}, SMTPUTF8: !isASCII(env.From)}
-	if utf8 {
-		dsn.Body = "8BITMIME"
+	if dsn.SMTPUTF8 {
+		dsn.Body = "8BITMIME" // the To: field is UTF-8 (RFC 6532)
 	}
 	wr, err := r.sp.Create(dsn)
 	if err != nil {
 		return err
 	}
-	if _, err := wr.Write([]byte(b.String())); err != nil {
+	bw := bufio.NewWriter(wr)
+	err = n.write(bw, x.m.Content)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
 		wr.Abort()
 		return err
 	}
 	if err := wr.Commit(); err != nil {
 		return err
 	}
-	r.log.Info("notification spooled", "id", env.QueueID, "dsn", id, "to", env.From, "recipients", len(rcpts))
+	r.log.Info("notification spooled", "id", env.QueueID, "dsn", id, "to", env.From, "recipients", len(n.rcpts))
 	return nil
+}
+
+// notice is one delivery status notification: multipart/report;
+// report-type=delivery-status (RFC 6522, formerly RFC 3462) with
+//
+//  1. a human-readable text/plain part in UTF-8, quoted-printable (RFC
+//     2045 section 6.7), whatever the reply texts and addresses hold;
+//  2. a message/delivery-status part (RFC 3464) in 7 bits, as its
+//     registration requires: a non-ASCII or control character of a
+//     reply is written \x{HEX} (RFC 6533 section 3's EmbeddedUnicodeChar),
+//     an address that is not printable ASCII goes as the RFC 6533 "utf-8"
+//     address type in its xtext form, and long fields are folded;
+//  3. the original's header section as text/rfc822-headers: as it is when
+//     it is 7-bit with CRLF lines of at most maxLine octets, else
+//     quoted-printable, which its registration allows for broken or
+//     extended headers (RFC 6522 section 4), so that an 8-bit, NUL, bare
+//     CR or over-long line is returned intact and the notice stays
+//     deliverable. Header lines only: up to the blank line, the first line
+//     that is not a header field, or maxReturnedHeaders. Omitted, with a
+//     sentence saying so, when there is none.
+//
+// So every line is at most maxLine octets (at most 78 but where a single
+// word is longer) and ends in CRLF, and the body is 7-bit: only the To:
+// field may be UTF-8, when the sender's address is (RFC 6532, and the
+// notification then goes with SMTPUTF8).
+type notice struct {
+	id       string // the notification's queue id: its Message-ID and MIME boundary
+	host     string // our name: Reporting-MTA, From
+	now      time.Time
+	env      *spool.Envelope // the original's
+	arrival  time.Time
+	attempts int
+	rcpts    []spool.Rcpt // the failed recipients it reports
+}
+
+// write writes the notification to w. content opens the original
+// message's content; it is read twice (to look at the header section,
+// then to return it), never held in memory.
+func (n *notice) write(w io.Writer, content func() io.Reader) error {
+	boundary := "=_" + n.id // "=_" is never in quoted-printable output
+	ret, err := scanReturned(content(), boundary)
+	if err != nil {
+		return err
+	}
+	host := dsText(n.host)
+	bw := &fieldWriter{w: w}
+	bw.field("Date", n.now.Format(time.RFC1123Z))
+	bw.field("From", "Mail Delivery System <MAILER-DAEMON@"+host+">")
+	if to := n.env.From; headerSafe(to) {
+		bw.field("To", "<"+to+">")
+	}
+	bw.field("Subject", "Undelivered Mail Returned to Sender")
+	bw.field("Message-ID", "<"+dsText(n.id)+"@"+host+">")
+	bw.field("Auto-Submitted", "auto-replied")
+	bw.field("MIME-Version", "1.0")
+	bw.field("Content-Type", `multipart/report; report-type=delivery-status; boundary="`+boundary+`"`)
+	bw.line("")
+	bw.line("This is a MIME-encapsulated message.")
+	bw.line("")
+
+	bw.line("--" + boundary)
+	bw.field("Content-Description", "Notification")
+	bw.field("Content-Type", "text/plain; charset=utf-8")
+	bw.field("Content-Transfer-Encoding", "quoted-printable")
+	bw.line("")
+	if bw.err != nil {
+		return bw.err
+	}
+	q := &qpWriter{w: w}
+	fmt.Fprintf(q, "This is the mail system at host %s.\r\n\r\n", display(n.host))
+	fmt.Fprintf(q, "Your message could not be delivered to one or more recipients.\r\n")
+	switch {
+	case ret.n == 0:
+		fmt.Fprintf(q, "The details are below. The header section of your message could not be returned.\r\n\r\n")
+	case ret.cut:
+		fmt.Fprintf(q, "The details are below; the first %d bytes of the header section of your message follow.\r\n\r\n", ret.n)
+	default:
+		fmt.Fprintf(q, "The details are below; the headers of your message follow.\r\n\r\n")
+	}
+	for _, rc := range n.rcpts {
+		why := rc.Text
+		if rc.Code != 0 {
+			why = replyLine(rc)
+		}
+		if rc.Expired {
+			why = fmt.Sprintf("still undeliverable after %s (%d attempts); last error: %s",
+				n.now.Sub(n.arrival).Round(time.Minute), n.attempts, why)
+		}
+		fmt.Fprintf(q, "<%s>: %s\r\n", display(rc.Addr), display(why))
+	}
+	if err := q.Close(); err != nil {
+		return err
+	}
+	bw.line("")
+
+	bw.line("--" + boundary)
+	bw.field("Content-Description", "Delivery report")
+	bw.field("Content-Type", "message/delivery-status")
+	bw.line("")
+	bw.field("Reporting-MTA", "dns; "+host)
+	bw.field("X-Original-Queue-ID", dsText(n.env.QueueID))
+	bw.field("Arrival-Date", n.arrival.Format(time.RFC1123Z))
+	for _, rc := range n.rcpts {
+		bw.line("")
+		bw.field("Final-Recipient", finalRecipient(rc.Addr))
+		bw.field("Action", "failed")
+		bw.field("Status", dsnStatus(rc))
+		if relay := relayName(rc.Relay); relay != "" {
+			bw.field("Remote-MTA", "dns; "+dsText(relay))
+		}
+		if rc.Code != 0 {
+			bw.field("Diagnostic-Code", "smtp; "+dsText(replyLine(rc)))
+		}
+		if !rc.At.IsZero() {
+			bw.field("Last-Attempt-Date", rc.At.Format(time.RFC1123Z))
+		}
+	}
+	bw.line("")
+
+	if ret.n > 0 {
+		bw.line("--" + boundary)
+		bw.field("Content-Description", "Undelivered Message Headers")
+		bw.field("Content-Type", "text/rfc822-headers")
+		if !ret.plain {
+			bw.field("Content-Transfer-Encoding", "quoted-printable")
+		}
+		bw.line("")
+		if bw.err != nil {
+			return bw.err
+		}
+		dst := w
+		var q *qpWriter
+		if !ret.plain {
+			q = &qpWriter{w: w}
+			dst = q
+		}
+		if _, err := io.CopyN(dst, content(), ret.n); err != nil {
+			return err
+		}
+		if q != nil {
+			if err := q.Close(); err != nil {
+				return err
+			}
+		}
+		bw.line("")
+	}
+	bw.line("--" + boundary + "--")
+	return bw.err
+}
+
+// replyLine is a recipient's last reply as one line: code, enhanced code,
+// text.
+func replyLine(rc spool.Rcpt) string {
+	return strings.TrimSpace(fmt.Sprintf("%d %s %s", rc.Code, rc.Enhanced, rc.Text))
+}
+
+// dsnStatus is the Status field (RFC 3464 section 2.3.4): the recipient's
+// RFC 3463 code, or 5.0.0 if the state holds something else.
+func dsnStatus(rc spool.Rcpt) string {
+	s := (&Failure{Code: rc.Code, Enhanced: rc.Enhanced}).status()
+	parts := strings.Split(s, ".")
+	ok := len(parts) == 3 && (parts[0] == "2" || parts[0] == "4" || parts[0] == "5")
+	for _, p := range parts[1:] {
+		ok = ok && len(p) >= 1 && len(p) <= 3 && strings.Trim(p, "0123456789") == ""
+	}
+	if !ok {
+		return "5.0.0"
+	}
+	return s
+}
+
+// finalRecipient is the Final-Recipient value (RFC 3464 section 2.3.2):
+// "rfc822; addr" for a printable ASCII address, else the RFC 6533
+// section 3 "utf-8" type in its 7-bit utf-8-addr-xtext form, every
+// character but QCHAR written \x{HEX}.
+func finalRecipient(addr string) string {
+	printable := true
+	for i := 0; i < len(addr); i++ {
+		printable = printable && addr[i] >= ' ' && addr[i] <= '~'
+	}
+	if printable {
+		return "rfc822; " + addr
+	}
+	var b strings.Builder
+	b.WriteString("utf-8; ")
+	for _, r := range strings.ToValidUTF8(addr, "\uFFFD") {
+		if r > ' ' && r <= '~' && r != '\\' && r != '+' && r != '=' {
+			b.WriteRune(r)
+		} else {
+			fmt.Fprintf(&b, `\x{%X}`, r)
+		}
+	}
+	return b.String()
+}
+
+// dsText makes s fit a delivery-status field (RFC 3464 section 2.1.2:
+// US-ASCII text, no CR or LF): every character outside printable ASCII is
+// written \x{HEX}, an invalid byte as \x{FFFD}.
+func dsText(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		if r >= ' ' && r <= '~' {
+			b.WriteRune(r)
+		} else {
+			fmt.Fprintf(&b, `\x{%X}`, r)
+		}
+	}
+	return b.String()
+}
+
+// display makes s safe to show to a person: valid UTF-8 (an invalid byte
+// becomes U+FFFD), with C0 and C1 controls, DEL and the bidirectional
+// formatting characters (which can make text read backwards) written
+// \x{HEX}.
+func display(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		if r < ' ' || r >= 0x7f && r <= 0x9f || r == 0x061c || r >= 0x200e && r <= 0x200f ||
+			r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 {
+			fmt.Fprintf(&b, `\x{%X}`, r)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// headerSafe reports whether addr can go in the notification's To: field
+// as it is: valid UTF-8 without controls, short enough for one line.
+func headerSafe(addr string) bool {
+	return addr != "" && len(addr) <= 900 && utf8.ValidString(addr) && display(addr) == addr
+}
+
+// returned describes the original header section as a notification
+// returns it.
+type returned struct {
+	n     int64 // octets returned: whole lines from the start
+	cut   bool  // the header section is longer than maxReturnedHeaders
+	plain bool  // 7-bit lines of at most maxLine octets ending CRLF, no NUL, bare CR, or line the boundary could be read in
+}
+
+// scanReturned reads the start of r to find the header section a
+// notification returns: its header fields, up to the blank line or the
+// first line that is neither a field nor a continuation line (a message
+// without a blank line), whole lines, at most maxReturnedHeaders octets.
+func scanReturned(r io.Reader, boundary string) (returned, error) {
+	ret := returned{plain: true}
+	lr := newLineReader(r)
+	fields := false
+	for lr.scan() {
+		h := lr.head
+		switch {
+		case lr.blank(), lr.eol == 0:
+			return ret, nil
+		case h[0] == ' ' || h[0] == '\t':
+			if !fields {
+				return ret, nil
+			}
+		case fieldName(h) == "":
+			return ret, nil
+		}
+		fields = true
+		if ret.n+(lr.end-lr.off) > maxReturnedHeaders {
+			ret.cut = true
+			return ret, nil
+		}
+		ret.n = lr.end
+		if lr.eol != 2 || lr.eight || lr.nul || lr.bareCR || lr.length() > maxLine ||
+			strings.HasPrefix(string(h), "--"+boundary) {
+			ret.plain = false
+		}
+	}
+	return ret, lr.err
+}
+
+// fieldWriter writes the notification's own lines: header fields
+// folded (RFC 5322 section 2.2.3) before a blank so that lines stay
+// within 78 characters where a word allows, and within maxLine always:
+// a longer word is broken with CRLF and a space.
+type fieldWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (f *fieldWriter) line(s string) {
+	if f.err == nil {
+		_, f.err = io.WriteString(f.w, s+"\r\n")
+	}
+}
+
+func (f *fieldWriter) field(name, value string) {
+	b := []byte(name + ": " + value)
+	for len(b) > 78 {
+		i := foldAt(b, 78)
+		if i > 0 && i <= maxLine {
+			f.line(string(b[:i]))
+			b = b[i:]
+			continue
+		}
+		if len(b) <= maxLine {
+			break
+		}
+		f.line(string(b[:maxLine]))
+		b = append([]byte{' '}, b[maxLine:]...)
+	}
+	f.line(string(b))
 }
 
 // relayName is the host part of a relay address, for Remote-MTA.
@@ -148,16 +366,4 @@ func relayName(addr string) string {
 		addr = addr[:i]
 	}
 	return strings.Trim(addr, "[]")
-}
-
-// crlf makes every line end in CRLF.
-func crlf(s string) string {
-	var b strings.Builder
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 64<<10), len(s)+1)
-	for sc.Scan() {
-		b.WriteString(strings.TrimRight(sc.Text(), "\r"))
-		b.WriteString("\r\n")
-	}
-	return b.String()
 }

@@ -1,0 +1,307 @@
+package send
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-smtp"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// noticeParts is a notification as a MIME reader sees it.
+type noticeParts struct {
+	text     string              // the human-readable part, decoded
+	perMsg   textproto.Header    // the per-message fields of message/delivery-status
+	perRcpt  []textproto.Header  // the per-recipient fields
+	headers  string              // the returned header section, decoded; "" if none
+	headerCT string              // its Content-Transfer-Encoding
+	parts    []map[string]string // each part's Content-Type and Content-Transfer-Encoding
+}
+
+var statusRE = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
+
+// checkNotice checks that out is a valid notification, whatever went into
+// it, and returns its parts. The properties: every line at most maxLine
+// octets and ending CRLF; no NUL; 7-bit but for the To: field when the
+// sender's address is not ASCII; multipart/report;
+// report-type=delivery-status (RFC 6522) as go-message parses it, with a
+// text/plain UTF-8 part that decodes to valid UTF-8, a 7-bit
+// message/delivery-status part (RFC 3464) whose per-message and
+// per-recipient field groups parse, one group per recipient with
+// Final-Recipient, Action and a valid Status, and optionally a
+// text/rfc822-headers part, 7bit or quoted-printable, that decodes to a
+// prefix of the original made of whole lines; every part with a transfer
+// encoding valid for its type.
+func checkNotice(t *testing.T, out, orig, sender string, rcpts int) noticeParts {
+	t.Helper()
+	var np noticeParts
+	fail := func(format string, a ...any) noticeParts {
+		t.Helper()
+		if len(out) > 4000 {
+			t.Fatalf(format+"\nnotification (start):\n%s", append(a, out[:4000])...)
+		}
+		t.Fatalf(format+"\nnotification:\n%s", append(a, out)...)
+		return np
+	}
+	if !strings.HasSuffix(out, "\r\n") {
+		return fail("does not end with CRLF")
+	}
+	hdrEnd := strings.Index(out, "\r\n\r\n")
+	if hdrEnd < 0 {
+		return fail("no header/body separator")
+	}
+	headerLines := strings.Count(out[:hdrEnd], "\r\n") + 1
+	for i, line := range strings.Split(out[:len(out)-2], "\r\n") {
+		switch {
+		case len(line) > maxLine:
+			return fail("line %d has %d octets", i+1, len(line))
+		case strings.ContainsAny(line, "\r\n\x00"):
+			return fail("line %d has a bare CR or LF, or a NUL: %q", i+1, line)
+		case !isASCII(line) && (i >= headerLines || !strings.HasPrefix(line, "To: ") || isASCII(sender)):
+			return fail("line %d is not 7-bit: %q", i+1, line)
+		}
+	}
+	e, err := message.Read(strings.NewReader(out))
+	if err != nil {
+		return fail("go-message: %v", err)
+	}
+	mt, params, err := e.Header.ContentType()
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		return fail("Content-Type %q %v (%v)", mt, params, err)
+	}
+	if cte := e.Header.Get("Content-Transfer-Encoding"); !identityEncoding(cte) {
+		return fail("multipart/report with Content-Transfer-Encoding %q", cte)
+	}
+	mr := e.MultipartReader()
+	for i := 0; ; i++ {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail("part %d: %v", i+1, err)
+		}
+		pt, pp, _ := p.Header.ContentType()
+		cte := strings.ToLower(p.Header.Get("Content-Transfer-Encoding"))
+		np.parts = append(np.parts, map[string]string{"type": pt, "cte": cte})
+		body, err := io.ReadAll(p.Body)
+		if err != nil {
+			return fail("part %d: %v", i+1, err)
+		}
+		switch i {
+		case 0:
+			if pt != "text/plain" || !strings.EqualFold(pp["charset"], "utf-8") || cte != "quoted-printable" {
+				return fail("first part %s %v %s", pt, pp, cte)
+			}
+			if !utf8.Valid(body) {
+				return fail("human-readable part is not UTF-8: %q", body)
+			}
+			np.text = string(body)
+		case 1:
+			if pt != "message/delivery-status" || cte != "" && cte != "7bit" {
+				return fail("second part %s %s", pt, cte)
+			}
+			blocks := strings.Split(strings.TrimSuffix(string(body), "\r\n"), "\r\n\r\n")
+			for j, b := range blocks {
+				h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(b + "\r\n\r\n")))
+				if err != nil {
+					return fail("delivery-status group %d: %v", j+1, err)
+				}
+				if j == 0 {
+					np.perMsg = h
+				} else {
+					np.perRcpt = append(np.perRcpt, h)
+				}
+			}
+			if !strings.HasPrefix(np.perMsg.Get("Reporting-MTA"), "dns; ") {
+				return fail("Reporting-MTA %q", np.perMsg.Get("Reporting-MTA"))
+			}
+			if len(np.perRcpt) != rcpts {
+				return fail("%d per-recipient groups, want %d", len(np.perRcpt), rcpts)
+			}
+			for _, h := range np.perRcpt {
+				fr := h.Get("Final-Recipient")
+				if !strings.HasPrefix(fr, "rfc822; ") && !strings.HasPrefix(fr, "utf-8; ") ||
+					h.Get("Action") != "failed" || !statusRE.MatchString(h.Get("Status")) {
+					return fail("per-recipient group %v", h)
+				}
+			}
+		case 2:
+			if pt != "text/rfc822-headers" || cte != "" && cte != "7bit" && cte != "quoted-printable" {
+				return fail("third part %s %s", pt, cte)
+			}
+			np.headers, np.headerCT = string(body), cte
+			if norm := crlfOnly(orig); !strings.HasPrefix(norm, np.headers) || !strings.HasSuffix(np.headers, "\n") {
+				return fail("returned headers are not whole lines from the start of the original:\n%q", np.headers)
+			}
+		default:
+			return fail("part %d: %s", i+1, pt)
+		}
+	}
+	if len(np.parts) < 2 {
+		return fail("%d parts", len(np.parts))
+	}
+	return np
+}
+
+// identityEncoding reports whether a Content-Transfer-Encoding value is
+// one a composite entity may have (RFC 2045 section 6.4).
+func identityEncoding(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "7bit", "8bit", "binary":
+		return true
+	}
+	return false
+}
+
+// crlfOnly turns every bare LF of s into CRLF, as the DATA writer sends
+// it.
+func crlfOnly(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' && (i == 0 || s[i-1] != '\r') {
+			b.WriteByte('\r')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// testNotice builds a notification for one failed recipient of a message
+// from sender with content orig.
+func testNotice(t *testing.T, orig, sender string, rcpts ...spool.Rcpt) string {
+	t.Helper()
+	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	n := &notice{id: "20261121T100000.0123456789abcdef", host: "mx.example.org", now: at.Add(time.Hour),
+		env:     &spool.Envelope{QueueID: "20261121T090000.fedcba9876543210", From: sender},
+		arrival: at, attempts: 3, rcpts: rcpts}
+	var b bytes.Buffer
+	if err := n.write(&b, func() io.Reader { return strings.NewReader(orig) }); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// FuzzNotice: whatever the original message (long header lines, 8-bit
+// bytes, bare CR or LF, NUL, no blank line, huge header sections) and the
+// reply texts and addresses (UTF-8, controls, huge multi-line replies),
+// the notification is valid MIME that every hop takes (checkNotice).
+func FuzzNotice(f *testing.F) {
+	hdr := "Received: from x by y; Sat, 21 Nov 2026 10:00:00 +0000\r\nSubject: hi\r\n\r\nbody\r\n"
+	f.Add(hdr, "no such user", "b@example.net", "s@example.org", false)
+	f.Add("X-Long: "+strings.Repeat("w ", 800)+strings.Repeat("x", 1500)+"\r\n\r\nb\r\n", "d\u00e9j\u00e0 vu \u202e", "d\u00e9j\u00e0@x.test", "s\u00e9@example.org", false)
+	f.Add("Subject: \xe9t\xe9\x00\r\nX: a\rb\nY: c\r\n\r\n", "a\r\nb\x00\x1b[31m\xff", "a\x01b@x", "s@x", true)
+	f.Add("no header at all\r\n", "", "\"a b\"@x", "", false)
+	f.Add(strings.Repeat("X-H: "+strings.Repeat("y", 100)+"\r\n", 30), strings.Repeat("451-4.3.0 line of a long reply\r\n", 60), "c@x", "s@x", false)
+	f.Add("--=_20261121T100000.0123456789abcdef\r\nSubject: x\r\n\r\n", "--=_20261121T100000.0123456789abcdef--", "d@x", "s@x", false)
+	f.Fuzz(checkHostileNotice)
+}
+
+// checkHostileNotice checks the notification for a message with content
+// orig from sender, refused for rcpt with text (or failed here and
+// expired, if local), and for a second recipient with an invalid
+// enhanced code.
+func checkHostileNotice(t *testing.T, orig, text, rcpt, sender string, local bool) {
+	rc := spool.Rcpt{Addr: rcpt, Status: spool.Failed, Code: 550, Enhanced: "5.1.1", Text: text,
+		Relay: "[192.0.2.1]:25", At: time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC)}
+	if local {
+		rc.Code, rc.Enhanced, rc.Expired = 0, "5.6.3", true
+	}
+	out := testNotice(t, orig, sender, rc, spool.Rcpt{Addr: "other@example.net", Code: 552, Enhanced: "x.y", Text: "?"})
+	np := checkNotice(t, out, orig, sender, 2)
+	if !strings.Contains(np.text, display(rcpt)) {
+		t.Errorf("human-readable part lacks the recipient %q:\n%s", display(rcpt), np.text)
+	}
+}
+
+// The hostile inputs too large for FuzzNotice's corpus (each execution
+// would take long): a header section of 320 kB, longer than what is
+// returned, and a 200 kB multi-line reply with controls.
+func TestNoticeHuge(t *testing.T) {
+	checkHostileNotice(t, strings.Repeat("X-H: "+strings.Repeat("y", 100)+"\r\n", 3000),
+		strings.Repeat("451-4.3.0 line of a long reply\r\n\x1b[2J\u202e", 6000), "c@x", "s@x", false)
+	checkHostileNotice(t, "X-Long: "+strings.Repeat("z", 300<<10)+"\r\n\r\n",
+		strings.Repeat("\u00e9", 100<<10), "d\u00e9@x", "s\u00e9@x", true)
+}
+
+// A notification's lines stay within 998 octets and it stays 7-bit,
+// whatever the original and the reply: an original with a header line of
+// 3,000 octets, 8-bit bytes and a NUL, and a smarthost's UTF-8 reply. The
+// header section comes back intact (quoted-printable); the UTF-8 reply is
+// readable in the human-readable part and escaped in Diagnostic-Code. The
+// notification then goes through a smarthost that refuses lines over 998
+// octets.
+func TestNoticeAlwaysDeliverable(t *testing.T) {
+	long := "X-Long: " + strings.Repeat("0123456789", 300) + "\r\n"
+	orig := "Received: from client.test (127.0.0.1) by mx.local with ESMTP id x;\r\n" +
+		"\tSat, 21 Nov 2026 10:00:00 +0000\r\n" + long +
+		"Subject: d\xc3\xa9j\xc3\xa0 vu\x00\r\n\r\nHello.\r\n"
+	ts := newServer(t, nil, withServer(func(s *smtp.Server) { s.MaxLineLength = maxLine + 2 }),
+		withScript(script{rcpt: func(_ *sconn, to string) error {
+			if to == "b@example.net" {
+				return reply(550, smtp.EnhancedCode{5, 1, 1}, "bo\u00eete inconnue \u2014 no such mailbox")
+			}
+			return nil
+		}}))
+	f := newFixture(t, ts.addr)
+	f.queue("sender@example.org", []string{"b@example.net"}, orig, func(e *spool.Envelope) { e.Body = "8BITMIME" })
+	if st := f.run(false); st.DSNs != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	d := f.queuedFrom("")[0]
+	out := content(t, d)
+	np := checkNotice(t, out, orig, d.To[0], 1)
+	if np.headerCT != "quoted-printable" || np.headers != orig[:strings.Index(orig, "\r\n\r\n")+2] {
+		t.Errorf("returned headers (%s):\n%q", np.headerCT, np.headers)
+	}
+	if want := "<b@example.net>: 550 5.1.1 bo\u00eete inconnue \u2014 no such mailbox"; !strings.Contains(np.text, want) {
+		t.Errorf("human-readable part lacks %q:\n%s", want, np.text)
+	}
+	if got := np.perRcpt[0].Get("Diagnostic-Code"); got != `smtp; 550 5.1.1 bo\x{EE}te inconnue \x{2014} no such mailbox` {
+		t.Errorf("Diagnostic-Code %q", got)
+	}
+	if d.Body != "" || d.SMTPUTF8 {
+		t.Errorf("notification spooled with BODY=%s SMTPUTF8=%v; it is 7-bit", d.Body, d.SMTPUTF8)
+	}
+	if st := f.run(false); st.Delivered != 1 {
+		t.Fatalf("the notification was not delivered: %+v", st)
+	}
+	txs := ts.transactions()
+	if got := txs[len(txs)-1]; got.from != "" || string(got.data) != out {
+		t.Errorf("delivered notification from <%s> differs from the spooled one", got.from)
+	}
+}
+
+// A header section that cannot be returned (none, or a first line longer
+// than the bound) is left out, and the notification says so; one longer
+// than the bound is cut at a line end, and it says so too.
+func TestNoticeReturnedHeaders(t *testing.T) {
+	rc := spool.Rcpt{Addr: "b@example.net", Status: spool.Failed, Code: 550, Enhanced: "5.1.1", Text: "no"}
+	for _, tc := range []struct {
+		name, orig, say string
+		parts           int
+	}{
+		{"none", "just a body line\r\n", "could not be returned", 2},
+		{"huge line", "X: " + strings.Repeat("y", maxReturnedHeaders) + "\r\n\r\n", "could not be returned", 2},
+		{"cut", strings.Repeat("X: "+strings.Repeat("y", 1000)+"\r\n", 300) + "\r\n",
+			fmt.Sprintf("the first %d bytes", maxReturnedHeaders/1005*1005), 3},
+		{"no blank line", "Subject: s\r\nnot a field\r\n", "the headers of your message follow", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := testNotice(t, tc.orig, "s@example.org", rc)
+			np := checkNotice(t, out, tc.orig, "s@example.org", 1)
+			if len(np.parts) != tc.parts || !strings.Contains(np.text, tc.say) {
+				t.Errorf("%d parts, text:\n%s", len(np.parts), np.text)
+			}
+		})
+	}
+}
