@@ -4,47 +4,36 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
-	"mime/quotedprintable"
 	"os"
 	"strings"
 
-	"github.com/emersion/go-message/textproto"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
-// maxMIMEDepth bounds the nesting the downgrade follows; deeper entities
-// are treated as leaves. Each level holds its converted body in memory,
-// so this also bounds memory to a few times the message size.
-const maxMIMEDepth = 8
-
 // body returns the source of the message data for the current session
-// and its size: the spooled bytes, or, when the smarthost lacks 8BITMIME
-// (RFC 6152) and the message has 8-bit bytes, a 7-bit MIME version made
-// once per message, as Postfix does, rather than raw 8-bit bytes the
-// server did not agree to.
+// and its size as sent: the spooled bytes, or, when the smarthost lacks
+// 8BITMIME (RFC 6152) and the message has 8-bit bytes, a 7-bit MIME version
+// made once per message, as Postfix does, rather than raw 8-bit bytes the
+// server did not agree to. Either way no line is longer than maxLine
+// octets once it went through a lineWriter, which the spooled bytes need
+// only when x.long.
 // A message that cannot be converted fails with 5.6.3 (RFC 3463:
-// conversion required but not supported); an error reading the spool is
-// returned as error.
+// conversion required but not supported); an error reading the spool or
+// writing the 7-bit version is returned as error.
 func (w *worker) body(x *msg) (func() io.Reader, int64, *Failure, error) {
-	if w.sess.eight {
-		return x.m.Content, x.m.Size, nil, nil
+	if err := x.scan(); err != nil {
+		return nil, 0, nil, err
 	}
-	if x.body8 == 0 {
-		has, err := has8bit(x.m.Content())
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		x.body8 = -1
-		if has {
-			x.body8 = 1
-		}
+	if w.sess.eight || !x.eight {
+		return x.m.Content, x.size, nil, nil
 	}
-	if x.body8 < 0 {
-		return x.m.Content, x.m.Size, nil, nil
+	if x.downFail != nil {
+		return nil, 0, x.downFail, nil
 	}
 	if x.down == nil {
 		f, err := os.CreateTemp(w.r.sp.Path(spool.TmpDir), "send-7bit-")
@@ -53,21 +42,26 @@ func (w *worker) body(x *msg) (func() io.Reader, int64, *Failure, error) {
 		}
 		os.Remove(f.Name()) // anonymous: nothing to clean up after a crash
 		bw := bufio.NewWriter(f)
-		err = downgrade(bw, x.m.Content())
+		lw := newLineWriter(bw)
+		err = sevenBit(lw, x.m.Content)
+		if err == nil {
+			err = lw.Flush()
+		}
 		if err == nil {
 			err = bw.Flush()
 		}
-		if err != nil {
-			f.Close()
-			if errors.Is(err, spool.ErrCorrupt) {
-				return nil, 0, nil, err
-			}
-			return nil, 0, localFailure(w.sess.relay, "5.6.3", fmt.Sprintf(
-				"the smarthost lacks 8BITMIME and the message cannot be converted to 7 bits: %v", err)), nil
+		var fi os.FileInfo
+		if err == nil {
+			fi, err = f.Stat()
 		}
-		fi, err := f.Stat()
 		if err != nil {
 			f.Close()
+			var u *unconvertibleError
+			if errors.As(err, &u) {
+				x.downFail = localFailure(w.sess.relay, "5.6.3",
+					"the smarthost lacks 8BITMIME and the message cannot be converted to 7 bits: "+u.why)
+				return nil, 0, x.downFail, nil
+			}
 			return nil, 0, nil, err
 		}
 		x.down, x.downN = f, fi.Size()
@@ -76,217 +70,653 @@ func (w *worker) body(x *msg) (func() io.Reader, int64, *Failure, error) {
 	return func() io.Reader { return io.NewSectionReader(x.down, 0, x.downN) }, x.downN, nil, nil
 }
 
+// scan reads the message once, for what every transaction needs: whether
+// it has 8-bit bytes, whether it has lines longer than maxLine, and its
+// size as sent (RFC 1870 SIZE), those lines broken.
+func (x *msg) scan() error {
+	if x.scanned {
+		return nil
+	}
+	r := x.m.Content()
+	buf := make([]byte, 64<<10)
+	line := 0 // octets since the last LF
+	for {
+		n, err := r.Read(buf)
+		b := buf[:n]
+		x.eight = x.eight || has8bit(b)
+		for len(b) > 0 {
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				line += len(b)
+				break
+			}
+			// Counting a CR before the LF errs on the safe side.
+			x.long = x.long || line+i > maxLine
+			line, b = 0, b[i+1:]
+		}
+		x.long = x.long || line > maxLine
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	x.size = x.m.Size
+	if x.long {
+		var c countWriter
+		lw := newLineWriter(&c)
+		if _, err := io.Copy(lw, x.m.Content()); err != nil {
+			return err
+		}
+		lw.Flush()
+		x.size = c.n
+	}
+	x.scanned = true
+	return nil
+}
+
+// countWriter counts what is written to it.
+type countWriter struct{ n int64 }
+
+// Write implements io.Writer.
+func (c *countWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
 // headers8bit reports whether the message's header section has 8-bit
 // bytes (RFC 6532 UTF-8 headers).
 func (x *msg) headers8bit() bool {
 	if x.hdr8 == 0 {
 		x.hdr8 = -1
-		if h, err := readHeaderSection(x.m.Content(), 1<<20); err == nil && !isASCII(string(h)) {
-			x.hdr8 = 1
+		lr := newLineReader(x.m.Content())
+		for lr.scan() && !lr.blank() {
+			if lr.eight {
+				x.hdr8 = 1
+				break
+			}
 		}
 	}
 	return x.hdr8 > 0
 }
 
-func has8bit(r io.Reader) (bool, error) {
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := r.Read(buf)
-		for _, c := range buf[:n] {
-			if c >= 0x80 {
-				return true, nil
+// has8bit reports whether b has a byte >= 0x80, eight bytes at a time.
+func has8bit(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return true
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// unconvertibleError says why a message cannot be converted to 7 bits.
+type unconvertibleError struct{ why string }
+
+// Error implements error.
+func (e *unconvertibleError) Error() string { return "cannot convert to 7 bits: " + e.why }
+
+// sevenBit writes the message that open opens (twice: it reads it to
+// know its MIME structure, then to convert it) to w in 7 bits, as far as
+// the body goes (RFC 6152 section 3; RFC 2045; RFC 2046 section 5):
+//
+//   - an entity (the message, a body part, an encapsulated message) whose
+//     body has no 8-bit byte is copied unchanged, without being parsed
+//     further, however malformed it is;
+//   - an 8-bit leaf body is re-encoded quoted-printable (base64 for
+//     "binary"; raw 8-bit bytes inside quoted-printable become =XX, inside
+//     base64 they are dropped, as decoders skip them), and its
+//     Content-Transfer-Encoding field replaced by one at the end of its
+//     header;
+//   - multipart/* (with a boundary) and message/rfc822 or message/global
+//     are entered, and labelled 7bit if they said 8bit or binary: RFC 2045
+//     section 6.4 forbids any other encoding on a composite entity, and a
+//     strict next hop (Postfix's strict_mime_encoding_domain) refuses it;
+//   - a multipart preamble or epilogue with 8-bit bytes is dropped (RFC
+//     2046 section 5.1.1: to be ignored);
+//   - header fields are left as they are.
+//
+// A message that needs a conversion that cannot be done correctly — an
+// 8-bit body inside a composite entity that cannot be entered (a multipart
+// without a usable boundary, another message/* type, nesting deeper than
+// maxMIMEDepth), an unknown transfer encoding, or a quoted-printable or
+// base64 label on an 8-bit composite — fails with an *unconvertibleError
+// before anything is written. Memory stays bounded: one line of the input
+// at a time and a few hundred bytes per MIME entity, at most maxMIMEParts.
+func sevenBit(w io.Writer, open func() io.Reader) error {
+	s := &mimeScanner{lr: newLineReader(open())}
+	s.advance()
+	root := s.entity(0, "text/plain", nil)
+	if s.lr.err != nil {
+		return s.lr.err
+	}
+	if s.fail != "" {
+		return &unconvertibleError{s.fail}
+	}
+	c := &mimeCopier{br: bufio.NewReaderSize(open(), 32<<10), w: w}
+	return c.part(root, true)
+}
+
+// maxMIMEDepth bounds the MIME nesting the downgrade enters, as Postfix's
+// mime_nesting_limit (100).
+const maxMIMEDepth = 100
+
+// maxMIMEParts bounds the MIME entities the downgrade keeps track of;
+// past it, entities are not entered.
+const maxMIMEParts = 10000
+
+// maxBoundary is the longest boundary parameter accepted: RFC 2046 section
+// 5.1.1 allows 70 characters; longer ones are seen in the wild.
+const maxBoundary = 200
+
+type partKind int8
+
+const (
+	leafPart   partKind = iota // a discrete body (RFC 2046 sections 4)
+	multiPart                  // multipart/* with a boundary (section 5.1)
+	nestedPart                 // message/rfc822 or message/global: one encapsulated message
+	opaquePart                 // a composite entity that is not entered
+)
+
+// span is a range of input offsets, end excluded.
+type span struct{ start, end int64 }
+
+// part is one MIME entity as the first pass saw it, by input offsets.
+type part struct {
+	kind  partKind
+	mt    string // media type
+	cte   string // Content-Transfer-Encoding, lower case, "" if none
+	cteAt []span // the Content-Transfer-Encoding fields, continuation lines included
+	mimeV bool   // has a MIME-Version field
+	why   string // opaquePart: why it is not entered
+
+	start      int64
+	hdrEnd     int64 // end of the header fields
+	bodyStart  int64 // after the blank line (== hdrEnd if there is none)
+	contentEnd int64 // end of the body without the line end that belongs to the delimiter after it
+	end        int64
+	delimAfter bool // a boundary delimiter line follows, else the input ends
+
+	eight bool // the body (children included) has 8-bit bytes
+	conv  bool // something in it needs converting
+
+	// multiPart
+	pre, epi   span
+	pre8, epi8 bool
+	closed     bool
+	delims     []span // delimiter lines, the close delimiter last if closed
+	children   []*part
+	// nestedPart
+	inner *part
+}
+
+// mimeScanner is the first pass: it reads the input line by line and
+// finds the MIME entities, their extents, and which need converting.
+type mimeScanner struct {
+	lr      *lineReader
+	more    bool // lr holds a line not yet consumed
+	lastEOL int  // line end length of the last consumed line
+	parts   int
+	fail    string // the first reason the message cannot be converted
+}
+
+func (s *mimeScanner) advance() {
+	s.lastEOL = s.lr.eol
+	s.more = s.lr.scan()
+}
+
+// off is the offset of the current (unconsumed) line, or of the end.
+func (s *mimeScanner) off() int64 { return s.lr.off }
+
+// delimiter returns the level in stack of the boundary whose delimiter
+// line the current line is (RFC 2046 section 5.1.1: "--", the boundary,
+// "--" if it closes, then blanks), -1 if none. The outermost boundary
+// wins, as when each level is read within the part of the level above.
+func (s *mimeScanner) delimiter(stack []string) (level int, closing bool) {
+	h := s.lr.head
+	if !s.more || s.lr.long || len(h) < 3 || h[0] != '-' || h[1] != '-' {
+		return -1, false
+	}
+	for i, b := range stack {
+		if len(h)-2 < len(b) || string(h[2:2+len(b)]) != b {
+			continue
+		}
+		rest := h[2+len(b):]
+		closing := len(rest) >= 2 && rest[0] == '-' && rest[1] == '-'
+		if closing {
+			rest = rest[2:]
+		}
+		if strings.Trim(string(rest), " \t") == "" {
+			return i, closing
+		}
+	}
+	return -1, false
+}
+
+// entity reads one entity from the current line up to a delimiter line
+// of any boundary in stack or the end of the input.
+func (s *mimeScanner) entity(depth int, defType string, stack []string) *part {
+	p := &part{start: s.off()}
+	s.parts++
+	const (
+		otherField = iota
+		ctField    // the first Content-Type
+		cteField   // the first Content-Transfer-Encoding
+		cteMore    // a later one, only removed
+	)
+	var ct, cte []byte
+	field, fields, tooLong, sep := otherField, 0, false, false
+	for s.more {
+		if lvl, _ := s.delimiter(stack); lvl >= 0 {
+			break
+		}
+		l := s.lr
+		if l.blank() {
+			p.hdrEnd = l.off
+			s.advance()
+			sep = true
+			break
+		}
+		h := l.head
+		if h[0] == ' ' || h[0] == '\t' {
+			if fields == 0 {
+				break // not a header: the body starts here
 			}
+			switch field {
+			case ctField:
+				ct = append(ct, h...)
+			case cteField:
+				cte = append(cte, h...)
+			}
+			if field == cteField || field == cteMore {
+				p.cteAt[len(p.cteAt)-1].end = l.end
+			}
+			tooLong = tooLong || (field == ctField || field == cteField) && (l.long || len(ct)+len(cte) > headMax)
+			s.advance()
+			continue
 		}
-		if err == io.EOF {
-			return false, nil
+		name := fieldName(h)
+		if name == "" {
+			break // not a header field: the body starts here (RFC 5322 section 2.1 needs a blank line; Postfix does the same)
 		}
-		if err != nil {
-			return false, err
+		fields++
+		field = otherField
+		value := h[strings.IndexByte(string(h), ':')+1:]
+		switch {
+		case strings.EqualFold(name, "Content-Type") && ct == nil:
+			field, ct = ctField, append([]byte{}, value...)
+		case strings.EqualFold(name, "Content-Transfer-Encoding"):
+			p.cteAt = append(p.cteAt, span{l.off, l.end})
+			field = cteMore
+			if cte == nil {
+				field, cte = cteField, append([]byte{}, value...)
+			}
+		case strings.EqualFold(name, "MIME-Version"):
+			p.mimeV = true
 		}
+		tooLong = tooLong || (field == ctField || field == cteField) && l.long
+		s.advance()
 	}
-}
-
-// downgrade writes the message from r to w with every 8-bit leaf part
-// re-encoded as quoted-printable (base64 for "binary"), recursing into
-// multipart and message/rfc822 entities (RFC 2045, RFC 2046 section 5).
-// Header fields are left as they are; a multipart preamble and epilogue
-// are dropped (RFC 2046 section 5.1.1: to be ignored).
-func downgrade(w io.Writer, r io.Reader) error {
-	br := bufio.NewReader(r)
-	h, err := textproto.ReadHeader(br)
-	if err != nil {
-		return err
+	if !sep {
+		p.hdrEnd = s.off()
 	}
-	b, changed, err := convert(&h, br, "text/plain", 0)
-	if err != nil {
-		return err
-	}
-	// Fields convert set go at the end of the header section, below the
-	// trace fields that must stay on top (RFC 5321 section 4.4).
-	var extra []string
-	if changed {
-		if cte := h.Get("Content-Transfer-Encoding"); cte != "" {
-			h.Del("Content-Transfer-Encoding")
-			extra = append(extra, "Content-Transfer-Encoding: "+cte)
-		}
-		if !h.Has("Mime-Version") {
-			extra = append(extra, "MIME-Version: 1.0")
-		}
-	}
-	var hb bytes.Buffer
-	if err := textproto.WriteHeader(&hb, h); err != nil {
-		return err
-	}
-	hb.Truncate(hb.Len() - 2) // the blank line
-	for _, f := range extra {
-		hb.WriteString(f + "\r\n")
-	}
-	hb.WriteString("\r\n")
-	if _, err := w.Write(hb.Bytes()); err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
-}
-
-// convert rewrites one entity's body to 7 bits, changing its header h in
-// place, and returns the new body and whether anything changed.
-func convert(h *textproto.Header, body io.Reader, defType string, depth int) ([]byte, bool, error) {
-	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-	if mt == "" || err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
-		mt = defType
-	}
-	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
-	relabel := func() {
-		if cte == "8bit" || cte == "binary" {
-			h.Set("Content-Transfer-Encoding", "7bit")
+	p.bodyStart = s.off()
+	p.mt = mediaType(string(ct), defType)
+	p.cte = strings.ToLower(strings.TrimSpace(string(cte)))
+	composite := strings.HasPrefix(p.mt, "multipart/") || strings.HasPrefix(p.mt, "message/")
+	boundary := ""
+	if strings.HasPrefix(p.mt, "multipart/") {
+		if _, params, err := mime.ParseMediaType(string(ct)); err == nil {
+			boundary = params["boundary"]
 		}
 	}
 	switch {
-	case strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && depth < maxMIMEDepth:
-		child := "text/plain"
-		if mt == "multipart/digest" {
-			child = "message/rfc822"
-		}
-		var buf bytes.Buffer
-		mr := textproto.NewMultipartReader(body, params["boundary"])
-		mw := textproto.NewMultipartWriter(&buf)
-		if err := mw.SetBoundary(params["boundary"]); err != nil {
-			return nil, false, err
-		}
-		changed := false
-		for {
-			p, err := mr.NextPart()
-			if err == io.EOF {
+	case s.parts > maxMIMEParts:
+		p.kind, p.why = opaquePart, fmt.Sprintf("more than %d MIME parts", maxMIMEParts)
+	case tooLong:
+		p.kind, p.why = opaquePart, "a Content-Type or Content-Transfer-Encoding field too long to read"
+	case !composite:
+		p.kind = leafPart
+	case depth >= maxMIMEDepth:
+		p.kind, p.why = opaquePart, fmt.Sprintf("MIME nesting deeper than %d levels", maxMIMEDepth)
+	case strings.HasPrefix(p.mt, "multipart/") && (boundary == "" || len(boundary) > maxBoundary):
+		p.kind, p.why = opaquePart, fmt.Sprintf("a %s part without a usable boundary", p.mt)
+	case strings.HasPrefix(p.mt, "multipart/"):
+		p.kind = multiPart
+	case p.mt == "message/rfc822" || p.mt == "message/global":
+		p.kind = nestedPart
+	default:
+		p.kind, p.why = opaquePart, fmt.Sprintf("a %s part, which cannot be re-encoded (RFC 2045 section 6.4)", p.mt)
+	}
+	switch p.kind {
+	case multiPart:
+		s.multipart(p, depth, boundary, stack)
+	case nestedPart:
+		p.inner = s.entity(depth+1, "text/plain", stack)
+		p.eight, p.conv = p.inner.eight, p.inner.conv
+	default:
+		lines := 0
+		for s.more {
+			if lvl, _ := s.delimiter(stack); lvl >= 0 {
 				break
 			}
-			if err != nil {
-				return nil, false, err
-			}
-			ph := p.Header
-			b, ch, err := convert(&ph, p, child, depth+1)
-			if err != nil {
-				return nil, false, err
-			}
-			changed = changed || ch
-			pw, err := mw.CreatePart(ph)
-			if err != nil {
-				return nil, false, err
-			}
-			if _, err := pw.Write(b); err != nil {
-				return nil, false, err
-			}
+			p.eight = p.eight || s.lr.eight
+			lines++
+			s.advance()
 		}
-		if err := mw.Close(); err != nil {
-			return nil, false, err
+		p.contentEnd = s.off()
+		if s.more && lines > 0 {
+			p.contentEnd -= int64(s.lastEOL)
 		}
-		relabel()
-		return buf.Bytes(), changed, nil
-	case mt == "message/rfc822" && depth < maxMIMEDepth:
-		br := bufio.NewReader(body)
-		ih, err := textproto.ReadHeader(br)
-		if err != nil {
-			return nil, false, err
-		}
-		b, _, err := convert(&ih, br, "text/plain", depth+1)
-		if err != nil {
-			return nil, false, err
-		}
-		var buf bytes.Buffer
-		textproto.WriteHeader(&buf, ih)
-		buf.Write(b)
-		relabel()
-		return buf.Bytes(), true, nil
+		p.conv = p.eight
 	}
-	b, err := io.ReadAll(body)
-	if err != nil {
-		return nil, false, err
+	p.end = s.off()
+	p.delimAfter = s.more
+	if p.conv && s.fail == "" {
+		s.fail = p.unconvertible()
 	}
-	if isASCII(string(b)) {
-		return b, false, nil
-	}
-	var buf bytes.Buffer
-	switch cte {
-	case "quoted-printable":
-		// Raw 8-bit bytes in quoted-printable (invalid, but seen):
-		// =XX decodes to the same byte.
-		for _, c := range b {
-			if c >= 0x80 {
-				fmt.Fprintf(&buf, "=%02X", c)
-			} else {
-				buf.WriteByte(c)
-			}
-		}
-		return buf.Bytes(), true, nil
-	case "base64":
-		// 8-bit bytes are not in the base64 alphabet; decoders skip them.
-		for _, c := range b {
-			if c < 0x80 {
-				buf.WriteByte(c)
-			}
-		}
-		return buf.Bytes(), true, nil
-	}
-	if cte == "binary" {
-		h.Set("Content-Transfer-Encoding", "base64")
-		enc := base64.StdEncoding.EncodeToString(b)
-		for len(enc) > 76 {
-			buf.WriteString(enc[:76] + "\r\n")
-			enc = enc[76:]
-		}
-		buf.WriteString(enc + "\r\n")
-		return buf.Bytes(), true, nil
-	}
-	h.Set("Content-Transfer-Encoding", "quoted-printable")
-	qw := quotedprintable.NewWriter(&buf)
-	qw.Write(b)
-	qw.Close()
-	return buf.Bytes(), true, nil
+	return p
 }
 
-// readHeaderSection returns the message's header section, through the
-// blank line that ends it, or the first limit bytes cut at a line end.
-func readHeaderSection(r io.Reader, limit int) ([]byte, error) {
-	br := bufio.NewReader(io.LimitReader(r, int64(limit)))
-	var out []byte
-	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			out = append(out, line...)
-			continue
+// unconvertible returns why the entity, which needs converting, cannot
+// be converted, or "".
+func (p *part) unconvertible() string {
+	switch p.kind {
+	case opaquePart:
+		return p.why
+	case leafPart:
+		switch p.cte {
+		case "", "7bit", "8bit", "binary", "quoted-printable", "base64":
+			return ""
 		}
-		if err != nil {
-			if err == io.EOF {
-				if i := bytes.LastIndexByte(out, '\n'); i >= 0 {
-					out = out[:i+1]
-				}
-				return out, nil
-			}
-			return out, err
-		}
-		out = append(out, line...)
-		if len(line) <= 2 && strings.TrimRight(string(line), "\r\n") == "" {
-			return out, nil
+		return fmt.Sprintf("unknown Content-Transfer-Encoding %q", p.cte)
+	case multiPart:
+		if len(p.children) == 0 {
+			return fmt.Sprintf("a %s part with 8-bit bytes and no body part", p.mt)
 		}
 	}
+	switch p.cte {
+	case "", "7bit", "8bit", "binary":
+		return ""
+	}
+	return fmt.Sprintf("Content-Transfer-Encoding %q on a %s part (RFC 2045 section 6.4)", p.cte, p.mt)
+}
+
+// multipart reads the body of multipart entity p: preamble, body parts,
+// epilogue.
+func (s *mimeScanner) multipart(p *part, depth int, boundary string, stack []string) {
+	stack = append(stack[:len(stack):len(stack)], boundary)
+	me := len(stack) - 1
+	p.pre.start = s.off()
+	for s.more {
+		if lvl, _ := s.delimiter(stack); lvl >= 0 {
+			break
+		}
+		p.pre8 = p.pre8 || s.lr.eight
+		s.advance()
+	}
+	p.pre.end = s.off()
+	child := "text/plain"
+	if p.mt == "multipart/digest" {
+		child = "message/rfc822" // RFC 2046 section 5.1.5
+	}
+	for s.more {
+		lvl, closing := s.delimiter(stack)
+		if lvl != me {
+			break // an enclosing boundary: this multipart was never closed
+		}
+		p.delims = append(p.delims, span{s.lr.off, s.lr.end})
+		s.advance()
+		if closing {
+			p.closed = true
+			break
+		}
+		c := s.entity(depth+1, child, stack)
+		p.children = append(p.children, c)
+		p.eight = p.eight || c.eight
+		p.conv = p.conv || c.conv
+	}
+	p.epi.start = s.off()
+	if p.closed {
+		for s.more {
+			if lvl, _ := s.delimiter(stack[:me]); lvl >= 0 {
+				break
+			}
+			p.epi8 = p.epi8 || s.lr.eight
+			s.advance()
+		}
+	}
+	p.epi.end = s.off()
+	p.eight = p.eight || p.pre8 || p.epi8
+	p.conv = p.conv || p.pre8 || p.epi8
+}
+
+// mediaType returns the media type of a Content-Type value, lower case:
+// def when there is none, or when it cannot be read (RFC 2045 section
+// 5.2) — except that a value whose type reads multipart/* or message/*
+// stays that type, as a strict next hop reads it so: such an entity is
+// never given a transfer encoding.
+func mediaType(v, def string) string {
+	if strings.TrimSpace(v) == "" {
+		return def
+	}
+	if mt, _, err := mime.ParseMediaType(v); mt != "" && (err == nil || errors.Is(err, mime.ErrInvalidMediaParameter)) {
+		return mt
+	}
+	t, _, _ := strings.Cut(v, ";")
+	t = strings.ToLower(strings.TrimSpace(t))
+	if strings.HasPrefix(t, "multipart/") || strings.HasPrefix(t, "message/") {
+		return t
+	}
+	return def
+}
+
+// mimeCopier is the second pass: it reads the input again, in order, and
+// writes the 7-bit version the parts found by the first pass call for.
+type mimeCopier struct {
+	br  *bufio.Reader
+	pos int64
+	w   io.Writer
+}
+
+// copyTo copies the input up to offset end.
+func (c *mimeCopier) copyTo(end int64) error {
+	return c.through(c.w, end)
+}
+
+// through writes the input up to offset end to w.
+func (c *mimeCopier) through(w io.Writer, end int64) error {
+	if n := end - c.pos; n > 0 {
+		if _, err := io.CopyN(w, c.br, n); err != nil {
+			return err
+		}
+		c.pos = end
+	}
+	return nil
+}
+
+// skipTo skips the input up to offset end.
+func (c *mimeCopier) skipTo(end int64) error {
+	if n := end - c.pos; n > 0 {
+		if _, err := c.br.Discard(int(n)); err != nil {
+			return err
+		}
+		c.pos = end
+	}
+	return nil
+}
+
+func (c *mimeCopier) write(s string) error {
+	_, err := io.WriteString(c.w, s)
+	return err
+}
+
+// part writes entity p; top is true for a message's own header (the
+// whole message, or one encapsulated in message/rfc822), which gets a
+// MIME-Version field when it lacks one and is rewritten.
+func (c *mimeCopier) part(p *part, top bool) error {
+	if !p.conv {
+		return c.copyTo(p.end)
+	}
+	switch p.kind {
+	case leafPart:
+		return c.leaf(p, top)
+	case nestedPart:
+		if err := c.header(p, composite7bit(p.cte), top); err != nil {
+			return err
+		}
+		return c.part(p.inner, true)
+	case multiPart:
+		if err := c.header(p, composite7bit(p.cte), top); err != nil {
+			return err
+		}
+		if err := c.span(p.pre, p.pre8); err != nil {
+			return err
+		}
+		for i, ch := range p.children {
+			if err := c.copyTo(p.delims[i].end); err != nil {
+				return err
+			}
+			if err := c.part(ch, false); err != nil {
+				return err
+			}
+		}
+		if p.closed {
+			if err := c.copyTo(p.delims[len(p.delims)-1].end); err != nil {
+				return err
+			}
+			if err := c.span(p.epi, p.epi8); err != nil {
+				return err
+			}
+		}
+		return c.copyTo(p.end)
+	}
+	return &unconvertibleError{p.why} // the first pass has refused it already
+}
+
+// span copies a preamble or an epilogue, or drops it if it has 8-bit
+// bytes.
+func (c *mimeCopier) span(s span, eight bool) error {
+	if eight {
+		return c.skipTo(s.end)
+	}
+	return c.copyTo(s.end)
+}
+
+// composite7bit is the new label of a composite entity that is converted:
+// 7bit for 8bit or binary, else the same (none or 7bit).
+func composite7bit(cte string) string {
+	if cte == "8bit" || cte == "binary" {
+		return "7bit"
+	}
+	return ""
+}
+
+// header writes p's header: its fields, without the
+// Content-Transfer-Encoding fields if cte is not "", then a
+// Content-Transfer-Encoding field with cte, MIME-Version if top and
+// missing, and the blank line.
+func (c *mimeCopier) header(p *part, cte string, top bool) error {
+	if cte != "" {
+		for _, f := range p.cteAt {
+			if err := c.copyTo(f.start); err != nil {
+				return err
+			}
+			if err := c.skipTo(f.end); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.copyTo(p.hdrEnd); err != nil {
+		return err
+	}
+	var add string
+	if cte != "" {
+		add += "Content-Transfer-Encoding: " + cte + "\r\n"
+	}
+	if top && !p.mimeV {
+		add += "MIME-Version: 1.0\r\n"
+	}
+	if err := c.write(add + "\r\n"); err != nil {
+		return err
+	}
+	return c.skipTo(p.bodyStart)
+}
+
+// leaf writes a leaf entity with an 8-bit body.
+func (c *mimeCopier) leaf(p *part, top bool) error {
+	switch p.cte {
+	case "quoted-printable", "base64":
+		if err := c.header(p, "", top); err != nil {
+			return err
+		}
+		return c.through(&eightFilter{w: c.w, qp: p.cte == "quoted-printable"}, p.end)
+	case "binary":
+		if err := c.header(p, "base64", top); err != nil {
+			return err
+		}
+		enc := base64.NewEncoder(base64.StdEncoding, &wrapWriter{w: c.w, width: 76})
+		if err := c.through(enc, p.contentEnd); err != nil {
+			return err
+		}
+		if err := enc.Close(); err != nil {
+			return err
+		}
+		if err := c.write("\r\n"); err != nil {
+			return err
+		}
+		return c.skipTo(p.end)
+	}
+	if err := c.header(p, "quoted-printable", top); err != nil {
+		return err
+	}
+	q := &qpWriter{w: c.w}
+	if err := c.through(q, p.contentEnd); err != nil {
+		return err
+	}
+	if err := q.Close(); err != nil {
+		return err
+	}
+	if p.delimAfter || !q.atLineStart() {
+		// The line end before the delimiter, which belongs to it, or the
+		// one the message must end with.
+		if err := c.write("\r\n"); err != nil {
+			return err
+		}
+	}
+	return c.skipTo(p.end)
+}
+
+// eightFilter passes on 7-bit bytes; a byte >= 0x80 becomes =XX inside
+// quoted-printable (it decodes to the same byte) and is dropped inside
+// base64 (where decoders skip it).
+type eightFilter struct {
+	w   io.Writer
+	qp  bool
+	out []byte
+}
+
+// Write implements io.Writer.
+func (f *eightFilter) Write(p []byte) (int, error) {
+	out := f.out[:0]
+	for _, c := range p {
+		switch {
+		case c < 0x80:
+			out = append(out, c)
+		case f.qp:
+			out = append(out, '=', hexDigits[c>>4], hexDigits[c&15])
+		}
+	}
+	f.out = out
+	if _, err := f.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

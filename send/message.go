@@ -31,10 +31,15 @@ type msg struct {
 	gone    bool  // the message left queue/
 	abort   error // stop: the message cannot be read, or recording failed
 
-	body8 int8     // 0 unknown, 1 has 8-bit bytes, -1 has none
-	hdr8  int8     // same, for the header section only
-	down  *os.File // 7-bit version of the message, made on demand
-	downN int64
+	// What scan found, once per message: 8-bit bytes, lines longer than
+	// maxLine, the size as sent (those lines broken).
+	scanned, eight, long bool
+	size                 int64
+
+	hdr8     int8     // 0 unknown, 1 the header section has 8-bit bytes, -1 it has none
+	down     *os.File // 7-bit version of the message, made on demand
+	downN    int64
+	downFail *Failure // the message cannot be converted to 7 bits
 }
 
 // process delivers the pending recipients of one due message and records

@@ -130,8 +130,20 @@ func (w *worker) transaction(x *msg, batch []int) (carry []int, res txResult) {
 		}
 		return carry, res
 	}
+	// Lines longer than maxLine are broken on the way (see lineWriter); a
+	// 7-bit version made by body was written that way already.
+	var dst io.Writer = wc
+	var lw *lineWriter
+	if x.long {
+		lw = newLineWriter(wc)
+		dst = lw
+	}
 	src := &errReader{r: body()}
-	if _, err := io.Copy(wc, src); err != nil {
+	_, err = io.Copy(dst, src)
+	if err == nil && lw != nil {
+		err = lw.Flush()
+	}
+	if err != nil {
 		// Close the connection without the final dot: the server
 		// discards what it got.
 		res.dead = true
