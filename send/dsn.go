@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -58,7 +59,9 @@ func (w *worker) spoolDSN(x *msg, id string) error {
 // report-type=delivery-status (RFC 6522, formerly RFC 3462) with
 //
 //  1. a human-readable text/plain part in UTF-8, quoted-printable (RFC
-//     2045 section 6.7), whatever the reply texts and addresses hold;
+//     2045 section 6.7), whatever the reply texts and addresses hold,
+//     with what could mislead a reader (controls, bidi overrides, invalid
+//     UTF-8) escaped by textsafe.Escape;
 //  2. a message/delivery-status part (RFC 3464) in 7 bits, as its
 //     registration requires: a non-ASCII or control character of a
 //     reply is written \x{HEX} (RFC 6533 section 3's EmbeddedUnicodeChar),
@@ -121,7 +124,7 @@ func (n *notice) write(w io.Writer, content func() io.Reader) error {
 		return bw.err
 	}
 	q := &qpWriter{w: w}
-	fmt.Fprintf(q, "This is the mail system at host %s.\r\n\r\n", display(n.host))
+	fmt.Fprintf(q, "This is the mail system at host %s.\r\n\r\n", textsafe.Escape(n.host))
 	fmt.Fprintf(q, "Your message could not be delivered to one or more recipients.\r\n")
 	switch {
 	case ret.n == 0:
@@ -140,7 +143,7 @@ func (n *notice) write(w io.Writer, content func() io.Reader) error {
 			why = fmt.Sprintf("still undeliverable after %s (%d attempts); last error: %s",
 				n.now.Sub(n.arrival).Round(time.Minute), n.attempts, why)
 		}
-		fmt.Fprintf(q, "<%s>: %s\r\n", display(rc.Addr), display(why))
+		fmt.Fprintf(q, "<%s>: %s\r\n", textsafe.Escape(rc.Addr), textsafe.Escape(why))
 	}
 	if err := q.Close(); err != nil {
 		return err
@@ -262,27 +265,11 @@ func dsText(s string) string {
 	return b.String()
 }
 
-// display makes s safe to show to a person: valid UTF-8 (an invalid byte
-// becomes U+FFFD), with C0 and C1 controls, DEL and the bidirectional
-// formatting characters (which can make text read backwards) written
-// \x{HEX}.
-func display(s string) string {
-	var b strings.Builder
-	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
-		if r < ' ' || r >= 0x7f && r <= 0x9f || r == 0x061c || r >= 0x200e && r <= 0x200f ||
-			r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 {
-			fmt.Fprintf(&b, `\x{%X}`, r)
-		} else {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
 // headerSafe reports whether addr can go in the notification's To: field
-// as it is: valid UTF-8 without controls, short enough for one line.
+// as it is: valid UTF-8 with nothing textsafe escapes (controls, format
+// characters), short enough for one line.
 func headerSafe(addr string) bool {
-	return addr != "" && len(addr) <= 900 && utf8.ValidString(addr) && display(addr) == addr
+	return addr != "" && len(addr) <= 900 && utf8.ValidString(addr) && textsafe.Escape(addr) == addr
 }
 
 // returned describes the original header section as a notification

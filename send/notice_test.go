@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
+	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -218,8 +219,8 @@ func checkHostileNotice(t *testing.T, orig, text, rcpt, sender string, local boo
 	}
 	out := testNotice(t, orig, sender, rc, spool.Rcpt{Addr: "other@example.net", Code: 552, Enhanced: "x.y", Text: "?"})
 	np := checkNotice(t, out, orig, sender, 2)
-	if !strings.Contains(np.text, display(rcpt)) {
-		t.Errorf("human-readable part lacks the recipient %q:\n%s", display(rcpt), np.text)
+	if !strings.Contains(np.text, textsafe.Escape(rcpt)) {
+		t.Errorf("human-readable part lacks the recipient %q:\n%s", textsafe.Escape(rcpt), np.text)
 	}
 }
 
