@@ -227,11 +227,12 @@ func dsnStatus(rc spool.Rcpt) string {
 }
 
 // finalRecipient is the Final-Recipient value (RFC 3464 section 2.3.2):
-// "rfc822; addr" for a printable ASCII address, else the RFC 6533
+// "rfc822; addr" for a printable ASCII address (that does not start or
+// end with a space, which unfolding would lose), else the RFC 6533
 // section 3 "utf-8" type in its 7-bit utf-8-addr-xtext form, every
 // character but QCHAR written \x{HEX}.
 func finalRecipient(addr string) string {
-	printable := true
+	printable := addr != "" && addr[0] != ' ' && addr[len(addr)-1] != ' '
 	for i := 0; i < len(addr); i++ {
 		printable = printable && addr[i] >= ' ' && addr[i] <= '~'
 	}

@@ -131,7 +131,7 @@ func checkNotice(t *testing.T, out, orig, sender string, rcpts int) noticeParts 
 			}
 			for _, h := range np.perRcpt {
 				fr := h.Get("Final-Recipient")
-				if !strings.HasPrefix(fr, "rfc822; ") && !strings.HasPrefix(fr, "utf-8; ") ||
+				if !strings.HasPrefix(fr, "rfc822; ") && !strings.HasPrefix(fr, "utf-8;") ||
 					h.Get("Action") != "failed" || !statusRE.MatchString(h.Get("Status")) {
 					return fail("per-recipient group %v", h)
 				}
@@ -202,6 +202,7 @@ func FuzzNotice(f *testing.F) {
 	f.Add("X-Long: "+strings.Repeat("w ", 800)+strings.Repeat("x", 1500)+"\r\n\r\nb\r\n", "d\u00e9j\u00e0 vu \u202e", "d\u00e9j\u00e0@x.test", "s\u00e9@example.org", false)
 	f.Add("Subject: \xe9t\xe9\x00\r\nX: a\rb\nY: c\r\n\r\n", "a\r\nb\x00\x1b[31m\xff", "a\x01b@x", "s@x", true)
 	f.Add("no header at all\r\n", "", "\"a b\"@x", "", false)
+	f.Add("Subject: x\r\n\r\n", "0", " ", "0", false)
 	f.Add(strings.Repeat("X-H: "+strings.Repeat("y", 100)+"\r\n", 30), strings.Repeat("451-4.3.0 line of a long reply\r\n", 60), "c@x", "s@x", false)
 	f.Add("--=_20261121T100000.0123456789abcdef\r\nSubject: x\r\n\r\n", "--=_20261121T100000.0123456789abcdef--", "d@x", "s@x", false)
 	f.Fuzz(checkHostileNotice)
