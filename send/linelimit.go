@@ -36,6 +36,7 @@ type lineWriter struct {
 	err  error
 }
 
+// newLineWriter returns a lineWriter that writes to w.
 func newLineWriter(w io.Writer) *lineWriter {
 	return &lineWriter{w: w, line: make([]byte, 0, maxLine+1)}
 }

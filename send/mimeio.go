@@ -29,6 +29,7 @@ type lineReader struct {
 	err    error
 }
 
+// newLineReader returns a lineReader of r; scan reads the first line.
 func newLineReader(r io.Reader) *lineReader {
 	return &lineReader{br: bufio.NewReaderSize(r, 16<<10), head: make([]byte, 0, 256)}
 }
