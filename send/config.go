@@ -13,6 +13,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 )
 
 // TLSMode is how the connection to a smarthost is protected. The zero value
@@ -46,7 +48,7 @@ func (m TLSMode) String() string {
 // lets envconfig read SMTP_SMARTHOST_TLS.
 func (m *TLSMode) UnmarshalText(b []byte) error {
 	for i, n := range tlsModeNames {
-		if strings.EqualFold(string(b), n) {
+		if ascii.EqualFold(b, n) {
 			*m = TLSMode(i)
 			return nil
 		}

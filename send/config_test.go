@@ -33,6 +33,10 @@ func TestParseSmarthosts(t *testing.T) {
 	if err := m.UnmarshalText([]byte("ssl")); err == nil {
 		t.Error("ssl accepted")
 	}
+	// Case folds in ASCII only: U+017F (long s) is not an s.
+	if err := m.UnmarshalText([]byte("\u017ftarttls")); err == nil {
+		t.Errorf("U+017F taken for s: %v", m)
+	}
 }
 
 func TestBackoff(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -350,15 +351,15 @@ func (s *mimeScanner) entity(depth int, defType string, stack []string) *part {
 		field = otherField
 		value := h[strings.IndexByte(string(h), ':')+1:]
 		switch {
-		case strings.EqualFold(name, "Content-Type") && ct == nil:
+		case ascii.EqualFold(name, "Content-Type") && ct == nil:
 			field, ct = ctField, append([]byte{}, value...)
-		case strings.EqualFold(name, "Content-Transfer-Encoding"):
+		case ascii.EqualFold(name, "Content-Transfer-Encoding"):
 			p.cteAt = append(p.cteAt, span{l.off, l.end})
 			field = cteMore
 			if cte == nil {
 				field, cte = cteField, append([]byte{}, value...)
 			}
-		case strings.EqualFold(name, "MIME-Version"):
+		case ascii.EqualFold(name, "MIME-Version"):
 			p.mimeV = true
 		}
 		tooLong = tooLong || (field == ctField || field == cteField) && l.long
@@ -369,7 +370,7 @@ func (s *mimeScanner) entity(depth int, defType string, stack []string) *part {
 	}
 	p.bodyStart = s.off()
 	p.mt = mediaType(string(ct), defType)
-	p.cte = strings.ToLower(strings.TrimSpace(string(cte)))
+	p.cte = ascii.Lower(strings.TrimSpace(string(cte)))
 	composite := strings.HasPrefix(p.mt, "multipart/") || strings.HasPrefix(p.mt, "message/")
 	boundary := ""
 	if strings.HasPrefix(p.mt, "multipart/") {
@@ -511,7 +512,7 @@ func mediaType(v, def string) string {
 		return mt
 	}
 	t, _, _ := strings.Cut(v, ";")
-	t = strings.ToLower(strings.TrimSpace(t))
+	t = ascii.Lower(strings.TrimSpace(t))
 	if strings.HasPrefix(t, "multipart/") || strings.HasPrefix(t, "message/") {
 		return t
 	}

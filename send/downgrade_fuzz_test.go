@@ -199,3 +199,21 @@ func entityLeaves(e *message.Entity, def string, depth int, out *[]string) bool 
 	*out = append(*out, strings.TrimSuffix(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n"))
 	return err == nil
 }
+
+// TestDowngradeFieldNamesASCII: a line that names
+// Content-Transfer-Encoding only under Unicode folding (U+017F, long s)
+// is no header field at all (a field name is printable ASCII, RFC 5322
+// section 2.2), so the body starts there; it is never taken for the
+// part's transfer encoding and dropped, as strings.EqualFold would have.
+func TestDowngradeFieldNamesASCII(t *testing.T) {
+	in := "From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"Content-Tran\u017ffer-Encoding: 8bit\r\n\r\nh\u00e9llo\r\n"
+	var out bytes.Buffer
+	if err := downgrade(&out, strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "\r\nContent-Transfer-Encoding: quoted-printable\r\n") ||
+		!strings.Contains(out.String(), "\r\nContent-Tran=C5=BFfer-Encoding: 8bit\r\n") {
+		t.Errorf("want the line kept, encoded in the body:\n%s", out.String())
+	}
+}

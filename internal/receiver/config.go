@@ -14,6 +14,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
@@ -136,7 +137,7 @@ func (c *Config) check() error {
 }
 
 func (c *Config) bareMode() (protocol.BareLineEndings, error) {
-	switch strings.ToLower(c.BareLineEndings) {
+	switch ascii.Lower(c.BareLineEndings) {
 	case "reject":
 		return protocol.RejectBare, nil
 	case "normalize":
