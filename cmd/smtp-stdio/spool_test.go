@@ -43,10 +43,16 @@ func TestUnsafeSpoolEachWayRefused(t *testing.T) {
 }
 
 // SMTP_MAX_RECIPIENTS past what a message file holds (spool.MaxRecipients)
-// cannot make a message fail at DATA: the recipients past the spool's limit
-// get 452 4.5.3 and the message is spooled with the first MaxRecipients.
+// is a configuration error, never a message that fails at DATA; at the
+// limit itself, the recipients past it get 452 4.5.3 and the message is
+// spooled with the first spool.MaxRecipients.
 func TestRecipientsCappedBySpool(t *testing.T) {
 	sd := newSpool(t)
+	r := serve(t, withStdin(newCmd(sd, "SMTP_MAX_RECIPIENTS="+strconv.Itoa(spool.MaxRecipients+1)), "QUIT\r\n"), 30*time.Second)
+	if !strings.HasPrefix(r.out, "421 4.3.0 ") || r.state.ExitCode() != 78 || !strings.Contains(r.errOut, "SMTP_MAX_RECIPIENTS") {
+		t.Errorf("over the spool's limit: exit %d, stdout %q, stderr %q", r.state.ExitCode(), r.out, r.errOut)
+	}
+
 	n := spool.MaxRecipients + 5
 	var in strings.Builder
 	in.WriteString("EHLO c.example\r\nMAIL FROM:<a@example.net>\r\n")
@@ -54,7 +60,7 @@ func TestRecipientsCappedBySpool(t *testing.T) {
 		fmt.Fprintf(&in, "RCPT TO:<r%d@example.org>\r\n", i)
 	}
 	in.WriteString("DATA\r\n" + helloBody + ".\r\nQUIT\r\n")
-	r := serve(t, withStdin(newCmd(sd, "SMTP_MAX_RECIPIENTS="+strconv.Itoa(2*n)), in.String()), 60*time.Second)
+	r = serve(t, withStdin(newCmd(sd, "SMTP_MAX_RECIPIENTS="+strconv.Itoa(spool.MaxRecipients)), in.String()), 60*time.Second)
 	want := []string{"220 ", "250 ", "250 2.1.0 "}
 	for i := range n {
 		if i < spool.MaxRecipients {

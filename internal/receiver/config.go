@@ -18,6 +18,7 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
+	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
 // Prefix is the prefix of every environment variable smtp-stdio reads.
@@ -31,7 +32,7 @@ type Config struct {
 	LocalDomains    []string      `split_words:"true" desc:"comma-separated domains whose recipients are accepted from any client"`
 	RelayClients    []string      `split_words:"true" default:"127.0.0.0/8,::1/128" desc:"comma-separated CIDRs of clients that may send to any domain"`
 	MaxMessageSize  int64         `split_words:"true" default:"26214400" desc:"largest message accepted, in bytes (advertised as SIZE)"`
-	MaxRecipients   int           `split_words:"true" default:"100" desc:"most RCPT TO per message (RFC 5321 4.5.3.1.8); more get 452 4.5.3"`
+	MaxRecipients   int           `split_words:"true" default:"100" desc:"most RCPT TO per message (RFC 5321 4.5.3.1.8); more get 452 4.5.3; at most 1000"`
 	MaxLineLength   int           `split_words:"true" default:"2048" desc:"longest command line in bytes, CRLF included; longer lines get 500 5.5.2"`
 	MaxErrors       int           `split_words:"true" default:"20" desc:"refusals (4xx and 5xx replies but 452 4.5.3) before 421 and disconnect (0: no limit)"`
 	MaxReceived     int           `split_words:"true" default:"50" desc:"Received: headers a message may carry; more is a mail loop, 554 5.4.6"`
@@ -102,8 +103,9 @@ func (c *Config) check() error {
 	if c.MaxMessageSize <= 0 {
 		return bad("MAX_MESSAGE_SIZE", "must be positive")
 	}
-	if c.MaxRecipients < 1 {
-		return bad("MAX_RECIPIENTS", "must be at least 1")
+	if c.MaxRecipients < 1 || c.MaxRecipients > spool.MaxRecipients {
+		// A spool file holds at most spool.MaxRecipients forward-paths.
+		return bad("MAX_RECIPIENTS", fmt.Sprintf("must be from 1 to %d (RFC 5321 4.5.3.1.8 asks for at least 100)", spool.MaxRecipients))
 	}
 	if c.MaxLineLength < 512 {
 		return bad("MAX_LINE_LENGTH", "must be at least 512 (RFC 5321 4.5.3.1.4)")

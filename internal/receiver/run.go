@@ -151,13 +151,6 @@ func Main(args []string) int {
 	}
 
 	pc := cfg.Protocol(start)
-	if pc.MaxRecipients <= 0 || pc.MaxRecipients > spool.MaxRecipients {
-		// A message file holds at most spool.MaxRecipients; the
-		// recipients past it get 452 4.5.3 (RFC 5321 section
-		// 4.5.3.1.10) and are sent again in another transaction,
-		// rather than the whole message failing at DATA.
-		pc.MaxRecipients = spool.MaxRecipients
-	}
 	// A client that stops reading must not hold the process much past
 	// the session deadline; the grace lets the final 421 be written when
 	// the deadline ends a read.
