@@ -9,8 +9,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/smtp-stdio/smtp-stdio/domain"
 	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
-	"github.com/smtp-stdio/smtp-stdio/internal/domain"
 )
 
 // Command is one parsed command line (RFC 5321 section 4.1.1).

@@ -9,8 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/domain"
 	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
-	"github.com/smtp-stdio/smtp-stdio/internal/domain"
 )
 
 var (
