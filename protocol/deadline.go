@@ -11,20 +11,19 @@ import (
 // command and each block of message text, the whole session's
 // Config.Deadline, and the minimum data rate during DATA.
 
-// readError ends the session after a failed read: 421 on a timeout,
-// whether the client fell silent or below Config.MinDataRate.
-func (s *Session) readError(err error, phase string) error {
+// readError ends the session after a failed read: 421 and ErrTimeout on
+// a timeout, whether the client fell silent or below
+// Config.MinDataRate; no reply and the wrapped error otherwise.
+func (s *Session) readError(err error, phase string) (*Reply, error) {
 	switch {
 	case errors.Is(err, errTooSlow), errors.Is(err, os.ErrDeadlineExceeded) && s.slow:
 		s.log.Info("timeout", "phase", phase, "reason", "data rate below minimum", "min_rate", s.cfg.MinDataRate)
-		_ = s.send(replyTooSlow(s.cfg.Hostname)) // the client may well be gone
+		return replyTooSlow(s.cfg.Hostname), ErrTimeout
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.log.Info("timeout", "phase", phase)
-		_ = s.send(replyTimeout(s.cfg.Hostname))
-	default:
-		return fmt.Errorf("protocol: reading %s: %w", phase, err)
+		return replyTimeout(s.cfg.Hostname), ErrTimeout
 	}
-	return ErrTimeout
+	return nil, fmt.Errorf("protocol: reading %s: %w", phase, err)
 }
 
 // setDeadline sets the read deadline timeout from now, or Config.Deadline

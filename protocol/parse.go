@@ -41,22 +41,6 @@ type Command struct {
 	SMTPUTF8 bool
 }
 
-// unimplemented lists verbs that have a meaning in SMTP but that this
-// server does not carry out; they get 502 5.5.1, anything else unknown
-// gets 500 5.5.2 (RFC 5321 section 4.2.4).
-var unimplemented = map[Verb]bool{
-	"EXPN":     true, // RFC 5321 section 3.5: we expand no lists
-	"TURN":     true, // RFC 821, insecure
-	"ETRN":     true, // RFC 1985
-	"ATRN":     true, // RFC 2645
-	"BDAT":     true, // RFC 3030, CHUNKING is not advertised
-	"STARTTLS": true, // RFC 3207, TLS is the launcher's business
-	"AUTH":     true, // RFC 4954
-	"SEND":     true, // RFC 821, removed by RFC 5321
-	"SOML":     true,
-	"SAML":     true,
-}
-
 // Length limits of RFC 5321 section 4.5.3.1, in octets.
 const (
 	maxLocalPart = 64  // section 4.5.3.1.1
@@ -78,32 +62,14 @@ func ParseCommand(line []byte) (Command, error) {
 	}
 	word, arg, _ := strings.Cut(strings.TrimRight(string(line), " \t"), " ")
 	v := Verb(upperASCII(word))
-	if _, ok := antecedents[v]; !ok {
-		if unimplemented[v] {
-			return Command{Verb: v}, replyNotImpl
-		}
+	c := lookup(v)
+	switch {
+	case c == nil:
 		return Command{}, replyUnrecognized
+	case c.run == nil:
+		return Command{Verb: v}, replyNotImpl
 	}
-	cmd := Command{Verb: v, Arg: strings.TrimLeft(arg, " ")}
-	switch v {
-	case VerbHELO, VerbEHLO:
-		if cmd.Arg == "" {
-			return cmd, replyHeloSyntax
-		}
-	case VerbVRFY:
-		if cmd.Arg == "" {
-			return cmd, replyVRFYSyntax
-		}
-	case VerbDATA, VerbRSET, VerbQUIT:
-		if cmd.Arg != "" {
-			return cmd, replyNoArguments
-		}
-	case VerbMAIL:
-		return parseMail(cmd)
-	case VerbRCPT:
-		return parseRcpt(cmd)
-	}
-	return cmd, nil
+	return c.args(Command{Verb: v, Arg: strings.TrimLeft(arg, " ")})
 }
 
 // parseMail parses "FROM:<reverse-path> [params]" (RFC 5321 section

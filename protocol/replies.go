@@ -46,6 +46,13 @@ func replyBye(host string) *Reply {
 	return &Reply{Code: 221, Enhanced: "2.0.0", Lines: []string{host + " closing connection"}}
 }
 
+// replyHelp answers HELP (RFC 5321 section 4.1.1.8) with the verbs
+// carried out, made from the command table (commands.go):
+// "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY; see RFC 5321".
+func replyHelp(verbs string) *Reply {
+	return &Reply{Code: 214, Enhanced: "2.0.0", Lines: []string{"Commands: " + verbs + "; see RFC 5321"}}
+}
+
 // replyQueued answers the end of DATA once the message is committed.
 func replyQueued(id string) *Reply {
 	return &Reply{Code: 250, Enhanced: "2.0.0", Lines: []string{"OK queued as " + id}}
@@ -91,7 +98,6 @@ var (
 	replyOK     = reply(250, "2.0.0", "OK")
 	replyMailOK = reply(250, "2.1.0", "Sender OK")
 	replyRcptOK = reply(250, "2.1.5", "Recipient OK")
-	replyHelp   = reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY; see RFC 5321")
 	// RFC 5321 section 3.5.3: 252 when the server will not verify.
 	replyVRFY = reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery")
 	// RFC 5321 section 4.3.2; no enhanced code, see above.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/domain"
@@ -142,93 +141,77 @@ func (s *Session) Serve(r *bufio.Reader, w io.Writer, d Deadliner) error {
 }
 
 func (s *Session) serve() error {
-	if err := s.send(replyGreeting(s.cfg.Hostname, s.cfg.Greeting)); err != nil {
+	if err := s.answer(replyGreeting(s.cfg.Hostname, s.cfg.Greeting), nil); err != nil {
 		return err
 	}
 	for {
-		if err := s.command(); err != nil {
+		if err := s.answer(s.execute()); err != nil {
 			return err
 		}
 		if s.cfg.MaxErrors > 0 && s.errors > s.cfg.MaxErrors {
 			s.log.Info("too many errors", "errors", s.errors)
-			if err := s.send(replyTooManyErrors(s.cfg.Hostname)); err != nil {
-				return err
-			}
-			return ErrTooManyErrors
+			return s.answer(replyTooManyErrors(s.cfg.Hostname), ErrTooManyErrors)
 		}
 	}
 }
 
-// command reads and carries out one command.
-func (s *Session) command() error {
+// execute reads one command line and carries it out: the checks every
+// command passes, in order, then the handler from its row of the command
+// table (commands.go). It returns the reply to write and, when the
+// session ends with it, the error for Serve.
+func (s *Session) execute() (*Reply, error) {
 	// RFC 2920 section 3.2: send the replies before waiting for input.
 	if !lineBuffered(s.r) {
 		if err := s.flush(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	s.setDeadline(s.cfg.CommandTimeout)
 	line, err := readLine(s.r, s.line, s.cfg.MaxLineLength)
 	s.line = line
 	if errors.Is(err, errLineTooLong) {
-		return s.refuse("", replyLineTooLong)
+		return s.refuse("", replyLineTooLong), nil
 	} else if err != nil {
 		return s.readError(err, "command")
 	}
 	if nonSMTP(line) {
 		s.log.Warn("non-SMTP command", "line", truncate(line, 100), "state", s.state.String())
-		if err := s.send(replyNonSMTP(s.cfg.Hostname)); err != nil {
-			return err
-		}
-		return ErrNonSMTP
+		return replyNonSMTP(s.cfg.Hostname), ErrNonSMTP
 	}
 	cmd, perr := ParseCommand(line)
-	if s.improperPipelining(cmd.Verb) {
+	c := lookup(cmd.Verb)
+	if s.improperPipelining(c) {
 		s.log.Warn("improper pipelining", "verb", string(cmd.Verb), "state", s.state.String())
-		if err := s.send(replyImproperPipelining); err != nil {
+		return replyImproperPipelining, ErrImproperPipelining
+	}
+	switch {
+	case c == nil || c.run == nil: // unknown, or known and not carried out
+		return s.refuse(cmd.Verb, replyFor(perr)), nil
+	case !c.after.has(s.state):
+		return s.refuse(cmd.Verb, outOfSequence(cmd.Verb, s.state)), nil
+	case perr != nil:
+		return s.refuse(cmd.Verb, replyFor(perr)), nil
+	}
+	return c.run(s, cmd)
+}
+
+// answer is the one place where the reply to a command is written (send
+// counts it): r, when not nil, then end is returned, the error that ends
+// the session, or nil to go on. A failed write ends the session with the
+// write error, except after a timeout: that client may well be gone, and
+// ErrTimeout says more.
+func (s *Session) answer(r *Reply, end error) error {
+	if r != nil {
+		if err := s.send(r); err != nil && !errors.Is(end, ErrTimeout) {
 			return err
 		}
-		return ErrImproperPipelining
 	}
-	if _, ok := antecedents[cmd.Verb]; !ok {
-		return s.refuse(cmd.Verb, replyFor(perr))
-	}
-	if !allowed(cmd.Verb, s.state) {
-		return s.refuse(cmd.Verb, outOfSequence(cmd.Verb, s.state))
-	}
-	if perr != nil {
-		return s.refuse(cmd.Verb, replyFor(perr))
-	}
-	switch cmd.Verb {
-	case VerbHELO, VerbEHLO:
-		return s.hello(cmd)
-	case VerbMAIL:
-		return s.mail(cmd)
-	case VerbRCPT:
-		return s.rcpt(cmd)
-	case VerbDATA:
-		return s.data()
-	case VerbRSET:
-		s.reset()
-		return s.send(replyOK)
-	case VerbNOOP:
-		return s.send(replyOK)
-	case VerbHELP:
-		return s.send(replyHelp)
-	case VerbVRFY:
-		return s.send(replyVRFY)
-	case VerbQUIT:
-		if err := s.send(replyBye(s.cfg.Hostname)); err != nil {
-			return err
-		}
-		return errQuit
-	}
-	return s.refuse(cmd.Verb, replyUnrecognized) // a verb in the table without a handler
+	return end
 }
 
 // hello carries out EHLO and HELO (RFC 5321 section 4.1.1.1): they end
 // any transaction.
-func (s *Session) hello(cmd Command) error {
+func (s *Session) hello(cmd Command) (*Reply, error) {
 	s.env.Helo = sanitizeHelo(cmd.Arg)
 	s.env.Protocol = "SMTP"
 	r := replyHELO(s.cfg.Hostname, s.env.Helo)
@@ -238,30 +221,30 @@ func (s *Session) hello(cmd Command) error {
 	}
 	s.reset()
 	s.log.Info("helo", "helo", s.env.Helo, "protocol", s.env.Protocol)
-	return s.send(r)
+	return r, nil
 }
 
 // mail carries out MAIL FROM (RFC 5321 section 4.1.1.2).
-func (s *Session) mail(cmd Command) error {
+func (s *Session) mail(cmd Command) (*Reply, error) {
 	if cmd.Params && s.env.Protocol != "ESMTP" {
-		return s.refuse(cmd.Verb, replyParamNoEHLO)
+		return s.refuse(cmd.Verb, replyParamNoEHLO), nil
 	}
 	if s.cfg.MaxMessageSize > 0 && cmd.Size > s.cfg.MaxMessageSize {
 		s.log.Info("mail", "from", cmd.Path, "size", cmd.Size, "code", replyTooBig.Code)
-		return s.send(replyTooBig)
+		return replyTooBig, nil
 	}
 	s.env.From, s.env.Body, s.env.SMTPUTF8, s.env.Size = cmd.Path, cmd.Body, cmd.SMTPUTF8, cmd.Size
 	s.env.To = nil
 	clear(s.rcpts)
 	s.state = StateMail
 	s.log.Info("mail", "from", cmd.Path, "size", cmd.Size, "code", replyMailOK.Code)
-	return s.send(replyMailOK)
+	return replyMailOK, nil
 }
 
 // rcpt carries out RCPT TO (RFC 5321 section 4.1.1.3).
-func (s *Session) rcpt(cmd Command) error {
+func (s *Session) rcpt(cmd Command) (*Reply, error) {
 	if !s.env.SMTPUTF8 && !isASCII(cmd.Path) { // RFC 6531 section 3.4
-		return s.refuse(cmd.Verb, replyNeedSMTPUTF8)
+		return s.refuse(cmd.Verb, replyNeedSMTPUTF8), nil
 	}
 	path := cmd.Path
 	if path == "postmaster" { // the parser's name for <postmaster> in any case
@@ -291,7 +274,7 @@ func (s *Session) rcpt(cmd Command) error {
 	} else {
 		s.log.Info("rcpt rejected", "rcpt", path, "code", r.Code)
 	}
-	return s.send(r)
+	return r, nil
 }
 
 // rcptKey is the form in which two forward-paths are the same recipient:
@@ -323,15 +306,16 @@ func (s *Session) reset() {
 	}
 }
 
-// refuse sends r for a bad command and logs it.
-func (s *Session) refuse(v Verb, r *Reply) error {
+// refuse logs r, the reply to a bad command, and returns it.
+func (s *Session) refuse(v Verb, r *Reply) *Reply {
 	s.log.Info("protocol error", "verb", string(v), "code", r.Code, "state", s.state.String())
-	return s.send(r)
+	return r
 }
 
 // send buffers r for the client, counting it toward Config.MaxErrors
 // when countsAsError says so. Every reply goes through here, so no
-// refusal escapes the count.
+// refusal escapes the count: each command's from Session.answer, and the
+// one intermediate reply, DATA's 354, from Session.data.
 func (s *Session) send(r *Reply) error {
 	if countsAsError(r) {
 		s.errors++
@@ -403,113 +387,6 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-// data carries out DATA (RFC 5321 section 4.1.1.4): Begin, 354, the
-// Received: header, the message, then Commit and 250, or Abort and the
-// reason. The transaction ends either way.
-func (s *Session) data() error {
-	env := s.env
-	env.To = slices.Clone(s.env.To)
-	s.reset()
-	mw, err := s.delivery.Begin(&env)
-	if err == nil && mw == nil {
-		err = errors.New("protocol: Begin returned no MessageWriter")
-	}
-	if err != nil {
-		r := replyFor(err)
-		s.log.Warn("message rejected", "reason", "begin: "+err.Error(), "code", r.Code)
-		return s.send(r)
-	}
-	id, committed := mw.QueueID(), false
-	defer func() {
-		if !committed {
-			if err := mw.Abort(); err != nil {
-				s.log.Warn("abort failed", "queue_id", id, "err", err)
-			}
-		}
-	}()
-	if err := s.send(replyStartData); err != nil {
-		return err
-	}
-	if err := s.flush(); err != nil {
-		return err
-	}
-	start := s.cfg.Now()
-	var dst io.Writer = mw
-	var hw *headerWriter
-	hdrErr := writeReceived(mw, &env, s.cfg.Hostname, id, start)
-	switch {
-	case hdrErr != nil:
-		dst = io.Discard // read on to the end all the same
-	case s.cfg.CheckHeader != nil:
-		hw = s.headerWriter(mw, &env)
-		dst = hw
-	}
-	res, err := ReadData(s.r, dst, DataOptions{
-		BareLineEndings: s.cfg.BareLineEndings,
-		MaxSize:         s.cfg.MaxMessageSize,
-		BeforeRead:      func(read int64) error { return s.dataDeadline(start, read) },
-	})
-	if hw != nil {
-		s.header = hw.buf[:0] // keep the capacity for the next message
-	}
-	if err != nil {
-		return s.readError(err, "data")
-	}
-	if res.WriteErr == nil {
-		res.WriteErr = hdrErr
-	}
-	rejectBare := res.Bare && s.cfg.BareLineEndings == RejectBare
-	if hw != nil && res.WriteErr == nil && !rejectBare && !res.TooBig {
-		res.WriteErr = hw.finish()
-	}
-	var r *Reply
-	reason := ""
-	switch {
-	case rejectBare:
-		r, reason = replyBareLineEnding, "bare CR or LF"
-	case res.TooBig:
-		r, reason = replyTooBig, "too big"
-	case res.Received > s.cfg.MaxReceived:
-		r, reason = replyMailLoop, "mail loop"
-	case hw != nil && hw.reject != nil:
-		r, reason = hw.reject, "header: "+hw.reject.Error()
-	case res.WriteErr != nil:
-		r, reason = replyFor(res.WriteErr), "write: "+res.WriteErr.Error()
-	default:
-		if err := mw.Commit(); err != nil {
-			r, reason = replyFor(err), "commit: "+err.Error()
-		} else {
-			committed = true
-			s.messages++
-			s.log.Info("message accepted", "queue_id", id, "size", res.Size,
-				"from", env.From, "nrcpt", len(env.To), "bare", res.Bare)
-			return s.send(replyQueued(id))
-		}
-	}
-	s.log.Warn("message rejected", "queue_id", id, "reason", reason, "code", r.Code,
-		"size", res.Size, "received", res.Received)
-	return s.send(r)
-}
-
-// headerWriter returns the writer that holds back the header section of
-// the message for env until Config.CheckHeader has passed it. The check's
-// answer is vetted like any foreign one: a refusal must be a refusal,
-// and added fields must be well-formed lines, or the message gets 451.
-func (s *Session) headerWriter(mw io.Writer, env *Envelope) *headerWriter {
-	check := func(header []byte) ([]byte, *Reply) {
-		add, r := s.cfg.CheckHeader(env, header)
-		if r != nil {
-			return nil, refusal(r)
-		}
-		if !validAdded(add) {
-			s.log.Warn("header check added malformed fields", "len", len(add))
-			return nil, replyLocalError
-		}
-		return add, nil
-	}
-	return &headerWriter{w: mw, check: check, buf: s.header[:0], max: s.cfg.MaxHeaderSize}
 }
 
 // truncate returns at most n bytes of line as a string for a log

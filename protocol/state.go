@@ -58,31 +58,13 @@ func states(ss ...State) stateSet {
 
 func (set stateSet) has(s State) bool { return set&(1<<s) != 0 }
 
+// anyState is every state: the column of the commands that may come at
+// any time.
 var anyState = states(StateInit, StateHelo, StateMail, StateRcpt)
 
-// antecedents is the antecedent-state map: for each command it carries
-// out, the states the command may follow (RFC 5321 section 4.1.4). It is
-// the only sequence check: Session.execute consults it before any handler
-// runs, and a command outside its set gets 503 5.5.1 (RFC 5321 section
-// 4.3.2). A verb missing here is not carried out at all (500 or 502).
-var antecedents = map[Verb]stateSet{
-	VerbHELO: anyState,
-	VerbEHLO: anyState,
-	VerbMAIL: states(StateHelo),
-	VerbRCPT: states(StateMail, StateRcpt),
-	VerbDATA: states(StateRcpt),
-	VerbRSET: anyState,
-	VerbNOOP: anyState,
-	VerbQUIT: anyState,
-	VerbHELP: anyState,
-	VerbVRFY: anyState,
-}
-
-// allowed reports whether v may follow state s.
-func allowed(v Verb, s State) bool { return antecedents[v].has(s) }
-
-// outOfSequence is the 503 reply for a v that may not follow s: it says
-// what the client has to send first. It only picks the wording; allowed
+// outOfSequence is the 503 reply (RFC 5321 section 4.3.2) for a v that
+// may not follow s: it says what the client has to send first. It only
+// picks the wording; the after column of the command table (commands.go)
 // decides.
 func outOfSequence(v Verb, s State) *Reply {
 	switch {

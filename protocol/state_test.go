@@ -24,8 +24,8 @@ func TestAntecedentTable(t *testing.T) {
 		VerbHELP: {true, true, true, true},
 		VerbVRFY: {true, true, true, true},
 	}
-	if len(antecedents) != len(want) {
-		t.Errorf("table has %d verbs, want %d", len(antecedents), len(want))
+	if n := len(carriedOut()); n != len(want) {
+		t.Errorf("table has %d verbs, want %d", n, len(want))
 	}
 	for v, row := range want {
 		for s := range numStates {
@@ -62,8 +62,8 @@ func TestSessionStates(t *testing.T) {
 		VerbHELP: {"HELP", "214 2.0.0 ", numStates},
 		VerbVRFY: {"VRFY b", "252 2.5.2 ", numStates},
 	}
-	if len(commands) != len(antecedents) {
-		t.Fatalf("test covers %d verbs, table has %d", len(commands), len(antecedents))
+	if n := len(carriedOut()); len(commands) != n {
+		t.Fatalf("test covers %d verbs, table has %d", len(commands), n)
 	}
 	for v, c := range commands {
 		for s := range numStates {
@@ -112,6 +112,17 @@ func TestSessionStates(t *testing.T) {
 	}
 }
 
+// carriedOut returns the verbs of the command table that have a handler.
+func carriedOut() []Verb {
+	var verbs []Verb
+	for _, c := range commands {
+		if c.run != nil {
+			verbs = append(verbs, c.verb)
+		}
+	}
+	return verbs
+}
+
 func replyLines(s string) []string {
 	return strings.Split(strings.TrimSuffix(s, "\r\n"), "\r\n")
 }
@@ -125,5 +136,32 @@ func TestStateString(t *testing.T) {
 	var zero State
 	if zero != StateInit {
 		t.Errorf("zero State is %s, want Init", zero)
+	}
+}
+
+// TestCommandTable checks the rows against each other: every verb once
+// and in upper case, a verb carried out has an argument check and some
+// state to follow, one not carried out has neither, and HELP lists the
+// verbs carried out in table order.
+func TestCommandTable(t *testing.T) {
+	seen := map[Verb]bool{}
+	for _, c := range commands {
+		if seen[c.verb] || string(c.verb) != upperASCII(string(c.verb)) || c.verb == "" {
+			t.Errorf("verb %q twice, empty or not in upper case", c.verb)
+		}
+		seen[c.verb] = true
+		if (c.run != nil) != (c.args != nil) || (c.run != nil) != (c.after != 0) {
+			t.Errorf("%s: handler, argument check and states disagree", c.verb)
+		}
+		if c.group == endsSession && c.verb != VerbQUIT {
+			t.Errorf("%s ends the session", c.verb)
+		}
+	}
+	var verbs []string
+	for _, v := range carriedOut() {
+		verbs = append(verbs, string(v))
+	}
+	if got, want := replyHelpAll.Lines[0], "Commands: "+strings.Join(verbs, " ")+"; see RFC 5321"; got != want {
+		t.Errorf("HELP says %q, want %q", got, want)
 	}
 }

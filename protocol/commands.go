@@ -1,0 +1,156 @@
+package protocol
+
+import "strings"
+
+// command is one row of the command table: all that the session knows of
+// one verb. Session.execute runs the checks every command passes, in
+// this order: the verb is known and carried out, it may follow the
+// current state, its arguments parse; only then does the handler run.
+type command struct {
+	verb Verb
+	// after is the set of states the command may follow (RFC 5321
+	// section 4.1.4); a command outside it gets 503 5.5.1, worded by
+	// outOfSequence. It is the only sequence check.
+	after stateSet
+	// group is what RFC 2920 section 3.1 says of the command in a
+	// pipelined group, for Config.ForbidImproperPipelining.
+	group grouping
+	// args checks the text after the verb; cmd.Verb and cmd.Arg are set.
+	// It returns the command completed, or a *Reply for bad arguments.
+	args func(cmd Command) (Command, error)
+	// run carries out the command and returns its reply, which
+	// Session.answer writes; an error ends the session after the reply
+	// (QUIT, a timeout in DATA). Nil for a verb that this server knows
+	// but does not carry out: it gets 502 5.5.1 in every state.
+	run func(s *Session, cmd Command) (*Reply, error)
+}
+
+// grouping is what RFC 2920 section 3.1 says of a command in a pipelined
+// group.
+type grouping uint8
+
+const (
+	// inGroup: more commands may follow in the same group.
+	inGroup grouping = iota
+	// endsGroup: "can only appear as the last command in a group",
+	// because the client has to see the reply before it goes on.
+	endsGroup
+	// endsSession: QUIT, the last command of all. The RFC lists it with
+	// the group enders, but nothing after it is ever read, so it is
+	// never checked.
+	endsSession
+)
+
+// commands is the command table, one row per verb, in the order HELP
+// lists them (qmail's smtpcommands[]). The verbs with a handler are those
+// of RFC 5321 section 4.5.1's minimum implementation, plus VRFY;
+// HELO joins EHLO as a group ender, as Postfix treats it.
+var commands = [...]command{
+	// verb, may follow (after), pipelining (group), arguments, handler
+	{VerbEHLO, anyState, endsGroup, needArg(replyHeloSyntax), (*Session).hello},
+	{VerbHELO, anyState, endsGroup, needArg(replyHeloSyntax), (*Session).hello},
+	{VerbMAIL, states(StateHelo), inGroup, parseMail, (*Session).mail},
+	{VerbRCPT, states(StateMail, StateRcpt), inGroup, parseRcpt, (*Session).rcpt},
+	{VerbDATA, states(StateRcpt), endsGroup, noArgs, (*Session).data},
+	{VerbRSET, anyState, inGroup, noArgs, (*Session).rset},
+	{VerbNOOP, anyState, endsGroup, anyArgs, (*Session).noop},
+	{VerbQUIT, anyState, endsSession, noArgs, (*Session).quit},
+	{VerbHELP, anyState, inGroup, anyArgs, (*Session).help},
+	{VerbVRFY, anyState, endsGroup, needArg(replyVRFYSyntax), (*Session).vrfy},
+
+	// Verbs with a meaning in SMTP that this server does not carry out:
+	// 502 5.5.1, where anything else unknown gets 500 5.5.2 (RFC 5321
+	// section 4.2.4). The parser keeps their verb, so that EXPN and TURN
+	// still end a pipelined group.
+	{"EXPN", states(), endsGroup, nil, nil},   // RFC 5321 section 3.5: we expand no lists
+	{"TURN", states(), endsGroup, nil, nil},   // RFC 821, insecure
+	{"ETRN", states(), inGroup, nil, nil},     // RFC 1985
+	{"ATRN", states(), inGroup, nil, nil},     // RFC 2645
+	{"BDAT", states(), inGroup, nil, nil},     // RFC 3030, CHUNKING is not advertised
+	{"STARTTLS", states(), inGroup, nil, nil}, // RFC 3207, TLS is the launcher's business
+	{"AUTH", states(), inGroup, nil, nil},     // RFC 4954
+	{"SEND", states(), inGroup, nil, nil},     // RFC 821, removed by RFC 5321
+	{"SOML", states(), inGroup, nil, nil},
+	{"SAML", states(), inGroup, nil, nil},
+}
+
+// lookup returns the row of verb v, or nil for a verb the table does not
+// hold. A scan of a score of short strings is as quick as a map.
+func lookup(v Verb) *command {
+	for i := range commands {
+		if commands[i].verb == v {
+			return &commands[i]
+		}
+	}
+	return nil
+}
+
+// allowed reports whether v is carried out and may follow state s.
+func allowed(v Verb, s State) bool {
+	c := lookup(v)
+	return c != nil && c.run != nil && c.after.has(s)
+}
+
+// replyHelpAll answers HELP: the verbs of the table that have a handler,
+// in table order. It is made once, in init, because the table's HELP
+// handler cannot refer to the table in the table's own initializer.
+var replyHelpAll *Reply
+
+func init() {
+	var verbs []string
+	for _, c := range commands {
+		if c.run != nil {
+			verbs = append(verbs, string(c.verb))
+		}
+	}
+	replyHelpAll = replyHelp(strings.Join(verbs, " "))
+}
+
+// Argument checks for the table (RFC 5321 section 4.1.1); MAIL and RCPT
+// have their own parsers in parse.go.
+
+// noArgs refuses any argument: DATA, RSET and QUIT take none.
+func noArgs(cmd Command) (Command, error) {
+	if cmd.Arg != "" {
+		return cmd, replyNoArguments
+	}
+	return cmd, nil
+}
+
+// anyArgs accepts whatever follows the verb: NOOP and HELP ignore it.
+func anyArgs(cmd Command) (Command, error) { return cmd, nil }
+
+// needArg returns a check that refuses a missing argument with r: EHLO
+// and HELO need a domain, VRFY a string.
+func needArg(r *Reply) func(Command) (Command, error) {
+	return func(cmd Command) (Command, error) {
+		if cmd.Arg == "" {
+			return cmd, r
+		}
+		return cmd, nil
+	}
+}
+
+// The handlers of the small commands; EHLO, HELO, MAIL and RCPT are in
+// session.go, DATA in data.go.
+
+// rset ends the mail transaction (RFC 5321 section 4.1.1.5).
+func (s *Session) rset(Command) (*Reply, error) {
+	s.reset()
+	return replyOK, nil
+}
+
+// noop does nothing (RFC 5321 section 4.1.1.9).
+func (s *Session) noop(Command) (*Reply, error) { return replyOK, nil }
+
+// help lists the commands (RFC 5321 section 4.1.1.8), whatever the
+// argument.
+func (s *Session) help(Command) (*Reply, error) { return replyHelpAll, nil }
+
+// vrfy verifies nothing (RFC 5321 section 3.5.3): 252.
+func (s *Session) vrfy(Command) (*Reply, error) { return replyVRFY, nil }
+
+// quit ends the session with 221 (RFC 5321 section 4.1.1.10).
+func (s *Session) quit(Command) (*Reply, error) {
+	return replyBye(s.cfg.Hostname), errQuit
+}
