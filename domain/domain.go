@@ -23,7 +23,7 @@ import (
 
 	"golang.org/x/net/idna"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 )
 
 // ErrEmpty is returned by Canonical for an empty domain or the root ".".

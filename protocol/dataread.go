@@ -6,7 +6,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 )
 
 // DataOptions are the rules ReadData applies.

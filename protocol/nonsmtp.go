@@ -3,7 +3,7 @@ package protocol
 import (
 	"bytes"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 )
 
 // foreignVerbs are first words of other protocols' requests that no SMTP

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/domain"
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 )
 
 // Command is one parsed command line (RFC 5321 section 4.1.1).

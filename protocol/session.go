@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/domain"
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 )
 
 var (

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 )
 
 // TLSMode is how the connection to a smarthost is protected. The zero value

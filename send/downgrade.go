@@ -12,7 +12,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 

@@ -3,7 +3,7 @@ package msgcheck
 import (
 	"time"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 )
 
 // parseDateTime parses v, the value of a Date: field as it stands in the

@@ -24,7 +24,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 )
 
 // Mode is how strictly Check judges a header section. The zero value

@@ -11,8 +11,8 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/domain"
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
 
