@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/sender"
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -83,7 +84,7 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q", r.code, r.stdout)
 	}
 	var keys bytes.Buffer
-	envconfig.Usagef(envPrefix, &settings{}, &keys, "{{range .}}{{usage_key .}} {{usage_default .}}\n{{end}}")
+	envconfig.Usagef("smtp", &sender.Config{}, &keys, "{{range .}}{{usage_key .}} {{usage_default .}}\n{{end}}")
 	for _, line := range strings.Split(strings.TrimSpace(keys.String()), "\n") {
 		key, def, _ := strings.Cut(line, " ")
 		if !strings.Contains(r.stderr, key) || def != "" && !strings.Contains(r.stderr, " "+def+" ") {
@@ -367,37 +368,5 @@ func TestCronFile(t *testing.T) {
 	cmd := strings.Join(f[6:], " ")
 	if out, err := exec.Command("sh", "-n", "-c", cmd).CombinedOutput(); err != nil || !strings.Contains(cmd, "smtp-send") {
 		t.Errorf("sh -n: %v %s", err, out)
-	}
-}
-
-// The settings become a send.Config: the password from its file (without
-// the newline), default ports by TLS mode, reuse switched off.
-func TestSettingsConfig(t *testing.T) {
-	pw := filepath.Join(t.TempDir(), "pw")
-	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SMTP_") {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	t.Setenv("SMTP_SMARTHOST", "a.test, b.test:2525")
-	t.Setenv("SMTP_SMARTHOST_TLS", "tls")
-	t.Setenv("SMTP_SMARTHOST_USERNAME", "u")
-	t.Setenv("SMTP_SMARTHOST_PASSWORD_FILE", pw)
-	t.Setenv("SMTP_SEND_REUSE", "false")
-	t.Setenv("SMTP_HOSTNAME", "me.test")
-	var s settings
-	if unknown, err := loadSettings(&s); err != nil || len(unknown) != 0 {
-		t.Fatal(unknown, err)
-	}
-	c, err := s.config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Password != "s3cret" || c.Smarthosts[0].Addr != "a.test:465" || c.Smarthosts[1].Addr != "b.test:2525" ||
-		!c.NoReuse || c.Hostname != "me.test" || c.Connections != 8 || c.QueueLifetime != 120*time.Hour ||
-		c.TLSConfig.ServerName != "" || c.TLSConfig.MinVersion != tls.VersionTLS12 {
-		t.Errorf("config %+v", c)
 	}
 }

@@ -11,5 +11,5 @@ import (
 )
 
 func main() {
-	os.Exit(receiver.Main(os.Args))
+	os.Exit(receiver.Run(os.Args))
 }

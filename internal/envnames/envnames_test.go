@@ -1,8 +1,11 @@
-package envnames
+package envnames_test
 
 import (
 	"slices"
 	"testing"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
+	"github.com/smtp-stdio/smtp-stdio/internal/receiver"
 )
 
 func TestUnknown(t *testing.T) {
@@ -19,12 +22,16 @@ func TestUnknown(t *testing.T) {
 		"RELAYCLIENT=",
 		"SMTP_RATE_WINDOW=1m",
 	}
-	got := Unknown(env, IsReceiver, InSenderSpace)
+	receiverNames, err := envnames.Known(&receiver.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := envnames.Unknown(env, receiverNames.Has, envnames.InSenderSpace)
 	want := []string{"SMTP_LOCAL_DOMAIN", "SMTP_SMARTHOSTS", "SMTP_"}
 	if !slices.Equal(got, want) {
 		t.Errorf("Unknown = %v, want %v", got, want)
 	}
-	if got := Unknown(env); len(got) != 8 {
+	if got := envnames.Unknown(env); len(got) != 8 {
 		t.Errorf("with nothing known: %v", got)
 	}
 }

@@ -2,8 +2,9 @@ package envnames
 
 import (
 	"fmt"
+	"io"
 	"reflect"
-	"strings"
+	"text/tabwriter"
 
 	"github.com/kelseyhightower/envconfig"
 )
@@ -24,7 +25,19 @@ func Process(spec any) error {
 	if err := checkNoAlt(reflect.TypeOf(spec), ""); err != nil {
 		return err
 	}
-	return envconfig.Process(strings.TrimSuffix(Prefix, "_"), spec)
+	return envconfig.Process(envconfigPrefix, spec)
+}
+
+// Usage writes the table of the variables Process reads into spec, with
+// their types, defaults and descriptions (the field's desc tag), to w:
+// the --help table of every program, in one format. It returns envconfig's
+// error for a spec that is not a pointer to a struct, or w's.
+func Usage(w io.Writer, spec any) error {
+	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
+	if err := envconfig.Usagef(envconfigPrefix, spec, tw, envconfig.DefaultTableFormat); err != nil {
+		return err
+	}
+	return tw.Flush()
 }
 
 // checkNoAlt reports the first field of t, a struct or a pointer to one,

@@ -9,23 +9,25 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
-	"github.com/smtp-stdio/smtp-stdio/ascii"
+	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
-// Prefix is the prefix of every environment variable smtp-stdio reads.
+// Prefix is envnames.Prefix without its underscore, as the configuration
+// errors build the names of variables.
 const Prefix = "SMTP"
 
 // Config is smtp-stdio's configuration, read once from the environment by
-// envconfig. Sizes are in bytes, durations in Go syntax ("5m", "90s").
+// envnames.Process (Load). Each field is one setting: its variable is
+// SMTP_ and the field's name (envnames.Names), its desc tag the line of
+// --help, and README.md's table "Settings of smtp-stdio" has one row for
+// it (TestREADMETables). Sizes are in bytes, durations in Go syntax
+// ("5m", "90s").
 type Config struct {
 	SpoolDir        string        `split_words:"true" default:"/var/spool/smtp-stdio" desc:"spool root directory (owned by the receiving user, mode 0700 or 0750)"`
 	Hostname        string        `desc:"this host's name in the greeting, EHLO reply and Received: header (default: the system host name)"`
@@ -172,13 +174,24 @@ func (c *Config) Protocol(now time.Time) protocol.Config {
 	}
 }
 
-// Usage writes the table of every setting with its default to w.
+// Usage writes smtp-stdio's help to w: how it is run, and the table of
+// every setting with its type and default (envnames.Usage, generated from
+// Config). name is the program's name as invoked. It returns w's error.
 func Usage(w io.Writer, name string) error {
 	fmt.Fprintf(w, "Usage: %s (no arguments; started by inetd, xinetd, systemd or tcpserver)\n\n", name)
 	fmt.Fprintf(w, "Reads SMTP commands on standard input, writes replies on standard output,\nand spools each accepted message into $SMTP_SPOOL_DIR/queue.\n\n")
-	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
-	if err := envconfig.Usagef(Prefix, &Config{}, tw, envconfig.DefaultTableFormat); err != nil {
-		return err
+	return envnames.Usage(w, &Config{})
+}
+
+// unknownSettings returns the SMTP_* variables in environ that smtp-stdio
+// does not read, in the order of environ, for a warning: a typo would
+// leave a setting at its default without a word. smtp-send's own
+// variables (envnames.InSenderSpace) are smtp-send's to check. It returns
+// an error only for a Config that envconfig cannot walk.
+func unknownSettings(environ []string) ([]string, error) {
+	own, err := envnames.Known(&Config{})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
-	return tw.Flush()
+	return envnames.Unknown(environ, own.Has, envnames.InSenderSpace), nil
 }

@@ -12,20 +12,43 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 )
 
-// TestSettingNames: envnames' list of smtp-stdio's variables is exactly
-// the set envconfig reads into Config, so no setting is ever reported as
-// unknown and no stale name is accepted.
+// TestSettingNames: every variable envconfig reads into Config is known
+// to smtp-stdio, so no setting is ever reported as unknown; a misspelt
+// name is reported, smtp-send's are left to smtp-send.
 func TestSettingNames(t *testing.T) {
 	var b bytes.Buffer
 	if err := envconfig.Usagef(Prefix, &Config{}, &b, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
 		t.Fatal(err)
 	}
-	want := strings.Fields(b.String())
-	slices.Sort(want)
-	got := envnames.Receiver()
-	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		t.Errorf("settingNames:\n%v\nenvconfig:\n%v", got, want)
+	env := []string{"PATH=/bin", "SMTP_LOCAL_DOMAIN=example.org", "SMTP_SMARTHOST=relay.example:587", "SMTP_SEND_RUN_TIME=1m"}
+	for _, k := range strings.Fields(b.String()) {
+		env = append(env, k+"=x")
+	}
+	got, err := unknownSettings(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"SMTP_LOCAL_DOMAIN"}; !slices.Equal(got, want) {
+		t.Errorf("unknown %v, want %v", got, want)
+	}
+}
+
+// TestSyslogSettingIsConfigs: the setting refuse reads on its own is
+// Config's field, with the same type and tags, so it reads the same
+// variable.
+func TestSyslogSettingIsConfigs(t *testing.T) {
+	for f := range reflect.TypeFor[syslogSetting]().Fields() {
+		cf, ok := reflect.TypeFor[Config]().FieldByName(f.Name)
+		if !ok || cf.Type != f.Type || cf.Tag.Get("split_words") != f.Tag.Get("split_words") || cf.Tag.Get("default") != f.Tag.Get("default") {
+			t.Errorf("syslogSetting.%s %v %q is not Config's (%v %q)", f.Name, f.Type, f.Tag, cf.Type, cf.Tag)
+		}
+	}
+	got, err := envnames.Names(&syslogSetting{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"SMTP_SYSLOG_SOCKET"}) {
+		t.Errorf("syslogSetting reads %v", got)
 	}
 }
 

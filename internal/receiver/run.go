@@ -50,9 +50,14 @@ func replyTooManyConnections(host string) *protocol.Reply {
 		Lines: []string{host + " Too many connections, try again later"}}
 }
 
-// Main runs smtp-stdio with the process's arguments, environment and file
-// descriptors 0, 1 and 2, and returns the exit status.
-func Main(args []string) int {
+// Run runs smtp-stdio with args (as os.Args: the program's name first), the
+// process's environment and its file descriptors 0 (the client's
+// commands), 1 (the replies, and nothing else) and 2 (the log, unless it
+// is the client's socket), and returns the exit status: 0, 1 for a
+// session that ended badly, 64 for arguments (--help alone is allowed: it
+// writes Usage to standard error and returns 0), 75 for a session refused
+// over a rate limit, 78 for a bad configuration or spool.
+func Run(args []string) int {
 	name := "smtp-stdio"
 	if len(args) > 0 {
 		name = args[0]
@@ -92,9 +97,11 @@ func Main(args []string) int {
 		log.Warn("launcher variable disagrees with the socket's peer; ignored",
 			"var", v.Var, "value", v.Value, "peer", p.Addr.Addr().String())
 	}
-	// A typo would leave a setting at its default without a word;
-	// smtp-send's variables are smtp-send's to check.
-	for _, k := range envnames.Unknown(os.Environ(), envnames.IsReceiver, envnames.InSenderSpace) {
+	unknown, err := unknownSettings(os.Environ())
+	if err != nil {
+		return refuse(stdout, log, exitConfig, err)
+	}
+	for _, k := range unknown {
 		log.Warn("unknown setting ignored", "name", k)
 	}
 
@@ -219,13 +226,25 @@ func refuse(stdout io.Writer, log *slog.Logger, status int, err error) int {
 	case log != nil:
 		log.Error("session refused", "err", err)
 	case stderrIsClient():
-		log, _ = newLogger(&Config{Log: "syslog", LogLevel: "error", SyslogSocket: os.Getenv(Prefix + "_SYSLOG_SOCKET")}, io.Discard)
+		// The configuration could not be read as a whole: read the one
+		// setting this log needs on its own.
+		var s syslogSetting
+		envnames.Process(&s)
+		log, _ = newLogger(&Config{Log: "syslog", LogLevel: "error", SyslogSocket: s.SyslogSocket}, io.Discard)
 		log.Error("session refused", "err", err)
 	default:
 		fmt.Fprintf(os.Stderr, "smtp-stdio: %v\n", err)
 	}
 	protocol.WriteReply(stdout, replyUnavailable)
 	return status
+}
+
+// syslogSetting is the setting refuse reads when Load failed, and the
+// fields of Config after a bad one were never read: Config's field of the
+// same name and tags (TestSyslogSettingIsConfigs), read by envnames.Process
+// like the rest.
+type syslogSetting struct {
+	SyslogSocket string `split_words:"true"`
 }
 
 func sessionID() string {

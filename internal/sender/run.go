@@ -1,0 +1,149 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
+	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
+	"github.com/smtp-stdio/smtp-stdio/send"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// Exit statuses of smtp-send (sysexits.h).
+const (
+	exitOK     = 0
+	exitUsage  = 64 // EX_USAGE: bad flags or arguments
+	exitIOErr  = 74 // EX_IOERR: the spool could not be read or written
+	exitConfig = 78 // EX_CONFIG: bad or missing setting, no or unsafe spool directory
+)
+
+// name is the program's name in its messages.
+const name = "smtp-send"
+
+// options are smtp-send's flags.
+type options struct {
+	list, asJSON, all bool
+}
+
+// flagSet returns the flag set of smtp-send, filling o, writing its
+// messages to w.
+func (o *options) flagSet(w io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(w)
+	fs.BoolVar(&o.list, "list", false, "print the queue instead of delivering")
+	fs.BoolVar(&o.asJSON, "json", false, "with --list: one JSON object per message per line")
+	fs.BoolVar(&o.all, "all", false, "deliver every queued message now, ignoring retry times; with --list: include failed/ and corrupt/")
+	return fs
+}
+
+// Usage writes smtp-send's help to w: its flags, the table of every
+// setting with its type and default (envnames.Usage, generated from
+// Config), and its exit statuses. It returns w's error.
+func Usage(w io.Writer) error {
+	fmt.Fprintf(w, "Usage: %s [--all] [--list [--json]]\n\n", name)
+	new(options).flagSet(w).PrintDefaults()
+	fmt.Fprintln(w)
+	if err := envnames.Usage(w, &Config{}); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nExit status: 0 for a completed run (deferrals included) or when another run holds the spool;")
+	_, err := fmt.Fprintln(w, "64 bad usage, 74 spool I/O error, 78 configuration error, no spool directory or an unsafe one.")
+	return err
+}
+
+// Run runs smtp-send with args (as os.Args: the program's name first) and
+// the process's environment, writing the queue listing (--list) to stdout
+// and the log and help to stderr, and returns the exit status: 0 for a
+// completed run, deferrals included, or when another run holds the spool
+// (and for --help); 64 for bad flags or arguments; 74 when the spool
+// cannot be read or written; 78 for a bad or missing setting, or a
+// missing or unsafe spool directory.
+func Run(args []string, stdout, stderr io.Writer) int {
+	var o options
+	fs := o.flagSet(stderr)
+	fs.Usage = func() { Usage(stderr) }
+	if len(args) > 0 {
+		args = args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 || o.asJSON && !o.list {
+		fmt.Fprintf(stderr, "%s: unexpected arguments; see --help\n", name)
+		return exitUsage
+	}
+
+	cfg, err := Load()
+	if err != nil {
+		// The message may quote a value from the environment.
+		fmt.Fprintf(stderr, "%s: configuration: %s\n", name, textsafe.Escape(err.Error()))
+		return exitConfig
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.SendLogLevel}))
+	unknown, err := unknownSettings(os.Environ())
+	if err != nil {
+		log.Error("configuration", "err", err)
+		return exitConfig
+	}
+	for _, k := range unknown {
+		log.Warn("unknown setting ignored", "name", k)
+	}
+	// The spool's safety is checked before anything in it is read: the
+	// root and every subdirectory this program uses (spool.ErrUnsafe).
+	sp, err := spool.New(cfg.SpoolDir)
+	if err == nil {
+		err = sp.InitQueue()
+	}
+	if err != nil {
+		log.Error("cannot open the spool", "dir", cfg.SpoolDir, "err", err)
+		return exitConfig
+	}
+	if o.list {
+		entries, err := send.List(sp, time.Now(), o.all)
+		if err == nil {
+			err = send.WriteList(stdout, entries, time.Now(), o.asJSON)
+		}
+		if err != nil {
+			log.Error("listing the queue", "err", err)
+			return exitIOErr
+		}
+		return exitOK
+	}
+	sc, err := cfg.SendConfig()
+	if err != nil {
+		log.Error("configuration", "err", err)
+		return exitConfig
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	s := &send.Sender{Spool: sp, Config: sc, Log: log}
+	st, err := s.Run(ctx, o.all)
+	switch {
+	case errors.Is(err, send.ErrBusy):
+		log.Info("another smtp-send run holds the spool; nothing to do", "dir", cfg.SpoolDir)
+		return exitOK
+	case errors.Is(err, spool.ErrUnsafe):
+		log.Error("cannot open the spool", "dir", cfg.SpoolDir, "err", err)
+		return exitConfig
+	case err != nil:
+		log.Error("run failed", "err", err)
+		return exitIOErr
+	}
+	log.Info("run finished", "queued", st.Queued, "due", st.Due, "started", st.Started, "left", st.Left,
+		"delivered", st.Delivered, "deferred", st.Deferred, "failed", st.Failed, "dsns", st.DSNs,
+		"corrupt", st.Corrupt, "unreadable", st.Unreadable, "locked", st.Locked,
+		"scan_ms", st.ScanTime.Milliseconds(), "first_delivery_ms", st.FirstDelivery.Milliseconds())
+	return exitOK
+}
