@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/ascii"
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
