@@ -1,10 +1,3 @@
-// Package protocol is the server side of one SMTP session (RFC 5321, with
-// the ESMTP extensions PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES and
-// SMTPUTF8): command parser, antecedent-state table, replies and a strict
-// DATA reader. It reads commands from a *bufio.Reader and writes replies to
-// an io.Writer, so it runs the same over stdin/stdout, a socket or a test
-// pipe. It knows nothing of files or the environment: relay policy and the
-// spool come in through the Policy and Delivery interfaces.
 package protocol
 
 import (
@@ -27,16 +20,24 @@ const (
 	NormalizeBare
 )
 
-// Config holds the limits and names of a session. Zero durations and
-// limits mean "no limit" except where noted; cmd/smtp-stdio fills in the
-// RFC 5321 section 4.5.3 defaults.
+// Config holds the limits, names and hooks of a session. Zero durations
+// and limits mean "no limit" except where noted, and a nil hook keeps the
+// behaviour its comment describes; DefaultConfig returns the RFC 5321
+// section 4.5.3 limits and timeouts that a server on the Internet wants.
 type Config struct {
 	// Hostname is the server's name in the 220 greeting, EHLO reply and
 	// Received: header (RFC 5321 sections 4.2, 4.4).
 	Hostname string
 	// Greeting, when not empty, replaces the text after the hostname in
-	// the 220 greeting.
+	// the 220 greeting; NewSession sets "ready" for "". Config.Greet
+	// replaces the whole greeting.
 	Greeting string
+	// Software names the server software in the comment of the by
+	// clause of the Received: header, "by mx.example (Software)" (RFC
+	// 5321 section 4.4; RFC 5322 section 3.2.2). NewSession sets
+	// DefaultSoftware for "", and drops the bytes that cannot stand in a
+	// comment: those outside printable ASCII, "(", ")" and "\".
+	Software string
 	// PostmasterDomain qualifies the recipient "postmaster" given without
 	// a domain (RFC 5321 section 4.5.1). The Policy is asked about the
 	// bare "postmaster", which it must accept from any client, and
@@ -118,6 +119,131 @@ type Config struct {
 	MaxHeaderSize int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	// Hooks, in the order of a session (POE::Component::Server::SMTP's
+	// events, Net::SMTP::Server's hooks). Each is optional. A hook runs
+	// on the session's goroutine, so a slow one holds the session (and
+	// its timeouts do not run meanwhile); hooks of different sessions
+	// run concurrently. Every reply a hook returns is vetted as a
+	// refusal: it must be a 4yz or 5yz reply in printable ASCII (RFC
+	// 5321 section 4.2.1), or the client gets 451 4.3.0 instead, so that
+	// no hook can make a refusal look like a success or inject a reply
+	// line. The other hooks are Policy.CheckRecipient for recipients,
+	// CheckHeader for the header section, and the Delivery, whose
+	// MessageWriter.Commit decides the reply to the end of DATA.
+
+	// Greet, when not nil, is asked about the client before the greeting
+	// (RFC 5321 sections 3.1 and 4.3.1). Nil lets the session greet with
+	// 220, Hostname and Greeting. A 220 reply replaces that greeting (it
+	// should start with the server's name, RFC 5321 section 4.2, and
+	// carry no enhanced code, RFC 2034 section 3). A 554 reply refuses
+	// the session as RFC 5321 section 3.1 prescribes: the server then
+	// waits for QUIT, answering every other command with 503 5.5.1
+	// (StateRefused). Any other refusal, such as 421 (RFC 5321 section
+	// 3.8) or 521 (RFC 7504), ends the session at once: Serve returns
+	// ErrRefused.
+	Greet func(c Client) *Reply
+	// CheckHelo, when not nil, is asked about each EHLO and HELO before
+	// it is carried out (RFC 5321 section 4.1.1.1): verb is VerbEHLO or
+	// VerbHELO and name the argument as sent, a domain or an address
+	// literal. Nil accepts; a reply refuses the command, which then
+	// changes nothing: the state and any mail transaction stay as they
+	// were. RFC 5321 section 4.1.4 allows checking the name against the
+	// client's address, but not refusing mail only because they differ.
+	CheckHelo func(c Client, verb Verb, name string) *Reply
+	// CheckSender, when not nil, is asked about each MAIL FROM that
+	// passed the syntax and SIZE checks (RFC 5321 section 4.1.1.2): env
+	// is the envelope the command would start, with From (the
+	// reverse-path, "" for <>), Body, SMTPUTF8 and Size set and no
+	// recipients; it is a copy. Nil accepts; a reply, such as 550 5.7.1,
+	// refuses the sender and no transaction starts. The null
+	// reverse-path is the sender of delivery status notifications (RFC
+	// 5321 section 4.5.5): refusing it refuses bounces.
+	CheckSender func(env *Envelope) *Reply
+	// OnClose, when not nil, is called once when Serve returns, after the
+	// last reply was flushed, with how the session ended
+	// (POE::Component::Server::SMTP's on_disconnect): for logs and
+	// counters. It cannot change what Serve returns.
+	OnClose func(Summary)
+}
+
+// Summary is what Config.OnClose is told about a session that ended.
+type Summary struct {
+	// Client is the session's peer.
+	Client Client
+	// Err is what Serve returns: nil after QUIT, an error wrapping
+	// io.EOF when the client went away, ErrTimeout, and so on.
+	Err error
+	// Messages is the number of messages committed.
+	Messages int
+	// Errors is the number of refusals sent that count toward
+	// Config.MaxErrors (every 4yz and 5yz reply but 452 4.5.3).
+	Errors int
+}
+
+// Defaults that NewSession applies to a zero Config field.
+const (
+	// DefaultMaxLineLength is the command line limit in bytes, CRLF
+	// included: 512 (RFC 5321 section 4.5.3.1.4) plus room for
+	// extension parameters and UTF-8 addresses.
+	DefaultMaxLineLength = 2048
+	// DefaultMaxReceived is the Received: header count beyond which a
+	// message is a loop: Postfix's hopcount_limit. RFC 5321 section 6.3
+	// asks for a threshold of "normally at least 100"; no real mail
+	// passes 50 hops.
+	DefaultMaxReceived = 50
+	// DefaultMaxHeaderSize bounds the header section captured for
+	// Config.CheckHeader: twice sendmail's MaxHeadersLength, and far
+	// more than real mail carries (RFC 5322 section 2.1.1 sets no total).
+	DefaultMaxHeaderSize = 64 << 10
+)
+
+// Defaults of DefaultConfig, which are smtp-stdio's. NewSession applies
+// only DefaultMaxLineLength, DefaultMaxReceived, DefaultMaxHeaderSize
+// and DefaultSoftware by itself.
+const (
+	// DefaultCommandTimeout is RFC 5321 section 4.5.3.2.7's server
+	// timeout for a command: 5 minutes.
+	DefaultCommandTimeout = 5 * time.Minute
+	// DefaultDataTimeout is the wait for each block of message text:
+	// RFC 5321 section 4.5.3.2.6 gives the client 3 minutes per block.
+	DefaultDataTimeout = 3 * time.Minute
+	// DefaultMinDataRate is the slowest average DATA rate, in bytes per
+	// second, after the first DefaultDataTimeout (see
+	// Config.MinDataRate).
+	DefaultMinDataRate = 500
+	// DefaultMaxMessageSize is the largest message accepted, in bytes:
+	// 25 MiB, advertised as SIZE (RFC 1870).
+	DefaultMaxMessageSize = 25 << 20
+	// DefaultMaxRecipients is RFC 5321 section 4.5.3.1.8's minimum
+	// number of recipients a server must accept per message: 100.
+	DefaultMaxRecipients = 100
+	// DefaultMaxErrors is the number of refusals after which the session
+	// replies 421 4.7.0 and ends.
+	DefaultMaxErrors = 20
+	// DefaultSoftware names this package in the Received: header.
+	DefaultSoftware = "smtp-stdio"
+)
+
+// DefaultConfig returns a Config with the limits and timeouts of a
+// server on the Internet: RFC 5321 section 4.5.3.2's timeouts
+// (DefaultCommandTimeout, DefaultDataTimeout), DefaultMinDataRate,
+// DefaultMaxMessageSize, DefaultMaxRecipients, DefaultMaxErrors and the
+// defaults NewSession would apply. Set Hostname; Deadline, the end of
+// the whole session, is left for each session to set.
+func DefaultConfig() Config {
+	return Config{
+		MaxMessageSize: DefaultMaxMessageSize,
+		MaxRecipients:  DefaultMaxRecipients,
+		MaxLineLength:  DefaultMaxLineLength,
+		MaxErrors:      DefaultMaxErrors,
+		MaxReceived:    DefaultMaxReceived,
+		MaxHeaderSize:  DefaultMaxHeaderSize,
+		CommandTimeout: DefaultCommandTimeout,
+		DataTimeout:    DefaultDataTimeout,
+		MinDataRate:    DefaultMinDataRate,
+		Software:       DefaultSoftware,
+	}
 }
 
 // Client describes the peer of the session.

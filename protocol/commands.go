@@ -54,7 +54,7 @@ var commands = [...]command{
 	{VerbDATA, states(StateRcpt), endsGroup, noArgs, (*Session).data},
 	{VerbRSET, anyState, inGroup, noArgs, (*Session).rset},
 	{VerbNOOP, anyState, endsGroup, anyArgs, (*Session).noop},
-	{VerbQUIT, anyState, endsSession, noArgs, (*Session).quit},
+	{VerbQUIT, always, endsSession, noArgs, (*Session).quit},
 	{VerbHELP, anyState, inGroup, anyArgs, (*Session).help},
 	{VerbVRFY, anyState, endsGroup, needArg(replyVRFYSyntax), (*Session).vrfy},
 

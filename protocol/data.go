@@ -40,7 +40,7 @@ func (s *Session) data(Command) (*Reply, error) {
 	start := s.cfg.Now()
 	var dst io.Writer = mw
 	var hw *headerWriter
-	hdrErr := writeReceived(mw, &env, s.cfg.Hostname, id, start)
+	hdrErr := writeReceived(mw, &env, s.cfg.Hostname, s.cfg.Software, id, start)
 	switch {
 	case hdrErr != nil:
 		dst = io.Discard // read on to the end all the same

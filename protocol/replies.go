@@ -134,6 +134,8 @@ var (
 	replyNeedMailRcpt = reply(503, "5.5.1", "Need MAIL before RCPT")
 	replyNeedMailData = reply(503, "5.5.1", "Need MAIL before DATA")
 	replyNoRecipients = reply(503, "5.5.1", "No valid recipients: need RCPT before DATA")
+	// RFC 5321 section 3.1: after a 554 greeting, every command but QUIT.
+	replyNeedQuit = reply(503, "5.5.1", "Session refused: only QUIT is accepted")
 
 	// Limits and refusals of the transaction.
 	// RFC 5321 section 4.5.3.1.10: 452 for too many recipients.

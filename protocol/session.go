@@ -31,27 +31,13 @@ var (
 	// request or a header field, not SMTP; the session replied 221 2.7.0
 	// and ended, as Postfix does.
 	ErrNonSMTP = errors.New("protocol: non-SMTP command")
+	// ErrRefused is returned by Serve when Config.Greet refused the
+	// session with a reply other than 554; the session ended after it.
+	ErrRefused = errors.New("protocol: session refused at the greeting")
 
 	errQuit        = errors.New("quit")
 	errLineTooLong = errors.New("line too long")
 	errTooSlow     = errors.New("data rate below the minimum")
-)
-
-// Defaults that NewSession applies to a zero Config field.
-const (
-	// DefaultMaxLineLength is the command line limit in bytes, CRLF
-	// included: 512 (RFC 5321 section 4.5.3.1.4) plus room for
-	// extension parameters and UTF-8 addresses.
-	DefaultMaxLineLength = 2048
-	// DefaultMaxReceived is the Received: header count beyond which a
-	// message is a loop: Postfix's hopcount_limit. RFC 5321 section 6.3
-	// asks for a threshold of "normally at least 100"; no real mail
-	// passes 50 hops.
-	DefaultMaxReceived = 50
-	// DefaultMaxHeaderSize bounds the header section captured for
-	// Config.CheckHeader: twice sendmail's MaxHeadersLength, and far
-	// more than real mail carries (RFC 5322 section 2.1.1 sets no total).
-	DefaultMaxHeaderSize = 64 << 10
 )
 
 // Session is the server side of one SMTP session (RFC 5321). It holds the
@@ -79,7 +65,8 @@ type Session struct {
 
 // NewSession returns a session with the client described by client. It
 // fills in the defaults of cfg: MaxLineLength, MaxReceived, MaxHeaderSize,
-// Now, a Hostname of "localhost" and PostmasterDomain. A nil log discards; a nil policy refuses every
+// Now, a Hostname of "localhost", PostmasterDomain, Greeting and
+// Software. A nil log discards; a nil policy refuses every
 // recipient (550 5.7.1) and a nil delivery refuses every message (451
 // 4.3.0), so a forgotten argument can neither panic nor make an open relay.
 func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log *slog.Logger) *Session {
@@ -104,6 +91,9 @@ func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log
 	if cfg.Greeting == "" {
 		cfg.Greeting = "ready"
 	}
+	if cfg.Software = commentText(cfg.Software); cfg.Software == "" {
+		cfg.Software = DefaultSoftware
+	}
 	if cfg.MaxLineLength <= 0 {
 		cfg.MaxLineLength = DefaultMaxLineLength
 	}
@@ -124,9 +114,11 @@ func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log
 // an error wrapping io.EOF or io.ErrUnexpectedEOF when r ends;
 // ErrTimeout after 421 4.4.2 when a read times out or DATA is too slow;
 // ErrTooManyErrors after 421 4.7.0; ErrImproperPipelining after 554
-// 5.5.0; ErrNonSMTP after 221 2.7.0; or the wrapped error of a failed read or write. d may be nil:
+// 5.5.0; ErrNonSMTP after 221 2.7.0; ErrRefused after Config.Greet's
+// refusal; or the wrapped error of a failed read or write. d may be nil:
 // then reads never time out. Serve writes nothing to w but replies, and
 // every message it began is committed or aborted when it returns.
+// Config.OnClose, if set, is told the same error.
 func (s *Session) Serve(r *bufio.Reader, w io.Writer, d Deadliner) error {
 	s.r, s.w, s.d = r, bufio.NewWriter(w), d
 	err := s.serve()
@@ -137,11 +129,14 @@ func (s *Session) Serve(r *bufio.Reader, w io.Writer, d Deadliner) error {
 		}
 	}
 	s.log.Debug("session end", "messages", s.messages, "err", err)
+	if s.cfg.OnClose != nil {
+		s.cfg.OnClose(Summary{Client: s.env.Client, Err: err, Messages: s.messages, Errors: s.errors})
+	}
 	return err
 }
 
 func (s *Session) serve() error {
-	if err := s.answer(replyGreeting(s.cfg.Hostname, s.cfg.Greeting), nil); err != nil {
+	if err := s.answer(s.greet()); err != nil {
 		return err
 	}
 	for {
@@ -153,6 +148,27 @@ func (s *Session) serve() error {
 			return s.answer(replyTooManyErrors(s.cfg.Hostname), ErrTooManyErrors)
 		}
 	}
+}
+
+// greet returns the greeting (RFC 5321 section 4.3.1): 220, or what
+// Config.Greet says. Its 554 leaves the session in StateRefused, any
+// other refusal ends it.
+func (s *Session) greet() (*Reply, error) {
+	if s.cfg.Greet != nil {
+		if r := s.cfg.Greet(s.env.Client); r != nil {
+			if r.Code == 220 && len(r.Lines) > 0 && printableReply(r) {
+				return r, nil
+			}
+			r = refusal(r)
+			s.log.Info("session refused", "code", r.Code)
+			if r.Code == 554 {
+				s.state = StateRefused
+				return r, nil
+			}
+			return r, ErrRefused
+		}
+	}
+	return replyGreeting(s.cfg.Hostname, s.cfg.Greeting), nil
 }
 
 // execute reads one command line and carries it out: the checks every
@@ -212,6 +228,13 @@ func (s *Session) answer(r *Reply, end error) error {
 // hello carries out EHLO and HELO (RFC 5321 section 4.1.1.1): they end
 // any transaction.
 func (s *Session) hello(cmd Command) (*Reply, error) {
+	if s.cfg.CheckHelo != nil {
+		if r := s.cfg.CheckHelo(s.env.Client, cmd.Verb, cmd.Arg); r != nil {
+			r = refusal(r)
+			s.log.Info("helo refused", "helo", sanitizeHelo(cmd.Arg), "verb", string(cmd.Verb), "code", r.Code)
+			return r, nil
+		}
+	}
 	s.env.Helo = sanitizeHelo(cmd.Arg)
 	s.env.Protocol = "SMTP"
 	r := replyHELO(s.cfg.Hostname, s.env.Helo)
@@ -233,8 +256,17 @@ func (s *Session) mail(cmd Command) (*Reply, error) {
 		s.log.Info("mail", "from", cmd.Path, "size", cmd.Size, "code", replyTooBig.Code)
 		return replyTooBig, nil
 	}
-	s.env.From, s.env.Body, s.env.SMTPUTF8, s.env.Size = cmd.Path, cmd.Body, cmd.SMTPUTF8, cmd.Size
-	s.env.To = nil
+	env := s.env
+	env.From, env.Body, env.SMTPUTF8, env.Size, env.To = cmd.Path, cmd.Body, cmd.SMTPUTF8, cmd.Size, nil
+	if s.cfg.CheckSender != nil {
+		check := env
+		if r := s.cfg.CheckSender(&check); r != nil {
+			r = refusal(r)
+			s.log.Info("mail", "from", cmd.Path, "size", cmd.Size, "code", r.Code)
+			return r, nil
+		}
+	}
+	s.env = env
 	clear(s.rcpts)
 	s.state = StateMail
 	s.log.Info("mail", "from", cmd.Path, "size", cmd.Size, "code", replyMailOK.Code)
@@ -369,15 +401,25 @@ func replyFor(err error) *Reply {
 // in printable ASCII, or the client could take a refusal for a success or
 // read a line break as a reply of its own. Anything else is 451 4.3.0.
 func refusal(r *Reply) *Reply {
-	if r.Code < 400 || r.Code > 599 || !printable(r.Enhanced) {
+	if r.Code < 400 || r.Code > 599 || !printableReply(r) {
 		return replyLocalError
+	}
+	return r
+}
+
+// printableReply reports whether the enhanced code and every line of r
+// are printable ASCII: no line break the client could read as a reply
+// of its own.
+func printableReply(r *Reply) bool {
+	if !printable(r.Enhanced) {
+		return false
 	}
 	for _, l := range r.Lines {
 		if !printable(l) {
-			return replyLocalError
+			return false
 		}
 	}
-	return r
+	return true
 }
 
 func printable(s string) bool {

@@ -193,7 +193,7 @@ func TestReceivedHeader(t *testing.T) {
 	for _, tc := range tests {
 		var b bytes.Buffer
 		env := &Envelope{Client: tc.client, Helo: tc.helo, Protocol: tc.proto, SMTPUTF8: tc.utf8}
-		writeReceived(&b, env, "mx.example.net", "Q9", testNow)
+		writeReceived(&b, env, "mx.example.net", DefaultSoftware, "Q9", testNow)
 		if b.String() != tc.want {
 			t.Errorf("got  %q\nwant %q", b.String(), tc.want)
 		}

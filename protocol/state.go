@@ -15,10 +15,14 @@ const (
 	StateMail
 	// StateRcpt is after at least one accepted RCPT TO.
 	StateRcpt
+	// StateRefused is after a 554 greeting from Config.Greet: the
+	// server refuses the session and waits for QUIT (RFC 5321 section
+	// 3.1).
+	StateRefused
 	numStates
 )
 
-var stateNames = [numStates]string{"Init", "Helo", "Mail", "Rcpt"}
+var stateNames = [numStates]string{"Init", "Helo", "Mail", "Rcpt", "Refused"}
 
 // String returns the state's name, e.g. "Mail".
 func (s State) String() string {
@@ -58,9 +62,13 @@ func states(ss ...State) stateSet {
 
 func (set stateSet) has(s State) bool { return set&(1<<s) != 0 }
 
-// anyState is every state: the column of the commands that may come at
-// any time.
-var anyState = states(StateInit, StateHelo, StateMail, StateRcpt)
+// anyState is every state of a session that was greeted with 220: the
+// column of the commands that may come at any time. Only QUIT may follow
+// a refusal (always).
+var (
+	anyState = states(StateInit, StateHelo, StateMail, StateRcpt)
+	always   = anyState | states(StateRefused)
+)
 
 // outOfSequence is the 503 reply (RFC 5321 section 4.3.2) for a v that
 // may not follow s: it says what the client has to send first. It only
@@ -68,6 +76,8 @@ var anyState = states(StateInit, StateHelo, StateMail, StateRcpt)
 // decides.
 func outOfSequence(v Verb, s State) *Reply {
 	switch {
+	case s == StateRefused:
+		return replyNeedQuit
 	case s == StateInit:
 		return replyNeedHelo
 	case v == VerbMAIL:

@@ -12,17 +12,17 @@ import (
 // deliberate one.
 func TestAntecedentTable(t *testing.T) {
 	want := map[Verb][numStates]bool{
-		//         Init   Helo   Mail   Rcpt
-		VerbHELO: {true, true, true, true},
-		VerbEHLO: {true, true, true, true},
-		VerbMAIL: {false, true, false, false},
-		VerbRCPT: {false, false, true, true},
-		VerbDATA: {false, false, false, true},
-		VerbRSET: {true, true, true, true},
-		VerbNOOP: {true, true, true, true},
-		VerbQUIT: {true, true, true, true},
-		VerbHELP: {true, true, true, true},
-		VerbVRFY: {true, true, true, true},
+		//         Init   Helo   Mail   Rcpt   Refused
+		VerbHELO: {true, true, true, true, false},
+		VerbEHLO: {true, true, true, true, false},
+		VerbMAIL: {false, true, false, false, false},
+		VerbRCPT: {false, false, true, true, false},
+		VerbDATA: {false, false, false, true, false},
+		VerbRSET: {true, true, true, true, false},
+		VerbNOOP: {true, true, true, true, false},
+		VerbQUIT: {true, true, true, true, true},
+		VerbHELP: {true, true, true, true, false},
+		VerbVRFY: {true, true, true, true, false},
 	}
 	if n := len(carriedOut()); n != len(want) {
 		t.Errorf("table has %d verbs, want %d", n, len(want))
@@ -41,10 +41,11 @@ func TestAntecedentTable(t *testing.T) {
 // gets 503 5.5.1, and the state is as expected afterwards.
 func TestSessionStates(t *testing.T) {
 	prefixes := [numStates]string{
-		StateInit: "",
-		StateHelo: "EHLO c.example\r\n",
-		StateMail: "EHLO c.example\r\nMAIL FROM:<a@c.example>\r\n",
-		StateRcpt: "EHLO c.example\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<b@d.example>\r\n",
+		StateInit:    "",
+		StateHelo:    "EHLO c.example\r\n",
+		StateMail:    "EHLO c.example\r\nMAIL FROM:<a@c.example>\r\n",
+		StateRcpt:    "EHLO c.example\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<b@d.example>\r\n",
+		StateRefused: "", // Config.Greet refuses with 554
 	}
 	commands := map[Verb]struct {
 		line  string
@@ -72,12 +73,16 @@ func TestSessionStates(t *testing.T) {
 				input += ".\r\n"
 			}
 			var out bytes.Buffer
-			sess := NewSession(testConfig(), testClient, &relayPolicy{}, &fakeDelivery{}, discardLogger())
+			cfg := testConfig()
+			if s == StateRefused {
+				cfg.Greet = func(Client) *Reply { return reply(554, "5.7.1", "No thanks") }
+			}
+			sess := NewSession(cfg, testClient, &relayPolicy{}, &fakeDelivery{}, discardLogger())
 			sess.Serve(bufio.NewReader(strings.NewReader(input)), &out, nil)
 			replies := replyLines(out.String())
 			// Skip the greeting and the replies to the prefix.
 			skip := 1 + strings.Count(prefixes[s], "\r\n")
-			if s > StateInit {
+			if s > StateInit && s != StateRefused {
 				skip += 5 // EHLO's extension lines
 			}
 			if len(replies) <= skip {
@@ -128,7 +133,7 @@ func replyLines(s string) []string {
 }
 
 func TestStateString(t *testing.T) {
-	for s, want := range map[State]string{StateInit: "Init", StateHelo: "Helo", StateMail: "Mail", StateRcpt: "Rcpt", 9: "State(9)"} {
+	for s, want := range map[State]string{StateInit: "Init", StateHelo: "Helo", StateMail: "Mail", StateRcpt: "Rcpt", StateRefused: "Refused", 9: "State(9)"} {
 		if got := s.String(); got != want {
 			t.Errorf("State(%d).String() = %q, want %q", s, got, want)
 		}

@@ -61,16 +61,16 @@ func traceProtocol(env *Envelope) string {
 // that the session puts in front of every message:
 //
 //	Received: from <helo> ([192.0.2.1])
-//		by <host> (smtp-stdio) with ESMTP id <queue id>;
+//		by <host> (<software>) with ESMTP id <queue id>;
 //		Sat, 21 Nov 2026 11:18:25 +0000
 //
-// A local session has no address; "local" goes beside the server's name.
-// There is no FOR clause: with several recipients it would reveal Bcc
-// recipients to every other one.
-func writeReceived(w io.Writer, env *Envelope, host, id string, now time.Time) error {
+// A local session has no address; "local" goes beside the software's
+// name (Config.Software). There is no FOR clause: with several recipients
+// it would reveal Bcc recipients to every other one.
+func writeReceived(w io.Writer, env *Envelope, host, software, id string, now time.Time) error {
 	var b strings.Builder
 	b.WriteString("Received: from " + env.Helo)
-	via := "smtp-stdio"
+	via := software
 	if lit := clientLiteral(env.Client); lit != "" {
 		b.WriteString(" (" + lit + ")")
 	} else {
@@ -80,4 +80,18 @@ func writeReceived(w io.Writer, env *Envelope, host, id string, now time.Time) e
 	b.WriteString(now.Format(time.RFC1123Z) + "\r\n") // RFC 5322 section 3.3
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// commentText keeps the bytes of s that may stand in a header comment
+// (RFC 5322 section 3.2.2: ctext, and the space between words): printable
+// ASCII but "(", ")" and "\", which would end the comment, open another
+// or quote. It is for Config.Software.
+func commentText(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= ' ' && c <= '~' && c != '(' && c != ')' && c != '\\' {
+			b = append(b, c)
+		}
+	}
+	return strings.TrimSpace(string(b))
 }

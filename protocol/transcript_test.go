@@ -27,7 +27,7 @@ import (
 //	M: text           a line of a committed message; consecutive M: lines
 //	                  form one message, each line ended by CRLF
 //	= result          how Serve ends: nil, eof, timeout, too-many-errors,
-//	                  improper-pipelining or non-smtp
+//	                  improper-pipelining, non-smtp or refused
 //
 // Consecutive C: and R: lines go out in one write, as a pipelining client
 // sends them. Each S: line must arrive within replyWait, so a reply the
@@ -161,6 +161,26 @@ func (tr *transcript) setOption(key, val string) error {
 		tr.policy.domains = strings.Fields(val)
 	case "begin_error": // Begin fails with a plain error
 		tr.delivery.beginErr = errors.New(val)
+	case "greet": // Config.Greet returns this reply ("-" for no enhanced code)
+		r, err := parseReplyOption(val)
+		tr.cfg.Greet = func(Client) *Reply { return r }
+		return err
+	case "refuse_helo": // Config.CheckHelo refuses this name, in any case
+		tr.cfg.CheckHelo = func(_ Client, _ Verb, name string) *Reply {
+			if strings.EqualFold(name, val) {
+				return reply(550, "5.7.1", "HELO name refused")
+			}
+			return nil
+		}
+	case "refuse_sender": // Config.CheckSender refuses this reverse-path
+		tr.cfg.CheckSender = func(env *Envelope) *Reply {
+			if env.From == val {
+				return reply(550, "5.7.1", "Sender refused")
+			}
+			return nil
+		}
+	case "software":
+		tr.cfg.Software = val
 	case "commit_reply": // Commit fails with this reply, wrapped
 		r, err := parseReplyOption(val)
 		tr.delivery.commitErr = fmt.Errorf("disk full: %w", r)
@@ -171,14 +191,19 @@ func (tr *transcript) setOption(key, val string) error {
 	return nil
 }
 
-// parseReplyOption parses "452 4.3.1 text".
+// parseReplyOption parses "452 4.3.1 text", or "554 - text" for a reply
+// without an enhanced code.
 func parseReplyOption(s string) (*Reply, error) {
 	f := strings.SplitN(s, " ", 3)
 	if len(f) != 3 {
 		return nil, fmt.Errorf("bad reply %q", s)
 	}
 	code, err := strconv.Atoi(f[0])
-	return &Reply{Code: code, Enhanced: f[1], Lines: []string{f[2]}}, err
+	r := &Reply{Code: code, Enhanced: f[1], Lines: []string{f[2]}}
+	if r.Enhanced == "-" {
+		r.Enhanced = ""
+	}
+	return r, err
 }
 
 func runTranscript(t *testing.T, tr *transcript) {
@@ -282,6 +307,8 @@ func resultIs(err error, want string) bool {
 		return errors.Is(err, ErrImproperPipelining)
 	case "non-smtp":
 		return errors.Is(err, ErrNonSMTP)
+	case "refused":
+		return errors.Is(err, ErrRefused)
 	}
 	return false
 }
