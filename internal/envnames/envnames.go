@@ -43,8 +43,8 @@ func Names(spec any) ([]string, error) {
 type Set map[string]bool
 
 // Known returns the set of the variables Process reads into any of specs,
-// each a pointer to a struct. It returns envconfig's error for a spec that
-// is not one.
+// each a pointer to a struct (see Names). It returns an error naming the
+// first spec that is not one.
 func Known(specs ...any) (Set, error) {
 	s := Set{}
 	for _, spec := range specs {
