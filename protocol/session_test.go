@@ -143,9 +143,22 @@ func TestSessionMemory(t *testing.T) {
 		t.Skip("100 MiB")
 	}
 	const size = 100 << 20
-	cfg := testConfig()
-	cfg.MaxMessageSize = 200 << 20
 	d := &countingDelivery{}
+	out, alloc, err := serveBig(d, size)
+	if err != nil || !strings.Contains(out, "250 2.0.0 OK queued as C1") || d.n < size {
+		t.Fatalf("Serve: %v, %d bytes, output %q", err, d.n, out)
+	}
+	if alloc > 2<<20 {
+		t.Errorf("a 100 MiB message allocated %d bytes", alloc)
+	}
+}
+
+// serveBig sends one message of size bytes through a session with
+// delivery d, and returns the replies, the bytes allocated meanwhile and
+// Serve's error.
+func serveBig(d Delivery, size int64) (string, uint64, error) {
+	cfg := testConfig()
+	cfg.MaxMessageSize = 2 * size
 	in := io.MultiReader(strings.NewReader("EHLO c.example\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<b@d.example>\r\nDATA\r\n"),
 		newLineSource(size), strings.NewReader("QUIT\r\n"))
 	var before, after runtime.MemStats
@@ -154,12 +167,7 @@ func TestSessionMemory(t *testing.T) {
 	var out bytes.Buffer
 	err := NewSession(cfg, testClient, &relayPolicy{}, d, discardLogger()).Serve(bufio.NewReader(in), &out, nil)
 	runtime.ReadMemStats(&after)
-	if err != nil || !strings.Contains(out.String(), "250 2.0.0 OK queued as C1") || d.n < size {
-		t.Fatalf("Serve: %v, %d bytes, output %q", err, d.n, out.String())
-	}
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2<<20 {
-		t.Errorf("a 100 MiB message allocated %d bytes", alloc)
-	}
+	return out.String(), after.TotalAlloc - before.TotalAlloc, err
 }
 
 // countingDelivery counts the bytes of its messages and keeps none.
