@@ -42,9 +42,9 @@ const (
 )
 
 // commands is the command table, one row per verb, in the order HELP
-// lists them (qmail's smtpcommands[]). The verbs with a handler are those
-// of RFC 5321 section 4.5.1's minimum implementation, plus VRFY;
-// HELO joins EHLO as a group ender, as Postfix treats it.
+// lists them (qmail's smtpcommands[]). The verbs with a handler are RFC
+// 5321 section 4.5.1's minimum implementation, plus HELP. HELO ends a
+// group as EHLO does, as Postfix treats it.
 var commands = [...]command{
 	// verb, may follow (after), pipelining (group), arguments, handler
 	{VerbEHLO, anyState, endsGroup, needArg(replyHeloSyntax), (*Session).hello},
