@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -13,119 +15,125 @@ import (
 // notification with the remote's real codes goes to the sender from <>
 // through the queue, and the original is kept in failed/ with its state.
 func TestRcpt5xxBouncesOneRecipient(t *testing.T) {
-	ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
-		if to == "b@example.net" {
-			return reply(550, smtp.EnhancedCode{5, 1, 1}, "no such user here")
+	overTransports(t, func(t *testing.T, tr string) {
+		ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
+			if to == "b@example.net" {
+				return reply(550, smtp.EnhancedCode{5, 1, 1}, "no such user here")
+			}
+			return nil
+		}}))
+		f := newFixtureOver(t, tr, ts)
+		id := f.queue("sender@example.org", []string{"a@example.net", "b@example.net", "c@example.net"}, body("report me"))
+		st := f.run(false)
+		if st.Delivered != 2 || st.Failed != 1 || st.DSNs != 1 {
+			t.Errorf("stats %+v", st)
 		}
-		return nil
-	}}))
-	f := newFixture(t, ts.addr)
-	id := f.queue("sender@example.org", []string{"a@example.net", "b@example.net", "c@example.net"}, body("report me"))
-	st := f.run(false)
-	if st.Delivered != 2 || st.Failed != 1 || st.DSNs != 1 {
-		t.Errorf("stats %+v", st)
-	}
-	if txs := ts.transactions(); len(txs) != 1 || strings.Join(txs[0].to, ",") != "a@example.net,c@example.net" {
-		t.Fatalf("transactions %+v", txs)
-	}
-	dsns := f.queuedFrom("")
-	if len(dsns) != 1 {
-		t.Fatalf("%d notifications queued, want 1", len(dsns))
-	}
-	d := dsns[0]
-	if strings.Join(d.To, ",") != "sender@example.org" {
-		t.Errorf("notification to %v", d.To)
-	}
-	text := content(t, d)
-	for _, want := range []string{
-		"Content-Type: multipart/report; report-type=delivery-status;",
-		"Content-Type: message/delivery-status\r\n",
-		"Reporting-MTA: dns; client.test\r\n",
-		"Arrival-Date: " + f.clk.Now().Format(time.RFC1123Z) + "\r\n",
-		"Final-Recipient: rfc822; b@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; 127.0.0.1\r\n" +
-			"Diagnostic-Code: smtp; 550 5.1.1 no such user here\r\n",
-		"Content-Type: text/rfc822-headers\r\n\r\nReceived: from client.test",
-		"Subject: report me\r\n",
-		"X-Original-Queue-ID: " + id + "\r\n",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("notification lacks %q:\n%s", want, text)
+		if txs := ts.transactions(); len(txs) != 1 || strings.Join(txs[0].to, ",") != "a@example.net,c@example.net" {
+			t.Fatalf("transactions %+v", txs)
 		}
-	}
-	checkNotice(t, text, body("report me"), "sender@example.org", 1)
-	if strings.Contains(text, "a@example.net") || strings.Contains(text, "Hello.") {
-		t.Errorf("notification names a delivered recipient or returns the body:\n%s", text)
-	}
-	if got := f.names(spool.FailedDir); strings.Join(got, ",") != id+","+id+"@state" {
-		t.Errorf("failed/ holds %v", got)
-	}
-	fs, err := f.sp.ReadFailedState(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rcptStatus(fs) != "a@example.net=done b@example.net=failed c@example.net=done" || fs.Rcpts[1].DSN != d.QueueID {
-		t.Errorf("failed state %s, dsn %q", rcptStatus(fs), fs.Rcpts[1].DSN)
-	}
-	if n := f.names(spool.StateDir); len(n) != 0 {
-		t.Errorf("state/ %v", n)
-	}
+		dsns := f.queuedFrom("")
+		if len(dsns) != 1 {
+			t.Fatalf("%d notifications queued, want 1", len(dsns))
+		}
+		d := dsns[0]
+		if strings.Join(d.To, ",") != "sender@example.org" {
+			t.Errorf("notification to %v", d.To)
+		}
+		text := content(t, d)
+		for _, want := range []string{
+			"Content-Type: multipart/report; report-type=delivery-status;",
+			"Content-Type: message/delivery-status\r\n",
+			"Reporting-MTA: dns; client.test\r\n",
+			"Arrival-Date: " + f.clk.Now().Format(time.RFC1123Z) + "\r\n",
+			"Final-Recipient: rfc822; b@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; 127.0.0.1\r\n" +
+				"Diagnostic-Code: smtp; 550 5.1.1 no such user here\r\n",
+			"Content-Type: text/rfc822-headers\r\n\r\nReceived: from client.test",
+			"Subject: report me\r\n",
+			"X-Original-Queue-ID: " + id + "\r\n",
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("notification lacks %q:\n%s", want, text)
+			}
+		}
+		checkNotice(t, text, body("report me"), "sender@example.org", 1)
+		if strings.Contains(text, "a@example.net") || strings.Contains(text, "Hello.") {
+			t.Errorf("notification names a delivered recipient or returns the body:\n%s", text)
+		}
+		if got := f.names(queue.FailedDir); strings.Join(got, ",") != id+","+id+"@state" {
+			t.Errorf("failed/ holds %v", got)
+		}
+		fs, err := f.q.ReadFailedState(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rcptStatus(fs) != "a@example.net=done b@example.net=failed c@example.net=done" || fs.Rcpts[1].DSN != d.QueueID {
+			t.Errorf("failed state %s, dsn %q", rcptStatus(fs), fs.Rcpts[1].DSN)
+		}
+		if n := f.names(queue.StateDir); len(n) != 0 {
+			t.Errorf("state/ %v", n)
+		}
 
-	// The notification itself goes out next, from <>, and is never
-	// bounced: refuse it too.
-	ts.script.rcpt = func(*sconn, string) error { return reply(550, smtp.EnhancedCode{5, 1, 1}, "gone") }
-	st = f.run(false)
-	if st.DSNs != 0 || st.Failed != 1 || len(f.queuedFrom("")) != 0 {
-		t.Errorf("bounce of a bounce? stats %+v", st)
-	}
+		// The notification itself goes out next, from <>, and is never
+		// bounced: refuse it too.
+		ts.script.rcpt = func(*sconn, string) error { return reply(550, smtp.EnhancedCode{5, 1, 1}, "gone") }
+		st = f.run(false)
+		if st.DSNs != 0 || st.Failed != 1 || len(f.queuedFrom("")) != 0 {
+			t.Errorf("bounce of a bounce? stats %+v", st)
+		}
+	})
 }
 
 // A message from <> that fails is not bounced; it goes to failed/.
 func TestNullSenderNeverBounced(t *testing.T) {
-	ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
-		return reply(550, smtp.EnhancedCode{5, 1, 1}, "no")
-	}}))
-	f := newFixture(t, ts.addr)
-	id := f.queue("", []string{"a@example.net"}, body("bounce"))
-	st := f.run(false)
-	if st.DSNs != 0 || len(f.names(spool.QueueDir)) != 0 {
-		t.Errorf("stats %+v, queue %v", st, f.names(spool.QueueDir))
-	}
-	if got := f.names(spool.FailedDir); len(got) != 2 || got[0] != id {
-		t.Errorf("failed/ %v", got)
-	}
+	overTransports(t, func(t *testing.T, tr string) {
+		ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
+			return reply(550, smtp.EnhancedCode{5, 1, 1}, "no")
+		}}))
+		f := newFixtureOver(t, tr, ts)
+		id := f.queue("", []string{"a@example.net"}, body("bounce"))
+		st := f.run(false)
+		if st.DSNs != 0 || len(f.names(spool.QueueDir)) != 0 {
+			t.Errorf("stats %+v, queue %v", st, f.names(spool.QueueDir))
+		}
+		if got := f.names(queue.FailedDir); len(got) != 2 || got[0] != id {
+			t.Errorf("failed/ %v", got)
+		}
+	})
 }
 
 // A 5xx to MAIL, or after the dot, fails the whole transaction.
 func TestMailAndDot5xxFailTransaction(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		s    script
-		data int
-	}{
-		{"mail", script{mail: func(*sconn, string) error {
-			return reply(553, smtp.EnhancedCode{5, 7, 1}, "sender rejected")
-		}}, 0},
-		{"dot", script{data: func(*sconn, []byte) error {
-			return reply(554, smtp.EnhancedCode{5, 6, 0}, "content rejected")
-		}}, 1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ts := newServer(t, nil, withScript(tc.s))
-			f := newFixture(t, ts.addr)
-			f.queue("s@example.org", []string{"a@x.test", "b@x.test"}, body("x"))
-			st := f.run(false)
-			if st.Failed != 2 || st.DSNs != 1 || st.Delivered != 0 {
-				t.Errorf("stats %+v", st)
-			}
-			if _, datas := ts.counts(); datas != tc.data {
-				t.Errorf("%d DATA, want %d", datas, tc.data)
-			}
-			text := content(t, f.queuedFrom("")[0])
-			if strings.Count(text, "Action: failed") != 2 {
-				t.Errorf("notification:\n%s", text)
-			}
-		})
-	}
+	overTransports(t, func(t *testing.T, tr string) {
+		for _, tc := range []struct {
+			name string
+			s    script
+			data int
+		}{
+			{"mail", script{mail: func(*sconn, string) error {
+				return reply(553, smtp.EnhancedCode{5, 7, 1}, "sender rejected")
+			}}, 0},
+			{"dot", script{data: func(*sconn, []byte) error {
+				return reply(554, smtp.EnhancedCode{5, 6, 0}, "content rejected")
+			}}, 1},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				ts := newServer(t, nil, withScript(tc.s))
+				f := newFixtureOver(t, tr, ts)
+				f.queue("s@example.org", []string{"a@x.test", "b@x.test"}, body("x"))
+				st := f.run(false)
+				if st.Failed != 2 || st.DSNs != 1 || st.Delivered != 0 {
+					t.Errorf("stats %+v", st)
+				}
+				if _, datas := ts.counts(); datas != tc.data {
+					t.Errorf("%d DATA, want %d", datas, tc.data)
+				}
+				text := content(t, f.queuedFrom("")[0])
+				if strings.Count(text, "Action: failed") != 2 {
+					t.Errorf("notification:\n%s", text)
+				}
+			})
+		}
+	})
 }
 
 // A message larger than the server's SIZE is not sent: its recipients
@@ -185,37 +193,39 @@ func TestSMTPUTF8(t *testing.T) {
 // six days forward does not bounce a message tried once. When both hold,
 // the notification carries the remote's last 4xx status.
 func TestExpiryNeedsAgeAndAttempts(t *testing.T) {
-	ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
-		return reply(452, smtp.EnhancedCode{4, 2, 2}, "mailbox full")
-	}}))
-	f := newFixture(t, ts.addr)
-	f.s.Config.MinAttempts = 3
-	id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
-	f.run(false)
-	f.clk.Add(6 * 24 * time.Hour) // jump forward
-	st := f.run(false)
-	if st.Failed != 0 || st.Deferred != 1 {
-		t.Fatalf("expired after 2 attempts: %+v", st)
-	}
-	f.clk.Add(10 * time.Minute) // the second backoff
-	st = f.run(false)
-	if st.Failed != 1 || st.DSNs != 1 {
-		t.Fatalf("not expired after 3 attempts and 6 days: %+v", st)
-	}
-	text := content(t, f.queuedFrom("")[0])
-	for _, want := range []string{"Action: failed\r\nStatus: 4.2.2\r\n", "Diagnostic-Code: smtp; 452 4.2.2 mailbox full"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("notification lacks %q:\n%s", want, text)
+	overTransports(t, func(t *testing.T, tr string) {
+		ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
+			return reply(452, smtp.EnhancedCode{4, 2, 2}, "mailbox full")
+		}}))
+		f := newFixtureOver(t, tr, ts)
+		f.s.Config.MinAttempts = 3
+		id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
+		f.run(false)
+		f.clk.Add(6 * 24 * time.Hour) // jump forward
+		st := f.run(false)
+		if st.Failed != 0 || st.Deferred != 1 {
+			t.Fatalf("expired after 2 attempts: %+v", st)
 		}
-	}
-	if np := checkNotice(t, text, body("x"), "s@example.org", 1); !strings.Contains(np.text,
-		"<a@x.test>: still undeliverable after 144h10m0s (3 attempts); last error: 452 4.2.2 mailbox full\r\n") {
-		t.Errorf("human-readable part:\n%s", np.text)
-	}
-	fs, err := f.sp.ReadFailedState(id)
-	if err != nil || !fs.Rcpts[0].Expired || fs.Attempts != 3 {
-		t.Errorf("failed state %+v, %v", fs, err)
-	}
+		f.clk.Add(10 * time.Minute) // the second backoff
+		st = f.run(false)
+		if st.Failed != 1 || st.DSNs != 1 {
+			t.Fatalf("not expired after 3 attempts and 6 days: %+v", st)
+		}
+		text := content(t, f.queuedFrom("")[0])
+		for _, want := range []string{"Action: failed\r\nStatus: 4.2.2\r\n", "Diagnostic-Code: smtp; 452 4.2.2 mailbox full"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("notification lacks %q:\n%s", want, text)
+			}
+		}
+		if np := checkNotice(t, text, body("x"), "s@example.org", 1); !strings.Contains(np.text,
+			"<a@x.test>: still undeliverable after 144h10m0s (3 attempts); last error: 452 4.2.2 mailbox full\r\n") {
+			t.Errorf("human-readable part:\n%s", np.text)
+		}
+		fs, err := f.q.ReadFailedState(id)
+		if err != nil || !fs.Rcpts[0].Expired || fs.Attempts != 3 {
+			t.Errorf("failed state %+v, %v", fs, err)
+		}
+	})
 }
 
 // A smarthost that cannot be reached never expires mail: it is our
@@ -232,7 +242,7 @@ func TestUnreachableSmarthostNeverExpires(t *testing.T) {
 		f.clk.Add(6 * 24 * time.Hour)
 	}
 	s := f.state(id)
-	if s.Attempts != 3 || s.Rcpts[0].Stage != "connect" || s.Rcpts[0].Status != spool.Pending {
+	if s.Attempts != 3 || s.Rcpts[0].Stage != "connect" || s.Rcpts[0].Status != queue.Pending {
 		t.Errorf("state %+v", s)
 	}
 }
@@ -251,37 +261,41 @@ func deferringServer(t *testing.T, fail *bool) *testServer {
 // A clock set back cannot freeze a message longer than BackoffMax: one
 // whose next attempt lies further ahead than that is due now.
 func TestClockBackwardDoesNotFreeze(t *testing.T) {
-	fail := true
-	ts := deferringServer(t, &fail)
-	f := newFixture(t, ts.addr)
-	id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
-	f.run(false)
-	if s := f.state(id); s == nil || !s.Next.Equal(f.clk.Now().Add(5*time.Minute)) {
-		t.Fatalf("state %+v", s)
-	}
-	f.clk.Add(time.Minute)
-	if st := f.run(false); st.Due != 0 {
-		t.Fatalf("due before its time: %+v", st)
-	}
-	f.clk.Add(-365 * 24 * time.Hour) // the clock is set back a year
-	fail = false
-	if st := f.run(false); st.Due != 1 || st.Delivered != 1 {
-		t.Fatalf("frozen by a clock set back: %+v", st)
-	}
+	overTransports(t, func(t *testing.T, tr string) {
+		fail := true
+		ts := deferringServer(t, &fail)
+		f := newFixtureOver(t, tr, ts)
+		id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
+		f.run(false)
+		if s := f.state(id); s == nil || !s.Next.Equal(f.clk.Now().Add(5*time.Minute)) {
+			t.Fatalf("state %+v", s)
+		}
+		f.clk.Add(time.Minute)
+		if st := f.run(false); st.Due != 0 {
+			t.Fatalf("due before its time: %+v", st)
+		}
+		f.clk.Add(-365 * 24 * time.Hour) // the clock is set back a year
+		fail = false
+		if st := f.run(false); st.Due != 1 || st.Delivered != 1 {
+			t.Fatalf("frozen by a clock set back: %+v", st)
+		}
+	})
 }
 
 // --all ignores retry times (as postqueue -f).
 func TestAllIgnoresRetryTimes(t *testing.T) {
-	fail := true
-	ts := deferringServer(t, &fail)
-	f := newFixture(t, ts.addr)
-	f.queue("s@example.org", []string{"a@x.test"}, body("x"))
-	f.run(false)
-	fail = false
-	if st := f.run(false); st.Due != 0 {
-		t.Fatalf("due: %+v", st)
-	}
-	if st := f.run(true); st.Due != 1 || st.Delivered != 1 {
-		t.Fatalf("--all: %+v", st)
-	}
+	overTransports(t, func(t *testing.T, tr string) {
+		fail := true
+		ts := deferringServer(t, &fail)
+		f := newFixtureOver(t, tr, ts)
+		f.queue("s@example.org", []string{"a@x.test"}, body("x"))
+		f.run(false)
+		fail = false
+		if st := f.run(false); st.Due != 0 {
+			t.Fatalf("due: %+v", st)
+		}
+		if st := f.run(true); st.Due != 1 || st.Delivered != 1 {
+			t.Fatalf("--all: %+v", st)
+		}
+	})
 }

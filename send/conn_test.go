@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/smtp-stdio/smtp-stdio/spool"
+
+	"github.com/smtp-stdio/smtp-stdio/queue"
 )
 
 // A connection lost after the dot, before the final reply, leaves the
@@ -36,7 +37,7 @@ func TestDisconnectAfterDot(t *testing.T) {
 	if st.Deferred != 1 || st.Delivered != 0 || len(ts.transactions()) != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	if s := f.state(id); s == nil || s.Rcpts[0].Status != spool.Pending || s.Rcpts[0].Stage != "dot" || s.Rcpts[0].Code != 0 {
+	if s := f.state(id); s == nil || s.Rcpts[0].Status != queue.Pending || s.Rcpts[0].Stage != "dot" || s.Rcpts[0].Code != 0 {
 		t.Fatalf("state %+v", s)
 	}
 	f.clk.Add(5 * time.Minute)
@@ -261,7 +262,7 @@ func TestAuth(t *testing.T) {
 				t.Errorf("%d AUTH attempts, want %d", tries, tc.tries)
 			}
 			if tc.delivered == 0 {
-				if s := f.state(id); s == nil || s.Rcpts[0].Stage != "auth" || s.Rcpts[0].Status != spool.Pending {
+				if s := f.state(id); s == nil || s.Rcpts[0].Stage != "auth" || s.Rcpts[0].Status != queue.Pending {
 					t.Errorf("state %+v", s)
 				}
 				if n := f.dialCount(ts.addr); n != 1 {

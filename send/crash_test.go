@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,12 +13,30 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
+// crashScript is the smarthost of TestKillAtEachStep: it refuses bad*
+// for good, defers later* and takes the others.
+func crashScript() script {
+	return script{rcpt: func(_ *sconn, to string) error {
+		switch {
+		case strings.HasPrefix(to, "bad"):
+			return reply(550, smtp.EnhancedCode{5, 1, 1}, "unknown user")
+		case strings.HasPrefix(to, "later"):
+			return reply(451, smtp.EnhancedCode{4, 3, 0}, "later")
+		}
+		return nil
+	}}
+}
+
 // TestCrashHelper is not a test: TestKillAtEachStep runs the test binary
 // with SEND_CRASH_* set, and this runs a Sender that kills its own process
-// with SIGKILL at the named step.
+// with SIGKILL at the named step. With SEND_CRASH_SINK set it delivers
+// over memTransport, to crashScript, appending what it delivers to that
+// file.
 func TestCrashHelper(t *testing.T) {
 	if os.Getenv("SEND_CRASH_STEP") == "" {
 		t.Skip("helper process for TestKillAtEachStep")
@@ -33,12 +52,15 @@ func TestCrashHelper(t *testing.T) {
 		Config: Config{Smarthosts: []Host{{Addr: os.Getenv("SEND_CRASH_ADDR"), Name: "127.0.0.1"}},
 			TLS: TLSNone, Hostname: "client.test", Connections: 1},
 		Now: func() time.Time { return time.Unix(0, ns).UTC() },
-		Hooks: Hooks{Step: func(st Step, _ string) {
+		Hooks: Hooks{Step: func(st queue.Step, _ string) {
 			if st.String() == step {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {} // never returns
 			}
 		}},
+	}
+	if sink := os.Getenv("SEND_CRASH_SINK"); sink != "" {
+		s.Transport = &memTransport{ts: &testServer{addr: os.Getenv("SEND_CRASH_ADDR"), script: crashScript()}, sink: sink}
 	}
 	s.Run(context.Background(), false)
 	os.Exit(3) // the step never came
@@ -47,50 +69,52 @@ func TestCrashHelper(t *testing.T) {
 // A run killed with SIGKILL at any step of recording an outcome loses
 // nothing and duplicates nothing, except the one window: killed after the
 // final 250 arrived and before it was recorded, the next run sends that
-// transaction again. Every notification is spooled exactly once.
+// transaction again. Every notification is spooled exactly once. The same
+// over both transports.
 func TestKillAtEachStep(t *testing.T) {
+	overTransports(t, killAtEachStep)
+}
+
+func killAtEachStep(t *testing.T, tr string) {
 	scenarios := []struct {
 		name  string
 		rcpts []string
-		steps []Step
+		steps []queue.Step
 	}{
 		// one accepted, one failing (notification), one deferred
 		{"partial", []string{"ok@x.test", "bad@x.test", "later@x.test"},
-			[]Step{StepAccepted, StepRecorded, StepBounceIntent, StepBounceSpooled, StepStateWritten}},
+			[]queue.Step{queue.StepAccepted, queue.StepRecorded, queue.StepBounceIntent, queue.StepBounceSpooled, queue.StepStateWritten}},
 		// one accepted, one failing: the message ends in failed/
 		{"failed", []string{"ok@x.test", "bad@x.test"},
-			[]Step{StepAccepted, StepRecorded, StepBounceIntent, StepBounceSpooled, StepFinished}},
+			[]queue.Step{queue.StepAccepted, queue.StepRecorded, queue.StepBounceIntent, queue.StepBounceSpooled, queue.StepFinished}},
 		// all accepted: the message is removed
-		{"done", []string{"ok@x.test", "ok2@x.test"}, []Step{StepAccepted, StepRecorded}},
+		{"done", []string{"ok@x.test", "ok2@x.test"}, []queue.Step{queue.StepAccepted, queue.StepRecorded}},
 	}
 	for _, sc := range scenarios {
 		for _, step := range sc.steps {
 			t.Run(sc.name+"/"+step.String(), func(t *testing.T) {
-				ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
-					switch {
-					case strings.HasPrefix(to, "bad"):
-						return reply(550, smtp.EnhancedCode{5, 1, 1}, "unknown user")
-					case strings.HasPrefix(to, "later"):
-						return reply(451, smtp.EnhancedCode{4, 3, 0}, "later")
-					}
-					return nil
-				}}))
-				f := newFixture(t, ts.addr)
+				ts := newServer(t, nil, withScript(crashScript()))
+				f := newFixtureOver(t, tr, ts)
 				id := f.queue("sender@example.org", sc.rcpts, body("crash"))
 
 				cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
 				cmd.Env = append(os.Environ(), "SEND_CRASH_STEP="+step.String(), "SEND_CRASH_DIR="+f.sp.Root(),
 					"SEND_CRASH_ADDR="+ts.addr, "SEND_CRASH_NOW="+strconv.FormatInt(f.clk.Now().UnixNano(), 10))
+				sink := filepath.Join(t.TempDir(), "sink")
+				if tr == "memory" {
+					cmd.Env = append(cmd.Env, "SEND_CRASH_SINK="+sink)
+				}
 				out, err := cmd.CombinedOutput()
 				var ee *exec.ExitError
 				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 					t.Fatalf("helper not killed at %s: %v\n%s", step, err, out)
 				}
+				ts.loadSink(t, sink) // what the killed helper delivered in memory
 
 				f.run(false) // recovers, then delivers what is due
 				f.run(true)  // and the notification, if any
 				want := map[string]int{"ok@x.test": 1, "ok2@x.test": 1}
-				if step == StepAccepted {
+				if step == queue.StepAccepted {
 					want = map[string]int{"ok@x.test": 2, "ok2@x.test": 2} // the window
 				}
 				got := ts.rcptCount()
@@ -117,12 +141,12 @@ func TestKillAtEachStep(t *testing.T) {
 				if len(dsnIDs) != wantDSN || len(f.queuedFrom("")) != 0 {
 					t.Fatalf("%d notifications delivered (%v), want %d", len(dsnIDs), dsnIDs, wantDSN)
 				}
-				var st *spool.State
+				var st *queue.State
 				switch sc.name {
 				case "partial":
 					st = f.state(id)
 				case "failed":
-					st, _ = f.sp.ReadFailedState(id)
+					st, _ = f.q.ReadFailedState(id)
 				}
 				if st != nil && st.Rcpts[1].DSN != dsnIDs[0] {
 					t.Errorf("state names notification %q, delivered %q", st.Rcpts[1].DSN, dsnIDs[0])
@@ -130,7 +154,7 @@ func TestKillAtEachStep(t *testing.T) {
 				if sc.name == "partial" && rcptStatus(st) != "ok@x.test=done bad@x.test=failed later@x.test=pending" {
 					t.Errorf("state %s", rcptStatus(st))
 				}
-				for _, n := range f.names(spool.StateDir) {
+				for _, n := range f.names(queue.StateDir) {
 					if !strings.HasPrefix(n, id+"@") || strings.HasSuffix(n, "@journal") || sc.name != "partial" {
 						t.Errorf("left in state/: %s", n)
 					}

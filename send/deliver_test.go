@@ -8,52 +8,56 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
 // Every message reaches the server once, with its envelope and bytes, over
 // one reused connection (RSET between messages), and leaves the spool.
 func TestDeliverReusesConnection(t *testing.T) {
-	ts := newServer(t, nil)
-	f := newFixture(t, ts.addr)
-	var ids []string
-	for i := range 5 {
-		ids = append(ids, f.queue("sender@example.org", []string{"a@example.net", "b@example.net"},
-			body("m"+string(rune('0'+i)))+".leading dot\r\n\xc3\xa9t\xc3\xa9\r\n"))
-	}
-	st := f.run(false)
-	if st.Delivered != 10 || st.Deferred != 0 || st.Started != 5 {
-		t.Errorf("stats %+v", st)
-	}
-	txs := ts.transactions()
-	if len(txs) != 5 {
-		t.Fatalf("server got %d transactions, want 5", len(txs))
-	}
-	seen := map[string]bool{}
-	for i, g := range txs {
-		seen[string(g.data)] = true
-		want := len(body("m0")) + len(".leading dot\r\n\xc3\xa9t\xc3\xa9\r\n")
-		if g.from != "sender@example.org" || strings.Join(g.to, ",") != "a@example.net,b@example.net" {
-			t.Errorf("tx %d envelope %s -> %v", i, g.from, g.to)
+	overTransports(t, func(t *testing.T, tr string) {
+		ts := newServer(t, nil)
+		f := newFixtureOver(t, tr, ts)
+		var ids []string
+		for i := range 5 {
+			ids = append(ids, f.queue("sender@example.org", []string{"a@example.net", "b@example.net"},
+				body("m"+string(rune('0'+i)))+".leading dot\r\n\xc3\xa9t\xc3\xa9\r\n"))
 		}
-		if g.opts.Size != int64(want) {
-			t.Errorf("tx %d SIZE=%d, want %d", i, g.opts.Size, want)
+		st := f.run(false)
+		if st.Delivered != 10 || st.Deferred != 0 || st.Started != 5 {
+			t.Errorf("stats %+v", st)
 		}
-	}
-	for i := range 5 {
-		if want := body("m"+string(rune('0'+i))) + ".leading dot\r\n\xc3\xa9t\xc3\xa9\r\n"; !seen[want] {
-			t.Errorf("message %d not delivered byte for byte", i)
+		txs := ts.transactions()
+		if len(txs) != 5 {
+			t.Fatalf("server got %d transactions, want 5", len(txs))
 		}
-	}
-	if conns, _ := ts.counts(); conns != 1 {
-		t.Errorf("%d connections, want 1 (reuse)", conns)
-	}
-	if n := f.names(spool.QueueDir); len(n) != 0 {
-		t.Errorf("queue not empty: %v", n)
-	}
-	if n := f.names(spool.StateDir); len(n) != 0 {
-		t.Errorf("state not empty: %v", n)
-	}
+		seen := map[string]bool{}
+		for i, g := range txs {
+			seen[string(g.data)] = true
+			want := len(body("m0")) + len(".leading dot\r\n\xc3\xa9t\xc3\xa9\r\n")
+			if g.from != "sender@example.org" || strings.Join(g.to, ",") != "a@example.net,b@example.net" {
+				t.Errorf("tx %d envelope %s -> %v", i, g.from, g.to)
+			}
+			if g.opts.Size != int64(want) {
+				t.Errorf("tx %d SIZE=%d, want %d", i, g.opts.Size, want)
+			}
+		}
+		for i := range 5 {
+			if want := body("m"+string(rune('0'+i))) + ".leading dot\r\n\xc3\xa9t\xc3\xa9\r\n"; !seen[want] {
+				t.Errorf("message %d not delivered byte for byte", i)
+			}
+		}
+		if conns, _ := ts.counts(); conns != 1 {
+			t.Errorf("%d connections, want 1 (reuse)", conns)
+		}
+		if n := f.names(spool.QueueDir); len(n) != 0 {
+			t.Errorf("queue not empty: %v", n)
+		}
+		if n := f.names(queue.StateDir); len(n) != 0 {
+			t.Errorf("state not empty: %v", n)
+		}
+	})
 }
 
 // With reuse off, each message gets its own connection.
@@ -91,59 +95,61 @@ func TestParallelConnections(t *testing.T) {
 // others are done and never sent again. It is due after the backoff, not
 // before, and then only it is sent.
 func TestRcpt4xxDefersOneRecipient(t *testing.T) {
-	fail := true
-	ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
-		if to == "b@example.net" && fail {
-			return reply(451, smtp.EnhancedCode{4, 3, 0}, "try later")
+	overTransports(t, func(t *testing.T, tr string) {
+		fail := true
+		ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
+			if to == "b@example.net" && fail {
+				return reply(451, smtp.EnhancedCode{4, 3, 0}, "try later")
+			}
+			return nil
+		}}))
+		f := newFixtureOver(t, tr, ts)
+		id := f.queue("s@example.org", []string{"a@example.net", "b@example.net", "c@example.net"}, body("x"))
+		fileBefore, _ := os.ReadFile(f.sp.Path(spool.QueueDir, id))
+		st := f.run(false)
+		if st.Delivered != 2 || st.Deferred != 1 {
+			t.Errorf("stats %+v", st)
 		}
-		return nil
-	}}))
-	f := newFixture(t, ts.addr)
-	id := f.queue("s@example.org", []string{"a@example.net", "b@example.net", "c@example.net"}, body("x"))
-	fileBefore, _ := os.ReadFile(f.sp.Path(spool.QueueDir, id))
-	st := f.run(false)
-	if st.Delivered != 2 || st.Deferred != 1 {
-		t.Errorf("stats %+v", st)
-	}
-	txs := ts.transactions()
-	if len(txs) != 1 || strings.Join(txs[0].to, ",") != "a@example.net,c@example.net" {
-		t.Fatalf("transactions %+v", txs)
-	}
-	s := f.state(id)
-	if s == nil {
-		t.Fatal("no state")
-	}
-	if rcptStatus(s) != "a@example.net=done b@example.net=pending c@example.net=done" {
-		t.Errorf("state %s", rcptStatus(s))
-	}
-	b := s.Rcpts[1]
-	if b.Code != 451 || b.Enhanced != "4.3.0" || b.Text != "try later" || b.Stage != "rcpt" || b.Relay != ts.addr {
-		t.Errorf("deferred recipient %+v", b)
-	}
-	if s.Attempts != 1 || !s.Next.Equal(f.clk.Now().Add(5*time.Minute)) {
-		t.Errorf("attempts %d next %v", s.Attempts, s.Next)
-	}
-	if n := f.names(spool.StateDir); len(n) != 1 {
-		t.Errorf("state/ %v, want one state file and no journal", n)
-	}
+		txs := ts.transactions()
+		if len(txs) != 1 || strings.Join(txs[0].to, ",") != "a@example.net,c@example.net" {
+			t.Fatalf("transactions %+v", txs)
+		}
+		s := f.state(id)
+		if s == nil {
+			t.Fatal("no state")
+		}
+		if rcptStatus(s) != "a@example.net=done b@example.net=pending c@example.net=done" {
+			t.Errorf("state %s", rcptStatus(s))
+		}
+		b := s.Rcpts[1]
+		if b.Code != 451 || b.Enhanced != "4.3.0" || b.Text != "try later" || b.Stage != "rcpt" || b.Relay != ts.addr {
+			t.Errorf("deferred recipient %+v", b)
+		}
+		if s.Attempts != 1 || !s.Next.Equal(f.clk.Now().Add(5*time.Minute)) {
+			t.Errorf("attempts %d next %v", s.Attempts, s.Next)
+		}
+		if n := f.names(queue.StateDir); len(n) != 1 {
+			t.Errorf("state/ %v, want one state file and no journal", n)
+		}
 
-	f.clk.Add(4 * time.Minute)
-	if st := f.run(false); st.Due != 0 || len(ts.transactions()) != 1 {
-		t.Errorf("not yet due, but run %+v", st)
-	}
-	fail = false
-	f.clk.Add(time.Minute)
-	if b, _ := os.ReadFile(f.sp.Path(spool.QueueDir, id)); string(b) != string(fileBefore) || len(b) == 0 {
-		t.Error("the message file changed")
-	}
-	f.run(false)
-	txs = ts.transactions()
-	if len(txs) != 2 || strings.Join(txs[1].to, ",") != "b@example.net" {
-		t.Fatalf("second attempt %+v", txs)
-	}
-	if n := f.names(spool.QueueDir); len(n) != 0 {
-		t.Errorf("queue %v", n)
-	}
+		f.clk.Add(4 * time.Minute)
+		if st := f.run(false); st.Due != 0 || len(ts.transactions()) != 1 {
+			t.Errorf("not yet due, but run %+v", st)
+		}
+		fail = false
+		f.clk.Add(time.Minute)
+		if b, _ := os.ReadFile(f.sp.Path(spool.QueueDir, id)); string(b) != string(fileBefore) || len(b) == 0 {
+			t.Error("the message file changed")
+		}
+		f.run(false)
+		txs = ts.transactions()
+		if len(txs) != 2 || strings.Join(txs[1].to, ",") != "b@example.net" {
+			t.Fatalf("second attempt %+v", txs)
+		}
+		if n := f.names(spool.QueueDir); len(n) != 0 {
+			t.Errorf("queue %v", n)
+		}
+	})
 }
 
 // A 452 after two recipients (the server's limit) carries the rest to new
@@ -192,52 +198,56 @@ func TestMaxRecipientsSplits(t *testing.T) {
 
 // If every RCPT is refused, the body is not sent.
 func TestAllRcptRefusedSendsNoData(t *testing.T) {
-	ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
-		return reply(550, smtp.EnhancedCode{5, 1, 1}, "no such user")
-	}}))
-	f := newFixture(t, ts.addr)
-	f.queue("s@example.org", []string{"a@x.test", "b@x.test"}, body("x"))
-	st := f.run(false)
-	if _, datas := ts.counts(); datas != 0 {
-		t.Errorf("DATA sent %d times", datas)
-	}
-	if st.Failed != 2 || st.DSNs != 1 {
-		t.Errorf("stats %+v", st)
-	}
+	overTransports(t, func(t *testing.T, tr string) {
+		ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
+			return reply(550, smtp.EnhancedCode{5, 1, 1}, "no such user")
+		}}))
+		f := newFixtureOver(t, tr, ts)
+		f.queue("s@example.org", []string{"a@x.test", "b@x.test"}, body("x"))
+		st := f.run(false)
+		if _, datas := ts.counts(); datas != 0 {
+			t.Errorf("DATA sent %d times", datas)
+		}
+		if st.Failed != 2 || st.DSNs != 1 {
+			t.Errorf("stats %+v", st)
+		}
+	})
 }
 
 // Due messages go in order of next attempt (a new message counting from
 // its arrival), then age; the message file is never modified, and its
 // mtime plays no part.
 func TestOrderAndImmutability(t *testing.T) {
-	fail := "a@x.test"
-	ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
-		if to == fail {
-			return reply(451, smtp.EnhancedCode{4, 3, 0}, "later")
+	overTransports(t, func(t *testing.T, tr string) {
+		fail := "a@x.test"
+		ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
+			if to == fail {
+				return reply(451, smtp.EnhancedCode{4, 3, 0}, "later")
+			}
+			return nil
+		}}))
+		f := newFixtureOver(t, tr, ts)
+		a := f.queue("s@example.org", []string{"a@x.test"}, body("a")) // arrives first, deferred to +5m
+		f.run(false)
+		before, _ := os.ReadFile(f.sp.Path(spool.QueueDir, a))
+		f.clk.Add(time.Minute)
+		f.queue("s@example.org", []string{"b@x.test"}, body("b")) // due at +1m
+		f.clk.Add(2 * time.Minute)
+		f.queue("s@example.org", []string{"c@x.test"}, body("c")) // due at +3m
+		old := time.Now().Add(-365 * 24 * time.Hour)
+		os.Chtimes(f.sp.Path(spool.QueueDir, a), old, old) // mtime says nothing
+		f.clk.Add(3 * time.Minute)
+		fail = ""
+		f.run(false)
+		var order []string
+		for _, g := range ts.transactions() {
+			order = append(order, g.to[0])
 		}
-		return nil
-	}}))
-	f := newFixture(t, ts.addr)
-	a := f.queue("s@example.org", []string{"a@x.test"}, body("a")) // arrives first, deferred to +5m
-	f.run(false)
-	before, _ := os.ReadFile(f.sp.Path(spool.QueueDir, a))
-	f.clk.Add(time.Minute)
-	f.queue("s@example.org", []string{"b@x.test"}, body("b")) // due at +1m
-	f.clk.Add(2 * time.Minute)
-	f.queue("s@example.org", []string{"c@x.test"}, body("c")) // due at +3m
-	old := time.Now().Add(-365 * 24 * time.Hour)
-	os.Chtimes(f.sp.Path(spool.QueueDir, a), old, old) // mtime says nothing
-	f.clk.Add(3 * time.Minute)
-	fail = ""
-	f.run(false)
-	var order []string
-	for _, g := range ts.transactions() {
-		order = append(order, g.to[0])
-	}
-	if strings.Join(order, " ") != "b@x.test c@x.test a@x.test" {
-		t.Errorf("order %v, want b c a", order)
-	}
-	if g := ts.transactions()[2]; !strings.HasSuffix(string(before), string(g.data)) {
-		t.Errorf("sent bytes are not the spooled message's")
-	}
+		if strings.Join(order, " ") != "b@x.test c@x.test a@x.test" {
+			t.Errorf("order %v, want b c a", order)
+		}
+		if g := ts.transactions()[2]; !strings.HasSuffix(string(before), string(g.data)) {
+			t.Errorf("sent bytes are not the spooled message's")
+		}
+	})
 }

@@ -13,38 +13,61 @@ import (
 	"strings"
 
 	"github.com/smtp-stdio/smtp-stdio/ascii"
-	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
-// body returns the source of the message data for the current session
-// and its size as sent: the spooled bytes, or, when the smarthost lacks
+// smtpMsg is a message in the hands of a smarthost session, with what the
+// session learns of it, once per Deliver: whether it has 8-bit bytes and
+// long lines, its size as sent, and its 7-bit version.
+type smtpMsg struct {
+	*Delivery
+	rec Recorder
+
+	// What scan found: 8-bit bytes, lines longer than maxLine, the size
+	// as sent (those lines broken).
+	scanned, eight, long bool
+	size                 int64
+
+	hdr8     int8     // 0 unknown, 1 the header section has 8-bit bytes, -1 it has none
+	down     *os.File // 7-bit version of the message, made on demand
+	downN    int64
+	downFail *Failure // the message cannot be converted to 7 bits
+}
+
+func (m *smtpMsg) close() {
+	if m.down != nil {
+		m.down.Close()
+	}
+}
+
+// body returns the source of the message data for the connection c and
+// its size as sent: the spooled bytes, or, when the smarthost lacks
 // 8BITMIME (RFC 6152) and the message has 8-bit bytes, a 7-bit MIME version
 // made once per message, as Postfix does, rather than raw 8-bit bytes the
 // server did not agree to. Either way no line is longer than maxLine
 // octets once it went through a lineWriter, which the spooled bytes need
-// only when x.long.
+// only when m.long.
 // A message that cannot be converted fails with 5.6.3 (RFC 3463:
 // conversion required but not supported); an error reading the spool or
 // writing the 7-bit version is returned as error.
-func (w *worker) body(x *msg) (func() io.Reader, int64, *Failure, error) {
-	if err := x.scan(); err != nil {
+func (m *smtpMsg) body(t *smarthost, c *conn) (func() io.Reader, int64, *Failure, error) {
+	if err := m.scan(); err != nil {
 		return nil, 0, nil, err
 	}
-	if w.sess.eight || !x.eight {
-		return x.m.Content, x.size, nil, nil
+	if c.eight || !m.eight {
+		return m.Content, m.size, nil, nil
 	}
-	if x.downFail != nil {
-		return nil, 0, x.downFail, nil
+	if m.downFail != nil {
+		return nil, 0, m.downFail, nil
 	}
-	if x.down == nil {
-		f, err := os.CreateTemp(w.r.sp.Path(spool.TmpDir), "send-7bit-")
+	if m.down == nil {
+		f, err := os.CreateTemp(t.tmp, "send-7bit-")
 		if err != nil {
 			return nil, 0, nil, err
 		}
 		os.Remove(f.Name()) // anonymous: nothing to clean up after a crash
 		bw := bufio.NewWriter(f)
 		lw := newLineWriter(bw)
-		err = sevenBit(lw, x.m.Content)
+		err = sevenBit(lw, m.Content)
 		if err == nil {
 			err = lw.Flush()
 		}
@@ -59,32 +82,32 @@ func (w *worker) body(x *msg) (func() io.Reader, int64, *Failure, error) {
 			f.Close()
 			var u *unconvertibleError
 			if errors.As(err, &u) {
-				x.downFail = localFailure(w.sess.relay, "5.6.3",
+				m.downFail = localFailure(c.relay, "5.6.3",
 					"the smarthost lacks 8BITMIME and the message cannot be converted to 7 bits: "+u.why)
-				return nil, 0, x.downFail, nil
+				return nil, 0, m.downFail, nil
 			}
 			return nil, 0, nil, err
 		}
-		x.down, x.downN = f, fi.Size()
-		w.r.log.Info("smarthost lacks 8BITMIME; sending a 7-bit MIME version", "id", x.e.ID, "relay", w.sess.relay)
+		m.down, m.downN = f, fi.Size()
+		t.log.Info("smarthost lacks 8BITMIME; sending a 7-bit MIME version", "id", m.Envelope.QueueID, "relay", c.relay)
 	}
-	return func() io.Reader { return io.NewSectionReader(x.down, 0, x.downN) }, x.downN, nil, nil
+	return func() io.Reader { return io.NewSectionReader(m.down, 0, m.downN) }, m.downN, nil, nil
 }
 
 // scan reads the message once, for what every transaction needs: whether
 // it has 8-bit bytes, whether it has lines longer than maxLine, and its
 // size as sent (RFC 1870 SIZE), those lines broken.
-func (x *msg) scan() error {
-	if x.scanned {
+func (m *smtpMsg) scan() error {
+	if m.scanned {
 		return nil
 	}
-	r := x.m.Content()
+	r := m.Content()
 	buf := make([]byte, 64<<10)
 	line := 0 // octets since the last LF
 	for {
 		n, err := r.Read(buf)
 		b := buf[:n]
-		x.eight = x.eight || has8bit(b)
+		m.eight = m.eight || has8bit(b)
 		for len(b) > 0 {
 			i := bytes.IndexByte(b, '\n')
 			if i < 0 {
@@ -92,10 +115,10 @@ func (x *msg) scan() error {
 				break
 			}
 			// Counting a CR before the LF errs on the safe side.
-			x.long = x.long || line+i > maxLine
+			m.long = m.long || line+i > maxLine
 			line, b = 0, b[i+1:]
 		}
-		x.long = x.long || line > maxLine
+		m.long = m.long || line > maxLine
 		if err == io.EOF {
 			break
 		}
@@ -103,17 +126,17 @@ func (x *msg) scan() error {
 			return err
 		}
 	}
-	x.size = x.m.Size
-	if x.long {
+	m.size = m.Size
+	if m.long {
 		var c countWriter
 		lw := newLineWriter(&c)
-		if _, err := io.Copy(lw, x.m.Content()); err != nil {
+		if _, err := io.Copy(lw, m.Content()); err != nil {
 			return err
 		}
 		lw.Flush()
-		x.size = c.n
+		m.size = c.n
 	}
-	x.scanned = true
+	m.scanned = true
 	return nil
 }
 
@@ -128,18 +151,18 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // headers8bit reports whether the message's header section has 8-bit
 // bytes (RFC 6532 UTF-8 headers).
-func (x *msg) headers8bit() bool {
-	if x.hdr8 == 0 {
-		x.hdr8 = -1
-		lr := newLineReader(x.m.Content())
+func (m *smtpMsg) headers8bit() bool {
+	if m.hdr8 == 0 {
+		m.hdr8 = -1
+		lr := newLineReader(m.Content())
 		for lr.scan() && !lr.blank() {
 			if lr.eight {
-				x.hdr8 = 1
+				m.hdr8 = 1
 				break
 			}
 		}
 	}
-	return x.hdr8 > 0
+	return m.hdr8 > 0
 }
 
 // has8bit reports whether b has a byte >= 0x80, eight bytes at a time.

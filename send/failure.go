@@ -9,7 +9,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-smtp"
-	"github.com/smtp-stdio/smtp-stdio/spool"
+
+	"github.com/smtp-stdio/smtp-stdio/queue"
 )
 
 // Stage is the protocol step at which an attempt ended. The zero value is
@@ -42,6 +43,7 @@ func (s Stage) String() string {
 // Failure is how an attempt went wrong for some recipients: the server's
 // reply, or a network, TLS or local error. Errors are classified once, here
 // (see classify); retry logic asks only Temporary, HostDown and Expires.
+// Every Transport reports its failures as Failures.
 type Failure struct {
 	Stage Stage
 	// Code is the reply code, 0 when there was no reply.
@@ -56,7 +58,8 @@ type Failure struct {
 	// Err is the underlying error when there was no reply.
 	Err error
 
-	timeout bool
+	timeout bool // no reply in time, at any step
+	setup   bool // the connection could not be made ready for MAIL
 }
 
 // Error returns "stage: code enhanced text".
@@ -92,11 +95,31 @@ func (f *Failure) Temporary() bool {
 	return f.Code/100 != 5
 }
 
-// HostDown reports whether the smarthost is to be skipped for the rest of
-// the run (RFC 5321 section 4.5.4.1): it refused or failed the
-// connection, TLS, greeting, EHLO or AUTH, or timed out.
-func (f *Failure) HostDown() bool {
-	return f.timeout || f.Stage < StageReset
+// HostDown reports whether the smarthost that failed with f is to be
+// skipped for the rest of the run (RFC 5321 section 4.5.4.1: a host that
+// failed is not tried again at once; its messages go to the next host,
+// or are deferred without further connection attempts). It is the one
+// rule, asked wherever a host can fail; reused says whether the
+// connection had carried a transaction before. A host is down when
+//
+//   - the connection could not be made ready for MAIL: TCP, TLS, the
+//     greeting, EHLO or AUTH failed, or a check of ours refused it (TLS
+//     not in effect), whatever the reply;
+//   - it did not answer in time, at any step;
+//   - it closed the connection or answered 421 (RFC 5321 section 3.8)
+//     before the data was complete, on a new connection. On a reused one,
+//     the server merely ended a connection it had kept idle: reconnect.
+//
+// A reply within a transaction, or a connection lost after the final dot
+// (the server may have taken the message), leaves the host up.
+func (f *Failure) HostDown(reused bool) bool {
+	switch {
+	case f.setup, f.timeout:
+		return true
+	case f.Stage == StageDot || !f.connLevel():
+		return false
+	}
+	return !reused
 }
 
 // Expires reports whether this failure counts towards expiry: only replies
@@ -165,17 +188,17 @@ func localFailure(relay, enhanced, text string) *Failure {
 
 // oneLine joins a multi-line reply and strips control characters, so a
 // reply is one log field and one state line, and cuts it to
-// spool.MaxText octets: a smarthost may answer with any number of lines,
+// queue.MaxText octets: a smarthost may answer with any number of lines,
 // and what is kept of a reply, logged, stored per recipient and quoted
 // in a notification, is a few hundred octets (as in Postfix).
 func oneLine(s string) string {
-	if len(s) > 4*spool.MaxText {
+	if len(s) > 4*queue.MaxText {
 		// Only the start is kept; joining at most this much is enough.
-		s = s[:4*spool.MaxText]
+		s = s[:4*queue.MaxText]
 	}
 	s = strings.ReplaceAll(s, "\r\n", " / ")
 	s = strings.ReplaceAll(s, "\n", " / ")
-	return spool.ClipText(strings.Map(func(r rune) rune {
+	return queue.ClipText(strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
 		}

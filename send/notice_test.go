@@ -14,7 +14,9 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
+
 	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
+	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -179,14 +181,15 @@ func crlfOnly(s string) string {
 
 // testNotice builds a notification for one failed recipient of a message
 // from sender with content orig.
-func testNotice(t *testing.T, orig, sender string, rcpts ...spool.Rcpt) string {
+func testNotice(t *testing.T, orig, sender string, rcpts ...queue.Rcpt) string {
 	t.Helper()
 	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
-	n := &notice{id: "20261121T100000.0123456789abcdef", host: "mx.example.org", now: at.Add(time.Hour),
-		env:     &spool.Envelope{QueueID: "20261121T090000.fedcba9876543210", From: sender},
-		arrival: at, attempts: 3, rcpts: rcpts}
+	n := &queue.Notice{ID: "20261121T100000.0123456789abcdef", Now: at.Add(time.Hour),
+		Envelope: &spool.Envelope{QueueID: "20261121T090000.fedcba9876543210", From: sender},
+		Content:  func() io.Reader { return strings.NewReader(orig) },
+		Arrival:  at, Attempts: 3, Rcpts: rcpts}
 	var b bytes.Buffer
-	if err := n.write(&b, func() io.Reader { return strings.NewReader(orig) }); err != nil {
+	if err := WriteNotice(&b, "mx.example.org", n); err != nil {
 		t.Fatal(err)
 	}
 	return b.String()
@@ -213,12 +216,12 @@ func FuzzNotice(f *testing.F) {
 // expired, if local), and for a second recipient with an invalid
 // enhanced code.
 func checkHostileNotice(t *testing.T, orig, text, rcpt, sender string, local bool) {
-	rc := spool.Rcpt{Addr: rcpt, Status: spool.Failed, Code: 550, Enhanced: "5.1.1", Text: text,
+	rc := queue.Rcpt{Addr: rcpt, Status: queue.Failed, Code: 550, Enhanced: "5.1.1", Text: text,
 		Relay: "[192.0.2.1]:25", At: time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC)}
 	if local {
 		rc.Code, rc.Enhanced, rc.Expired = 0, "5.6.3", true
 	}
-	out := testNotice(t, orig, sender, rc, spool.Rcpt{Addr: "other@example.net", Code: 552, Enhanced: "x.y", Text: "?"})
+	out := testNotice(t, orig, sender, rc, queue.Rcpt{Addr: "other@example.net", Code: 552, Enhanced: "x.y", Text: "?"})
 	np := checkNotice(t, out, orig, sender, 2)
 	if !strings.Contains(np.text, textsafe.Escape(rcpt)) {
 		t.Errorf("human-readable part lacks the recipient %q:\n%s", textsafe.Escape(rcpt), np.text)
@@ -287,7 +290,7 @@ func TestNoticeAlwaysDeliverable(t *testing.T) {
 // than the bound) is left out, and the notification says so; one longer
 // than the bound is cut at a line end, and it says so too.
 func TestNoticeReturnedHeaders(t *testing.T) {
-	rc := spool.Rcpt{Addr: "b@example.net", Status: spool.Failed, Code: 550, Enhanced: "5.1.1", Text: "no"}
+	rc := queue.Rcpt{Addr: "b@example.net", Status: queue.Failed, Code: 550, Enhanced: "5.1.1", Text: "no"}
 	for _, tc := range []struct {
 		name, orig, say string
 		parts           int

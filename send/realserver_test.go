@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
+
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
 // A smarthost that defers 100 recipients with a 200 kB multi-line 451
-// each (issue 8 item 8): the state file keeps at most spool.MaxText
+// each (issue 8 item 8): the state file keeps at most queue.MaxText
 // octets of each reply, so the next run reads it and delivers, instead of
 // moving a deliverable message to corrupt/. Before, the state file was
 // 20 MB, past the reader's 16 MiB.
@@ -40,8 +42,8 @@ func TestHugeReplyStillDelivers(t *testing.T) {
 	}
 	s := f.state(id)
 	for _, r := range s.Rcpts {
-		if r.Status != spool.Pending || r.Code != 451 || len(r.Text) > spool.MaxText ||
-			!strings.HasPrefix(r.Text, "mailbox temporarily unavailable") || !strings.HasSuffix(r.Text, spool.TextCut) {
+		if r.Status != queue.Pending || r.Code != 451 || len(r.Text) > queue.MaxText ||
+			!strings.HasPrefix(r.Text, "mailbox temporarily unavailable") || !strings.HasSuffix(r.Text, queue.TextCut) {
 			t.Fatalf("stored reply %d %q (%d octets)", r.Code, r.Text[:min(len(r.Text), 80)], len(r.Text))
 		}
 	}
@@ -53,7 +55,7 @@ func TestHugeReplyStillDelivers(t *testing.T) {
 	if st := f.run(false); st.Delivered != 100 || st.Corrupt != 0 {
 		t.Fatalf("second run %+v", st)
 	}
-	if c := f.names(spool.CorruptDir); len(c) != 0 {
+	if c := f.names(queue.CorruptDir); len(c) != 0 {
 		t.Errorf("corrupt/ %v", c)
 	}
 	if q := f.names(spool.QueueDir); len(q) != 0 {

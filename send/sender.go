@@ -4,13 +4,14 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -18,44 +19,13 @@ import (
 // An overlapping run from cron is not an error: the caller exits 0.
 var ErrBusy = errors.New("send: another run holds the spool lock")
 
-// Step names a point in recording an outcome, passed to Hooks.Step.
-type Step int
-
-const (
-	// StepAccepted: the final 250 arrived; nothing recorded yet.
-	StepAccepted Step = iota
-	// StepRecorded: the 250 is durable (journal fsync'd, or the finished
-	// message removed).
-	StepRecorded
-	// StepBounceIntent: the failed recipients and the DSN's queue id are
-	// journalled; the DSN is not spooled yet.
-	StepBounceIntent
-	// StepBounceSpooled: the DSN is in queue/; the original is unchanged.
-	StepBounceSpooled
-	// StepStateWritten: the new state file is durable; the journal is
-	// still there.
-	StepStateWritten
-	// StepFinished: the message left queue/ (removed or moved to failed/).
-	StepFinished
-)
-
-var stepNames = [...]string{"accepted", "recorded", "bounce-intent", "bounce-spooled", "state-written", "finished"}
-
-// String returns the step's name.
-func (s Step) String() string {
-	if s < 0 || int(s) >= len(stepNames) {
-		return fmt.Sprintf("step(%d)", int(s))
-	}
-	return stepNames[s]
-}
-
 // Hooks are called at points of a run, for tests (a test kills its own
 // process at a step to prove that every instant is safe). Nil fields are
 // skipped.
 type Hooks struct {
 	// Step is called after each step of recording the outcome of message
-	// id.
-	Step func(step Step, id string)
+	// id (see queue.Step).
+	Step func(step queue.Step, id string)
 }
 
 // Sender delivers one spool. Set the fields, then call Run.
@@ -68,8 +38,13 @@ type Sender struct {
 	// Now is the clock of queue times (arrival, attempts, expiry); nil is
 	// time.Now. The run's time budget uses the monotonic clock instead.
 	Now func() time.Time
-	// Dial opens connections; nil is a net.Dialer.
+	// Dial opens the smarthost transport's connections; nil is a
+	// net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Transport delivers the messages; nil is the smarthost transport of
+	// Config (Smarthosts, TLS, AUTH, ...), made anew for each run so that
+	// a host down in one run is tried again in the next.
+	Transport Transport
 	// Hooks are test hooks.
 	Hooks Hooks
 }
@@ -96,15 +71,13 @@ type Stats struct {
 
 // run is the state of one Run.
 type run struct {
-	sp    *spool.Spool
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
-	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
-	hooks Hooks
-	hosts *hostList
-	all   bool
-	start time.Time
+	q         *queue.Queue
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	transport Transport
+	all       bool
+	start     time.Time
 
 	mu     sync.Mutex
 	stats  Stats
@@ -119,26 +92,33 @@ type run struct {
 // an error when the spool cannot be read or written; a local write error
 // stops the run, since continuing could only lose more outcomes.
 func (s *Sender) Run(ctx context.Context, all bool) (Stats, error) {
-	r := &run{sp: s.Spool, cfg: s.Config.withDefaults(), log: s.Log, now: s.Now, dial: s.Dial,
-		hooks: s.Hooks, all: all, start: time.Now()}
+	r := &run{cfg: s.Config.withDefaults(), log: s.Log, now: s.Now, transport: s.Transport,
+		all: all, start: time.Now()}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.now == nil {
 		r.now = time.Now
 	}
-	if r.dial == nil {
-		r.dial = (&net.Dialer{}).DialContext
+	if r.transport == nil {
+		if len(r.cfg.Smarthosts) == 0 {
+			return Stats{}, errors.New("send: no smarthost configured")
+		}
+		dial := s.Dial
+		if dial == nil {
+			dial = (&net.Dialer{}).DialContext
+		}
+		r.transport = newSmarthost(&r.cfg, r.log, dial, s.Spool.Path(spool.TmpDir))
 	}
-	if len(r.cfg.Smarthosts) == 0 {
-		return Stats{}, errors.New("send: no smarthost configured")
-	}
-	r.hosts = newHostList(r.cfg.Smarthosts)
-	if err := r.sp.InitQueue(); err != nil {
+	q, err := queue.Open(s.Spool)
+	if err != nil {
 		return Stats{}, err
 	}
-	lock, err := r.sp.LockRun()
-	if errors.Is(err, spool.ErrLocked) {
+	q.Notify = func(w io.Writer, n *queue.Notice) error { return WriteNotice(w, r.cfg.Hostname, n) }
+	q.Hostname, q.Hook, q.Log = r.cfg.Hostname, s.Hooks.Step, r.log
+	r.q = q
+	lock, err := q.LockRun()
+	if errors.Is(err, queue.ErrLocked) {
 		return Stats{}, ErrBusy
 	}
 	if err != nil {
@@ -146,7 +126,7 @@ func (s *Sender) Run(ctx context.Context, all bool) (Stats, error) {
 	}
 	defer lock.Unlock()
 
-	removed, err := r.sp.CleanTmp(r.cfg.TmpMaxAge, time.Now())
+	removed, err := q.CleanTmp(r.cfg.TmpMaxAge, time.Now())
 	for _, n := range removed {
 		r.log.Info("removed stale temporary file", "file", n, "older_than", r.cfg.TmpMaxAge.String())
 	}
@@ -172,20 +152,20 @@ func (s *Sender) Run(ctx context.Context, all bool) (Stats, error) {
 // journals left by a crash (before any delivery, so a notification a
 // crashed run spooled cannot be delivered before its intent is settled)
 // and returns the due messages, ordered by next attempt, then age.
-func (r *run) prepare() ([]spool.Entry, error) {
-	sc, err := r.sp.Scan()
+func (r *run) prepare() ([]queue.Entry, error) {
+	sc, err := r.q.Scan()
 	if err != nil {
 		return nil, err
 	}
 	for _, n := range sc.Orphans {
-		if err := r.sp.RemoveOrphan(n); err != nil {
+		if err := r.q.RemoveOrphan(n); err != nil {
 			return nil, err
 		}
 		r.log.Info("removed orphaned state file", "file", n)
 	}
 	r.stats.Queued = len(sc.Entries)
 	now := r.now()
-	due := make([]spool.Entry, 0, len(sc.Entries))
+	due := make([]queue.Entry, 0, len(sc.Entries))
 	for i := range sc.Entries {
 		e := &sc.Entries[i]
 		if e.Journal {
@@ -204,7 +184,7 @@ func (r *run) prepare() ([]spool.Entry, error) {
 	r.stats.Due = len(due)
 	type keyed struct {
 		at time.Time
-		e  *spool.Entry
+		e  *queue.Entry
 	}
 	keys := make([]keyed, len(due))
 	for i := range due {
@@ -213,7 +193,7 @@ func (r *run) prepare() ([]spool.Entry, error) {
 	slices.SortFunc(keys, func(a, b keyed) int {
 		return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.e.ID, b.e.ID))
 	})
-	sorted := make([]spool.Entry, len(due))
+	sorted := make([]queue.Entry, len(due))
 	for i, k := range keys {
 		sorted[i] = *k.e
 	}
@@ -223,14 +203,14 @@ func (r *run) prepare() ([]spool.Entry, error) {
 // isDue: never tried, or the next attempt has come, or it lies more than
 // BackoffMax ahead, which only a clock set back can cause: such a message
 // is due now rather than frozen until the clock catches up.
-func (r *run) isDue(e *spool.Entry, now time.Time) bool {
+func (r *run) isDue(e *queue.Entry, now time.Time) bool {
 	return len(e.States) == 0 || !now.Before(e.Next) || e.Next.Sub(now) > r.cfg.BackoffMax
 }
 
 // dueTime orders the due list: the next attempt, or for a message never
 // tried the arrival second in its queue id (NewQueueID), so that waiting
 // messages go in the order they became due.
-func dueTime(e *spool.Entry) time.Time {
+func dueTime(e *queue.Entry) time.Time {
 	if len(e.States) > 0 {
 		return e.Next
 	}
@@ -244,8 +224,8 @@ func dueTime(e *spool.Entry) time.Time {
 
 // deliver feeds the due messages to Connections workers until the list
 // ends or ctx is done.
-func (r *run) deliver(ctx context.Context, due []spool.Entry) {
-	ch := make(chan *spool.Entry)
+func (r *run) deliver(ctx context.Context, due []queue.Entry) {
+	ch := make(chan *queue.Entry)
 	var wg sync.WaitGroup
 	for range min(r.cfg.Connections, max(len(due), 1)) {
 		wg.Add(1)
@@ -255,7 +235,9 @@ func (r *run) deliver(ctx context.Context, due []spool.Entry) {
 			for e := range ch {
 				w.process(ctx, e)
 			}
-			w.sess.quit()
+			if w.sess != nil {
+				w.sess.Close()
+			}
 		}()
 	}
 	sent := 0
@@ -296,10 +278,4 @@ func (r *run) count(f func(*Stats)) {
 	r.mu.Lock()
 	f(&r.stats)
 	r.mu.Unlock()
-}
-
-func (r *run) hook(step Step, id string) {
-	if r.hooks.Step != nil {
-		r.hooks.Step(step, id)
-	}
 }

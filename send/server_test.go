@@ -18,7 +18,9 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -243,6 +245,7 @@ func (c *clock) Add(d time.Duration) {
 type fixture struct {
 	t     *testing.T
 	sp    *spool.Spool
+	q     *queue.Queue
 	clk   *clock
 	s     *Sender
 	logs  *testutil.LockedBuffer
@@ -256,7 +259,11 @@ func newFixture(t *testing.T, addrs ...string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, sp: sp, clk: newClock(), logs: &testutil.LockedBuffer{}, dials: map[string]int{}}
+	q, err := queue.Open(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, sp: sp, q: q, clk: newClock(), logs: &testutil.LockedBuffer{}, dials: map[string]int{}}
 	var hosts []Host
 	for _, a := range addrs {
 		hosts = append(hosts, Host{Addr: a, Name: "127.0.0.1"})
@@ -350,9 +357,9 @@ func (f *fixture) names(area string) []string {
 }
 
 // state loads the current state of message id (nil if it has none).
-func (f *fixture) state(id string) *spool.State {
+func (f *fixture) state(id string) *queue.State {
 	f.t.Helper()
-	matches, _ := filepath.Glob(f.sp.Path(spool.StateDir, id+"@[0-9]*"))
+	matches, _ := filepath.Glob(f.sp.Path(queue.StateDir, id+"@[0-9]*"))
 	if len(matches) == 0 {
 		return nil
 	}
@@ -360,7 +367,7 @@ func (f *fixture) state(id string) *spool.State {
 	for _, m := range matches {
 		names = append(names, filepath.Base(m))
 	}
-	st, err := f.sp.LoadState(names)
+	st, err := f.q.LoadState(names)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -393,7 +400,7 @@ func content(t *testing.T, m *spool.Message) string {
 	return string(b)
 }
 
-func rcptStatus(st *spool.State) string {
+func rcptStatus(st *queue.State) string {
 	var p []string
 	for _, r := range st.Rcpts {
 		p = append(p, fmt.Sprintf("%s=%s", r.Addr, r.Status))

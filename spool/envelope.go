@@ -1,7 +1,10 @@
-// Package spool owns the on-disk mail spool: the message file format (one
-// immutable file per accepted message, envelope then message bytes), the
-// atomic and durable writer used by smtp-stdio, and the reader used by
-// smtp-send. It knows nothing of SMTP replies; callers classify its errors.
+// Package spool owns the on-disk mail spool's contract between the two
+// programs: the message file format (one immutable file per accepted
+// message, envelope then message bytes), the atomic and durable writer
+// used by smtp-stdio, the reader used by smtp-send, and the one way files
+// and directories in the spool are opened and checked. It knows nothing
+// of SMTP replies (callers classify its errors) nor of delivery state,
+// which is smtp-send's own (package queue).
 //
 // The file format is described in FORMAT.md beside this file.
 package spool
@@ -52,8 +55,8 @@ type Envelope struct {
 
 // Limits of the envelope. The writer (Create) refuses an envelope over
 // them and the reader (Open) a file over them, so both agree on what a
-// message file can hold; the state format's own limits derive from these
-// (see maxStateSize).
+// message file can hold; the limits of smtp-send's state files derive
+// from these (package queue).
 const (
 	// MaxRecipients is the most recipients of one message file. RFC 5321
 	// section 4.5.3.1.8 asks a server to take at least 100 per message;
@@ -74,7 +77,7 @@ const (
 // and no path may be longer than MaxAddrLen. It returns an error naming
 // the first bad field.
 func (e *Envelope) Validate() error {
-	if e.QueueID == "" || !validQueueID(e.QueueID) {
+	if e.QueueID == "" || !ValidQueueID(e.QueueID) {
 		return fmt.Errorf("spool: invalid queue id %q", e.QueueID)
 	}
 	if len(e.To) == 0 {
@@ -113,13 +116,15 @@ func (e *Envelope) Validate() error {
 	return nil
 }
 
-// maxQueueID is the longest queue id, in octets.
-const maxQueueID = 64
+// MaxQueueIDLen is the longest queue id, in octets.
+const MaxQueueIDLen = 64
 
-// validQueueID reports whether id is safe as a file name: letters, digits,
-// '.', '-' and '_' only, not starting with '.', at most maxQueueID octets.
-func validQueueID(id string) bool {
-	if len(id) == 0 || len(id) > maxQueueID || id[0] == '.' {
+// ValidQueueID reports whether id is safe as a file name: letters, digits,
+// '.', '-' and '_' only, not starting with '.', at most MaxQueueIDLen
+// octets. Every message file's queue id is one; a queue id is also the
+// first part of the sender's own file names, before an '@'.
+func ValidQueueID(id string) bool {
+	if len(id) == 0 || len(id) > MaxQueueIDLen || id[0] == '.' {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

@@ -119,6 +119,11 @@ func Open(path string) (*Message, error) {
 	return m, nil
 }
 
+// OpenMessage opens queue/<id> (see Open).
+func (s *Spool) OpenMessage(id string) (*Message, error) {
+	return Open(s.Path(QueueDir, id))
+}
+
 // Parse reads the envelope of a message file from f (positioned at its
 // start). It returns an error wrapping ErrCorrupt if the file is not a
 // valid message file.
@@ -195,7 +200,7 @@ func parse(f *os.File) (*Message, error) {
 		}
 	}
 	// The reader accepts exactly the envelopes the writer can write, so
-	// every message read has a state that WriteState can write.
+	// every message read has a state that smtp-send can write.
 	if err := m.Envelope.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -215,7 +220,7 @@ func (m *Message) set(k, v string) error {
 	bad := func() error { return fmt.Errorf("%w: bad %s %q", ErrCorrupt, k, v) }
 	switch k {
 	case fQueueID:
-		if !validQueueID(v) {
+		if !ValidQueueID(v) {
 			return bad()
 		}
 		m.QueueID = v

@@ -13,25 +13,26 @@ import (
 
 // This file is the one place where the spool opens files and checks
 // directories. Both programs go through it: smtp-stdio through New, and
-// smtp-send through New and InitQueue.
+// smtp-send through New and MakeDirs (package queue, for its own
+// directories).
 //
-// Every existing file in the spool (message, state, journal) is opened by
-// OpenFile: never following a symbolic link, never blocking, and only if
-// fstat(2) says it is a regular file. Every directory is opened by
-// openDir, which refuses anything but a directory. New files are created
-// by renameio (message and state files) or by OpenFile with O_CREATE|O_EXCL
-// (a new journal), in both cases with O_EXCL, which never opens an
-// existing file of any kind.
+// Every existing file in the spool (message, and smtp-send's state and
+// journal files) is opened by OpenFile: never following a symbolic link,
+// never blocking, and only if fstat(2) says it is a regular file. Every
+// directory is opened by OpenDir, which refuses anything but a directory.
+// New files are created by renameio (message and state files) or by
+// OpenFile with O_CREATE|O_EXCL (a new journal), in both cases with
+// O_EXCL, which never opens an existing file of any kind.
 
-// ErrNotRegular is wrapped by the errors of OpenFile (and so of Open,
-// ReadState, LoadState, ReadJournal and AppendJournal) when the name in
-// the spool is not a regular file: a FIFO, a socket, a device, a directory
+// ErrNotRegular is wrapped by the errors of OpenFile (and so of Open, and
+// of package queue's readers and writers) when the name in the spool is
+// not a regular file: a FIFO, a socket, a device, a directory
 // or a symbolic link. No such file is ever opened for reading: a FIFO
 // would block the reader forever. smtp-send lists it as unreadable and
 // sets it aside in corrupt/ (docs/send.md).
 var ErrNotRegular = errors.New("spool: not a regular file")
 
-// ErrUnsafe is wrapped by the errors of New and InitQueue when the spool
+// ErrUnsafe is wrapped by the errors of New and MakeDirs when the spool
 // root or one of its subdirectories could be changed by another user: it
 // is not a directory, is owned by another user than the one running the
 // program, or is writable by group or others (after following symbolic
@@ -83,12 +84,12 @@ func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 	return f, nil
 }
 
-// openDir opens the directory at path for reading its names, for fsync
-// or for flock. Symbolic links are followed (New and InitQueue checked
+// OpenDir opens the directory at path for reading its names, for fsync
+// or for flock. Symbolic links are followed (New and MakeDirs checked
 // where they lead); anything but a directory fails with ENOTDIR rather
 // than being opened, and nothing blocks. Errors are os.OpenFile's, for the
 // caller to wrap.
-func openDir(path string) (*os.File, error) {
+func OpenDir(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 }
 
@@ -149,6 +150,20 @@ func checkDir(path string) error {
 	if mode := st.Mode & 0o7777; mode&0o022 != 0 {
 		return fmt.Errorf("%w: %s is group- or world-writable (mode %04o): %s",
 			ErrUnsafe, what, mode, fix)
+	}
+	return nil
+}
+
+// MakeDirs creates each subdirectory sub of the root (mode 0700) when it
+// is missing, and checks each as New checks the root: smtp-send's queue
+// keeps its own directories beside queue/ and tmp/. It returns an error
+// wrapping ErrUnsafe for an unsafe directory, naming it and what to do,
+// or the wrapped error of stat or mkdir.
+func (s *Spool) MakeDirs(sub ...string) error {
+	for _, d := range sub {
+		if err := ensureDir(s.Path(d)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -167,5 +168,74 @@ func TestValidate(t *testing.T) {
 	env.QueueID = "../etc"
 	if err := env.Validate(); err == nil {
 		t.Error("path in queue id accepted")
+	}
+}
+
+func commit(t *testing.T, s *Spool, env *Envelope, body string) {
+	t.Helper()
+	w, err := s.Create(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(body))
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The message file's writer and reader agree on the envelope's limits:
+// MaxRecipients recipients of MaxAddrLen octets go through Create and
+// Open; one recipient more, or one octet more, is refused by Validate,
+// and a file holding it by Open (as corrupt).
+func TestEnvelopeLimits(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := testEnvelope(t)
+	env.From = strings.Repeat("f", MaxAddrLen-4) + "@x.y"
+	env.To = nil
+	for i := range MaxRecipients {
+		env.To = append(env.To, fmt.Sprintf("%s%06d@x.y", strings.Repeat("t", MaxAddrLen-10), i))
+	}
+	commit(t, s, env, "Subject: x\r\n\r\nbody\r\n")
+	m, err := s.OpenMessage(env.QueueID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.To) != MaxRecipients || m.From != env.From {
+		t.Errorf("read back %d recipients", len(m.To))
+	}
+	m.Close()
+	b, err := os.ReadFile(s.Path(QueueDir, env.QueueID))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	more := *env
+	more.To = append(env.To[:MaxRecipients:MaxRecipients], "x@y")
+	longer := *env
+	longer.To = []string{strings.Repeat("t", MaxAddrLen) + "x"}
+	for name, e := range map[string]*Envelope{"more recipients": &more, "longer address": &longer} {
+		if err := e.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted", name)
+		}
+	}
+	// The same file with one recipient more, or one longer address (the
+	// message bytes and their CRC unchanged).
+	extra := strings.Replace(string(b), "rcpt-to: ", "rcpt-to: <x@y>\nrcpt-to: ", 1)
+	long := strings.Replace(string(b), "rcpt-to: <", "rcpt-to: <x", 1)
+	for name, data := range map[string]string{"more recipients": extra, "longer address": long} {
+		p := s.Path(QueueDir, name)
+		if err := os.WriteFile(p, []byte(data), FileMode); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := Open(p); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: Open: %v", name, err)
+			if err == nil {
+				io.Copy(io.Discard, m.Content())
+				m.Close()
+			}
+		}
 	}
 }

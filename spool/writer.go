@@ -20,7 +20,7 @@ import (
 )
 
 // Subdirectories of a spool root. The receiver writes only into TmpDir and
-// QueueDir; everything else belongs to the sender.
+// QueueDir; everything else belongs to the sender (package queue).
 const (
 	// QueueDir holds one immutable message file per queued message, named
 	// by its queue id. A file appears here only complete and fsync'd.
@@ -266,7 +266,7 @@ func (w *Writer) Abort() error {
 // durable. renameio makes a replacement atomic, not durable. It returns the
 // wrapped error of open or fsync.
 func SyncDir(dir string) error {
-	d, err := openDir(dir)
+	d, err := OpenDir(dir)
 	if err != nil {
 		return fmt.Errorf("spool: sync dir: %w", err)
 	}

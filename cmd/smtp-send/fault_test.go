@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	queuepkg "github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -128,7 +130,7 @@ func TestKillSendAnywhere(t *testing.T) {
 	if dups > killed*connections {
 		t.Errorf("%d duplicates after %d kills of runs with %d connections: more than the window allows", dups, killed, connections)
 	}
-	for _, sub := range []string{spool.QueueDir, spool.StateDir, spool.TmpDir, spool.FailedDir, spool.CorruptDir} {
+	for _, sub := range []string{spool.QueueDir, queuepkg.StateDir, spool.TmpDir, queuepkg.FailedDir, queuepkg.CorruptDir} {
 		if ents, _ := os.ReadDir(filepath.Join(dir, sub)); len(ents) != 0 {
 			t.Errorf("%s/ holds %d files", sub, len(ents))
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/smtp-stdio/smtp-stdio/internal/sender"
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	queuepkg "github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -304,7 +305,7 @@ func TestKill9AwaitingFinalReply(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, spool.QueueDir, id)); err != nil {
 		t.Fatalf("message lost: %v", err)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(dir, spool.StateDir)); len(ents) != 0 {
+	if ents, _ := os.ReadDir(filepath.Join(dir, queuepkg.StateDir)); len(ents) != 0 {
 		t.Errorf("state/ after the kill: %v", ents)
 	}
 	r := runBinary(t, sendEnv(dir, srv.addr))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	queuepkg "github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -84,9 +85,9 @@ func TestNonRegularFilesNeverBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	withFifoState := queue(t, dir, "state@x.test")
-	os.Mkdir(filepath.Join(dir, spool.StateDir), 0o700)
-	fifoState := spool.StateName(withFifoState, time.Time{})
-	if err := syscall.Mkfifo(filepath.Join(dir, spool.StateDir, fifoState), 0o600); err != nil {
+	os.Mkdir(filepath.Join(dir, queuepkg.StateDir), 0o700)
+	fifoState := queuepkg.StateName(withFifoState, time.Time{})
+	if err := syscall.Mkfifo(filepath.Join(dir, queuepkg.StateDir, fifoState), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	elsewhere := t.TempDir()
@@ -119,7 +120,7 @@ func TestNonRegularFilesNeverBlock(t *testing.T) {
 	if n := strings.Count(r.stderr, "not a regular file"); n != 3 {
 		t.Errorf("%d log lines name a file that is not regular, want 3\n%s", n, r.stderr)
 	}
-	corrupt, _ := os.ReadDir(filepath.Join(dir, spool.CorruptDir))
+	corrupt, _ := os.ReadDir(filepath.Join(dir, queuepkg.CorruptDir))
 	var names []string
 	for _, e := range corrupt {
 		names = append(names, e.Name())
@@ -146,7 +147,11 @@ func TestNonRegularFilesNeverBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lock, err := sp.LockRun()
+	q, err := queuepkg.Open(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, err := q.LockRun()
 	if err != nil {
 		t.Fatalf("run lock after the runs: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
+	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/send"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -103,17 +104,18 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	// The spool's safety is checked before anything in it is read: the
 	// root and every subdirectory this program uses (spool.ErrUnsafe).
 	sp, err := spool.New(cfg.SpoolDir)
+	var q *queue.Queue
 	if err == nil {
-		err = sp.InitQueue()
+		q, err = queue.Open(sp)
 	}
 	if err != nil {
 		log.Error("cannot open the spool", "dir", cfg.SpoolDir, "err", err)
 		return exitConfig
 	}
 	if o.list {
-		entries, err := send.List(sp, time.Now(), o.all)
+		entries, err := q.List(time.Now(), o.all)
 		if err == nil {
-			err = send.WriteList(stdout, entries, time.Now(), o.asJSON)
+			err = writeList(stdout, entries, time.Now(), o.asJSON)
 		}
 		if err != nil {
 			log.Error("listing the queue", "err", err)

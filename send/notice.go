@@ -1,7 +1,6 @@
 package send
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"strings"
@@ -9,7 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
-	"github.com/smtp-stdio/smtp-stdio/spool"
+	"github.com/smtp-stdio/smtp-stdio/queue"
 )
 
 // maxReturnedHeaders bounds the original header section returned in a
@@ -17,45 +16,8 @@ import (
 // notification says so.
 const maxReturnedHeaders = 256 << 10
 
-// spoolDSN spools, durably and under queue id id, the delivery status
-// notification (RFC 3464) for the recipients of x whose state names id,
-// from the null sender <> (RFC 5321 section 4.5.5) to the original sender,
-// through the same queue. See notice for what it holds.
-func (w *worker) spoolDSN(x *msg, id string) error {
-	r, env, st := w.r, &x.m.Envelope, x.st
-	n := &notice{id: id, host: r.cfg.Hostname, now: r.now(), env: env,
-		arrival: st.Arrival, attempts: st.Attempts}
-	for _, rc := range st.Rcpts {
-		if rc.Status == spool.Failed && rc.DSN == id {
-			n.rcpts = append(n.rcpts, rc)
-		}
-	}
-	dsn := &spool.Envelope{QueueID: id, Received: n.now, Helo: n.host, Protocol: "local",
-		From: "", To: []string{env.From}, SMTPUTF8: !isASCII(env.From)}
-	if dsn.SMTPUTF8 {
-		dsn.Body = "8BITMIME" // the To: field is UTF-8 (RFC 6532)
-	}
-	wr, err := r.sp.Create(dsn)
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriter(wr)
-	err = n.write(bw, x.m.Content)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err != nil {
-		wr.Abort()
-		return err
-	}
-	if err := wr.Commit(); err != nil {
-		return err
-	}
-	r.log.Info("notification spooled", "id", env.QueueID, "dsn", id, "to", env.From, "recipients", len(n.rcpts))
-	return nil
-}
-
-// notice is one delivery status notification: multipart/report;
+// WriteNotice writes to w the delivery status notification n, which host
+// (our name: Reporting-MTA, From) reports: multipart/report;
 // report-type=delivery-status (RFC 6522, formerly RFC 3462) with
 //
 //  1. a human-readable text/plain part in UTF-8, quoted-printable (RFC
@@ -80,34 +42,28 @@ func (w *worker) spoolDSN(x *msg, id string) error {
 // word is longer) and ends in CRLF, and the body is 7-bit: only the To:
 // field may be UTF-8, when the sender's address is (RFC 6532, and the
 // notification then goes with SMTPUTF8).
-type notice struct {
-	id       string // the notification's queue id: its Message-ID and MIME boundary
-	host     string // our name: Reporting-MTA, From
-	now      time.Time
-	env      *spool.Envelope // the original's
-	arrival  time.Time
-	attempts int
-	rcpts    []spool.Rcpt // the failed recipients it reports
-}
-
-// write writes the notification to w. content opens the original
-// message's content; it is read twice (to look at the header section,
-// then to return it), never held in memory.
-func (n *notice) write(w io.Writer, content func() io.Reader) error {
-	boundary := "=_" + n.id // "=_" is never in quoted-printable output
-	ret, err := scanReturned(content(), boundary)
+//
+// n.ID is its Message-ID and MIME boundary; n.Content is read twice (to
+// look at the header section, then to return it), never held in memory.
+// The notification depends on nothing but these inputs (golden files in
+// testdata/notice hold examples). It returns the first error of reading
+// n.Content or writing to w.
+func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
+	boundary := "=_" + n.ID // "=_" is never in quoted-printable output
+	ret, err := scanReturned(n.Content(), boundary)
 	if err != nil {
 		return err
 	}
-	host := dsText(n.host)
+	mta := host
+	host = dsText(host)
 	bw := &fieldWriter{w: w}
-	bw.field("Date", n.now.Format(time.RFC1123Z))
+	bw.field("Date", n.Now.Format(time.RFC1123Z))
 	bw.field("From", "Mail Delivery System <MAILER-DAEMON@"+host+">")
-	if to := n.env.From; headerSafe(to) {
+	if to := n.Envelope.From; headerSafe(to) {
 		bw.field("To", "<"+to+">")
 	}
 	bw.field("Subject", "Undelivered Mail Returned to Sender")
-	bw.field("Message-ID", "<"+dsText(n.id)+"@"+host+">")
+	bw.field("Message-ID", "<"+dsText(n.ID)+"@"+host+">")
 	bw.field("Auto-Submitted", "auto-replied")
 	bw.field("MIME-Version", "1.0")
 	bw.field("Content-Type", `multipart/report; report-type=delivery-status; boundary="`+boundary+`"`)
@@ -124,7 +80,7 @@ func (n *notice) write(w io.Writer, content func() io.Reader) error {
 		return bw.err
 	}
 	q := &qpWriter{w: w}
-	fmt.Fprintf(q, "This is the mail system at host %s.\r\n\r\n", textsafe.Escape(n.host))
+	fmt.Fprintf(q, "This is the mail system at host %s.\r\n\r\n", textsafe.Escape(mta))
 	fmt.Fprintf(q, "Your message could not be delivered to one or more recipients.\r\n")
 	switch {
 	case ret.n == 0:
@@ -134,14 +90,14 @@ func (n *notice) write(w io.Writer, content func() io.Reader) error {
 	default:
 		fmt.Fprintf(q, "The details are below; the headers of your message follow.\r\n\r\n")
 	}
-	for _, rc := range n.rcpts {
+	for _, rc := range n.Rcpts {
 		why := rc.Text
 		if rc.Code != 0 {
 			why = replyLine(rc)
 		}
 		if rc.Expired {
 			why = fmt.Sprintf("still undeliverable after %s (%d attempts); last error: %s",
-				n.now.Sub(n.arrival).Round(time.Minute), n.attempts, why)
+				n.Now.Sub(n.Arrival).Round(time.Minute), n.Attempts, why)
 		}
 		fmt.Fprintf(q, "<%s>: %s\r\n", textsafe.Escape(rc.Addr), textsafe.Escape(why))
 	}
@@ -155,9 +111,9 @@ func (n *notice) write(w io.Writer, content func() io.Reader) error {
 	bw.field("Content-Type", "message/delivery-status")
 	bw.line("")
 	bw.field("Reporting-MTA", "dns; "+host)
-	bw.field("X-Original-Queue-ID", dsText(n.env.QueueID))
-	bw.field("Arrival-Date", n.arrival.Format(time.RFC1123Z))
-	for _, rc := range n.rcpts {
+	bw.field("X-Original-Queue-ID", dsText(n.Envelope.QueueID))
+	bw.field("Arrival-Date", n.Arrival.Format(time.RFC1123Z))
+	for _, rc := range n.Rcpts {
 		bw.line("")
 		bw.field("Final-Recipient", finalRecipient(rc.Addr))
 		bw.field("Action", "failed")
@@ -191,7 +147,7 @@ func (n *notice) write(w io.Writer, content func() io.Reader) error {
 			q = &qpWriter{w: w}
 			dst = q
 		}
-		if _, err := io.CopyN(dst, content(), ret.n); err != nil {
+		if _, err := io.CopyN(dst, n.Content(), ret.n); err != nil {
 			return err
 		}
 		if q != nil {
@@ -207,13 +163,13 @@ func (n *notice) write(w io.Writer, content func() io.Reader) error {
 
 // replyLine is a recipient's last reply as one line: code, enhanced code,
 // text.
-func replyLine(rc spool.Rcpt) string {
+func replyLine(rc queue.Rcpt) string {
 	return strings.TrimSpace(fmt.Sprintf("%d %s %s", rc.Code, rc.Enhanced, rc.Text))
 }
 
 // dsnStatus is the Status field (RFC 3464 section 2.3.4): the recipient's
 // RFC 3463 code, or 5.0.0 if the state holds something else.
-func dsnStatus(rc spool.Rcpt) string {
+func dsnStatus(rc queue.Rcpt) string {
 	s := (&Failure{Code: rc.Code, Enhanced: rc.Enhanced}).status()
 	parts := strings.Split(s, ".")
 	ok := len(parts) == 3 && (parts[0] == "2" || parts[0] == "4" || parts[0] == "5")

@@ -1,9 +1,8 @@
-package spool
+package queue
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,11 +11,16 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/renameio/v2"
+	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
+// This file is the state file's format: what it holds, its name, its
+// limits, and how it is encoded and decoded. How and when it is written
+// is in item.go.
+
 // StateVersion is the version of the state file format. A state file with
-// another version is corrupt to this reader (ErrCorrupt), never guessed at.
+// another version is corrupt to this reader (spool.ErrCorrupt), never
+// guessed at.
 const StateVersion = 1
 
 // MaxText is the most octets of a recipient's reply text that a state
@@ -30,8 +34,8 @@ const MaxText = 512
 // TextCut ends a text that ClipText shortened.
 const TextCut = " [...]"
 
-// The longest state file WriteState can write, derived from the limits of
-// what it holds, so that ReadState, whose limit this is, reads every state
+// The longest state file a run can write, derived from the limits of what
+// it holds, so that ReadState, whose limit this is, reads every state
 // file the writer can produce. A test writes the worst case and reads it
 // back.
 const (
@@ -47,11 +51,12 @@ const (
 	// maxRcptJSON is the longest Rcpt: every key, the longest status,
 	// number and time, and every string at its limit fully escaped.
 	maxRcptJSON = len(`{"addr":"","status":"pending","code":,"enhanced":"","text":"","stage":"","relay":"","at":,"expired":true,"dsn":""}`) +
-		jsonInt + jsonTime + jsonEscape*(MaxAddrLen+5*MaxText)
+		jsonInt + jsonTime + jsonEscape*(spool.MaxAddrLen+5*MaxText)
 	// maxStateSize is the longest state file: the fixed fields, then
-	// MaxRecipients recipients, each followed by a comma or the end.
+	// spool.MaxRecipients recipients, each followed by a comma or the
+	// end.
 	maxStateSize = len(`{"version":,"id":"","seq":,"arrival":,"attempts":,"first_attempt":,"last_attempt":,"next_attempt":,"rcpts":[]}`+"\n") +
-		3*jsonInt + 4*jsonTime + jsonEscape*maxQueueID + MaxRecipients*(maxRcptJSON+1)
+		3*jsonInt + 4*jsonTime + jsonEscape*spool.MaxQueueIDLen + spool.MaxRecipients*(maxRcptJSON+1)
 )
 
 // ClipText returns s if it is at most MaxText octets long, else its first
@@ -79,11 +84,12 @@ func (r *Rcpt) clip() {
 	}
 }
 
-// check reports whether r can be stored: an address of at most MaxAddrLen
-// octets (an address is never cut: it must match the envelope).
+// check reports whether r can be stored: an address of at most
+// spool.MaxAddrLen octets (an address is never cut: it must match the
+// envelope).
 func (r *Rcpt) check() error {
-	if len(r.Addr) > MaxAddrLen {
-		return fmt.Errorf("spool: recipient address longer than %d octets", MaxAddrLen)
+	if len(r.Addr) > spool.MaxAddrLen {
+		return fmt.Errorf("queue: recipient address longer than %d octets", spool.MaxAddrLen)
 	}
 	return nil
 }
@@ -113,10 +119,11 @@ func (s RcptStatus) String() string {
 	return statusNames[s]
 }
 
-// MarshalText encodes the status as its name.
+// MarshalText encodes the status as its name; an unknown status is an
+// error.
 func (s RcptStatus) MarshalText() ([]byte, error) {
 	if s < 0 || int(s) >= len(statusNames) {
-		return nil, fmt.Errorf("spool: bad recipient status %d", int(s))
+		return nil, fmt.Errorf("queue: bad recipient status %d", int(s))
 	}
 	return []byte(statusNames[s]), nil
 }
@@ -129,11 +136,11 @@ func (s *RcptStatus) UnmarshalText(b []byte) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("spool: unknown recipient status %q", b)
+	return fmt.Errorf("queue: unknown recipient status %q", b)
 }
 
 // Rcpt is the delivery state of one recipient and the result of its last
-// attempt. The spool stores the reply fields without interpreting them.
+// attempt. The queue stores the reply fields without interpreting them.
 type Rcpt struct {
 	// Addr is the forward-path, a copy of Envelope.To at the same index
 	// (checked when the state is loaded).
@@ -186,7 +193,7 @@ type State struct {
 
 // NewState returns the state of a message never tried: every recipient
 // pending, arrival at the envelope's Received time.
-func NewState(env *Envelope) *State {
+func NewState(env *spool.Envelope) *State {
 	st := &State{Version: StateVersion, ID: env.QueueID, Arrival: env.Received}
 	st.Rcpts = make([]Rcpt, len(env.To))
 	for i, to := range env.To {
@@ -206,15 +213,25 @@ func (st *State) Pending() []int {
 	return p
 }
 
+// AnyFailed reports whether a recipient has failed.
+func (st *State) AnyFailed() bool {
+	for _, r := range st.Rcpts {
+		if r.Status == Failed {
+			return true
+		}
+	}
+	return false
+}
+
 // Check reports whether st belongs to the message env: same id and the
-// same recipients in the same order. A mismatch wraps ErrCorrupt.
-func (st *State) Check(env *Envelope) error {
+// same recipients in the same order. A mismatch wraps spool.ErrCorrupt.
+func (st *State) Check(env *spool.Envelope) error {
 	if st.ID != env.QueueID || len(st.Rcpts) != len(env.To) {
-		return fmt.Errorf("%w: state does not match message %s", ErrCorrupt, env.QueueID)
+		return fmt.Errorf("%w: state does not match message %s", spool.ErrCorrupt, env.QueueID)
 	}
 	for i, r := range st.Rcpts {
 		if r.Addr != env.To[i] {
-			return fmt.Errorf("%w: state recipient %d does not match message %s", ErrCorrupt, i, env.QueueID)
+			return fmt.Errorf("%w: state recipient %d does not match message %s", spool.ErrCorrupt, i, env.QueueID)
 		}
 	}
 	return nil
@@ -245,7 +262,7 @@ func JournalName(id string) string { return id + journalSuffix }
 // (temporary or foreign files).
 func parseStateName(name string) (id string, next time.Time, journal, ok bool) {
 	i := strings.LastIndex(name, nameSep)
-	if i <= 0 || !validQueueID(name[:i]) {
+	if i <= 0 || !spool.ValidQueueID(name[:i]) {
 		return "", time.Time{}, false, false
 	}
 	id, rest := name[:i], name[i+1:]
@@ -263,103 +280,21 @@ func parseStateName(name string) (id string, next time.Time, journal, ok bool) {
 }
 
 // ReadState reads state/<name>. A missing file wraps os.ErrNotExist; a
-// name that is not a regular file wraps ErrNotRegular (see OpenFile); a
-// file that does not decode, is longer than any WriteState can write, has
-// another version or an invalid id wraps ErrCorrupt.
-func (s *Spool) ReadState(name string) (*State, error) {
-	return readState(s.Path(StateDir, name))
+// name that is not a regular file wraps spool.ErrNotRegular (see
+// spool.OpenFile); a file that does not decode, is longer than any state
+// file a run can write, has another version or an invalid id wraps
+// spool.ErrCorrupt.
+func (q *Queue) ReadState(name string) (*State, error) {
+	return readState(q.sp.Path(StateDir, name))
 }
 
-func readState(path string) (*State, error) {
-	f, err := OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, int64(maxStateSize)+1))
-	if err != nil {
-		return nil, fmt.Errorf("spool: read %s: %w", path, err)
-	}
-	if len(b) > maxStateSize {
-		return nil, fmt.Errorf("%w: state %s too large", ErrCorrupt, path)
-	}
-	var st State
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&st); err != nil {
-		return nil, fmt.Errorf("%w: state %s: %v", ErrCorrupt, path, err)
-	}
-	if st.Version != StateVersion {
-		return nil, fmt.Errorf("%w: state %s: unknown version %d", ErrCorrupt, path, st.Version)
-	}
-	if !validQueueID(st.ID) {
-		return nil, fmt.Errorf("%w: state %s: bad id", ErrCorrupt, path)
-	}
-	return &st, nil
-}
-
-// WriteState makes st durable as state/StateName(st.ID, st.Next): it bumps
-// Seq, writes a temporary file in tmp/, fsyncs it, renames it into place,
-// removes the names in old that differ from the new one, and fsyncs
-// state/. Free-text fields are cut to MaxText first (in st too); a state
-// with more than MaxRecipients recipients or a longer address than
-// MaxAddrLen is an error, so every state written is one ReadState reads.
-// On error the previous state file is intact, though a second name may
-// remain (the higher Seq wins when loading). It returns the new name.
-func (s *Spool) WriteState(st *State, old []string) (string, error) {
-	st.Version = StateVersion
-	st.Seq++
-	name := StateName(st.ID, st.Next)
-	b, err := st.encode()
-	if err != nil {
-		return "", err
-	}
-	if err := s.writeFile(s.Path(StateDir, name), b); err != nil {
-		return "", err
-	}
-	for _, o := range old {
-		if o != name {
-			if err := os.Remove(s.Path(StateDir, o)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return "", fmt.Errorf("spool: %w", err)
-			}
-		}
-	}
-	return name, SyncDir(s.Path(StateDir))
-}
-
-// encode bounds st (see WriteState) and returns its JSON line.
-func (st *State) encode() ([]byte, error) {
-	if !validQueueID(st.ID) {
-		return nil, fmt.Errorf("spool: state: invalid queue id %q", st.ID)
-	}
-	if len(st.Rcpts) > MaxRecipients {
-		return nil, fmt.Errorf("spool: state %s has %d recipients, more than %d", st.ID, len(st.Rcpts), MaxRecipients)
-	}
-	for i := range st.Rcpts {
-		if err := st.Rcpts[i].check(); err != nil {
-			return nil, fmt.Errorf("%w (state %s)", err, st.ID)
-		}
-		st.Rcpts[i].clip()
-	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		return nil, fmt.Errorf("spool: encode state %s: %w", st.ID, err)
-	}
-	b = append(b, '\n')
-	if len(b) > maxStateSize {
-		// Cannot happen: maxStateSize is derived from the limits above.
-		return nil, fmt.Errorf("spool: state %s: %d bytes, more than the reader's limit %d", st.ID, len(b), maxStateSize)
-	}
-	return b, nil
-}
-
-// LoadState reads the state files found for one message (normally one; two
-// after a crash between writing the new name and removing the old) and
-// returns the one with the highest Seq.
-func (s *Spool) LoadState(names []string) (*State, error) {
+// LoadState reads the state files found for one message (normally one;
+// two after a crash between writing the new name and removing the old)
+// and returns the one with the highest Seq. Errors are ReadState's.
+func (q *Queue) LoadState(names []string) (*State, error) {
 	var best *State
 	for _, n := range names {
-		st, err := s.ReadState(n)
+		st, err := q.ReadState(n)
 		if err != nil {
 			return nil, err
 		}
@@ -370,21 +305,66 @@ func (s *Spool) LoadState(names []string) (*State, error) {
 	return best, nil
 }
 
-// writeFile atomically replaces path with data (fsync'd, temp file in
-// tmp/). It does not sync the destination directory.
-func (s *Spool) writeFile(path string, data []byte) error {
-	pf, err := renameio.NewPendingFile(path,
-		renameio.WithTempDir(s.Path(TmpDir)),
-		renameio.WithStaticPermissions(FileMode))
+// ReadFailedState reads failed/<id>@state, the final state of a message
+// that left the queue with a failed recipient. Errors are ReadState's.
+func (q *Queue) ReadFailedState(id string) (*State, error) {
+	return readState(q.sp.Path(FailedDir, id+failedSuffix))
+}
+
+func readState(path string) (*State, error) {
+	f, err := spool.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return fmt.Errorf("spool: %w", err)
+		return nil, err
 	}
-	defer pf.Cleanup()
-	if _, err := pf.Write(data); err != nil {
-		return fmt.Errorf("spool: write %s: %w", path, err)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, int64(maxStateSize)+1))
+	if err != nil {
+		return nil, fmt.Errorf("queue: read %s: %w", path, err)
 	}
-	if err := pf.CloseAtomicallyReplace(); err != nil {
-		return fmt.Errorf("spool: commit %s: %w", path, err)
+	if len(b) > maxStateSize {
+		return nil, fmt.Errorf("%w: state %s too large", spool.ErrCorrupt, path)
 	}
-	return nil
+	var st State
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("%w: state %s: %v", spool.ErrCorrupt, path, err)
+	}
+	if st.Version != StateVersion {
+		return nil, fmt.Errorf("%w: state %s: unknown version %d", spool.ErrCorrupt, path, st.Version)
+	}
+	if !spool.ValidQueueID(st.ID) {
+		return nil, fmt.Errorf("%w: state %s: bad id", spool.ErrCorrupt, path)
+	}
+	return &st, nil
+}
+
+// encode bounds st and returns its JSON line: free-text fields are cut
+// to MaxText (in st too); a state with more than spool.MaxRecipients
+// recipients or a longer address than spool.MaxAddrLen is an error, so
+// every state written is one ReadState reads.
+func (st *State) encode() ([]byte, error) {
+	st.Version = StateVersion
+	if !spool.ValidQueueID(st.ID) {
+		return nil, fmt.Errorf("queue: state: invalid queue id %q", st.ID)
+	}
+	if len(st.Rcpts) > spool.MaxRecipients {
+		return nil, fmt.Errorf("queue: state %s has %d recipients, more than %d", st.ID, len(st.Rcpts), spool.MaxRecipients)
+	}
+	for i := range st.Rcpts {
+		if err := st.Rcpts[i].check(); err != nil {
+			return nil, fmt.Errorf("%w (state %s)", err, st.ID)
+		}
+		st.Rcpts[i].clip()
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("queue: encode state %s: %w", st.ID, err)
+	}
+	b = append(b, '\n')
+	if len(b) > maxStateSize {
+		// Cannot happen: maxStateSize is derived from the limits above.
+		return nil, fmt.Errorf("queue: state %s: %d bytes, more than the reader's limit %d", st.ID, len(b), maxStateSize)
+	}
+	return b, nil
 }

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
 // txResult is how a transaction ended for the connection.
@@ -23,53 +21,50 @@ type txResult struct {
 	dead bool
 }
 
-// transaction sends the message to the recipients in batch over w.sess:
-// MAIL, one RCPT per recipient, DATA, the data, and the final dot (RFC
-// 5321 section 3.3). Each refused recipient gets its own result; those
-// accepted are recorded as done right after the final 250. It returns the
-// recipients a "too many recipients" reply left for a new transaction.
-func (w *worker) transaction(x *msg, batch []int) (carry []int, res txResult) {
-	s, r, env := w.sess, w.r, &x.m.Envelope
+// transaction sends the message to the recipients in batch over the
+// session's connection: MAIL, one RCPT per recipient, DATA, the data, and
+// the final dot (RFC 5321 section 3.3). Each refused recipient gets its
+// own result; those accepted are recorded as delivered right after the
+// final 250, before anything else is sent. It returns the recipients a
+// "too many recipients" reply left for a new transaction, and an error
+// that stops the delivery (reading the message, recording the 250).
+func (ss *smtpSession) transaction(m *smtpMsg, batch []int) (carry []int, res txResult, abort error) {
+	s, t, env := ss.c, ss.t, m.Envelope
 	res.reused = s.txs > 0
-	failAll := func(ix []int, f *Failure) {
-		for _, i := range ix {
-			x.results[i] = f
-		}
-	}
-	body, size, f, err := w.body(x)
+	failAll := m.rec.Failed
+	body, size, f, err := m.body(t, s)
 	if err != nil {
-		x.abort = err
-		return nil, res
+		return nil, res, err
 	}
 	if f != nil {
 		failAll(batch, f)
-		return nil, res
+		return nil, res, nil
 	}
 	if s.max > 0 && size > s.max {
 		failAll(batch, localFailure(s.relay, "5.3.4", fmt.Sprintf(
 			"message of %d bytes exceeds the smarthost's SIZE limit of %d (RFC 1870)", size, s.max)))
-		return nil, res
+		return nil, res, nil
 	}
 	send, utf8 := batch, env.SMTPUTF8 || !isASCII(env.From)
 	if !s.utf8 {
 		// RFC 6531 section 3.2: without SMTPUTF8 at the server, mail that
 		// needs it cannot be relayed.
 		need := localFailure(s.relay, "5.6.7", "the smarthost does not offer SMTPUTF8 (RFC 6531), which this address needs")
-		if !isASCII(env.From) || env.SMTPUTF8 && x.headers8bit() {
+		if !isASCII(env.From) || env.SMTPUTF8 && m.headers8bit() {
 			need.Text = "the smarthost does not offer SMTPUTF8 (RFC 6531), which this message needs"
 			failAll(batch, need)
-			return nil, res
+			return nil, res, nil
 		}
 		send, utf8 = nil, false
 		for _, i := range batch {
 			if isASCII(env.To[i]) {
 				send = append(send, i)
 			} else {
-				x.results[i] = need
+				failAll([]int{i}, need)
 			}
 		}
 		if len(send) == 0 {
-			return nil, res
+			return nil, res, nil
 		}
 	}
 	for _, i := range send {
@@ -84,7 +79,7 @@ func (w *worker) transaction(x *msg, batch []int) (carry []int, res txResult) {
 	if s.open {
 		if err := s.c.Reset(); err != nil {
 			res.conn = classify(StageReset, s.relay, err)
-			return nil, res
+			return nil, res, nil
 		}
 		s.open = false
 	}
@@ -97,7 +92,7 @@ func (w *worker) transaction(x *msg, batch []int) (carry []int, res txResult) {
 		} else {
 			failAll(send, f)
 		}
-		return nil, res
+		return nil, res, nil
 	}
 	var accepted []int
 	for n, i := range send {
@@ -109,32 +104,32 @@ func (w *worker) transaction(x *msg, batch []int) (carry []int, res txResult) {
 		f := classify(StageRcpt, s.relay, err)
 		if f.connLevel() {
 			res.conn = f
-			return nil, res
+			return nil, res, nil
 		}
 		if f.tooManyRcpts() && len(accepted) > 0 {
 			carry = send[n:]
 			break
 		}
-		x.results[i] = f
+		failAll([]int{i}, f)
 	}
 	if len(accepted) == 0 {
-		return carry, res // no body without a recipient; RSET comes next
+		return carry, res, nil // no body without a recipient; RSET comes next
 	}
 	wc, err := s.c.Data()
 	if err != nil {
 		if f := classify(StageData, s.relay, err); f.connLevel() {
 			res.conn = f
-			return nil, res
+			return nil, res, nil
 		} else {
 			failAll(accepted, f)
 		}
-		return carry, res
+		return carry, res, nil
 	}
 	// Lines longer than maxLine are broken on the way (see lineWriter); a
 	// 7-bit version made by body was written that way already.
 	var dst io.Writer = wc
 	var lw *lineWriter
-	if x.long {
+	if m.long {
 		lw = newLineWriter(wc)
 		dst = lw
 	}
@@ -148,11 +143,10 @@ func (w *worker) transaction(x *msg, batch []int) (carry []int, res txResult) {
 		// discards what it got.
 		res.dead = true
 		if src.err != nil {
-			x.abort = fmt.Errorf("reading %s: %w", env.QueueID, src.err)
-			return nil, res
+			return nil, res, fmt.Errorf("reading %s: %w", env.QueueID, src.err)
 		}
 		res.conn = classify(StageData, s.relay, err)
-		return nil, res
+		return nil, res, nil
 	}
 	resp, err := wc.CloseWithResponse()
 	var se *smtp.SMTPError
@@ -166,64 +160,14 @@ func (w *worker) transaction(x *msg, batch []int) (carry []int, res txResult) {
 		f := classify(StageDot, s.relay, err)
 		if f.connLevel() {
 			res.dead = true
-			if f.timeout && r.hosts.markDown(s.host, f) {
-				r.log.Warn("smarthost down for this run", "relay", s.relay, "stage", f.Stage.String(), "reply", f.Text)
-			}
+			t.failed(s.host, f, res.reused)
 		}
 		failAll(accepted, f)
-		return carry, res
+		return carry, res, nil
 	}
-	w.accepted(x, accepted, resp.StatusText)
-	return carry, res
-}
-
-// accepted records the recipients of a transaction that got its final 250,
-// before anything else is sent: appended to the journal and fsync'd, or,
-// when that leaves nothing to do for the message, by removing the message
-// (durable by the fsync of queue/). A failure to record stops the run.
-func (w *worker) accepted(x *msg, ix []int, reply string) {
-	r, st := w.r, x.st
-	now := r.now()
-	enh, text := splitEnhanced(oneLine(reply))
-	set := make([]spool.JournalRcpt, 0, len(ix))
-	for _, i := range ix {
-		st.Rcpts[i] = spool.Rcpt{Addr: st.Rcpts[i].Addr, Status: spool.Done, Code: 250, Enhanced: enh,
-			Text: text, Stage: StageDot.String(), Relay: w.sess.relay, At: now}
-		set = append(set, spool.JournalRcpt{Index: i, Rcpt: st.Rcpts[i]})
-	}
-	r.hook(StepAccepted, x.e.ID)
-	var err error
-	if len(st.Pending()) == 0 && !anyFailed(st) {
-		err = r.sp.Remove(x.e.ID, x.e.States)
-		x.gone = true
-	} else {
-		err = r.sp.AppendJournal(x.e.ID, spool.JournalEntry{Set: set})
-		x.journal = true
-	}
-	if err != nil {
-		x.abort = err
-		r.setFatal(err)
-		return
-	}
-	r.hook(StepRecorded, x.e.ID)
-	r.mu.Lock()
-	r.stats.Delivered += len(ix)
-	if r.stats.FirstDelivery == 0 {
-		r.stats.FirstDelivery = time.Since(r.start)
-	}
-	r.mu.Unlock()
-	for _, i := range ix {
-		w.logRcpt(x, i, "sent", st.Rcpts[i])
-	}
-}
-
-func anyFailed(st *spool.State) bool {
-	for _, rc := range st.Rcpts {
-		if rc.Status == spool.Failed {
-			return true
-		}
-	}
-	return false
+	enh, text := splitEnhanced(oneLine(resp.StatusText))
+	err = m.rec.Delivered(accepted, Reply{Stage: StageDot, Code: 250, Enhanced: enh, Text: text, Relay: s.relay})
+	return carry, res, err
 }
 
 // splitEnhanced splits "2.0.0 text" into the RFC 3463 code and the text.

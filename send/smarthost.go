@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -12,6 +14,99 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
+
+// smarthost is the Transport that Config describes: SMTP (RFC 5321) with
+// github.com/emersion/go-smtp to the configured smarthosts, tried in
+// order. Each worker's session keeps its connection across messages
+// unless Config.NoReuse. A run makes a new one, so that a host down in
+// one run is tried again in the next. It is the one place that knows
+// SMTP as a client: extensions (SIZE, SMTPUTF8, 8BITMIME and the 7-bit
+// downgrade), line length, batching of recipients into transactions,
+// reconnection and failover.
+type smarthost struct {
+	cfg   *Config
+	log   *slog.Logger
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	tmp   string // directory for the 7-bit versions of messages
+	hosts *hostList
+}
+
+// newSmarthost returns the smarthost transport of cfg (with its
+// defaults), dialling with dial and making 7-bit versions in tmp.
+func newSmarthost(cfg *Config, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error), tmp string) *smarthost {
+	return &smarthost{cfg: cfg, log: log, dial: dial, tmp: tmp, hosts: newHostList(cfg.Smarthosts)}
+}
+
+// NewSession implements Transport: a session without a connection yet.
+func (t *smarthost) NewSession() Session { return &smtpSession{t: t} }
+
+// smtpSession is one worker's: its open connection, if any.
+type smtpSession struct {
+	t *smarthost
+	c *conn
+}
+
+// Deliver implements Session: transactions until every recipient has an
+// outcome, connecting (and reconnecting, or failing over to the next
+// host) as needed. A connection-level failure before the data was
+// complete means the server cannot have taken the message: the
+// transaction is tried again on a new connection, at most once more than
+// there are smarthosts.
+func (s *smtpSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) error {
+	t := s.t
+	m := &smtpMsg{Delivery: d, rec: rec}
+	defer m.close()
+	todo, tries := d.Rcpts, 0
+	var abort error
+	for len(todo) > 0 && abort == nil {
+		if s.c == nil {
+			c, f := t.connect(ctx)
+			if f != nil {
+				rec.Failed(todo, f)
+				return nil
+			}
+			s.c = c
+		}
+		batch := todo[:min(len(todo), t.cfg.MaxRecipients)]
+		rest := todo[len(batch):]
+		carry, res, err := s.transaction(m, batch)
+		abort = err
+		if res.dead || res.conn != nil {
+			host := s.c.host
+			s.c.close()
+			s.c = nil
+			if f := res.conn; f != nil {
+				t.failed(host, f, res.reused)
+				if tries++; tries <= len(t.cfg.Smarthosts)+1 {
+					continue
+				}
+				rec.Failed(batch, f)
+			}
+		}
+		todo = slices.Concat(carry, rest)
+	}
+	if t.cfg.NoReuse && s.c != nil {
+		s.c.quit()
+		s.c = nil
+	}
+	return abort
+}
+
+// Close implements Session: QUIT, if a connection is open.
+func (s *smtpSession) Close() error {
+	s.c.quit()
+	s.c = nil
+	return nil
+}
+
+// failed takes host i out of the run when f says so (Failure.HostDown:
+// the one rule, for every place a host can fail), and logs it once.
+func (t *smarthost) failed(i int, f *Failure, reused bool) {
+	if f.HostDown(reused) && t.hosts.markDown(i, f) {
+		t.log.Warn("smarthost down for this run", "relay", f.Relay, "stage", f.Stage.String(),
+			"code", f.Code, "enhanced", f.Enhanced, "reply", f.Text)
+	}
+}
 
 // hostList is the run's view of the smarthosts: which are down (RFC 5321
 // section 4.5.4.1: a host that failed is not tried again for a while; here,
@@ -60,8 +155,9 @@ func (h *hostList) lastFailure() *Failure {
 	return h.last
 }
 
-// session is one open SMTP connection to a smarthost, owned by one worker.
-type session struct {
+// conn is one open SMTP connection to a smarthost, owned by one worker's
+// session.
+type conn struct {
 	c     *smtp.Client
 	tc    *timedConn
 	host  int
@@ -74,14 +170,14 @@ type session struct {
 	max   int64
 }
 
-func (s *session) close() {
+func (s *conn) close() {
 	if s != nil && s.c != nil {
 		s.c.Close()
 	}
 }
 
-// quit ends the session politely; errors do not matter any more.
-func (s *session) quit() {
+// quit ends the connection politely; errors do not matter any more.
+func (s *conn) quit() {
 	if s == nil {
 		return
 	}
@@ -125,24 +221,22 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// connect opens a session to the first smarthost that is up, in order,
+// connect opens a connection to the first smarthost that is up, in order,
 // marking each one that fails as down. It returns the failure of the last
 // host tried, or the run's last host failure when all were down already.
-func (r *run) connect(ctx context.Context) (*session, *Failure) {
+func (t *smarthost) connect(ctx context.Context) (*conn, *Failure) {
 	var last *Failure
-	for _, i := range r.hosts.up() {
-		s, f := r.dialHost(ctx, i)
+	for _, i := range t.hosts.up() {
+		c, f := t.dialHost(ctx, i)
 		if f == nil {
-			return s, nil
+			return c, nil
 		}
-		if r.hosts.markDown(i, f) {
-			r.log.Warn("smarthost down for this run", "relay", f.Relay, "stage", f.Stage.String(),
-				"code", f.Code, "enhanced", f.Enhanced, "reply", f.Text)
-		}
+		f.setup = true
+		t.failed(i, f, false)
 		last = f
 	}
 	if last == nil {
-		last = r.hosts.lastFailure()
+		last = t.hosts.lastFailure()
 	}
 	if last == nil {
 		last = localFailure("", "4.4.1", "no smarthost available")
@@ -150,20 +244,23 @@ func (r *run) connect(ctx context.Context) (*session, *Failure) {
 	return nil, last
 }
 
-func (r *run) dialHost(ctx context.Context, i int) (*session, *Failure) {
-	cfg := &r.cfg
-	h := r.cfg.Smarthosts[i]
-	fail := func(stage Stage, err error) (*session, *Failure) {
+// dialHost connects to smarthost i and makes the connection ready for
+// MAIL: TLS as configured, EHLO, AUTH. Every failure is the host's (or
+// our configuration's), never the message's.
+func (t *smarthost) dialHost(ctx context.Context, i int) (*conn, *Failure) {
+	cfg := t.cfg
+	h := cfg.Smarthosts[i]
+	fail := func(stage Stage, err error) (*conn, *Failure) {
 		return nil, classify(stage, h.Addr, err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
-	raw, err := r.dial(dctx, "tcp", h.Addr)
+	raw, err := t.dial(dctx, "tcp", h.Addr)
 	cancel()
 	if err != nil {
 		return fail(StageConnect, err)
 	}
 	tc := &timedConn{Conn: raw, block: cfg.BlockTimeout, limit: cfg.CommandTimeout}
-	tlsConf := r.tlsConfig(h)
+	tlsConf := t.tlsConfig(h)
 	var c *smtp.Client
 	switch cfg.TLS {
 	case TLSImplicit:
@@ -205,14 +302,14 @@ func (r *run) dialHost(ctx context.Context, i int) (*session, *Failure) {
 		c.Close()
 		return nil, localFailure(h.Addr, "4.7.10", "TLS required but not in effect")
 	}
-	s := &session{c: c, tc: tc, host: i, relay: h.Addr, tls: isTLS}
+	s := &conn{c: c, tc: tc, host: i, relay: h.Addr, tls: isTLS}
 	s.utf8, _ = c.Extension("SMTPUTF8")
 	s.eight, _ = c.Extension("8BITMIME")
 	if n, ok := c.MaxMessageSize(); ok {
 		s.max = int64(n)
 	}
 	if cfg.Username != "" {
-		if f := r.auth(s); f != nil {
+		if f := t.auth(s); f != nil {
 			c.Close()
 			return nil, f
 		}
@@ -222,8 +319,8 @@ func (r *run) dialHost(ctx context.Context, i int) (*session, *Failure) {
 
 // auth authenticates with PLAIN, else LOGIN (RFC 4954), refusing to send
 // the password in clear text unless AuthWithoutTLS.
-func (r *run) auth(s *session) *Failure {
-	cfg := &r.cfg
+func (t *smarthost) auth(s *conn) *Failure {
+	cfg := t.cfg
 	if !s.tls && !cfg.AuthWithoutTLS {
 		return &Failure{Stage: StageAuth, Relay: s.relay, Enhanced: "4.7.11",
 			Text: "refusing AUTH without TLS (set SMTP_SMARTHOST_AUTH_WITHOUT_TLS to allow)"}
@@ -244,10 +341,10 @@ func (r *run) auth(s *session) *Failure {
 	return nil
 }
 
-func (r *run) tlsConfig(h Host) *tls.Config {
+func (t *smarthost) tlsConfig(h Host) *tls.Config {
 	var c *tls.Config
-	if r.cfg.TLSConfig != nil {
-		c = r.cfg.TLSConfig.Clone()
+	if t.cfg.TLSConfig != nil {
+		c = t.cfg.TLSConfig.Clone()
 	} else {
 		c = &tls.Config{}
 	}

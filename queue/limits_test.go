@@ -1,16 +1,16 @@
-package spool
+package queue
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
 // ClipText keeps short texts, and cuts long ones on a UTF-8 boundary to
@@ -45,7 +45,7 @@ func worstRcpt(i int) Rcpt {
 		reply.WriteString("451-4.3.0 <&> mailbox busy, \x01 try again later\r\n")
 	}
 	long := strings.Repeat("<", 200<<10)
-	addr := fmt.Sprintf("%s%04d@x.y", strings.Repeat("<", MaxAddrLen-8), i)
+	addr := fmt.Sprintf("%s%04d@x.y", strings.Repeat("<", spool.MaxAddrLen-8), i)
 	return Rcpt{
 		Addr: addr, Status: Pending, Code: math.MinInt64, Enhanced: long,
 		Text: reply.String(), Stage: long, Relay: long, DSN: long, Expired: true,
@@ -54,28 +54,28 @@ func worstRcpt(i int) Rcpt {
 }
 
 // Every state file the writer can produce is readable: the worst case,
-// MaxRecipients recipients each with the longest address and a 200 kB
+// spool.MaxRecipients recipients each with the longest address and a 200 kB
 // multi-line reply (the smarthost of issue 8 item 8), fully escaped, is
 // written and read back, within the reader's limit. One recipient more,
 // or a longer address, is refused by the writer rather than written
 // unreadable.
 func TestStateWorstCaseReadable(t *testing.T) {
-	s := senderSpool(t)
+	q := newQueue(t)
 	end := time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("", -(23*3600+59*60)))
-	st := &State{ID: strings.Repeat("9", maxQueueID), Seq: math.MaxUint64 - 1, Arrival: end,
+	st := &State{ID: strings.Repeat("9", spool.MaxQueueIDLen), Seq: math.MaxUint64 - 1, Arrival: end,
 		Attempts: math.MinInt64, First: end, Last: end, Next: end.Add(-time.Hour)}
-	for i := range MaxRecipients {
+	for i := range spool.MaxRecipients {
 		st.Rcpts = append(st.Rcpts, worstRcpt(i))
 	}
 	addrs := make([]string, len(st.Rcpts))
 	for i, r := range st.Rcpts {
 		addrs[i] = r.Addr
 	}
-	name, err := s.WriteState(st, nil)
+	name, err := q.writeState(st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(s.Path(StateDir, name))
+	fi, err := os.Stat(q.sp.Path(StateDir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +83,11 @@ func TestStateWorstCaseReadable(t *testing.T) {
 	if fi.Size() > int64(maxStateSize) {
 		t.Errorf("state file %d bytes, past the reader's limit %d", fi.Size(), maxStateSize)
 	}
-	got, err := s.LoadState([]string{name})
+	got, err := q.LoadState([]string{name})
 	if err != nil {
 		t.Fatalf("the writer's worst case is unreadable: %v", err)
 	}
-	if len(got.Rcpts) != MaxRecipients {
+	if len(got.Rcpts) != spool.MaxRecipients {
 		t.Fatalf("%d recipients", len(got.Rcpts))
 	}
 	for i, r := range got.Rcpts {
@@ -98,12 +98,12 @@ func TestStateWorstCaseReadable(t *testing.T) {
 	}
 
 	st.Rcpts = append(st.Rcpts, Rcpt{Addr: "one@more"})
-	if _, err := s.WriteState(st, nil); err == nil {
-		t.Error("a state of MaxRecipients+1 recipients was written")
+	if _, err := q.writeState(st, nil); err == nil {
+		t.Error("a state of spool.MaxRecipients+1 recipients was written")
 	}
-	st.Rcpts = []Rcpt{{Addr: strings.Repeat("a", MaxAddrLen+1)}}
-	if _, err := s.WriteState(st, nil); err == nil {
-		t.Error("an address longer than MaxAddrLen was written")
+	st.Rcpts = []Rcpt{{Addr: strings.Repeat("a", spool.MaxAddrLen+1)}}
+	if _, err := q.writeState(st, nil); err == nil {
+		t.Error("an address longer than spool.MaxAddrLen was written")
 	}
 }
 
@@ -112,7 +112,7 @@ func TestStateWorstCaseReadable(t *testing.T) {
 // limit comes within a few dozen octets of it.
 func TestRcptBound(t *testing.T) {
 	r := worstRcpt(0)
-	r.Addr = strings.Repeat("<", MaxAddrLen)
+	r.Addr = strings.Repeat("<", spool.MaxAddrLen)
 	r.Text = strings.Repeat("<", 200<<10)
 	r.clip()
 	b, err := json.Marshal(r)
@@ -124,87 +124,30 @@ func TestRcptBound(t *testing.T) {
 	}
 }
 
-// Every journal the writer can produce is readable: MaxRecipients records
+// Every journal the writer can produce is readable: spool.MaxRecipients records
 // of one worst-case recipient each read back whole, not torn. A journal
 // already at the reader's limit takes no more records.
 func TestJournalWorstCaseReadable(t *testing.T) {
-	s := senderSpool(t)
+	q := newQueue(t)
 	id := testEnvelope(t).QueueID
-	for i := range MaxRecipients {
+	for i := range spool.MaxRecipients {
 		r := worstRcpt(i)
 		r.Status = Done
-		if err := s.AppendJournal(id, JournalEntry{Set: []JournalRcpt{{Index: math.MinInt64, Rcpt: r}}}); err != nil {
+		if err := q.appendJournal(id, JournalEntry{Set: []Update{{Index: math.MinInt64, Rcpt: r}}}); err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
 	}
-	entries, torn, err := s.ReadJournal(id)
-	if err != nil || torn || len(entries) != MaxRecipients {
+	entries, torn, err := q.ReadJournal(id)
+	if err != nil || torn || len(entries) != spool.MaxRecipients {
 		t.Fatalf("%d records, torn %v, err %v", len(entries), torn, err)
 	}
 
-	full := s.Path(StateDir, JournalName("20261121T111825.0000000000000001"))
-	if err := os.WriteFile(full, []byte(strings.Repeat("\n", maxJournalSize)), FileMode); err != nil {
+	full := q.sp.Path(StateDir, JournalName("20261121T111825.0000000000000001"))
+	if err := os.WriteFile(full, []byte(strings.Repeat("\n", maxJournalSize)), spool.FileMode); err != nil {
 		t.Fatal(err)
 	}
-	e := JournalEntry{Set: []JournalRcpt{{Index: 0, Rcpt: Rcpt{Addr: "a@b", Status: Done}}}}
-	if err := s.AppendJournal("20261121T111825.0000000000000001", e); err == nil {
+	e := JournalEntry{Set: []Update{{Index: 0, Rcpt: Rcpt{Addr: "a@b", Status: Done}}}}
+	if err := q.appendJournal("20261121T111825.0000000000000001", e); err == nil {
 		t.Error("a record appended past the reader's limit")
-	}
-}
-
-// The message file's writer and reader agree on the envelope's limits:
-// MaxRecipients recipients of MaxAddrLen octets go through Create and
-// Open; one recipient more, or one octet more, is refused by Validate,
-// and a file holding it by Open (as corrupt).
-func TestEnvelopeLimits(t *testing.T) {
-	s, err := New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := testEnvelope(t)
-	env.From = strings.Repeat("f", MaxAddrLen-4) + "@x.y"
-	env.To = nil
-	for i := range MaxRecipients {
-		env.To = append(env.To, fmt.Sprintf("%s%06d@x.y", strings.Repeat("t", MaxAddrLen-10), i))
-	}
-	commit(t, s, env, "Subject: x\r\n\r\nbody\r\n")
-	m, err := s.OpenMessage(env.QueueID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(m.To) != MaxRecipients || m.From != env.From {
-		t.Errorf("read back %d recipients", len(m.To))
-	}
-	m.Close()
-	b, err := os.ReadFile(s.Path(QueueDir, env.QueueID))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	more := *env
-	more.To = append(env.To[:MaxRecipients:MaxRecipients], "x@y")
-	longer := *env
-	longer.To = []string{strings.Repeat("t", MaxAddrLen) + "x"}
-	for name, e := range map[string]*Envelope{"more recipients": &more, "longer address": &longer} {
-		if err := e.Validate(); err == nil {
-			t.Errorf("%s: Validate accepted", name)
-		}
-	}
-	// The same file with one recipient more, or one longer address (the
-	// message bytes and their CRC unchanged).
-	extra := strings.Replace(string(b), "rcpt-to: ", "rcpt-to: <x@y>\nrcpt-to: ", 1)
-	long := strings.Replace(string(b), "rcpt-to: <", "rcpt-to: <x", 1)
-	for name, data := range map[string]string{"more recipients": extra, "longer address": long} {
-		p := s.Path(QueueDir, name)
-		if err := os.WriteFile(p, []byte(data), FileMode); err != nil {
-			t.Fatal(err)
-		}
-		if m, err := Open(p); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: Open: %v", name, err)
-			if err == nil {
-				io.Copy(io.Discard, m.Content())
-				m.Close()
-			}
-		}
 	}
 }

@@ -1,0 +1,621 @@
+package queue
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// The order of writes.
+//
+// This file is the only one that writes, renames or removes a file of the
+// queue: state files, journals, notifications spooled into queue/, and a
+// message on its way out of queue/. Every step below ends with the fsyncs
+// that make it durable before the next step starts, and the steps are
+// ordered so that a run killed at any instant (SIGKILL, a power cut)
+// leaves what the next run reads as "before the step" or "after it":
+//
+//  1. An outcome is durable before the run acts on it. A transaction's
+//     final 250 is recorded (RecordAccepted) before the transport sends
+//     anything else: a journal line is appended and fsync'd (and state/
+//     too when the journal is new, so that its name survives), or, when
+//     the 250 leaves the message nothing to do, queue/<id> is removed and
+//     queue/ fsync'd, which is cheaper and final. A crash thus re-sends at
+//     most the one transaction whose 250 was not yet recorded: the server
+//     may have taken it (RFC 5321 section 6.1), and no order of writes can
+//     close that window.
+//  2. A notification is spooled once, and before its original leaves the
+//     queue. Bounce first journals the failed recipients with the
+//     notification's queue id (the intent), then spools the notification
+//     (spool.Writer.Commit: fsync, rename, fsync of queue/); only after
+//     that may Settle write a state that names it, or let the original
+//     go. Load, in the next run, spools a notification that a journal
+//     names and queue/ lacks: a crash between intent and spool completes
+//     the intent instead of losing it. A run folds every journal (Load,
+//     then Settle) before it delivers anything, so a notification is never
+//     delivered, and gone from queue/, while an intent naming it is still
+//     unsettled; it is therefore never spooled twice.
+//  3. The message file leaves first, its state after. queue/<id> is
+//     removed (or renamed to failed/ or corrupt/) and queue/ fsync'd
+//     before state/ is touched: a state file without its message is an
+//     orphan that the next Scan removes; a message without its state would
+//     look new and be sent again to every recipient.
+//  4. A state file is replaced, never edited: written in tmp/, fsync'd,
+//     renamed to its name (which carries the next attempt), the old names
+//     removed, state/ fsync'd; only then is the journal it folded in
+//     removed. A crash leaves the old state or both (the higher Seq wins),
+//     and the journal, which folds again to the same result.
+//  5. Deferrals and failures without a notification are recorded with the
+//     state (Settle) when the attempt ends; a crash before that loses only
+//     the attempt, which the next run repeats.
+//
+// The tests kill a run at each Step (send's TestKillAtEachStep) and at
+// random instants (cmd/smtp-send's TestKillSendAnywhere) and check exactly
+// this; docs/send.md, "The duplicate window", says it for administrators.
+
+// Step names a point in the crash ordering, passed to Queue.Hook just
+// after it. The zero value is the first step of recording a delivery.
+type Step int
+
+const (
+	// StepAccepted: the final 250 arrived; nothing recorded yet.
+	StepAccepted Step = iota
+	// StepRecorded: the 250 is durable (journal fsync'd, or the finished
+	// message removed).
+	StepRecorded
+	// StepBounceIntent: the failed recipients and the notification's
+	// queue id are journalled; the notification is not spooled yet.
+	StepBounceIntent
+	// StepBounceSpooled: the notification is in queue/; the original is
+	// unchanged.
+	StepBounceSpooled
+	// StepStateWritten: the new state file is durable; the journal is
+	// still there.
+	StepStateWritten
+	// StepFinished: the message left queue/ (removed or moved to
+	// failed/).
+	StepFinished
+)
+
+var stepNames = [...]string{"accepted", "recorded", "bounce-intent", "bounce-spooled", "state-written", "finished"}
+
+// String returns the step's name.
+func (s Step) String() string {
+	if s < 0 || int(s) >= len(stepNames) {
+		return "step(" + strconv.Itoa(int(s)) + ")"
+	}
+	return stepNames[s]
+}
+
+func (q *Queue) hook(step Step, id string) {
+	if q.Hook != nil {
+		q.Hook(step, id)
+	}
+}
+
+// Item is one queued message in the hands of a run: its message file, open
+// and locked, its delivery state, and the names of its files in state/.
+// Its steps (RecordAccepted, Bounce, Settle, SetCorrupt) change those
+// files in the order described above. The first step that fails leaves
+// the item broken: every later step returns the same error, so a step can
+// never run on a state the files do not hold. An Item is used by one
+// goroutine.
+type Item struct {
+	// State is the delivery state, with the journal folded in (see
+	// Load). The caller changes it in memory; the steps make it durable.
+	State *State
+
+	q       *Queue
+	e       *Entry // the names in state/, kept current
+	msg     *spool.Message
+	journal bool  // state/<id>@journal exists
+	gone    bool  // the message left queue/
+	err     error // the first step that failed
+}
+
+// Open opens queue/<e.ID> and takes its lock, exclusive, waiting a little
+// for a reader such as List, which holds a shared lock only for an
+// instant. The item has no state until Load. It keeps e current: after
+// Settle, e names the new state file and next attempt, so that a run that
+// opens the message again (as after folding a journal) finds them. It
+// returns the errors of
+// spool.Open (wrapping spool.ErrCorrupt, spool.ErrNotRegular,
+// fs.ErrNotExist, ...), or one wrapping ErrLocked when another process
+// holds the message.
+func (q *Queue) Open(e *Entry) (*Item, error) {
+	m, err := q.sp.OpenMessage(e.ID)
+	if err != nil {
+		return nil, err
+	}
+	for range 5 {
+		if err = LockMessage(m.File(), true); !errors.Is(err, ErrLocked) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &Item{q: q, e: e, msg: m}, nil
+}
+
+// Message returns the open message file: its envelope and content. The
+// item closes it.
+func (it *Item) Message() *spool.Message { return it.msg }
+
+// Gone reports whether the message has left queue/ (removed, or moved to
+// failed/).
+func (it *Item) Gone() bool { return it.gone }
+
+// Close closes the message file, which releases its lock, and returns the
+// error of close(2).
+func (it *Item) Close() error { return it.msg.Close() }
+
+// Load reads the item's state (a message without one was never tried:
+// every recipient pending) and folds in its journal, then spools each
+// notification that the journal names and queue/ lacks (rule 2 above);
+// now is the notifications' arrival time. Errors wrapping
+// spool.ErrCorrupt or spool.ErrNotRegular mean the message is to be set
+// aside (SetCorrupt); other errors (an unreadable state file, a failed
+// spool write) leave it where it is.
+func (it *Item) Load(now time.Time) error {
+	q, e, env := it.q, it.e, &it.msg.Envelope
+	if e.ID != env.QueueID {
+		return fmt.Errorf("%w: file name %s differs from queue id %s", spool.ErrCorrupt, e.ID, env.QueueID)
+	}
+	st := NewState(env)
+	if len(e.States) > 0 {
+		var err error
+		if st, err = q.LoadState(e.States); err != nil {
+			return err
+		}
+		if err := st.Check(env); err != nil {
+			return err
+		}
+	}
+	it.State = st
+	if !e.Journal {
+		return nil
+	}
+	it.journal = true
+	entries, torn, err := q.ReadJournal(e.ID)
+	if err != nil {
+		return err
+	}
+	if torn {
+		q.log().Warn("journal ends in a torn record (crash while appending); ignored", "id", e.ID)
+	}
+	dsns, err := st.Apply(entries)
+	if err != nil {
+		return err
+	}
+	for _, id := range dsns {
+		if _, err := os.Lstat(q.sp.Path(spool.QueueDir, id)); err == nil {
+			continue
+		}
+		q.log().Warn("spooling a notification a crash interrupted", "id", e.ID, "dsn", id)
+		if err := it.spoolNotice(id, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RecordAccepted sets the recipients of set, accepted by one
+// transaction's final 250, and makes that durable before it returns
+// (rule 1): the transport must send nothing more until then. When no
+// recipient is left pending and none failed, the record is the removal
+// of the message; otherwise a journal line. An error (the broken item's,
+// or the write's) means the outcome is not recorded: stop the run.
+func (it *Item) RecordAccepted(set []Update) error {
+	if it.err != nil {
+		return it.err
+	}
+	st, id := it.State, it.e.ID
+	for _, u := range set {
+		st.Rcpts[u.Index] = u.Rcpt
+	}
+	it.q.hook(StepAccepted, id)
+	var err error
+	if len(st.Pending()) == 0 && !st.AnyFailed() {
+		err = it.remove()
+		it.gone = true
+	} else {
+		err = it.appendJournal(JournalEntry{Set: set})
+		it.journal = true
+	}
+	if err != nil {
+		it.err = err
+		return err
+	}
+	it.q.hook(StepRecorded, id)
+	return nil
+}
+
+// Bounce spools one delivery status notification for the recipients
+// failed, which the caller has set to Failed in State, and returns its
+// queue id; State names it in each of them (Rcpt.DSN). The failed
+// recipients and the id are journalled first, then the notification is
+// spooled (rule 2); Settle must follow. A message from the null sender is
+// never bounced (RFC 5321 section 4.5.5; a notification about a
+// notification could loop): for it, and when failed is empty, Bounce does
+// nothing and returns "". now is the notification's arrival time. An
+// error leaves the item broken: stop the run.
+func (it *Item) Bounce(now time.Time, failed []int) (string, error) {
+	if it.err != nil {
+		return "", it.err
+	}
+	if len(failed) == 0 || it.msg.From == "" {
+		return "", nil
+	}
+	id, err := it.bounce(now, failed)
+	if err != nil {
+		it.err = err
+		return "", err
+	}
+	return id, nil
+}
+
+func (it *Item) bounce(now time.Time, failed []int) (string, error) {
+	id, err := spool.NewQueueID(now)
+	if err != nil {
+		return "", err
+	}
+	set := make([]Update, 0, len(failed))
+	for _, i := range failed {
+		it.State.Rcpts[i].DSN = id
+		set = append(set, Update{Index: i, Rcpt: it.State.Rcpts[i]})
+	}
+	if err := it.appendJournal(JournalEntry{Set: set}); err != nil {
+		return "", err
+	}
+	it.journal = true
+	it.q.hook(StepBounceIntent, it.e.ID)
+	if err := it.spoolNotice(id, now); err != nil {
+		return "", err
+	}
+	it.q.hook(StepBounceSpooled, it.e.ID)
+	return id, nil
+}
+
+// Notice is what a delivery status notification reports, as Queue.Notify
+// receives it.
+type Notice struct {
+	// ID is the notification's own queue id.
+	ID string
+	// Now is when it is made: its Date.
+	Now time.Time
+	// Envelope is the original message's.
+	Envelope *spool.Envelope
+	// Content returns a new reader of the original message data from its
+	// start at each call; it is streamed from the spool, never held in
+	// memory.
+	Content func() io.Reader
+	// Arrival and Attempts are the original's, from its state.
+	Arrival  time.Time
+	Attempts int
+	// Rcpts are the failed recipients it reports, in envelope order.
+	Rcpts []Rcpt
+}
+
+// spoolNotice spools, durably and under queue id id, the notification for
+// the recipients of the item whose state names id, from the null sender
+// <> (RFC 5321 section 4.5.5) to the original sender, through the same
+// queue. Queue.Notify writes its body.
+func (it *Item) spoolNotice(id string, now time.Time) error {
+	q, env, st := it.q, &it.msg.Envelope, it.State
+	if q.Notify == nil {
+		return errors.New("queue: no Notify function to write a notification")
+	}
+	n := &Notice{ID: id, Now: now, Envelope: env, Content: it.msg.Content, Arrival: st.Arrival, Attempts: st.Attempts}
+	for _, rc := range st.Rcpts {
+		if rc.Status == Failed && rc.DSN == id {
+			n.Rcpts = append(n.Rcpts, rc)
+		}
+	}
+	dsn := &spool.Envelope{QueueID: id, Received: now, Helo: q.Hostname, Protocol: "local",
+		From: "", To: []string{env.From}, SMTPUTF8: !isASCII(env.From)}
+	if dsn.SMTPUTF8 {
+		dsn.Body = "8BITMIME" // the To: field is UTF-8 (RFC 6532)
+	}
+	wr, err := q.sp.Create(dsn)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(wr)
+	err = q.Notify(bw, n)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		wr.Abort()
+		return err
+	}
+	if err := wr.Commit(); err != nil {
+		return err
+	}
+	q.log().Info("notification spooled", "id", env.QueueID, "dsn", id, "to", env.From, "recipients", len(n.Rcpts))
+	return nil
+}
+
+// What Settle did with the message.
+const (
+	Stayed      = ""                 // still queued, with its new state
+	Removed     = "removed"          // every recipient done
+	MovedFailed = "moved to failed/" // a recipient failed
+)
+
+// Settle makes State durable and ends the item's attempt. With no
+// recipient pending, the message leaves the queue (rule 3): to failed/
+// beside its final state if a recipient failed, else removed. Otherwise
+// its state file is replaced and the journal, now folded in, removed
+// (rule 4). Failed recipients must have had their Bounce first. It
+// returns Stayed, Removed or MovedFailed; an error leaves the item
+// broken: stop the run.
+func (it *Item) Settle() (string, error) {
+	if it.err != nil {
+		return "", it.err
+	}
+	left, err := it.settle()
+	if err != nil {
+		it.err = err
+		return "", err
+	}
+	return left, nil
+}
+
+func (it *Item) settle() (string, error) {
+	st, e := it.State, it.e
+	if len(st.Pending()) == 0 {
+		left, err := Removed, error(nil)
+		if st.AnyFailed() {
+			left, err = MovedFailed, it.moveFailed()
+		} else {
+			err = it.remove()
+		}
+		if err != nil {
+			return "", err
+		}
+		it.gone = true
+		it.q.hook(StepFinished, e.ID)
+		return left, nil
+	}
+	name, err := it.writeState()
+	if err != nil {
+		return "", err
+	}
+	e.States, e.Next = []string{name}, st.Next
+	it.q.hook(StepStateWritten, e.ID)
+	if it.journal {
+		if err := it.removeJournal(); err != nil {
+			return "", err
+		}
+		it.journal, e.Journal = false, false
+	}
+	return Stayed, nil
+}
+
+// errSetAside breaks an item whose message was moved to corrupt/.
+var errSetAside = errors.New("queue: message set aside in corrupt/")
+
+// SetCorrupt moves the message to corrupt/ with its state files (see
+// Queue.MoveCorrupt), for a message found damaged while it was open: its
+// content failed its CRC, or Load found it or its state corrupt. The item
+// is broken afterwards. It returns MoveCorrupt's error.
+func (it *Item) SetCorrupt() error {
+	err := it.q.MoveCorrupt(*it.e)
+	it.err = errSetAside
+	if err != nil {
+		it.err = err
+	}
+	return err
+}
+
+// MoveCorrupt moves queue/<e.ID>, which does not parse or is not a regular
+// file, to corrupt/ unchanged, then its state files and journal beside it,
+// and fsyncs the directories. The message file moves first (rule 3): a
+// crash in between must not leave a message without its state in queue/,
+// where it would look new and be sent again to every recipient. It
+// returns the wrapped error of the first rename or fsync that failed.
+func (q *Queue) MoveCorrupt(e Entry) error {
+	if err := os.Rename(q.sp.Path(spool.QueueDir, e.ID), q.sp.Path(CorruptDir, e.ID)); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := spool.SyncDir(q.sp.Path(spool.QueueDir)); err != nil {
+		return err
+	}
+	for _, n := range append(e.States[:len(e.States):len(e.States)], JournalName(e.ID)) {
+		err := os.Rename(q.sp.Path(StateDir, n), q.sp.Path(CorruptDir, n))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("queue: %w", err)
+		}
+	}
+	if err := spool.SyncDir(q.sp.Path(CorruptDir)); err != nil {
+		return err
+	}
+	return spool.SyncDir(q.sp.Path(StateDir))
+}
+
+// appendJournal appends e to the item's journal and fsyncs it; when the
+// journal is new, it also fsyncs state/ so that its name survives a crash.
+// Only after a nil return is the outcome recorded. A journal that would
+// grow past what ReadJournal reads (which a run that folds its journals
+// never makes) is an error.
+func (it *Item) appendJournal(e JournalEntry) error {
+	return it.q.appendJournal(it.e.ID, e)
+}
+
+func (q *Queue) appendJournal(id string, e JournalEntry) error {
+	line, err := encodeRecord(id, e)
+	if err != nil {
+		return err
+	}
+	path := q.sp.Path(StateDir, JournalName(id))
+	created := true
+	f, err := spool.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, spool.FileMode)
+	if errors.Is(err, os.ErrExist) {
+		created = false
+		f, err = spool.OpenFile(path, os.O_WRONLY|os.O_APPEND, spool.FileMode)
+	}
+	if err != nil {
+		return fmt.Errorf("queue: journal: %w", err)
+	}
+	if fi, serr := f.Stat(); serr != nil {
+		err = serr
+	} else if fi.Size()+int64(len(line)) > int64(maxJournalSize) {
+		err = fmt.Errorf("%d bytes would pass the reader's limit of %d", fi.Size()+int64(len(line)), maxJournalSize)
+	}
+	if err == nil {
+		_, err = f.Write(line)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("queue: journal %s: %w", id, err)
+	}
+	if created {
+		return spool.SyncDir(q.sp.Path(StateDir))
+	}
+	return nil
+}
+
+// removeJournal removes the item's journal, if any. The removal is not
+// fsync'd: a journal that reappears after a crash is folded again, which
+// changes nothing.
+func (it *Item) removeJournal() error {
+	return it.q.removeJournal(it.e.ID)
+}
+
+func (q *Queue) removeJournal(id string) error {
+	err := os.Remove(q.sp.Path(StateDir, JournalName(id)))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return nil
+}
+
+// writeState makes State durable as state/StateName(id, Next) (rule 4):
+// it bumps Seq, writes a temporary file in tmp/, fsyncs it, renames it
+// into place, removes the item's other state names and fsyncs state/. On
+// error the previous state file is intact, though a second name may
+// remain (the higher Seq wins when loading). It returns the new name.
+func (it *Item) writeState() (string, error) {
+	return it.q.writeState(it.State, it.e.States)
+}
+
+func (q *Queue) writeState(st *State, old []string) (string, error) {
+	st.Seq++
+	name := StateName(st.ID, st.Next)
+	b, err := st.encode()
+	if err != nil {
+		return "", err
+	}
+	if err := q.writeFile(q.sp.Path(StateDir, name), b); err != nil {
+		return "", err
+	}
+	for _, o := range old {
+		if o != name {
+			if err := os.Remove(q.sp.Path(StateDir, o)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return "", fmt.Errorf("queue: %w", err)
+			}
+		}
+	}
+	return name, spool.SyncDir(q.sp.Path(StateDir))
+}
+
+// remove deletes a message whose recipients are all done (rule 3): first
+// queue/<id>, made durable by an fsync of queue/ (from then on the
+// message is finished, whatever else a crash leaves), then its state
+// files and journal, which a later Scan would otherwise report as
+// orphans.
+func (it *Item) remove() error {
+	q, e := it.q, it.e
+	if err := os.Remove(q.sp.Path(spool.QueueDir, e.ID)); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := spool.SyncDir(q.sp.Path(spool.QueueDir)); err != nil {
+		return err
+	}
+	return it.removeStates()
+}
+
+// moveFailed moves a finished message with failed recipients out of the
+// queue (rule 3): its final state, bounded as a state file, is written to
+// failed/<id>@state, then queue/<id> is renamed to failed/<id> and both
+// directories are fsync'd; its state files and journal are removed last.
+func (it *Item) moveFailed() error {
+	q, e := it.q, it.e
+	b, err := it.State.encode()
+	if err != nil {
+		return err
+	}
+	if err := q.writeFile(q.sp.Path(FailedDir, e.ID+failedSuffix), b); err != nil {
+		return err
+	}
+	if err := os.Rename(q.sp.Path(spool.QueueDir, e.ID), q.sp.Path(FailedDir, e.ID)); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := spool.SyncDir(q.sp.Path(FailedDir)); err != nil {
+		return err
+	}
+	if err := spool.SyncDir(q.sp.Path(spool.QueueDir)); err != nil {
+		return err
+	}
+	return it.removeStates()
+}
+
+// removeStates removes the state files and journal of a message that left
+// queue/. The removals are not fsync'd: what a crash brings back is an
+// orphan, which the next Scan finds.
+func (it *Item) removeStates() error {
+	q, e := it.q, it.e
+	var first error
+	for _, n := range append(e.States[:len(e.States):len(e.States)], JournalName(e.ID)) {
+		if err := os.Remove(q.sp.Path(StateDir, n)); err != nil && !errors.Is(err, os.ErrNotExist) && first == nil {
+			first = fmt.Errorf("queue: %w", err)
+		}
+	}
+	return first
+}
+
+// writeFile atomically replaces path with data: a temporary file in tmp/,
+// fsync'd, renamed into place. It does not fsync the destination
+// directory; the caller does, once it has made all its changes there.
+func (q *Queue) writeFile(path string, data []byte) error {
+	pf, err := renameio.NewPendingFile(path,
+		renameio.WithTempDir(q.sp.Path(spool.TmpDir)),
+		renameio.WithStaticPermissions(spool.FileMode))
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	defer pf.Cleanup()
+	if _, err := pf.Write(data); err != nil {
+		return fmt.Errorf("queue: write %s: %w", path, err)
+	}
+	if err := pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("queue: commit %s: %w", path, err)
+	}
+	return nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,287 @@
+package send
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"slices"
+	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/queue"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// worker delivers messages one at a time through its own Session.
+type worker struct {
+	r    *run
+	sess Session
+}
+
+// msg is one message in the hands of a worker: its queue item and this
+// attempt's outcomes. It is the Recorder its Session reports to.
+type msg struct {
+	w  *worker
+	it *queue.Item
+	// results holds this run's non-final outcome per recipient index:
+	// a refusal, a deferral or a local decision. Delivered recipients go
+	// straight into the item's state.
+	results map[int]*Failure
+}
+
+// process delivers the pending recipients of one due message and records
+// the outcome.
+func (w *worker) process(ctx context.Context, e *queue.Entry) {
+	x := w.open(e)
+	if x == nil {
+		return
+	}
+	defer x.it.Close()
+	w.r.count(func(s *Stats) { s.Started++ })
+	var abort error
+	if p := x.it.State.Pending(); len(p) > 0 {
+		abort = w.attempt(context.WithoutCancel(ctx), x, p)
+	}
+	switch {
+	case errors.Is(abort, spool.ErrCorrupt):
+		w.corrupt(e.ID, abort, x.it.SetCorrupt)
+	case abort != nil || x.it.Gone():
+	default:
+		w.finish(x, true)
+	}
+}
+
+// recover folds a journal left by a crash and settles the message without
+// delivering anything. It returns false if the message is no longer
+// queued (finished, corrupt) or could not be read.
+func (w *worker) recover(e *queue.Entry) bool {
+	x := w.open(e)
+	if x == nil {
+		return false
+	}
+	defer x.it.Close()
+	return w.settle(x, false) && !x.it.Gone()
+}
+
+// open opens, locks and loads message e (state and journal folded in). A
+// corrupt message file or state, or one that is not a regular file (a
+// FIFO, a symbolic link, ...: spool.ErrNotRegular), is moved to corrupt/;
+// an unreadable or locked message is skipped. It returns nil when the
+// message is not to be delivered now.
+func (w *worker) open(e *queue.Entry) *msg {
+	r := w.r
+	it, err := r.q.Open(e)
+	switch {
+	case errors.Is(err, spool.ErrCorrupt), errors.Is(err, spool.ErrNotRegular):
+		w.corrupt(e.ID, err, func() error { return r.q.MoveCorrupt(*e) })
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case errors.Is(err, queue.ErrLocked):
+		r.log.Warn("message locked by another process; skipped", "id", e.ID)
+		r.count(func(s *Stats) { s.Locked++ })
+		return nil
+	case err != nil:
+		r.log.Error("message file unreadable; skipped", "id", e.ID, "err", err)
+		r.count(func(s *Stats) { s.Unreadable++ })
+		return nil
+	}
+	if err := it.Load(r.now()); err != nil {
+		if errors.Is(err, spool.ErrCorrupt) || errors.Is(err, spool.ErrNotRegular) {
+			w.corrupt(e.ID, err, it.SetCorrupt)
+		} else {
+			r.log.Error("state unreadable; message skipped", "id", e.ID, "err", err)
+			r.count(func(s *Stats) { s.Unreadable++ })
+		}
+		it.Close()
+		return nil
+	}
+	return &msg{w: w, it: it, results: map[int]*Failure{}}
+}
+
+// corrupt sets aside a message that does not parse: move moves it to
+// corrupt/, with its state files.
+func (w *worker) corrupt(id string, why error, move func() error) {
+	r := w.r
+	r.log.Error("corrupt message moved to corrupt/; it is never bounced or deleted", "id", id, "err", why)
+	if err := move(); err != nil {
+		r.setFatal(err)
+		return
+	}
+	r.count(func(s *Stats) { s.Corrupt++ })
+}
+
+// attempt hands the recipients todo to the worker's session. It returns
+// the error that stopped the delivery: the message could not be read, or
+// an outcome not recorded.
+func (w *worker) attempt(ctx context.Context, x *msg, todo []int) error {
+	if w.sess == nil {
+		w.sess = w.r.transport.NewSession()
+	}
+	m := x.it.Message()
+	d := &Delivery{Envelope: &m.Envelope, Rcpts: todo, Size: m.Size, Content: m.Content}
+	return w.sess.Deliver(ctx, d, x)
+}
+
+// Delivered implements Recorder: the recipients are done, durably, before
+// the session sends anything else (queue.Item.RecordAccepted). A failure
+// to record stops the run.
+func (x *msg) Delivered(rcpts []int, rep Reply) error {
+	r, st := x.w.r, x.it.State
+	now := r.now()
+	set := make([]queue.Update, 0, len(rcpts))
+	for _, i := range rcpts {
+		set = append(set, queue.Update{Index: i, Rcpt: queue.Rcpt{Addr: st.Rcpts[i].Addr, Status: queue.Done,
+			Code: rep.Code, Enhanced: rep.Enhanced, Text: rep.Text, Stage: rep.Stage.String(), Relay: rep.Relay, At: now}})
+	}
+	if err := x.it.RecordAccepted(set); err != nil {
+		r.setFatal(err)
+		return err
+	}
+	r.mu.Lock()
+	r.stats.Delivered += len(rcpts)
+	if r.stats.FirstDelivery == 0 {
+		r.stats.FirstDelivery = time.Since(r.start)
+	}
+	r.mu.Unlock()
+	for _, i := range rcpts {
+		x.w.logRcpt(x, i, "sent", st.Rcpts[i])
+	}
+	return nil
+}
+
+// Failed implements Recorder: the outcome waits for the end of the
+// attempt (finish).
+func (x *msg) Failed(rcpts []int, f *Failure) {
+	for _, i := range rcpts {
+		x.results[i] = f
+	}
+}
+
+// finish records an attempt's outcome for the recipients not delivered:
+// it decides, per recipient, deferral, permanent failure or expiry and the
+// next attempt; the queue item then spools the notification (Bounce) and
+// writes the new state or takes the message out of the queue (Settle), in
+// the order that makes every crash safe (see package queue).
+func (w *worker) finish(x *msg, attempted bool) {
+	r, st := w.r, x.it.State
+	now := r.now()
+	if attempted {
+		st.Attempts++
+		st.Last = now
+		if st.First.IsZero() {
+			st.First = now
+		}
+	}
+	expire := attempted && now.Sub(st.Arrival) >= r.cfg.QueueLifetime && st.Attempts >= r.cfg.MinAttempts
+	var failed []int
+	ix := make([]int, 0, len(x.results))
+	for i := range x.results {
+		ix = append(ix, i)
+	}
+	slices.Sort(ix)
+	for _, i := range ix {
+		f := x.results[i]
+		if st.Rcpts[i].Status != queue.Pending {
+			continue
+		}
+		rc := queue.Rcpt{Addr: st.Rcpts[i].Addr, Code: f.Code, Enhanced: f.Enhanced, Text: f.Text,
+			Stage: f.Stage.String(), Relay: f.Relay, At: now}
+		switch {
+		case !f.Temporary():
+			rc.Status = queue.Failed
+		case expire && f.Expires():
+			rc.Status, rc.Expired = queue.Failed, true
+		}
+		st.Rcpts[i] = rc
+		if rc.Status == queue.Failed {
+			failed = append(failed, i)
+		}
+	}
+	if len(failed) > 0 {
+		dsn, err := x.it.Bounce(now, failed)
+		switch {
+		case err != nil:
+			r.setFatal(err)
+			return
+		case dsn != "":
+			r.count(func(s *Stats) { s.DSNs++ })
+		default:
+			r.log.Warn("no notification for a message from <>", "id", st.ID)
+		}
+	}
+	if attempted && len(st.Pending()) > 0 {
+		st.Next = now.Add(r.cfg.backoff(st.Attempts))
+	}
+	for _, i := range ix {
+		rc := st.Rcpts[i]
+		switch rc.Status {
+		case queue.Pending:
+			w.logRcpt(x, i, "deferred", rc)
+		case queue.Failed:
+			status := "failed"
+			if rc.Expired {
+				status = "expired"
+			}
+			w.logRcpt(x, i, status, rc)
+		}
+	}
+	if !w.settle(x, true) {
+		return
+	}
+	r.count(func(s *Stats) {
+		for _, i := range ix {
+			switch st.Rcpts[i].Status {
+			case queue.Pending:
+				s.Deferred++
+			case queue.Failed:
+				s.Failed++
+			}
+		}
+	})
+}
+
+// settle makes the item's state durable (queue.Item.Settle) and logs a
+// message that left the queue. It returns false if writing failed, which
+// stops the run.
+func (w *worker) settle(x *msg, logExit bool) bool {
+	left, err := x.it.Settle()
+	if err != nil {
+		w.r.setFatal(err)
+		return false
+	}
+	if left != queue.Stayed && logExit {
+		w.r.log.Info("message left the queue", "id", x.it.State.ID, "outcome", left)
+	}
+	return true
+}
+
+// logRcpt writes the one line per recipient per attempt: queue id,
+// recipient, outcome, relay, stage, reply code, enhanced code, reply text,
+// delay since arrival and, for a deferral, the next attempt.
+func (w *worker) logRcpt(x *msg, i int, status string, rc queue.Rcpt) {
+	st := x.it.State
+	args := []any{"id", st.ID, "rcpt", rc.Addr, "status", status, "relay", rc.Relay,
+		"stage", rc.Stage, "code", rc.Code, "enhanced", rc.Enhanced, "reply", rc.Text,
+		"delay", rc.At.Sub(st.Arrival).Round(time.Millisecond).String(), "attempts", st.Attempts + boolInt(status == "sent")}
+	if status == "deferred" {
+		args = append(args, "next", st.Next.UTC().Format(time.RFC3339))
+	}
+	if rc.DSN != "" {
+		args = append(args, "dsn", rc.DSN)
+	}
+	switch status {
+	case "sent":
+		w.r.log.Info("delivery", args...)
+	case "deferred":
+		w.r.log.Warn("delivery", args...)
+	default:
+		w.r.log.Error("delivery", args...)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
