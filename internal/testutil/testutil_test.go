@@ -88,3 +88,47 @@ func TestBuild(t *testing.T) {
 		t.Errorf("building a missing package: %v", err)
 	}
 }
+
+func TestMain(m *testing.M) { Main(m) }
+
+// TestProgram: one build per package, whichever test asks first; without
+// Main, Program refuses.
+func TestProgram(t *testing.T) {
+	var bins [4]string
+	var wg sync.WaitGroup
+	for i := range bins {
+		wg.Go(func() {
+			if build, err := program("internal/testutil/testdata/hello"); err == nil {
+				bins[i], _ = build()
+			}
+		})
+	}
+	wg.Wait()
+	bin := Program(t, "internal/testutil/testdata/hello")
+	for _, b := range bins {
+		if b != bin {
+			t.Errorf("built twice: %s and %s", bin, b)
+		}
+	}
+	if out, err := exec.Command(bin).Output(); err != nil || string(out) != "hello\n" {
+		t.Errorf("the program said %q, %v", out, err)
+	}
+	build, err := program("internal/testutil/testdata/none")
+	if err != nil {
+		t.Fatalf("program: %v", err)
+	}
+	if _, err := build(); err == nil || !strings.Contains(err.Error(), "testdata/none") {
+		t.Errorf("building a missing package: %v", err)
+	}
+	programs.mu.Lock()
+	programs.main = false
+	programs.mu.Unlock()
+	defer func() {
+		programs.mu.Lock()
+		programs.main = true
+		programs.mu.Unlock()
+	}()
+	if _, err := program("internal/testutil/testdata/hello"); err == nil || !strings.Contains(err.Error(), "testutil.Main") {
+		t.Errorf("without Main: %v", err)
+	}
+}
