@@ -6,128 +6,55 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/transcript"
 )
 
 // Transcripts in testdata/*.txt replay a dialog against a Session over
-// pipes. One item per line:
-//
-//	# comment         ignored, as are blank lines
-//	! option value    session setup, before the dialog (see setOption)
-//	C: text           a client line; CRLF is added
-//	R: "string"       raw client bytes, in Go string syntax
-//	S: text           the next reply line, without its CRLF
-//	M: text           a line of a committed message; consecutive M: lines
-//	                  form one message, each line ended by CRLF
-//	= result          how Serve ends: nil, eof, timeout, too-many-errors,
-//	                  improper-pipelining, non-smtp or refused
-//
-// Consecutive C: and R: lines go out in one write, as a pipelining client
-// sends them. Each S: line must arrive within replyWait, so a reply the
-// session forgot to flush fails the test. After the last item the client
-// closes its side; the session must then end as the "=" line says, with
-// no reply left over, exactly the M: messages committed and every other
-// message aborted.
-type transcript struct {
+// pipes, in the format of package transcript (its package comment has
+// it all): C: and R: lines are the client's, S: lines the replies, "="
+// how Serve ends (nil, eof, timeout, too-many-errors, improper-pipelining,
+// non-smtp or refused), M: lines the committed messages, and "!" lines
+// set the session up (see setOption). The session runs on testConfig's
+// fake clock, so that Received: headers compare exactly. Besides the
+// replies, every message the session began must be committed or aborted.
+type replay struct {
+	*transcript.Script
 	cfg      Config
 	client   Client
 	policy   relayPolicy
 	delivery fakeDelivery
-	steps    []step
-	messages []string
-	result   string
-}
-
-type step struct {
-	send   []byte // client bytes, or
-	expect string // a reply line
 }
 
 const replyWait = 5 * time.Second
 
 func TestTranscripts(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no transcripts: %v", err)
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+	for _, s := range transcript.ReadAll(t, "testdata/*.txt") {
+		t.Run(s.Name, func(t *testing.T) {
 			t.Parallel()
-			runTranscript(t, readTranscript(t, f))
+			runReplay(t, newReplay(t, s))
 		})
 	}
 }
 
-func readTranscript(t *testing.T, file string) *transcript {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &transcript{cfg: testConfig(), client: testClient}
-	var msg []string // M: lines of the message being read
-	endMsg := func() {
-		if msg != nil {
-			tr.messages = append(tr.messages, strings.Join(msg, "\r\n")+"\r\n")
-			msg = nil
+// newReplay sets a session up as s's options say.
+func newReplay(t *testing.T, s *transcript.Script) *replay {
+	tr := &replay{Script: s, cfg: testConfig(), client: testClient}
+	for _, o := range s.Options {
+		if err := tr.setOption(o.Key, o.Value); err != nil {
+			t.Fatalf("%s:%d: %v", s.File, o.Line, err)
 		}
-	}
-	for n, line := range strings.Split(string(data), "\n") {
-		where := fmt.Sprintf("%s:%d", file, n+1)
-		kind, text, _ := strings.Cut(line, ":")
-		text = strings.TrimPrefix(text, " ")
-		if kind != "M" {
-			endMsg()
-		}
-		switch {
-		case line == "" || line[0] == '#':
-		case line[0] == '!':
-			key, val, _ := strings.Cut(strings.TrimSpace(line[1:]), " ")
-			if err := tr.setOption(key, val); err != nil {
-				t.Fatalf("%s: %v", where, err)
-			}
-		case line[0] == '=':
-			tr.result = strings.TrimSpace(line[1:])
-		case kind == "C":
-			tr.addSend([]byte(text + "\r\n"))
-		case kind == "R":
-			raw, err := strconv.Unquote(text)
-			if err != nil {
-				t.Fatalf("%s: %v", where, err)
-			}
-			tr.addSend([]byte(raw))
-		case kind == "S":
-			tr.steps = append(tr.steps, step{expect: text})
-		case kind == "M":
-			msg = append(msg, text)
-		default:
-			t.Fatalf("%s: bad line %q", where, line)
-		}
-	}
-	endMsg()
-	if tr.result == "" {
-		t.Fatalf("%s: no \"=\" line", file)
 	}
 	return tr
 }
 
-// addSend adds client bytes to the current write.
-func (tr *transcript) addSend(b []byte) {
-	if n := len(tr.steps); n > 0 && tr.steps[n-1].send != nil {
-		tr.steps[n-1].send = append(tr.steps[n-1].send, b...)
-		return
-	}
-	tr.steps = append(tr.steps, step{send: b})
-}
-
 // setOption applies one "!" line.
-func (tr *transcript) setOption(key, val string) error {
+func (tr *replay) setOption(key, val string) error {
 	atoi := func() int { n, _ := strconv.Atoi(val); return n }
 	dur := func() time.Duration { d, _ := time.ParseDuration(val); return d }
 	switch key {
@@ -206,7 +133,7 @@ func parseReplyOption(s string) (*Reply, error) {
 	return r, err
 }
 
-func runTranscript(t *testing.T, tr *transcript) {
+func runReplay(t *testing.T, tr *replay) {
 	var logs testutil.LockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	defer func() {
@@ -225,69 +152,21 @@ func runTranscript(t *testing.T, tr *transcript) {
 		inR.CloseWithError(errors.New("session over"))
 		done <- err
 	}()
-	replies := make(chan string)
-	go func() {
-		defer close(replies)
-		br := bufio.NewReader(outR)
-		for {
-			l, err := br.ReadString('\n')
-			if l != "" {
-				replies <- l
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	sends := make(chan []byte, len(tr.steps))
-	go func() {
-		for b := range sends {
-			inW.Write(b)
-		}
-		inW.Close()
-	}()
-
-	for i, st := range tr.steps {
-		if st.send != nil {
-			sends <- st.send
-			continue
-		}
-		select {
-		case got, ok := <-replies:
-			if !ok {
-				t.Fatalf("step %d: session output ended, want %q", i, st.expect)
-			}
-			if got != st.expect+"\r\n" {
-				t.Fatalf("step %d: got reply %q, want %q", i, got, st.expect+"\r\n")
-			}
-		case <-time.After(replyWait):
-			t.Fatalf("step %d: no reply within %v, want %q", i, replyWait, st.expect)
-		}
-	}
-	close(sends)
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(replyWait):
-		t.Fatalf("session did not end after the client closed")
-	}
-	for l := range replies {
+	c := transcript.NewClient(t, inW, outR, replyWait)
+	c.Play(tr.Script, tr.Steps)
+	c.Close()
+	// The output ends when Serve has returned.
+	for _, l := range c.Rest() {
 		t.Errorf("unexpected reply %q", l)
 	}
-	if !resultIs(err, tr.result) {
-		t.Errorf("Serve returned %v, want %s", err, tr.result)
+	if err := <-done; !resultIs(err, tr.Result) {
+		t.Errorf("Serve returned %v, want %s", err, tr.Result)
 	}
-	got := tr.delivery.committed()
-	for i := range max(len(got), len(tr.messages)) {
-		switch {
-		case i >= len(got):
-			t.Errorf("message %d not committed, want:\n%s", i+1, tr.messages[i])
-		case i >= len(tr.messages):
-			t.Errorf("unexpected message %s committed:\n%s", got[i].id, got[i].buf.String())
-		case got[i].buf.String() != tr.messages[i]:
-			t.Errorf("message %s:\n%q\nwant\n%q", got[i].id, got[i].buf.String(), tr.messages[i])
-		}
+	var got []transcript.Committed
+	for _, w := range tr.delivery.committed() {
+		got = append(got, transcript.Committed{ID: w.id, Content: w.buf.Bytes()})
 	}
+	tr.CheckMessages(t, got)
 	if err := tr.delivery.checkFinished(); err != nil {
 		t.Error(err)
 	}
