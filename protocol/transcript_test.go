@@ -44,6 +44,9 @@ func TestTranscripts(t *testing.T) {
 
 // newReplay sets a session up as s's options say.
 func newReplay(t *testing.T, s *transcript.Script) *replay {
+	if s.Result == "" {
+		t.Fatalf("%s: no \"=\" line", s.File)
+	}
 	tr := &replay{Script: s, cfg: testConfig(), client: testClient}
 	for _, o := range s.Options {
 		if err := tr.setOption(o.Key, o.Value); err != nil {

@@ -2,7 +2,6 @@ package transcript
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ type Client struct {
 	read  sync.Once
 	lines chan string
 	stop  chan struct{} // closed when the test ends: the reader gives up
+	err   error         // what ended the output, other than io.EOF
 	got   []string
 }
 
@@ -70,6 +70,9 @@ func (c *Client) startReading() {
 					}
 				}
 				if err != nil {
+					if err != io.EOF {
+						c.err = err // read once lines is closed
+					}
 					return
 				}
 			}
@@ -159,5 +162,6 @@ func (c *Client) Rest() []string {
 	}
 }
 
-// String is for failure messages: what the session said.
-func (c *Client) String() string { return fmt.Sprintf("%q", strings.Join(c.got, "")) }
+// Err returns what ended the output, other than a clean end of file (a
+// connection reset), once Line or Rest has reported the end.
+func (c *Client) Err() error { return c.err }

@@ -20,13 +20,43 @@
 //	                    spool/FORMAT.md ("rcpt-to: <bob@example.org>")
 //	M: text             a line of a committed message, its CRLF left out
 //
+// For example, against the binary:
+//
+//	# A local domain is accepted from a remote client.
+//	! env TCPREMOTEIP=198.51.100.7
+//	S: 220 mx.test.example ESMTP ready
+//	C: HELO c
+//	S: 250 mx.test.example greets c
+//	C: MAIL FROM:<a@example.net>
+//	C: RCPT TO:<x@example.org>
+//	C: DATA
+//	S: 250 2.1.0 Sender OK
+//	S: 250 2.1.5 Recipient OK
+//	S: 354 Start mail input; end with <CRLF>.<CRLF>
+//	C: Subject: t
+//	C:
+//	C: hello
+//	C: .
+//	C: QUIT
+//	S: 250 2.0.0 OK queued as …
+//	S: 221 2.0.0 mx.test.example closing connection
+//	= exit 0
+//
+//	E: rcpt-to: <x@example.org>
+//	M: Received: from c ([198.51.100.7])
+//	M: 	by mx.test.example (smtp-stdio) with SMTP id …;
+//	M: 	…
+//	M: Subject: t
+//	M:
+//	M: hello
+//
 // Consecutive C: and R: lines go out in one write, as a pipelining client
-// sends them; client bytes before the first S: line are on the wire
-// before the session starts (for Binary on a socket, before the process
-// starts: an early talker). Each S: line must arrive within the runner's
-// wait, so a reply the session forgot to flush fails the test. After the
-// last item the client closes its side; the session must then end as the
-// "=" line says, with no reply left over.
+// sends them; client bytes before the first S: line go out at once (for
+// Binary on a socket, before the process starts: an early talker). Each
+// S: line must arrive within the runner's wait, so a reply the session
+// forgot to flush fails the test. After the last item the client closes
+// its side; the session must then end as the "=" line says, with no reply
+// left over.
 //
 // Consecutive E: and M: lines describe one committed message (an E: line
 // after an M: line starts the next one); the session must commit exactly
@@ -34,7 +64,8 @@
 // message, the receiver's Received: header first. When a message has E:
 // lines, each envelope field they name must have exactly those values, in
 // order (two "E: rcpt-to:" lines: exactly those two recipients); fields
-// not named are not checked.
+// not named are not checked. Binary also checks that every message in the
+// spool was named by a "250 ... queued as" reply, and that tmp/ is empty.
 //
 // In S:, E: and M: lines an ellipsis "…" (U+2026) stands for any run of
 // characters within the line, for what changes from run to run: a queue
@@ -42,6 +73,11 @@
 //
 // A line may start with a count, "60 C: RCPT TO:<x@example.org>", for
 // the same line 60 times over.
+//
+// A test can also build a transcript in a string (MustParse), replay it in
+// parts around something it does to the session (Binary.Start,
+// Client.Play, Session.Finish), or drive a session line by line with the
+// same matching (Client.Expect).
 package transcript
 
 import (
@@ -67,7 +103,8 @@ type Script struct {
 	Options []Option
 	// Steps are the dialog: client writes and expected reply lines.
 	Steps []Step
-	// Result is the text of the "=" line.
+	// Result is the text of the "=" line; a runner fails a script without
+	// one, except as the first part of a dialog it plays in parts.
 	Result string
 	// Messages are the committed messages, in order.
 	Messages []Message
@@ -101,6 +138,17 @@ func Read(t testing.TB, file string) *Script {
 		t.Fatal(err)
 	}
 	s, err := Parse(file, string(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// MustParse parses a transcript that a test holds in a string, named
+// name in errors; an error fails the test.
+func MustParse(t testing.TB, name, text string) *Script {
+	t.Helper()
+	s, err := Parse(name, text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,9 +222,6 @@ func Parse(file, text string) (*Script, error) {
 			}
 		}
 	}
-	if s.Result == "" {
-		return nil, fmt.Errorf("%s: no \"=\" line", file)
-	}
 	return s, nil
 }
 
@@ -223,16 +268,6 @@ func (s *Script) where(line, step int) string {
 		return fmt.Sprintf("%s: step %d", s.File, step)
 	}
 	return fmt.Sprintf("%s:%d", s.File, line)
-}
-
-// Option returns the value of the option key and whether it is there.
-func (s *Script) Option(key string) (string, bool) {
-	for _, o := range s.Options {
-		if o.Key == key {
-			return o.Value, true
-		}
-	}
-	return "", false
 }
 
 // Match reports whether got, a line without its CRLF, matches pattern:

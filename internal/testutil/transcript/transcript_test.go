@@ -36,7 +36,7 @@ M: third
 	if s.Name != "x" || s.Result != "exit 0" {
 		t.Errorf("name %q, result %q", s.Name, s.Result)
 	}
-	if v, ok := s.Option("env"); !ok || v != "SMTP_A=1" || len(s.Options) != 2 || s.Options[1].Key != "socket" {
+	if want := []Option{{"env", "SMTP_A=1", 2}, {"socket", "", 3}}; !reflect.DeepEqual(s.Options, want) {
 		t.Errorf("options %+v", s.Options)
 	}
 	want := []Step{
@@ -57,7 +57,7 @@ M: third
 		t.Errorf("messages\n%+v\nwant\n%+v", s.Messages, wantMsgs)
 	}
 
-	for _, bad := range []string{"S: x\n", "X: what\n= nil\n", "R: not quoted\n= nil\n", "0 C: x\n= nil\n", "2 ! env A=B\n= nil\n"} {
+	for _, bad := range []string{"X: what\n= nil\n", "R: not quoted\n= nil\n", "0 C: x\n= nil\n", "2 ! env A=B\n= nil\n"} {
 		if _, err := Parse("bad.txt", bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
