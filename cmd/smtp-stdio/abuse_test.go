@@ -2,161 +2,34 @@ package main
 
 // End-to-end tests of abuse handling (early talkers, improper pipelining,
 // slow senders) and message checks. The timing checks apply only to a
-// client on a socket, so these tests run the binary as inetd does: its
-// standard input and output are the server end of a loopback TCP
-// connection the test holds the other end of. That lets a test put bytes
-// on the wire before the process even starts.
+// client on a socket, so these tests run the binary as inetd does
+// (transcript.Setup.Socket): its standard input and output are the server
+// end of a loopback TCP connection the test holds the other end of. That
+// lets a test put bytes on the wire before the process even starts. The
+// dialogs that need nothing but their bytes are transcripts in testdata/:
+// early_talker*.txt, improper_pipelining*.txt, proper_pipelining.txt.
 
 import (
-	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"net/smtp"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/transcript"
 )
-
-// sockSession is the binary serving one loopback TCP connection.
-type sockSession struct {
-	conn   net.Conn // the client's end
-	r      *bufio.Reader
-	cmd    *exec.Cmd
-	stderr bytes.Buffer  // read it only after wait
-	done   chan struct{} // closed when the process has exited
-}
-
-// newSockSession connects a client to a server socket that the binary
-// will serve on standard input and output, with early (if not empty)
-// already sent on the wire before the process starts.
-func newSockSession(t *testing.T, spoolDir, early string, extraEnv ...string) *sockSession {
-	t.Helper()
-	return startSockSession(t, spoolDir, early, false, extraEnv...)
-}
-
-// startSockSession is newSockSession; with stderrOnSocket, standard error
-// is the connection too, as inetd and xinetd start a server.
-func startSockSession(t *testing.T, spoolDir, early string, stderrOnSocket bool, extraEnv ...string) *sockSession {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	conn, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	srv, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := srv.(*net.TCPConn).File()
-	srv.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if early != "" {
-		if _, err := io.WriteString(conn, early); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := &sockSession{conn: conn, r: bufio.NewReader(conn), done: make(chan struct{})}
-	s.cmd = exec.Command(binary)
-	s.cmd.Env = baseEnv(spoolDir, extraEnv...)
-	s.cmd.Stdin, s.cmd.Stdout, s.cmd.Stderr = f, f, &s.stderr
-	if stderrOnSocket {
-		s.cmd.Stderr = f
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			s.cmd.Process.Kill()
-			<-s.done
-		}
-	})
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	return s
-}
-
-// reply reads one whole reply and returns its lines.
-func (s *sockSession) reply(t *testing.T) string {
-	t.Helper()
-	var b strings.Builder
-	for {
-		l, err := s.r.ReadString('\n')
-		b.WriteString(l)
-		if err != nil {
-			t.Fatalf("reading reply: %v; got %q", err, b.String())
-		}
-		if len(l) >= 4 && l[3] == ' ' {
-			return b.String()
-		}
-	}
-}
-
-// send writes raw client bytes.
-func (s *sockSession) send(t *testing.T, p string) {
-	t.Helper()
-	if _, err := io.WriteString(s.conn, p); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// wait waits for the process to exit and returns its exit code, the
-// rest of what it wrote to the client, and its standard error.
-func (s *sockSession) wait(t *testing.T) (code int, rest, stderr string) {
-	t.Helper()
-	b, _ := io.ReadAll(s.r) // to the end of the connection
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the session did not end")
-	}
-	return s.cmd.ProcessState.ExitCode(), string(b), s.stderr.String()
-}
-
-// TestEarlyTalker: a client whose EHLO is on the wire before the greeting
-// gets 554 5.5.0 in place of the 220 and the connection ends, with the
-// default SMTP_GREET_PAUSE of 0; one line says so in the log.
-func TestEarlyTalker(t *testing.T) {
-	sd := newSpool(t)
-	s := newSockSession(t, sd, "EHLO early.example\r\n")
-	if got := s.reply(t); got != "554 5.5.0 Protocol error: client sent data before the greeting\r\n" {
-		t.Errorf("reply %q", got)
-	}
-	code, rest, stderr := s.wait(t)
-	if rest != "" || code != 1 {
-		t.Errorf("after the 554: %q, exit %d", rest, code)
-	}
-	if n := strings.Count(stderr, "early talker"); n != 1 || !strings.Contains(stderr, "client=127.0.0.1:") {
-		t.Errorf("log:\n%s", stderr)
-	}
-	if ms := spooled(t, sd); len(ms) != 0 {
-		t.Errorf("%d messages spooled", len(ms))
-	}
-}
 
 // TestEarlyTalkerDuringPause: with SMTP_GREET_PAUSE, bytes that arrive
 // during the pause are caught at once; the pause does not run out first.
 func TestEarlyTalkerDuringPause(t *testing.T) {
-	s := newSockSession(t, newSpool(t), "", "SMTP_GREET_PAUSE=20s")
+	s := stdio.Start(t, transcript.Setup{Socket: true, Env: []string{"SMTP_GREET_PAUSE=20s"}})
 	start := time.Now()
 	time.Sleep(200 * time.Millisecond)
-	s.send(t, "EHLO impatient.example\r\n")
-	if got := s.reply(t); !strings.HasPrefix(got, "554 5.5.0 ") {
-		t.Errorf("reply %q", got)
-	}
+	s.Send("EHLO impatient.example\r\n")
+	s.Expect("the reply", "554 5.5.0 …")
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("refused after %v: the pause ran out", took)
 	}
@@ -167,8 +40,8 @@ func TestEarlyTalkerDuringPause(t *testing.T) {
 func TestGreetPauseWellBehaved(t *testing.T) {
 	sd := newSpool(t)
 	start := time.Now()
-	s := newSockSession(t, sd, "", "SMTP_GREET_PAUSE=500ms")
-	c, err := smtp.NewClient(s.conn, "127.0.0.1")
+	s := stdio.Start(t, transcript.Setup{Spool: sd, Socket: true, Env: []string{"SMTP_GREET_PAUSE=500ms"}})
+	c, err := smtp.NewClient(s.Conn, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,8 +49,8 @@ func TestGreetPauseWellBehaved(t *testing.T) {
 		t.Errorf("greeting after %v, before the pause ended", took)
 	}
 	sendWith(t, c, helloBody)
-	if code, _, _ := s.wait(t); code != 0 {
-		t.Errorf("exit %d", code)
+	if r := s.Wait(); r.Exit != 0 {
+		t.Errorf("exit %d", r.Exit)
 	}
 	if ms := spooled(t, sd); len(ms) != 1 {
 		t.Errorf("%d messages spooled, want 1", len(ms))
@@ -209,80 +82,6 @@ func sendWith(t *testing.T, c *smtp.Client, body string) {
 	}
 }
 
-// TestEarlyTalkerAllowed: SMTP_REJECT_EARLY_TALKERS=false serves the
-// early talker as any other client.
-func TestEarlyTalkerAllowed(t *testing.T) {
-	s := newSockSession(t, newSpool(t), "EHLO early.example\r\n", "SMTP_REJECT_EARLY_TALKERS=false")
-	if got := s.reply(t); !strings.HasPrefix(got, "220 ") {
-		t.Fatalf("greeting %q", got)
-	}
-	if got := s.reply(t); !strings.HasPrefix(got, "250-mx.test.example greets early.example") {
-		t.Fatalf("EHLO reply %q", got)
-	}
-	s.send(t, "QUIT\r\n")
-	if got := s.reply(t); !strings.HasPrefix(got, "221 ") {
-		t.Errorf("QUIT reply %q", got)
-	}
-}
-
-// TestImproperPipelining: on a socket, a command sent before the reply
-// to EHLO, or message text sent with DATA before the 354, gets 554 5.5.0
-// and the session ends with nothing spooled; with the setting off the
-// same bytes are served. MAIL, RCPT and DATA in one group are proper
-// (TestTCPServerSwaks sends them with --pipeline through tcpserver).
-func TestImproperPipelining(t *testing.T) {
-	const improper = "554 5.5.0 Improper use of SMTP command pipelining\r\n"
-	for _, c := range []struct {
-		name, before, group string
-	}{
-		{"after EHLO", "", "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\n"},
-		{"after HELO", "", "HELO c.example\r\nNOOP\r\n"},
-		{"MAIL and RCPT after HELO", "HELO c.example\r\n", "MAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\n"},
-		{"text with DATA", "EHLO c.example\r\n", "MAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n" + helloBody + ".\r\n"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			sd := newSpool(t)
-			s := newSockSession(t, sd, "")
-			s.reply(t) // 220
-			if c.before != "" {
-				s.send(t, c.before)
-				s.reply(t)
-			}
-			s.send(t, c.group)
-			var got string
-			for !strings.HasPrefix(got, "554 ") {
-				got = s.reply(t)
-			}
-			if got != improper {
-				t.Errorf("reply %q", got)
-			}
-			code, rest, stderr := s.wait(t)
-			if rest != "" || code != 1 || !strings.Contains(stderr, `msg="improper pipelining"`) {
-				t.Errorf("after the 554: %q, exit %d, log:\n%s", rest, code, stderr)
-			}
-			if ms := spooled(t, sd); len(ms) != 0 {
-				t.Errorf("%d messages spooled", len(ms))
-			}
-			noTempFiles(t, sd)
-
-			// Off, the same bytes get their replies.
-			s = newSockSession(t, sd, "", "SMTP_FORBID_IMPROPER_PIPELINING=false")
-			s.reply(t)
-			if c.before != "" {
-				s.send(t, c.before)
-				s.reply(t)
-			}
-			s.send(t, c.group+"QUIT\r\n")
-			for !strings.HasPrefix(got, "221 ") {
-				got = s.reply(t)
-				if strings.HasPrefix(got, "554 ") {
-					t.Fatalf("setting off: %q", got)
-				}
-			}
-		})
-	}
-}
-
 // TestNonSMTPCommand: an HTTP request from Go's net/http, aimed at the
 // mail port with SMTP commands in its body (the cross-protocol attack),
 // gets 221 2.7.0 and the connection ends at the request line, whether or
@@ -301,51 +100,24 @@ func TestNonSMTPCommand(t *testing.T) {
 			if c.env != "" {
 				env = append(env, c.env)
 			}
-			s := newSockSession(t, sd, "", env...)
-			s.reply(t) // 220
+			s := stdio.Start(t, transcript.Setup{Spool: sd, Socket: true, Env: env})
+			s.Expect("greeting", "220 mx.test.example ESMTP ready")
 			req, err := http.NewRequest(c.method, "http://127.0.0.1:25/", strings.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := req.Write(s.conn); err != nil {
+			if err := req.Write(s.Conn); err != nil {
 				t.Fatal(err)
 			}
-			if got := s.reply(t); !strings.HasPrefix(got, "221 2.7.0 ") || !strings.Contains(got, "non-SMTP command") {
-				t.Errorf("reply %q", got)
-			}
-			code, rest, stderr := s.wait(t)
-			if rest != "" || code != 1 || !strings.Contains(stderr, `msg="non-SMTP command"`) || !strings.Contains(stderr, `line="`+c.method+" / HTTP/1.1\"") {
-				t.Errorf("after the 221: %q, exit %d, log:\n%s", rest, code, stderr)
+			s.Expect("the request line", "221 2.7.0 …non-SMTP command…")
+			r := s.Wait()
+			if len(r.Rest) != 0 || r.Exit != 1 || !strings.Contains(r.Stderr, `msg="non-SMTP command"`) || !strings.Contains(r.Stderr, `line="`+c.method+" / HTTP/1.1\"") {
+				t.Errorf("after the 221: %q, exit %d, log:\n%s", r.Rest, r.Exit, r.Stderr)
 			}
 			if ms := spooled(t, sd); len(ms) != 0 {
 				t.Errorf("%d messages spooled", len(ms))
 			}
 		})
-	}
-}
-
-// TestProperPipeliningOnSocket: a group of MAIL, RCPT, DATA and, after
-// the 354, the message, its end and QUIT in one write: all proper.
-func TestProperPipeliningOnSocket(t *testing.T) {
-	sd := newSpool(t)
-	s := newSockSession(t, sd, "")
-	s.reply(t)
-	s.send(t, "EHLO c.example\r\n")
-	s.reply(t)
-	s.send(t, "MAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nRCPT TO:<y@example.org>\r\nDATA\r\n")
-	for _, want := range []string{"250 2.1.0", "250 2.1.5", "250 2.1.5", "354 "} {
-		if got := s.reply(t); !strings.HasPrefix(got, want) {
-			t.Fatalf("reply %q, want %s", got, want)
-		}
-	}
-	s.send(t, helloBody+".\r\nQUIT\r\n")
-	for _, want := range []string{"250 2.0.0 OK queued", "221 "} {
-		if got := s.reply(t); !strings.HasPrefix(got, want) {
-			t.Fatalf("reply %q, want %s", got, want)
-		}
-	}
-	if ms := spooled(t, sd); len(ms) != 1 {
-		t.Errorf("%d messages spooled, want 1", len(ms))
 	}
 }
 
@@ -356,84 +128,58 @@ func TestProperPipeliningOnSocket(t *testing.T) {
 // spooled. A pipe supports deadlines as a socket does.
 func TestMinDataRate(t *testing.T) {
 	sd := newSpool(t)
-	cmd := exec.Command(binary)
-	cmd.Env = baseEnv(sd, "SMTP_DATA_TIMEOUT=1s", "SMTP_MIN_DATA_RATE=1000", "SMTP_SESSION_TIMEOUT=1m")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	slow := stalled(t, "Subject: slow\r\n\r\n", "421 4.4.2 mx.test.example Data arriving too slowly, closing connection")
+	s := stdio.Start(t, transcript.Setup{Spool: sd,
+		Env: []string{"SMTP_DATA_TIMEOUT=1s", "SMTP_MIN_DATA_RATE=1000", "SMTP_SESSION_TIMEOUT=1m"}})
+	s.Play(slow, slow.Steps[:1])
+	stop := trickle(s)
+	s.Play(slow, slow.Steps[1:])
+	stop()
+	r := s.Finish(slow)
+	if r.Took > 10*time.Second {
+		t.Errorf("421 after %v", r.Took)
 	}
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	if !strings.Contains(r.Stderr, `reason="data rate below minimum" min_rate=1000`) {
+		t.Errorf("log:\n%s", r.Stderr)
 	}
-	stop := make(chan struct{})
-	go func() {
-		defer stdin.Close()
-		io.WriteString(stdin, "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nSubject: slow\r\n\r\n")
-		for tick := time.NewTicker(50 * time.Millisecond); ; {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if _, err := io.WriteString(stdin, "x"); err != nil {
-					return
-				}
-			}
-		}
-	}()
-	start := time.Now()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("session still running after 20s:\n%s", out.String())
-	}
-	close(stop)
-	took := time.Since(start)
-	wantCodes(t, out.String(), "220", "250", "250", "250", "354", "421")
-	if !strings.Contains(out.String(), "\r\n421 4.4.2 mx.test.example Data arriving too slowly, closing connection\r\n") || took > 10*time.Second {
-		t.Errorf("after %v:\n%s", took, out.String())
-	}
-	if !strings.Contains(errOut.String(), `reason="data rate below minimum" min_rate=1000`) {
-		t.Errorf("log:\n%s", errOut.String())
-	}
-	if ms := spooled(t, sd); len(ms) != 0 {
-		t.Errorf("%d messages spooled", len(ms))
-	}
-	noTempFiles(t, sd)
 
 	// A client that sends at once is not affected by the same settings.
-	out2, _ := pipeSession(t, sd, "EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"+helloBody+".\r\nQUIT\r\n",
-		"SMTP_DATA_TIMEOUT=1s", "SMTP_MIN_DATA_RATE=1000")
-	wantCodes(t, out2, "220", "250", "250", "250", "354", "250", "221")
+	stdio.RunWith(t, script(t, "C: EHLO c\n"+txLines(helloBody)+"C: QUIT\n"+greeting+ehlo("c")+txReplies+queued+closing+"= exit 0\n\n"+
+		receivedLocal("c")+lines("M", helloBody)),
+		transcript.Setup{Spool: sd, Env: []string{"SMTP_DATA_TIMEOUT=1s", "SMTP_MIN_DATA_RATE=1000"}})
 }
 
-// headerSession sends one message with the given text over a pipe and
-// returns the replies and the spooled message bytes after the trace
-// header ("" when nothing was spooled). The session goes on after the
-// message: a NOOP is answered.
-func headerSession(t *testing.T, text string, env ...string) (out, spooledText string) {
+// headerDialog is one message with text (CRLF line endings) over a pipe
+// whose data gets the reply end; the session goes on after the message: a
+// NOOP is answered.
+func headerDialog(text, end string) string {
+	return "C: EHLO c.example\n" + txLines(text) + "C: NOOP\nC: QUIT\n" +
+		greeting + ehlo("c.example") + txReplies + "S: " + end + "\nS: 250 2.0.0 OK\n" + closing + "= exit 0\n"
+}
+
+// headerRefused sends text as a message and checks that it gets reply
+// after its data and that nothing is spooled.
+func headerRefused(t *testing.T, text, reply string, env ...string) {
 	t.Helper()
-	sd := newSpool(t)
-	out, _ = pipeSession(t, sd, "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"+
-		text+".\r\nNOOP\r\nQUIT\r\n", env...)
-	ms := spooled(t, sd)
-	noTempFiles(t, sd)
-	switch len(ms) {
-	case 0:
-		wantCodes(t, out, "220", "250", "250", "250", "354", "550", "250", "221")
-		return out, ""
-	case 1:
-		wantCodes(t, out, "220", "250", "250", "250", "354", "250", "250", "221")
-		_, rest := content(t, ms[0])
-		return out, rest
+	stdio.Run(t, script(t, headerDialog(text, reply)), env...)
+}
+
+// headerAccepted sends text as a message and checks that it is spooled as
+// want says, after the Received: header (CRLF line endings, with "…" as
+// in transcripts). It returns what was spooled after that header.
+func headerAccepted(t *testing.T, text, want string, env ...string) string {
+	t.Helper()
+	r := stdio.Run(t, script(t, headerDialog(text, "250 2.0.0 OK queued as …")+`
+M: Received: from c.example…
+M: 	by mx.test.example (smtp-stdio…) with ESMTP id …;
+M: 	…
+`+lines("M", want)), env...)
+	ms := transcript.Spooled(t, r.Spool)
+	if len(ms) != 1 {
+		t.FailNow() // Run has said why
 	}
-	t.Fatalf("%d messages spooled", len(ms))
-	return
+	_, rest := splitReceived(t, string(ms[0].Content))
+	return rest
 }
 
 // The header sections of the header check tests.
@@ -448,19 +194,11 @@ const (
 // goes on. The same message passes with SMTP_HEADER_CHECKS=off.
 func TestHeaderCorrupt(t *testing.T) {
 	corrupt := "From: a@example.net\r\nthis line has no colon\r\n\r\nbody\r\n"
-	out, got := headerSession(t, corrupt)
-	if got != "" || !strings.Contains(out, "\r\n550 5.6.0 Header line 2 has no colon (RFC 5322 section 2.2)\r\n250 2.0.0 OK\r\n") {
-		t.Errorf("replies:\n%s", out)
-	}
-	if _, got = headerSession(t, corrupt, "SMTP_HEADER_CHECKS=off"); got != corrupt {
-		t.Errorf("off: spooled %q", got)
-	}
+	headerRefused(t, corrupt, "550 5.6.0 Header line 2 has no colon (RFC 5322 section 2.2)")
+	headerAccepted(t, corrupt, corrupt, "SMTP_HEADER_CHECKS=off")
 	// A header section over SMTP_MAX_HEADER_SIZE.
 	long := "From: a@example.net\r\n" + strings.Repeat("X-Filler: 0123456789012345678901234567890123456789\r\n", 40) + "\r\nbody\r\n"
-	out, got = headerSession(t, long, "SMTP_MAX_HEADER_SIZE=1000")
-	if got != "" || !strings.Contains(out, "\r\n550 5.6.0 Header section longer than 1000 bytes\r\n") {
-		t.Errorf("long header, replies:\n%s", out)
-	}
+	headerRefused(t, long, "550 5.6.0 Header section longer than 1000 bytes", "SMTP_MAX_HEADER_SIZE=1000")
 }
 
 // TestHeaderEightBitLenient: raw 8-bit bytes in the header pass the
@@ -468,36 +206,20 @@ func TestHeaderCorrupt(t *testing.T) {
 // SMTPUTF8.
 func TestHeaderEightBitLenient(t *testing.T) {
 	msg := "From: Ren\xc3\xa9 <a@example.net>\r\nDate: Sat, 21 Nov 2026 11:18:25 +0000\r\nSubject: caf\xe9 latin-1\r\n\r\nbody\r\n"
-	if _, got := headerSession(t, msg); got != msg {
-		t.Errorf("spooled %q, want %q", got, msg)
-	}
-	out, got := headerSession(t, msg, "SMTP_HEADER_CHECKS=strict")
-	if got != "" || !strings.Contains(out, "\r\n550 5.6.0 Header line 1 holds 8-bit bytes without SMTPUTF8 (RFC 6532)\r\n") {
-		t.Errorf("strict, replies:\n%s", out)
-	}
+	headerAccepted(t, msg, msg)
+	headerRefused(t, msg, "550 5.6.0 Header line 1 holds 8-bit bytes without SMTPUTF8 (RFC 6532)", "SMTP_HEADER_CHECKS=strict")
 }
 
 // TestHeaderStrict: strict mode refuses a message without Date: and
 // accepts one with all of RFC 5322 section 3.6's required fields.
 func TestHeaderStrict(t *testing.T) {
-	out, got := headerSession(t, noDateHeader, "SMTP_HEADER_CHECKS=strict")
-	if got != "" || !strings.Contains(out, "\r\n550 5.6.0 Message has no Date: field (RFC 5322 section 3.6)\r\n") {
-		t.Errorf("replies:\n%s", out)
-	}
-	if _, got := headerSession(t, fullHeader, "SMTP_HEADER_CHECKS=strict"); got != fullHeader {
-		t.Errorf("spooled %q", got)
-	}
-	if _, got := headerSession(t, noDateHeader); got != noDateHeader {
-		t.Errorf("lenient: spooled %q", got)
-	}
+	const strict = "SMTP_HEADER_CHECKS=strict"
+	headerRefused(t, noDateHeader, "550 5.6.0 Message has no Date: field (RFC 5322 section 3.6)", strict)
+	headerAccepted(t, fullHeader, fullHeader, strict)
+	headerAccepted(t, noDateHeader, noDateHeader)
 	badDate := "Date: tomorrow at noon\r\n" + noDateHeader
-	out, got = headerSession(t, badDate, "SMTP_HEADER_CHECKS=strict")
-	if got != "" || !strings.Contains(out, "\r\n550 5.6.0 Date: field is not a valid date-time (RFC 5322 section 3.3)\r\n") {
-		t.Errorf("bad Date: replies:\n%s", out)
-	}
-	if _, got := headerSession(t, badDate); got != badDate {
-		t.Errorf("bad Date, lenient: spooled %q", got)
-	}
+	headerRefused(t, badDate, "550 5.6.0 Date: field is not a valid date-time (RFC 5322 section 3.3)", strict)
+	headerAccepted(t, badDate, badDate)
 }
 
 // TestAddMissingHeaders: with SMTP_ADD_MISSING_HEADERS a local pipe
@@ -507,36 +229,21 @@ func TestHeaderStrict(t *testing.T) {
 // bytes as they came.
 func TestAddMissingHeaders(t *testing.T) {
 	on := "SMTP_ADD_MISSING_HEADERS=true"
-	_, got := headerSession(t, noDateHeader, on)
-	head, body, _ := strings.Cut(got, "\r\n\r\n")
-	lines := strings.Split(head, "\r\n")
-	if len(lines) != 4 || lines[0] != "From: Alice <a@example.net>" || lines[1] != "Subject: t" ||
-		!strings.HasPrefix(lines[2], "Date: ") || !strings.HasPrefix(lines[3], "Message-ID: <") ||
-		!strings.HasSuffix(lines[3], "@mx.test.example>") || body != "body\r\n" {
-		t.Errorf("spooled %q", got)
-	}
-	if d, err := time.Parse(time.RFC1123Z, strings.TrimPrefix(lines[2], "Date: ")); err != nil || time.Since(d) > time.Minute {
+	added := "From: Alice <a@example.net>\r\nSubject: t\r\nDate: …\r\nMessage-ID: <…@mx.test.example>\r\n\r\nbody\r\n"
+	got := headerAccepted(t, noDateHeader, added, on)
+	date, _, _ := strings.Cut(strings.TrimPrefix(got, "From: Alice <a@example.net>\r\nSubject: t\r\nDate: "), "\r\n")
+	if d, err := time.Parse(time.RFC1123Z, date); err != nil || time.Since(d) > time.Minute {
 		t.Errorf("added Date: %v, %v", d, err)
 	}
 	// Present fields are not added again; a message with no empty line
 	// gets them at its end.
-	if _, got := headerSession(t, fullHeader, on); got != fullHeader {
-		t.Errorf("complete header changed: %q", got)
-	}
-	if _, got := headerSession(t, "Subject: no body\r\n", on); !strings.HasPrefix(got, "Subject: no body\r\nDate: ") || strings.Count(got, "\r\n") != 3 {
-		t.Errorf("header only: %q", got)
-	}
+	headerAccepted(t, fullHeader, fullHeader, on)
+	headerAccepted(t, "Subject: no body\r\n", "Subject: no body\r\nDate: …\r\nMessage-ID: <…@mx.test.example>\r\n", on)
 	// Strict mode with the fields to be added.
-	if _, got := headerSession(t, noDateHeader, on, "SMTP_HEADER_CHECKS=strict"); !strings.Contains(got, "\r\nDate: ") {
-		t.Errorf("strict: %q", got)
-	}
+	headerAccepted(t, noDateHeader, added, on, "SMTP_HEADER_CHECKS=strict")
 	// Off, or a remote client: unchanged.
-	if _, got := headerSession(t, noDateHeader); got != noDateHeader {
-		t.Errorf("setting off: %q", got)
-	}
-	if _, got := headerSession(t, noDateHeader, on, "TCPREMOTEIP=192.0.2.7"); got != noDateHeader {
-		t.Errorf("remote client: %q", got)
-	}
+	headerAccepted(t, noDateHeader, noDateHeader)
+	headerAccepted(t, noDateHeader, noDateHeader, on, "TCPREMOTEIP=192.0.2.7")
 }
 
 // TestAbuseSettingsChecked: a bad value refuses the session with 421 and
@@ -544,13 +251,12 @@ func TestAddMissingHeaders(t *testing.T) {
 func TestAbuseSettingsChecked(t *testing.T) {
 	for _, kv := range []string{"SMTP_HEADER_CHECKS=paranoid", "SMTP_GREET_PAUSE=10m", "SMTP_GREET_PAUSE=-1s",
 		"SMTP_MIN_DATA_RATE=-5", "SMTP_MAX_HEADER_SIZE=100", "SMTP_FORBID_IMPROPER_PIPELINING=maybe"} {
-		out, errOut := pipeSession(t, newSpool(t), "EHLO c\r\nQUIT\r\n", kv)
-		name, _, _ := strings.Cut(kv, "=")
-		if codes := codes(out); len(codes) != 1 || codes[0] != "421" || !strings.Contains(errOut, name) {
-			t.Errorf("%s: replies %q, stderr %q", kv, out, errOut)
+		r := stdio.Run(t, script(t, refused), kv)
+		if name, _, _ := strings.Cut(kv, "="); !strings.Contains(r.Stderr, name) {
+			t.Errorf("%s: stderr %q", kv, r.Stderr)
 		}
 	}
-	cmd := exec.Command(binary, "--help")
+	cmd := exec.Command(binary(t), "--help")
 	var e bytes.Buffer
 	cmd.Stderr = &e
 	cmd.Run()
@@ -582,19 +288,16 @@ func TestNoPackageNet(t *testing.T) {
 // would destroy the reply: the server shuts down its side and reads the
 // rest before it closes (lingerClose).
 func TestRefusalSurvivesUnreadInput(t *testing.T) {
-	s := newSockSession(t, newSpool(t), "")
-	if got := s.reply(t); !strings.HasPrefix(got, "220 ") {
-		t.Fatalf("greeting %q", got)
-	}
+	s := stdio.Start(t, transcript.Setup{Socket: true})
+	s.Expect("greeting", "220 mx.test.example ESMTP ready")
 	junk := strings.Repeat("NOOP pipelined junk to fill the socket buffers\r\n", 256<<10/48)
-	go io.WriteString(s.conn, "EHLO c.example\r\n"+junk)
+	s.Send("EHLO c.example\r\n" + junk) // written while the test goes on
 	// Give the server time to refuse and close while most of the junk
 	// is still unread, before the test reads anything.
 	time.Sleep(500 * time.Millisecond)
-	if got := s.reply(t); !strings.HasPrefix(got, "554 5.5.0 ") {
-		t.Fatalf("reply %q, want 554 5.5.0", got)
-	}
-	if _, err := io.ReadAll(s.r); err != nil {
+	s.Expect("the junk", "554 5.5.0 …")
+	s.Rest()
+	if err := s.Err(); err != nil {
 		t.Errorf("after the 554: %v, want a clean end-of-file", err)
 	}
 }

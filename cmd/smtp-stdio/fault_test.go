@@ -31,40 +31,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/transcript"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
-// newCmd prepares the binary for one session with a clean environment.
-func newCmd(spoolDir string, env ...string) *exec.Cmd {
-	cmd := exec.Command(binary)
+// newCmd prepares the binary for one session with a clean environment,
+// for a test that must kill it.
+func newCmd(t *testing.T, spoolDir string, env ...string) *exec.Cmd {
+	cmd := exec.Command(binary(t))
 	cmd.Env = baseEnv(spoolDir, env...)
 	return cmd
-}
-
-// ended is a session that ran to its end.
-type ended struct {
-	out, errOut string
-	state       *os.ProcessState
-	took        time.Duration
-}
-
-// serve runs cmd (its stdin set by the caller) and waits for it to exit
-// by itself; one still running after limit is killed and fails the test.
-func serve(t *testing.T, cmd *exec.Cmd, limit time.Duration) ended {
-	t.Helper()
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(limit, func() { cmd.Process.Kill() })
-	cmd.Wait()
-	r := ended{out: o.String(), errOut: e.String(), state: cmd.ProcessState, took: time.Since(start)}
-	if !timer.Stop() {
-		t.Fatalf("still running after %v, killed; stdout ends %q", limit, r.out[max(0, len(r.out)-300):])
-	}
-	return r
 }
 
 // transaction is one message for x@example.org, dot-stuffed, as a client
@@ -126,7 +102,7 @@ func startLive(t *testing.T, spoolDir string) *live {
 	if _, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096); err != nil {
 		t.Logf("F_SETPIPE_SZ: %v; the pipe keeps its size", err)
 	}
-	cmd := newCmd(spoolDir)
+	cmd := newCmd(t, spoolDir)
 	cmd.Stdout = w
 	stderr := &testutil.LockedBuffer{}
 	cmd.Stderr = stderr
@@ -358,9 +334,10 @@ func TestKillAnywhere(t *testing.T) {
 	}
 
 	// A session run to its end says how long one lasts on this machine.
-	start := time.Now()
-	out, _ := pipeSession(t, sd, session)
-	full := time.Since(start)
+	s := stdio.Start(t, transcript.Setup{Spool: sd})
+	s.Send(session)
+	r := s.End()
+	full, out := r.Took, strings.Join(r.Replies, "")
 	if n := strings.Count(out, " queued as "); n != len(bodies) {
 		t.Fatalf("%d of %d messages accepted:\n%s", n, len(bodies), out)
 	}
@@ -372,7 +349,7 @@ func TestKillAnywhere(t *testing.T) {
 	acked := regexp.MustCompile(`(?m)^250 2\.0\.0 OK queued as (\S+)\r$`)
 	var killed, unacked int
 	for i := 0; i < kills; i++ {
-		cmd := newCmd(sd)
+		cmd := newCmd(t, sd)
 		stdin, _ := cmd.StdinPipe()
 		stdout, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
@@ -463,12 +440,6 @@ func newSmarthost(t *testing.T) *smarthost {
 	return h
 }
 
-// sendBinary is smtp-send, built once beside the smtp-stdio that
-// TestMain built (and removes).
-var sendBinary = sync.OnceValues(func() (string, error) {
-	return testutil.Build(filepath.Dir(binary), "../smtp-send")
-})
-
 var receivedID = regexp.MustCompile(`\(smtp-stdio[^)]*\) with [A-Z0-9]+ id (\S+);`)
 
 // sweep runs smtp-send once over the spool, as cron would after a crash,
@@ -478,10 +449,7 @@ var receivedID = regexp.MustCompile(`\(smtp-stdio[^)]*\) with [A-Z0-9]+ id (\S+)
 // byte for byte, and returns smtp-send's log.
 func sweep(t *testing.T, spoolDir string) string {
 	t.Helper()
-	bin, err := sendBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testutil.Program(t, "cmd/smtp-send")
 	want := map[string][]byte{}
 	for _, e := range dirEntries(t, filepath.Join(spoolDir, spool.QueueDir)) {
 		m, err := spool.Open(filepath.Join(spoolDir, spool.QueueDir, e.Name()))
@@ -555,39 +523,18 @@ func mountTmpfs(t *testing.T, dir, size string) {
 func TestDiskFullSession(t *testing.T) {
 	sd := t.TempDir()
 	mountTmpfs(t, sd, "512k")
-	r := serve(t, withStdin(newCmd(sd), "EHLO c.example\r\n"+transaction(msgBody("big", 1<<20))+transaction(helloBody)+"QUIT\r\n"), 30*time.Second)
-	wantCodes(t, r.out, "220", "250", "250", "250", "354", "452", "250", "250", "354", "250", "221")
-	if !strings.Contains(r.out, "\r\n452 4.3.1 ") {
-		t.Errorf("want 452 4.3.1:\n%s", r.out)
-	}
-	ms := spooled(t, sd)
-	if len(ms) != 1 {
-		t.Fatalf("%d messages in queue/, want the small one", len(ms))
-	}
-	if _, rest := content(t, ms[0]); rest != helloBody {
-		t.Errorf("spooled %q", rest)
-	}
-	noTempFiles(t, sd)
-}
-
-func withStdin(cmd *exec.Cmd, in string) *exec.Cmd {
-	cmd.Stdin = strings.NewReader(in)
-	return cmd
+	stdio.RunWith(t, script(t, "C: EHLO c.example\n"+txLines(msgBody("big", 1<<20))+txLines(helloBody)+"C: QUIT\n"+
+		greeting+ehlo("c.example")+txReplies+"S: 452 4.3.1 …\n"+txReplies+queued+closing+"= exit 0\n\n"+
+		receivedLocal("c.example")+lines("M", helloBody)), transcript.Setup{Spool: sd})
 }
 
 // TestSpoolMissing: a spool root that does not exist refuses the session
 // with 421, says why on standard error, exits 78 and creates nothing.
 func TestSpoolMissing(t *testing.T) {
 	sd := filepath.Join(t.TempDir(), "missing")
-	r := serve(t, withStdin(newCmd(sd), "EHLO c.example\r\nQUIT\r\n"), 30*time.Second)
-	if !strings.HasPrefix(r.out, "421 4.3.0 ") || len(codes(r.out)) != 1 {
-		t.Errorf("replies %q, want one 421 4.3.0", r.out)
-	}
-	if !strings.Contains(r.errOut, sd) || !strings.Contains(r.errOut, "no such file or directory") {
-		t.Errorf("standard error does not say why: %q", r.errOut)
-	}
-	if c := r.state.ExitCode(); c != 78 {
-		t.Errorf("exit status %d, want 78 (EX_CONFIG)", c)
+	r := stdio.RunWith(t, script(t, refused), transcript.Setup{Spool: sd})
+	if !strings.Contains(r.Stderr, sd) || !strings.Contains(r.Stderr, "no such file or directory") {
+		t.Errorf("standard error does not say why: %q", r.Stderr)
 	}
 	if _, err := os.Stat(sd); err == nil {
 		t.Error("the spool root was created")
@@ -606,7 +553,7 @@ func TestQueueNotWritable(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(base) })
 	os.Chmod(base, 0o711) // nobody must reach the binary and the spool
 	bin := filepath.Join(base, "smtp-stdio")
-	b, err := os.ReadFile(binary)
+	b, err := os.ReadFile(binary(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -620,8 +567,7 @@ func TestQueueNotWritable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(bin)
-	cmd.Env = baseEnv(sd)
+	var asNobody func(*exec.Cmd)
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("nobody")
 		if err != nil {
@@ -634,23 +580,19 @@ func TestQueueNotWritable(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		asNobody = func(cmd *exec.Cmd) {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		}
 	}
 	if err := os.Chmod(dirs[1], 0o500); err != nil {
 		t.Fatal(err)
 	}
-	tx := transaction(helloBody)
-	r := serve(t, withStdin(cmd, "EHLO c.example\r\n"+tx+"NOOP\r\n"+tx+"QUIT\r\n"), 30*time.Second)
-	wantCodes(t, r.out, "220", "250", "250", "250", "354", "451", "250", "250", "250", "354", "451", "221")
-	if n := strings.Count(r.out, "\r\n451 4.3.0 "); n != 2 {
-		t.Errorf("%d replies 451 4.3.0, want 2:\n%s", n, r.out)
-	}
-	if !strings.Contains(r.errOut, "permission denied") {
-		t.Errorf("the log does not say why:\n%s", r.errOut)
-	}
-	for _, d := range dirs[1:] {
-		if ents := dirEntries(t, d); len(ents) != 0 {
-			t.Errorf("%s: %v", d, ents)
-		}
+	tx := txLines(helloBody)
+	// The runner checks that queue/ and tmp/ stay empty.
+	r := transcript.Binary{Path: bin, Env: testEnv}.RunWith(t, script(t, "C: EHLO c.example\n"+tx+"C: NOOP\n"+tx+"C: QUIT\n"+
+		greeting+ehlo("c.example")+txReplies+"S: 451 4.3.0 …\nS: 250 2.0.0 OK\n"+txReplies+"S: 451 4.3.0 …\n"+closing+"= exit 0\n"),
+		transcript.Setup{Spool: sd, Prepare: asNobody})
+	if !strings.Contains(r.Stderr, "permission denied") {
+		t.Errorf("the log does not say why:\n%s", r.Stderr)
 	}
 }

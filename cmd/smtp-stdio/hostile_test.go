@@ -6,7 +6,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strconv"
@@ -14,53 +13,46 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/transcript"
 )
-
-// replyLines returns the last line of each reply: code, enhanced code,
-// text.
-func replyLines(out string) []string {
-	var ls []string
-	for _, l := range strings.Split(out, "\r\n") {
-		if len(l) >= 4 && l[3] == ' ' {
-			ls = append(ls, l)
-		}
-	}
-	return ls
-}
 
 // TestSilentClient: a client that connects and says nothing gets 421
 // 4.4.2 once SMTP_COMMAND_TIMEOUT passes, and the process exits, on a
 // pipe and through tcpserver on a socket.
+// timedOut is the reply when SMTP_COMMAND_TIMEOUT, SMTP_DATA_TIMEOUT or
+// SMTP_SESSION_TIMEOUT passes.
+const timedOut = "421 4.4.2 mx.test.example Timeout, closing connection"
+
 func TestSilentClient(t *testing.T) {
 	t.Run("pipe", func(t *testing.T) {
 		t.Parallel()
-		cmd := newCmd(newSpool(t), "SMTP_COMMAND_TIMEOUT=1s")
-		stdin, _ := cmd.StdinPipe() // open, never written
-		defer stdin.Close()
-		r := serve(t, cmd, 10*time.Second)
-		wantCodes(t, r.out, "220", "421")
-		if !strings.Contains(r.out, "\r\n421 4.4.2 ") || r.took > 4*time.Second || !r.state.Exited() {
-			t.Errorf("after %v, %v:\n%s", r.took, r.state, r.out)
+		// Standard input stays open, never written.
+		s := stdio.Start(t, transcript.Setup{Env: []string{"SMTP_COMMAND_TIMEOUT=1s"}, Spool: newSpool(t)})
+		s.Expect("greeting", "220 mx.test.example ESMTP ready")
+		s.Expect("the timeout", timedOut)
+		r := s.Wait()
+		if len(r.Rest) != 0 || r.Took > 4*time.Second || r.Exit < 0 {
+			t.Errorf("after %v, exit %d: %q", r.Took, r.Exit, r.Rest)
 		}
 	})
 	t.Run("tcpserver", func(t *testing.T) {
 		t.Parallel()
 		addr := startTCPServer(t, newSpool(t), "SMTP_COMMAND_TIMEOUT=1s")
-		c, err := net.Dial("tcp", addr)
+		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer conn.Close()
 		start := time.Now()
-		c.SetReadDeadline(start.Add(10 * time.Second))
-		out, err := io.ReadAll(c) // to EOF: the session process has exited
-		if err != nil {
-			t.Fatalf("%v after %q", err, out)
+		c := transcript.NewClient(t, conn, conn, 10*time.Second)
+		c.Expect("greeting", "220 mx.test.example ESMTP ready")
+		c.Expect("the timeout", timedOut)
+		// To EOF: the session process has exited.
+		if rest := c.Rest(); len(rest) != 0 || c.Err() != nil {
+			t.Fatalf("%v after %q", c.Err(), rest)
 		}
-		wantCodes(t, string(out), "220", "421")
-		if took := time.Since(start); !strings.Contains(string(out), "\r\n421 4.4.2 ") || took > 4*time.Second {
-			t.Errorf("after %v:\n%s", took, out)
+		if took := time.Since(start); took > 4*time.Second {
+			t.Errorf("after %v", took)
 		}
 	})
 }
@@ -69,20 +61,36 @@ func TestSilentClient(t *testing.T) {
 // SMTP_DATA_TIMEOUT passes; the message is dropped and the process exits.
 func TestSlowData(t *testing.T) {
 	t.Parallel()
-	sd := newSpool(t)
-	cmd := newCmd(sd, "SMTP_DATA_TIMEOUT=1s")
-	stdin, _ := cmd.StdinPipe()
-	defer stdin.Close()
-	go io.WriteString(stdin, "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nSubject: slow\r\n\r\nfirst line\r\n")
-	r := serve(t, cmd, 10*time.Second)
-	wantCodes(t, r.out, "220", "250", "250", "250", "354", "421")
-	if !strings.Contains(r.out, "\r\n421 4.4.2 ") || r.took > 4*time.Second {
-		t.Errorf("after %v:\n%s", r.took, r.out)
+	s := stdio.Start(t, transcript.Setup{Env: []string{"SMTP_DATA_TIMEOUT=1s"}})
+	dialog := stalled(t, "Subject: slow\r\n\r\nfirst line\r\n", timedOut)
+	s.Play(dialog, dialog.Steps)
+	if r := s.Finish(dialog); r.Took > 4*time.Second {
+		t.Errorf("after %v", r.Took)
 	}
-	if ms := spooled(t, sd); len(ms) != 0 {
-		t.Errorf("%d messages spooled", len(ms))
-	}
-	noTempFiles(t, sd)
+}
+
+// stalled is a session whose client sends EHLO, a message up to text and
+// then no more than a trickle: the session ends it with reply.
+func stalled(t *testing.T, text, reply string) *transcript.Script {
+	return script(t, "C: EHLO c.example\n"+txStart+lines("C", text)+greeting+ehlo("c.example")+txReplies+"S: "+reply+"\n= exit 1\n")
+}
+
+// trickle sends a byte to s every 50 ms until stop is called, which the
+// test must do before it finishes the session.
+func trickle(s *transcript.Session) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for tick := time.NewTicker(50 * time.Millisecond); ; {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				s.Send("x")
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 // TestTrickle: a client that sends message text one byte every 50 ms
@@ -90,36 +98,15 @@ func TestSlowData(t *testing.T) {
 // session all the same: 421 4.4.2, nothing spooled, the process exits.
 func TestTrickle(t *testing.T) {
 	t.Parallel()
-	sd := newSpool(t)
-	cmd := newCmd(sd, "SMTP_SESSION_TIMEOUT=2s")
-	stdin, _ := cmd.StdinPipe()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		defer stdin.Close()
-		if _, err := io.WriteString(stdin, "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"); err != nil {
-			return
-		}
-		for tick := time.NewTicker(50 * time.Millisecond); ; {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				if _, err := io.WriteString(stdin, "x"); err != nil {
-					return
-				}
-			}
-		}
-	}()
-	r := serve(t, cmd, 10*time.Second)
-	wantCodes(t, r.out, "220", "250", "250", "250", "354", "421")
-	if !strings.Contains(r.out, "\r\n421 4.4.2 ") || r.took > 5*time.Second {
-		t.Errorf("after %v:\n%s", r.took, r.out)
+	s := stdio.Start(t, transcript.Setup{Env: []string{"SMTP_SESSION_TIMEOUT=2s"}})
+	dialog := stalled(t, "", timedOut)
+	s.Play(dialog, dialog.Steps[:1])
+	stop := trickle(s)
+	s.Play(dialog, dialog.Steps[1:])
+	stop()
+	if r := s.Finish(dialog); r.Took > 5*time.Second {
+		t.Errorf("after %v", r.Took)
 	}
-	if ms := spooled(t, sd); len(ms) != 0 {
-		t.Errorf("%d messages spooled", len(ms))
-	}
-	noTempFiles(t, sd)
 }
 
 // peakRSS returns the peak resident set size of the running process pid
@@ -146,101 +133,59 @@ func peakRSS(t *testing.T, pid int) int64 {
 // line ends; the session stays in step (the next transaction goes
 // through) and the process's peak RSS stays small.
 func TestTenMegabyteLine(t *testing.T) {
-	sd := newSpool(t)
-	cmd := newCmd(sd)
-	stdin, _ := cmd.StdinPipe()
-	out := &testutil.LockedBuffer{}
-	cmd.Stdout = out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stdin.Close() // the client goes away; so does the session
-		cmd.Wait()
-	}()
+	dialog := script(t, "C: EHLO c.example\n"+greeting+ehlo("c.example")+"S: 500 5.5.2 Line too long\nS: 250 2.0.0 OK\n"+txReplies+queued+
+		"= exit 0\n\n"+receivedLocal("c.example")+lines("M", helloBody))
+	s := stdio.Start(t, transcript.Setup{})
 	// All but QUIT: the process must still be there to be measured.
-	go io.WriteString(stdin, "EHLO c.example\r\n"+strings.Repeat("x", 10<<20)+"\r\nNOOP\r\n"+transaction(helloBody))
-	waitFor(t, "the reply to the message", func() bool { return strings.Contains(out.String(), " queued as ") })
-	rss := peakRSS(t, cmd.Process.Pid)
-	wantCodes(t, out.String(), "220", "250", "500", "250", "250", "250", "354", "250")
-	if n := strings.Count(out.String(), "\r\n500 5.5.2 "); n != 1 {
-		t.Errorf("%d replies 500 5.5.2, want 1", n)
-	}
+	s.Send("EHLO c.example\r\n" + strings.Repeat("x", 10<<20) + "\r\nNOOP\r\n" + transaction(helloBody))
+	s.Play(dialog, dialog.Steps[1:])
+	rss := peakRSS(t, s.Cmd.Process.Pid)
 	if rss >= 32<<20 {
 		t.Errorf("peak RSS %d MiB, want under 32", rss>>20)
 	}
 	t.Logf("peak RSS %.1f MiB", float64(rss)/(1<<20))
-	ms := spooled(t, sd)
-	if len(ms) != 1 {
-		t.Fatalf("%d messages spooled, want 1", len(ms))
-	}
-	if _, rest := content(t, ms[0]); rest != helloBody {
-		t.Errorf("spooled %q", rest)
-	}
+	s.Finish(dialog) // the client goes away; so does the session
 }
 
 // TestTenThousandRcpt: of 10,000 RCPT commands the first 100
 // (SMTP_MAX_RECIPIENTS) are accepted and the rest get 452 4.5.3; the
 // session then takes DATA and spools one message for exactly those 100.
 func TestTenThousandRcpt(t *testing.T) {
-	sd := newSpool(t)
-	var in strings.Builder
-	in.WriteString("EHLO c.example\r\nMAIL FROM:<a@example.net>\r\n")
-	for i := 0; i < 10000; i++ {
-		fmt.Fprintf(&in, "RCPT TO:<r%d@example.org>\r\n", i)
-	}
-	in.WriteString("DATA\r\n" + helloBody + ".\r\nQUIT\r\n")
-	r := serve(t, withStdin(newCmd(sd), in.String()), 60*time.Second)
-	want := []string{"220 ", "250 ", "250 2.1.0 "}
-	for i := 0; i < 10000; i++ {
-		if i < 100 {
-			want = append(want, "250 2.1.5 ")
-		} else {
-			want = append(want, "452 4.5.3 ")
-		}
-	}
-	want = append(want, "354 ", "250 2.0.0 ", "221 2.0.0 ")
-	wantReplies(t, r.out, want)
-	ms := spooled(t, sd)
-	if len(ms) != 1 {
-		t.Fatalf("%d messages spooled, want 1", len(ms))
-	}
-	if len(ms[0].To) != 100 || ms[0].To[0] != "r0@example.org" || ms[0].To[99] != "r99@example.org" {
-		t.Errorf("%d recipients: %v ... ", len(ms[0].To), ms[0].To[:min(3, len(ms[0].To))])
-	}
-	t.Logf("%v", r.took.Round(time.Millisecond))
+	r := stdio.Run(t, script(t, manyRecipients(10000, 100)))
+	t.Logf("%v", r.Took.Round(time.Millisecond))
 }
 
-// wantReplies checks that the replies in out begin, one by one and in
-// order, with the prefixes in want, and that there are no others.
-func wantReplies(t *testing.T, out string, want []string) {
-	t.Helper()
-	got := replyLines(out)
-	if len(got) != len(want) {
-		t.Fatalf("%d replies, want %d; last: %q", len(got), len(want), got[max(0, len(got)-3):])
+// manyRecipients is the transcript of one message for n recipients, of
+// which the first max are accepted and spooled.
+func manyRecipients(n, max int) string {
+	var b strings.Builder
+	b.WriteString("C: EHLO c.example\nC: MAIL FROM:<a@example.net>\n")
+	for i := range n {
+		fmt.Fprintf(&b, "C: RCPT TO:<r%d@example.org>\n", i)
 	}
-	for i := range want {
-		if !strings.HasPrefix(got[i], want[i]) {
-			t.Fatalf("reply %d is %q, want %q", i, got[i], want[i])
-		}
+	b.WriteString("C: DATA\n" + lines("C", helloBody) + "C: .\nC: QUIT\n")
+	b.WriteString("S: 220 mx.test.example ESMTP ready\n" + ehlo("c.example") + "S: 250 2.1.0 Sender OK\n")
+	fmt.Fprintf(&b, "%d S: 250 2.1.5 Recipient OK\n%d S: 452 4.5.3 Too many recipients\n", max, n-max)
+	b.WriteString("S: 354 Start mail input; end with <CRLF>.<CRLF>\nS: 250 2.0.0 OK queued as …\n")
+	b.WriteString("S: 221 2.0.0 mx.test.example closing connection\n= exit 0\n\n")
+	for i := range max {
+		fmt.Fprintf(&b, "E: rcpt-to: <r%d@example.org>\n", i)
 	}
+	b.WriteString(receivedLocal("c.example") + lines("M", helloBody))
+	return b.String()
 }
 
 // TestHundredThousandNoops: 100,000 NOOPs get 100,000 250s and QUIT 221,
 // in bounded time (NOOP is no error, so SMTP_MAX_ERRORS does not end the
 // session).
 func TestHundredThousandNoops(t *testing.T) {
-	in := "EHLO c.example\r\n" + strings.Repeat("NOOP\r\n", 100000) + "QUIT\r\n"
-	r := serve(t, withStdin(newCmd(newSpool(t)), in), 60*time.Second)
-	want := []string{"220 ", "250 "}
-	for i := 0; i < 100000; i++ {
-		want = append(want, "250 2.0.0 OK")
+	r := stdio.Run(t, script(t, "C: EHLO c.example\n100000 C: NOOP\nC: QUIT\n"+
+		"S: 220 mx.test.example ESMTP ready\n"+ehlo("c.example")+"100000 S: 250 2.0.0 OK\n"+
+		"S: 221 2.0.0 mx.test.example closing connection\n= exit 0\n"))
+	if r.Took > 20*time.Second {
+		t.Errorf("took %v", r.Took)
 	}
-	wantReplies(t, r.out, append(want, "221 2.0.0 "))
-	if r.took > 20*time.Second {
-		t.Errorf("took %v", r.took)
-	}
-	t.Logf("%v", r.took.Round(time.Millisecond))
+	t.Logf("%v", r.Took.Round(time.Millisecond))
 }
 
 // TestPipelinedBurst writes 1 MB of pipelined commands at once (a local
@@ -248,25 +193,25 @@ func TestHundredThousandNoops(t *testing.T) {
 // clients) and checks that each gets exactly one reply, in order.
 func TestPipelinedBurst(t *testing.T) {
 	cycle := []struct{ cmd, reply string }{
-		{"MAIL FROM:<a@example.net>", "250 2.1.0 "},
-		{"RCPT TO:<x@example.org>", "250 2.1.5 "},
-		{"NOOP", "250 2.0.0 "},
-		{"RCPT TO:<y@example.org>", "250 2.1.5 "},
-		{"VRFY x@example.org", "252 2.5.2 "},
-		{"RSET", "250 2.0.0 "},
-		{"HELP", "214 2.0.0 "},
+		{"MAIL FROM:<a@example.net>", "250 2.1.0 Sender OK"},
+		{"RCPT TO:<x@example.org>", "250 2.1.5 Recipient OK"},
+		{"NOOP", "250 2.0.0 OK"},
+		{"RCPT TO:<y@example.org>", "250 2.1.5 Recipient OK"},
+		{"VRFY x@example.org", "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"},
+		{"RSET", "250 2.0.0 OK"},
+		{"HELP", "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY; see RFC 5321"},
 	}
-	var in strings.Builder
-	in.WriteString("EHLO c.example\r\n")
-	want := []string{"220 ", "250 "}
-	for in.Len() < 1<<20 {
+	var in, out strings.Builder
+	in.WriteString("C: EHLO c.example\n")
+	out.WriteString("S: 220 mx.test.example ESMTP ready\n" + ehlo("c.example"))
+	n, size := 1, 0 // commands, and their bytes on the wire
+	for size < 1<<20 {
 		for _, c := range cycle {
-			in.WriteString(c.cmd + "\r\n")
-			want = append(want, c.reply)
+			in.WriteString("C: " + c.cmd + "\n")
+			out.WriteString("S: " + c.reply + "\n")
+			n, size = n+1, size+len(c.cmd)+2
 		}
 	}
-	in.WriteString("QUIT\r\n")
-	r := serve(t, withStdin(newCmd(newSpool(t)), in.String()), 60*time.Second)
-	wantReplies(t, r.out, append(want, "221 2.0.0 "))
-	t.Logf("%d commands in %v", len(want)-1, r.took.Round(time.Millisecond))
+	r := stdio.Run(t, script(t, in.String()+"C: QUIT\n"+out.String()+"S: 221 2.0.0 mx.test.example closing connection\n= exit 0\n"))
+	t.Logf("%d commands in %v", n, r.Took.Round(time.Millisecond))
 }

@@ -36,7 +36,7 @@ func startTCPServer(t *testing.T, spoolDir string, extraEnv ...string) string {
 	tcpserver := testutil.Need(t, "tcpserver")
 	port := freePort(t)
 	// -R: no ident lookup, -H: no reverse DNS, -l0: local name "0".
-	cmd := exec.Command(tcpserver, "-RHl0", "-c", "20", "127.0.0.1", strconv.Itoa(port), binary)
+	cmd := exec.Command(tcpserver, "-RHl0", "-c", "20", "127.0.0.1", strconv.Itoa(port), binary(t))
 	cmd.Env = baseEnv(spoolDir, extraEnv...)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	startDaemon(t, addr, cmd)
@@ -153,7 +153,7 @@ func TestSystemdSocketActivate(t *testing.T) {
 	for _, kv := range baseEnv(sd) {
 		args = append(args, "-E", kv)
 	}
-	cmd := exec.Command(ssa, append(args, binary)...)
+	cmd := exec.Command(ssa, append(args, binary(t))...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	startDaemon(t, addr, cmd)
 	body := "Subject: socket activated\r\n\r\nhello systemd\r\n"

@@ -245,7 +245,7 @@ func TestTCPServerRun(t *testing.T) {
 	run := exec.Command("../../scripts/tcpserver/run")
 	run.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
-		"TCPSERVER_PROGRAM=" + binary,
+		"TCPSERVER_PROGRAM=" + binary(t),
 		"TCPSERVER_IP=127.0.0.1",
 		"TCPSERVER_PORT=" + strconv.Itoa(port),
 		"TCPSERVER_RULES=" + cdb,
@@ -408,7 +408,7 @@ func installProgram(t *testing.T, path string) {
 	if filepath.Base(path) == "smtp-stdio" {
 		// A copy: systemd-analyze resolves a symbolic link inside
 		// the root, where the binary's real path does not exist.
-		b, err := os.ReadFile(binary)
+		b, err := os.ReadFile(binary(t))
 		if err == nil {
 			err = os.WriteFile(path, b, 0o755)
 		}
@@ -438,7 +438,7 @@ func TestXinetd(t *testing.T) {
 		substitute(t, readExample(t, "xinetd/smtp-stdio"),
 			`^(\s*port\s*=\s*)25(\s*)$`, "${1}"+strconv.Itoa(port)+"${2}",
 			`^(\s*user\s*=\s*)smtp-stdio(\s*)$`, "${1}"+currentUser(t)+"${2}",
-			`/usr/local/bin/smtp-stdio`, binary,
+			`/usr/local/bin/smtp-stdio`, binary(t),
 			`/var/spool/smtp-stdio`, sd)
 	confPath := filepath.Join(dir, "xinetd.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
@@ -502,7 +502,7 @@ func TestInetd(t *testing.T) {
 			conf := "127.0.0.1:\n" + substitute(t, readExample(t, "inetd/inetd.conf"),
 				`^smtp(\s)`, strconv.Itoa(port)+"${1}",
 				`(\s)smtp-stdio(\s)`, "${1}"+currentUser(t)+"${2}",
-				`/usr/local/bin/smtp-stdio`, binary,
+				`/usr/local/bin/smtp-stdio`, binary(t),
 				`(env )SMTP_SPOOL_DIR=/var/spool/smtp-stdio`, "${1}"+c.extraEnv+"SMTP_SPOOL_DIR="+sd)
 			confPath := filepath.Join(dir, "inetd.conf")
 			if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {

@@ -1,9 +1,11 @@
 package main
 
-// End-to-end tests: they build the real binary and drive it as users do,
-// over a pipe with raw bytes, with swaks --pipe, and over TCP through
-// ucspi-tcp's tcpserver and systemd-socket-activate with Python's smtplib,
-// swaks and Go's net/smtp. Every test checks replies and the spool.
+// End-to-end tests: they build the real binary (once, testutil.Program)
+// and drive it as users do: dialog transcripts (testdata/*.txt, and ones
+// the tests build) over a pipe or a loopback socket through package
+// transcript, swaks --pipe, and over TCP through ucspi-tcp's tcpserver and
+// systemd-socket-activate with Python's smtplib, swaks and Go's net/smtp.
+// Every test checks replies and the spool.
 
 import (
 	"bytes"
@@ -13,96 +15,77 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/transcript"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
-var binary string
+func TestMain(m *testing.M) { testutil.Main(m) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "smtp-stdio-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if binary, err = testutil.Build(dir, "."); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+// binary returns the smtp-stdio built for this run of the tests.
+func binary(t testing.TB) string { return testutil.Program(t, "cmd/smtp-stdio") }
+
+// testEnv is the environment of every test session: a clean one, so the
+// developer's own SMTP_* settings cannot leak in.
+var testEnv = []string{
+	"PATH=" + os.Getenv("PATH"),
+	"SMTP_HOSTNAME=mx.test.example",
+	"SMTP_LOCAL_DOMAINS=example.org",
+	"SMTP_LOG=stderr",
 }
+
+// stdio runs sessions of the binary in testEnv: transcripts, and sessions
+// a test drives step by step.
+var stdio = transcript.Binary{Env: testEnv}
 
 // newSpool returns a fresh spool root with mode 0700.
-func newSpool(t *testing.T) string {
-	t.Helper()
-	d := filepath.Join(t.TempDir(), "spool")
-	if err := os.Mkdir(d, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+var newSpool = transcript.NewSpool
 
-// baseEnv is the environment of every test session: a clean one, so the
-// developer's own SMTP_* settings cannot leak in.
+// baseEnv is testEnv with spoolDir as the spool, for a launcher that
+// starts the binary itself.
 func baseEnv(spoolDir string, extra ...string) []string {
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"SMTP_SPOOL_DIR=" + spoolDir,
-		"SMTP_HOSTNAME=mx.test.example",
-		"SMTP_LOCAL_DOMAINS=example.org",
-		"SMTP_LOG=stderr",
-	}
-	return append(env, extra...)
+	return slices.Concat(testEnv, []string{"SMTP_SPOOL_DIR=" + spoolDir}, extra)
 }
 
-// pipeSession runs the binary with input on a pipe and returns what it
-// wrote to stdout and stderr.
-func pipeSession(t *testing.T, spoolDir, input string, extraEnv ...string) (stdout, stderr string) {
+// script parses a transcript that a test builds, named by the test.
+func script(t *testing.T, text string) *transcript.Script {
 	t.Helper()
-	cmd := exec.Command(binary)
-	cmd.Env = baseEnv(spoolDir, extraEnv...)
-	cmd.Stdin = strings.NewReader(input)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("session did not end; stdout so far:\n%s", o.String())
-	}
-	return o.String(), e.String()
+	return transcript.MustParse(t, t.Name(), text)
 }
 
-// codes returns the reply codes of the final line of each reply.
-func codes(out string) []string {
-	var cs []string
-	for _, l := range strings.Split(out, "\r\n") {
-		if len(l) >= 4 && l[3] == ' ' {
-			cs = append(cs, l[:3])
-		}
-	}
-	return cs
+// ehlo is the reply to EHLO name, as transcript lines.
+func ehlo(name string) string {
+	return "S: 250-mx.test.example greets " + name + `
+S: 250-PIPELINING
+S: 250-8BITMIME
+S: 250-SIZE 26214400
+S: 250-ENHANCEDSTATUSCODES
+S: 250 SMTPUTF8
+`
 }
 
-func wantCodes(t *testing.T, out string, want ...string) {
-	t.Helper()
-	if got := strings.Join(codes(out), " "); got != strings.Join(want, " ") {
-		t.Fatalf("reply codes %q, want %q; transcript:\n%s", got, strings.Join(want, " "), out)
-	}
-}
+// refused is a session that a bad setting or an unsafe spool refuses:
+// one 421 4.3.0 before anything is read, exit 78 (EX_CONFIG), nothing
+// spooled.
+const refused = `C: EHLO c.example
+C: MAIL FROM:<a@example.net>
+C: RCPT TO:<x@example.org>
+C: DATA
+C: Subject: t
+C:
+C: hello
+C: .
+C: QUIT
+S: 421 4.3.0 Service not available, closing transmission channel
+= exit 78
+`
 
 // spooled opens every message file in the spool's queue, oldest first.
 func spooled(t *testing.T, spoolDir string) []*spool.Message {
@@ -136,7 +119,12 @@ func content(t *testing.T, m *spool.Message) (received, rest string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(b)
+	return splitReceived(t, string(b))
+}
+
+// splitReceived splits a spooled message after its Received: header.
+func splitReceived(t *testing.T, s string) (received, rest string) {
+	t.Helper()
 	if !strings.HasPrefix(s, "Received: ") {
 		t.Fatalf("message does not start with a Received: header: %q", s[:min(len(s), 80)])
 	}
@@ -163,181 +151,87 @@ func noTempFiles(t *testing.T, spoolDir string) {
 	}
 }
 
+// helloBody is a small message, as the client means it.
 const helloBody = "From: a@example.net\r\nSubject: t\r\n\r\nhello\r\n"
 
-func TestTestdataSession(t *testing.T) {
-	sd := newSpool(t)
-	in, err := os.ReadFile("../../testdata/session.smtp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := pipeSession(t, sd, string(in))
-	wantCodes(t, out, "220", "250", "250", "250", "250", "354", "250", "221")
-	ms := spooled(t, sd)
-	if len(ms) != 1 {
-		t.Fatalf("%d messages spooled, want 1", len(ms))
-	}
-	m := ms[0]
-	if m.From != "alice@example.net" || strings.Join(m.To, ",") != "bob@example.org,carol@example.org" ||
-		m.Body != "8BITMIME" || m.Protocol != "ESMTP" || m.Helo != "client.example.net" || m.Client != "" {
-		t.Errorf("envelope %+v", m.Envelope)
-	}
-	if !strings.Contains(out, "queued as "+m.QueueID) {
-		t.Errorf("250 does not name queue id %s:\n%s", m.QueueID, out)
-	}
-	rcv, rest := content(t, m)
-	data := string(in)
-	data = data[strings.Index(data, "DATA\r\n")+6 : strings.Index(data, "\r\n.\r\n")+2]
-	want := strings.Replace(data, "\r\n..this", "\r\n.this", 1)
-	if rest != want {
-		t.Errorf("spooled bytes differ:\n got %q\nwant %q", rest, want)
-	}
-	for _, s := range []string{"from client.example.net", "by mx.test.example", "with ESMTP", "id " + m.QueueID} {
-		if !strings.Contains(rcv, s) {
-			t.Errorf("Received: header lacks %q: %q", s, rcv)
+// lines returns text (CRLF line endings) as transcript lines of kind: "C"
+// for a client's message text (dot-stuffed), "M" for a spooled message.
+func lines(kind, text string) string {
+	var b strings.Builder
+	for l := range strings.Lines(text) {
+		l = strings.TrimSuffix(l, "\r\n")
+		if kind == "C" && strings.HasPrefix(l, ".") {
+			l = "." + l
 		}
+		b.WriteString(kind + ": " + l + "\n")
 	}
-	if strings.Contains(rcv, "bob@") || strings.Contains(rcv, "for <") {
-		t.Errorf("Received: header leaks recipients: %q", rcv)
-	}
-	fi, _ := os.Stat(filepath.Join(sd, spool.QueueDir, m.QueueID))
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("spool file mode %v, want 0600", fi.Mode().Perm())
-	}
-	noTempFiles(t, sd)
+	return b.String()
 }
 
-func TestPipeliningAndTwoMessages(t *testing.T) {
-	sd := newSpool(t)
-	tx := "MAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nRCPT TO:<y@example.org>\r\nDATA\r\n" + helloBody + ".\r\n"
-	out, _ := pipeSession(t, sd, "EHLO c.example\r\n"+tx+tx+"QUIT\r\n")
-	wantCodes(t, out, "220", "250", "250", "250", "250", "354", "250", "250", "250", "250", "354", "250", "221")
-	ms := spooled(t, sd)
-	if len(ms) != 2 || ms[0].QueueID == ms[1].QueueID {
-		t.Fatalf("want two distinct spool files, got %d", len(ms))
-	}
-	for _, m := range ms {
-		if _, rest := content(t, m); rest != helloBody {
-			t.Errorf("body %q", rest)
-		}
-	}
+// Pieces of the transcripts that tests build: the greeting and the reply
+// to QUIT; a message from a@example.net to x@example.org up to its text,
+// the replies to that, and the reply that accepts it.
+const (
+	greeting  = "S: 220 mx.test.example ESMTP ready\n"
+	closing   = "S: 221 2.0.0 mx.test.example closing connection\n"
+	txStart   = "C: MAIL FROM:<a@example.net>\nC: RCPT TO:<x@example.org>\nC: DATA\n"
+	txReplies = "S: 250 2.1.0 Sender OK\nS: 250 2.1.5 Recipient OK\nS: 354 Start mail input; end with <CRLF>.<CRLF>\n"
+	queued    = "S: 250 2.0.0 OK queued as …\n"
+)
+
+// txLines is the message with body, to its final dot, as a client sends
+// it (transaction, as transcript lines).
+func txLines(body string) string { return txStart + lines("C", body) + "C: .\n" }
+
+// receivedLocal is the Received: header of a pipe session (a local client)
+// that said EHLO helo, as M: lines.
+func receivedLocal(helo string) string {
+	return "M: Received: from " + helo + "\nM: \tby mx.test.example (smtp-stdio, local) with ESMTP id …;\nM: \t…\n"
 }
 
-func TestEHLOAdvertisesExtensions(t *testing.T) {
-	out, _ := pipeSession(t, newSpool(t), "EHLO c.example\r\nQUIT\r\n", "SMTP_MAX_MESSAGE_SIZE=12345")
-	for _, ext := range []string{"PIPELINING", "8BITMIME", "SIZE 12345", "ENHANCEDSTATUSCODES", "SMTPUTF8"} {
-		if !regexp.MustCompile(`(?m)^250[- ]` + ext + `\r$`).MatchString(out) {
-			t.Errorf("EHLO reply lacks %s:\n%s", ext, out)
-		}
-	}
-	if !strings.HasPrefix(out, "220 mx.test.example ") {
-		t.Errorf("greeting %q", out)
-	}
-}
-
-func TestSequenceErrors(t *testing.T) {
-	out, _ := pipeSession(t, newSpool(t),
-		"MAIL FROM:<a@example.net>\r\nHELO c.example\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"+
-			"MAIL FROM:<a@example.net>\r\nMAIL FROM:<a@example.net>\r\nDATA\r\nRSET\r\nRCPT TO:<x@example.org>\r\nQUIT\r\n")
-	wantCodes(t, out, "220", "503", "250", "503", "503", "250", "503", "503", "250", "503", "221")
-	if !strings.Contains(out, "503 5.5.1 ") {
-		t.Errorf("503 without 5.5.1:\n%s", out)
-	}
-}
-
+// TestSmugglingRejected: a bare CR or LF around a dot in the message text
+// (the ways SMTP smuggling hides a second message) gets 550 5.5.2 after
+// the data; nothing is spooled and the session goes on.
 func TestSmugglingRejected(t *testing.T) {
-	smuggled := "MAIL FROM:<evil@example.net>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nsmuggled\r\n"
 	for _, v := range []string{"\n.\n", "\r.\r", "\r\n.\r", "\n.\r\n", "\r.\r\n", "\r\n.\n"} {
 		t.Run(fmt.Sprintf("%q", v), func(t *testing.T) {
-			sd := newSpool(t)
-			in := "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n" +
-				"Subject: s\r\n\r\nbody" + v + smuggled + ".\r\nQUIT\r\n"
-			out, _ := pipeSession(t, sd, in)
-			wantCodes(t, out, "220", "250", "250", "250", "354", "550", "221")
-			if !strings.Contains(out, "550 5.5.2 ") {
-				t.Errorf("want 550 5.5.2:\n%s", out)
-			}
-			if ms := spooled(t, sd); len(ms) != 0 {
-				t.Errorf("%d messages spooled", len(ms))
-			}
-			noTempFiles(t, sd)
+			stdio.Run(t, script(t, "C: EHLO c.example\n"+txStart+`C: Subject: s
+C:
+R: `+strconv.Quote("body"+v)+`
+C: MAIL FROM:<evil@example.net>
+C: RCPT TO:<victim@example.org>
+C: DATA
+C: smuggled
+C: .
+C: QUIT
+`+greeting+ehlo("c.example")+txReplies+`S: 550 5.5.2 Message contains bare CR or LF, rejected (RFC 5321 section 2.3.8)
+`+closing+"= exit 0\n"))
 		})
 	}
 }
 
-func TestSmugglingNormalized(t *testing.T) {
-	sd := newSpool(t)
-	smuggled := "MAIL FROM:<evil@example.net>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nsmuggled\r\n"
-	in := "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n" +
-		"Subject: s\r\n\r\nbody\n.\n" + smuggled + ".\r\nQUIT\r\n"
-	out, _ := pipeSession(t, sd, in, "SMTP_BARE_LINE_ENDINGS=normalize")
-	wantCodes(t, out, "220", "250", "250", "250", "354", "250", "221")
-	ms := spooled(t, sd)
-	if len(ms) != 1 {
-		t.Fatalf("%d messages, want 1", len(ms))
-	}
-	_, rest := content(t, ms[0])
-	if strings.ContainsAny(strings.ReplaceAll(rest, "\r\n", ""), "\r\n") {
-		t.Errorf("bare CR or LF reached the spool: %q", rest)
-	}
-	if !strings.Contains(rest, "MAIL FROM:<evil@example.net>\r\n") || strings.Join(ms[0].To, ",") != "x@example.org" {
-		t.Errorf("smuggled transaction not kept as content: %q", rest)
-	}
-}
-
-func TestSizeLimit(t *testing.T) {
-	sd := newSpool(t)
-	big := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 100)
-	out, _ := pipeSession(t, sd, "EHLO c\r\nMAIL FROM:<a@example.net> SIZE=999999\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"+
-		big+".\r\nNOOP\r\nQUIT\r\n", "SMTP_MAX_MESSAGE_SIZE=4096")
-	wantCodes(t, out, "220", "250", "552", "250", "250", "354", "552", "250", "221")
-	if ms := spooled(t, sd); len(ms) != 0 {
-		t.Errorf("over-size message spooled")
-	}
-	noTempFiles(t, sd)
-}
-
-func TestRelayControl(t *testing.T) {
-	sd := newSpool(t)
-	// A remote client named by tcpserver's variables, outside the relay
-	// networks: local domain yes, others no.
-	in := "EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nRCPT TO:<y@elsewhere.example>\r\nQUIT\r\n"
-	out, _ := pipeSession(t, sd, in, "TCPREMOTEIP=198.51.100.7", "TCPREMOTEPORT=4000")
-	wantCodes(t, out, "220", "250", "250", "250", "550", "221")
-	if !strings.Contains(out, "550 5.7.1 ") {
-		t.Errorf("want 550 5.7.1:\n%s", out)
-	}
-	// The same client inside SMTP_RELAY_CLIENTS may relay.
-	out, _ = pipeSession(t, sd, in, "TCPREMOTEIP=198.51.100.7", "SMTP_RELAY_CLIENTS=198.51.100.0/24")
-	wantCodes(t, out, "220", "250", "250", "250", "250", "221")
-	// A local pipe session may relay.
-	out, _ = pipeSession(t, sd, in)
-	wantCodes(t, out, "220", "250", "250", "250", "250", "221")
-}
-
+// TestReceivedHeaderClientAddress: the Received: header names the client
+// that the launcher's variables give, an IPv6 one as an address literal,
+// and a sanitised HELO name.
 func TestReceivedHeaderClientAddress(t *testing.T) {
-	for _, c := range []struct{ env, want string }{
-		{"TCPREMOTEIP=192.0.2.10", "([192.0.2.10])"},
-		{"TCPREMOTEIP=2001:db8::25", "([IPv6:2001:db8::25])"},
-		{"REMOTE_ADDR=192.0.2.11", "([192.0.2.11])"},
-		{"REMOTE_HOST=192.0.2.12", "([192.0.2.12])"},
+	for _, c := range []struct{ env, literal string }{
+		{"TCPREMOTEIP=192.0.2.10", "[192.0.2.10]"},
+		{"TCPREMOTEIP=2001:db8::25", "[IPv6:2001:db8::25]"},
+		{"REMOTE_ADDR=192.0.2.11", "[192.0.2.11]"},
+		{"REMOTE_HOST=192.0.2.12", "[192.0.2.12]"},
 	} {
-		sd := newSpool(t)
-		out, _ := pipeSession(t, sd, "HELO evil)(\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"+helloBody+".\r\nQUIT\r\n", c.env)
-		wantCodes(t, out, "220", "250", "250", "250", "354", "250", "221")
-		ms := spooled(t, sd)
-		rcv, _ := content(t, ms[0])
-		if !strings.Contains(rcv, c.want) || !strings.Contains(rcv, "with SMTP") {
-			t.Errorf("%s: Received: %q lacks %s", c.env, rcv, c.want)
-		}
-		if strings.Contains(rcv, "evil)(") {
-			t.Errorf("HELO not sanitised: %q", rcv)
-		}
+		stdio.Run(t, script(t, "C: HELO evil)(\n"+txLines(helloBody)+"C: QUIT\n"+
+			greeting+"S: 250 mx.test.example greets evil\n"+txReplies+queued+closing+`= exit 0
+
+M: Received: from evil (`+c.literal+`)
+M: 	by mx.test.example (smtp-stdio) with SMTP id …;
+M: 	…
+`+lines("M", helloBody)), c.env)
 	}
 }
 
 func TestHelpGoesToStderr(t *testing.T) {
-	cmd := exec.Command(binary, "--help")
+	cmd := exec.Command(binary(t), "--help")
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	if err := cmd.Run(); err != nil {
@@ -354,42 +248,14 @@ func TestHelpGoesToStderr(t *testing.T) {
 	}
 }
 
-func TestStdoutCarriesOnlyReplies(t *testing.T) {
-	out, errOut := pipeSession(t, newSpool(t), "EHLO c\r\nBOGUS\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n"+helloBody+".\r\nQUIT\r\n",
-		"SMTP_LOG_LEVEL=debug")
-	for _, l := range strings.Split(strings.TrimSuffix(out, "\r\n"), "\r\n") {
-		if !regexp.MustCompile(`^[2-5][0-9][0-9][ -]`).MatchString(l) {
-			t.Errorf("stdout line is not a reply: %q", l)
-		}
-	}
-	if !strings.Contains(errOut, "sid=") || !strings.Contains(errOut, "queue_id=") {
-		t.Errorf("log lacks session or queue id:\n%s", errOut)
-	}
-}
-
 // A spool that fails during the session (tmp/ replaced by a file once the
 // session has started: at the start, the spool check would refuse it)
 // gives 451 at DATA, and the session goes on.
 func TestSpoolFailureKeepsSessionUsable(t *testing.T) {
 	sd := newSpool(t)
-	cmd := exec.Command(binary)
-	cmd.Env = baseEnv(sd)
-	cmd.WaitDelay = 5 * time.Second
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	testutil.Start(t, cmd)
-	watchdog := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
-	defer watchdog.Stop()
-	io.WriteString(stdin, "EHLO c\r\n")
-	var out []byte
-	buf := make([]byte, 4096)
-	for !regexp.MustCompile(`(^|\n)250 `).Match(out) {
-		n, err := stdout.Read(buf)
-		if err != nil {
-			t.Fatalf("read: %v (%q)", err, out)
-		}
-		out = append(out, buf[:n]...)
-	}
+	s := stdio.Start(t, transcript.Setup{Spool: sd})
+	started := script(t, "C: EHLO c\n"+greeting+ehlo("c"))
+	s.Play(started, started.Steps)
 	// Make tmp/ unusable: a file where the directory should be.
 	if err := os.Remove(filepath.Join(sd, spool.TmpDir)); err != nil {
 		t.Fatal(err)
@@ -397,51 +263,35 @@ func TestSpoolFailureKeepsSessionUsable(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(sd, spool.TmpDir), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(stdin, "MAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nNOOP\r\nQUIT\r\n")
-	stdin.Close()
-	rest, _ := io.ReadAll(stdout)
-	cmd.Wait()
-	wantCodes(t, string(out)+string(rest), "220", "250", "250", "250", "451", "250", "221")
-	if ms := spooled(t, sd); len(ms) != 0 {
-		t.Errorf("message visible after spool failure")
-	}
+	rest := script(t, txStart+`C: NOOP
+C: QUIT
+S: 250 2.1.0 Sender OK
+S: 250 2.1.5 Recipient OK
+S: 451 4.3.0 …
+S: 250 2.0.0 OK
+`+closing+"= exit 0\n")
+	s.Play(rest, rest.Steps)
+	s.Finish(rest)
 }
 
 func TestUnsafeSpoolRefused(t *testing.T) {
 	sd := newSpool(t)
 	os.Chmod(sd, 0o777)
-	out, errOut := pipeSession(t, sd, "EHLO c\r\nQUIT\r\n")
-	wantCodes(t, out, "421")
-	if !strings.Contains(errOut, "world-writable") {
-		t.Errorf("stderr does not explain: %q", errOut)
+	r := stdio.RunWith(t, script(t, refused), transcript.Setup{Spool: sd})
+	if !strings.Contains(r.Stderr, "world-writable") {
+		t.Errorf("stderr does not explain: %q", r.Stderr)
 	}
 }
 
 func TestKilledMidDataLeavesNothing(t *testing.T) {
 	sd := newSpool(t)
-	cmd := exec.Command(binary)
-	cmd.Env = baseEnv(sd)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	s := stdio.Start(t, transcript.Setup{Spool: sd})
+	s.Send("EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nSubject: half\r\n\r\n")
+	for !strings.HasPrefix(s.Reply(), "354 ") {
 	}
-	watchdog := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
-	defer watchdog.Stop()
-	io.WriteString(stdin, "EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nSubject: half\r\n\r\n")
-	buf := make([]byte, 4096)
-	var got string
-	for !strings.Contains(got, "354 ") {
-		n, err := stdout.Read(buf)
-		if err != nil {
-			t.Fatalf("read: %v (%q)", err, got)
-		}
-		got += string(buf[:n])
-	}
-	io.WriteString(stdin, strings.Repeat("partial line\r\n", 1000))
-	cmd.Process.Signal(os.Interrupt)
-	cmd.Wait()
+	s.Send(strings.Repeat("partial line\r\n", 1000))
+	s.Cmd.Process.Signal(os.Interrupt)
+	s.Wait() // standard input still open: only the signal ends the session
 	if ms := spooled(t, sd); len(ms) != 0 {
 		t.Errorf("interrupted message visible")
 	}
@@ -453,7 +303,7 @@ func TestSwaksPipe(t *testing.T) {
 	sd := newSpool(t)
 	// swaks runs the server itself through --pipe; the environment is
 	// the test's, so pass ours explicitly through env(1).
-	pipe := "env -i " + strings.Join(baseEnv(sd), " ") + " " + binary
+	pipe := "env -i " + strings.Join(baseEnv(sd), " ") + " " + binary(t)
 	out, err := exec.Command(swaks, "--pipe", pipe, "--from", "sender@example.net", "--to", "rcpt@example.org",
 		"--helo", "swaks.example", "--header", "Subject: via swaks", "--body", "swaks body line\n.leading dot").CombinedOutput()
 	if err != nil {

@@ -10,17 +10,17 @@ import (
 // session still runs. smtp-send's variables in the same environment are
 // not reported.
 func TestUnknownSettingLogged(t *testing.T) {
-	sd := newSpool(t)
-	out, stderr := pipeSession(t, sd, "QUIT\r\n",
-		"SMTP_LOCAL_DOMAIN=example.net", "SMTP_SMARTHOST=relay.example:587", "SMTP_SEND_RUN_TIME=1m")
-	if strings.Join(codes(out), " ") != "220 221" {
-		t.Errorf("replies %q", out)
+	quit := script(t, `C: QUIT
+S: 220 mx.test.example ESMTP ready
+S: 221 2.0.0 mx.test.example closing connection
+= exit 0
+`)
+	r := stdio.Run(t, quit, "SMTP_LOCAL_DOMAIN=example.net", "SMTP_SMARTHOST=relay.example:587", "SMTP_SEND_RUN_TIME=1m")
+	if n := strings.Count(r.Stderr, `msg="unknown setting ignored"`); n != 1 || !strings.Contains(r.Stderr, "name=SMTP_LOCAL_DOMAIN") {
+		t.Errorf("log:\n%s", r.Stderr)
 	}
-	if n := strings.Count(stderr, `msg="unknown setting ignored"`); n != 1 || !strings.Contains(stderr, "name=SMTP_LOCAL_DOMAIN") {
-		t.Errorf("log:\n%s", stderr)
-	}
-	_, stderr = pipeSession(t, sd, "QUIT\r\n", "SMTP_SMARTHOST=relay.example:587")
-	if strings.Contains(stderr, "unknown setting") {
-		t.Errorf("log:\n%s", stderr)
+	r = stdio.Run(t, quit, "SMTP_SMARTHOST=relay.example:587")
+	if strings.Contains(r.Stderr, "unknown setting") {
+		t.Errorf("log:\n%s", r.Stderr)
 	}
 }

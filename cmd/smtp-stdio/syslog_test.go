@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/transcript"
 )
 
 // syslogSink listens on a datagram socket as a local syslog daemon does
@@ -43,23 +45,22 @@ var syslogLine = regexp.MustCompile(`^<(1[6-9]|2[0-3])>[A-Z][a-z]{2} [ 0-9]\d \d
 // among them, arrive there, and the client sees SMTP replies only.
 func TestSyslogUnderInetd(t *testing.T) {
 	sd := newSpool(t)
-	sock, lines := syslogSink(t)
-	s := startSockSession(t, sd, "", true, "SMTP_LOG=auto", "SMTP_SYSLOG_SOCKET="+sock)
-	s.reply(t) // 220
-	s.send(t, "EHLO c.example\r\n")
-	s.reply(t)
-	s.send(t, "MAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\n")
-	s.reply(t)
-	s.reply(t)
-	s.reply(t)
-	s.send(t, helloBody+".\r\nQUIT\r\n")
-	queued := s.reply(t)
-	code, rest, _ := s.wait(t)
-	if !strings.HasPrefix(queued, "250 2.0.0 OK queued as ") || rest != "221 2.0.0 mx.test.example closing connection\r\n" || code != 0 {
-		t.Fatalf("replies %q %q, exit %d", queued, rest, code)
-	}
-	id := strings.TrimSpace(strings.TrimPrefix(queued, "250 2.0.0 OK queued as "))
-	got := lines()
+	sock, logged := syslogSink(t)
+	s := stdio.Start(t, transcript.Setup{Spool: sd, Socket: true, StderrOnSocket: true,
+		Env: []string{"SMTP_LOG=auto", "SMTP_SYSLOG_SOCKET=" + sock}})
+	// On a socket the message text must wait for the 354.
+	dialog := script(t, greeting+"C: EHLO c.example\n"+ehlo("c.example")+txStart+txReplies+lines("C", helloBody)+"C: .\nC: QUIT\n"+
+		queued+closing+`= exit 0
+
+M: Received: from c.example ([127.0.0.1])
+M: 	by mx.test.example (smtp-stdio) with ESMTP id …;
+M: 	…
+`+lines("M", helloBody))
+	s.Play(dialog, dialog.Steps)
+	r := s.Finish(dialog)
+	_, id, _ := strings.Cut(r.Replies[len(r.Replies)-2], " queued as ")
+	id = strings.TrimSpace(id)
+	got := logged()
 	all := strings.Join(got, "\n")
 	if !strings.Contains(all, `msg="message accepted"`) || !strings.Contains(all, "queue_id="+id) || !strings.Contains(all, `msg="session end"`) {
 		t.Errorf("syslog got:\n%s", all)
@@ -76,13 +77,12 @@ func TestSyslogUnderInetd(t *testing.T) {
 // socket and the log is not set up yet.
 func TestConfigErrorUnderInetd(t *testing.T) {
 	sd := newSpool(t)
-	sock, lines := syslogSink(t)
-	s := startSockSession(t, sd, "", true, "SMTP_MAX_RECIPIENTS=0", "SMTP_SYSLOG_SOCKET="+sock)
-	code, rest, _ := s.wait(t)
-	if rest != "421 4.3.0 Service not available, closing transmission channel\r\n" || code != 78 {
-		t.Errorf("client got %q, exit %d", rest, code)
-	}
-	all := strings.Join(lines(), "\n")
+	sock, logged := syslogSink(t)
+	// The client sends nothing: its bytes would be unread when the
+	// process exits.
+	stdio.RunWith(t, script(t, "S: 421 4.3.0 Service not available, closing transmission channel\n= exit 78\n"), transcript.Setup{Spool: sd, Socket: true, StderrOnSocket: true,
+		Env: []string{"SMTP_MAX_RECIPIENTS=0", "SMTP_SYSLOG_SOCKET=" + sock}})
+	all := strings.Join(logged(), "\n")
 	if !strings.Contains(all, `msg="session refused"`) || !strings.Contains(all, "SMTP_MAX_RECIPIENTS") || !strings.HasPrefix(all, "<19>") {
 		t.Errorf("syslog got:\n%s", all)
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/transcript"
 )
 
 // TestVelocityConcurrentSessions starts many sessions of the binary at
@@ -25,7 +27,7 @@ func TestVelocityConcurrentSessions(t *testing.T) {
 			func(i int) string { return fmt.Sprintf("2001:db8:1:2::%x", i) }, 3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			sd := newSpool(t)
+			sd, bin := newSpool(t), binary(t)
 			const n = 30
 			var (
 				wg      sync.WaitGroup
@@ -37,7 +39,7 @@ func TestVelocityConcurrentSessions(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					cmd := exec.Command(binary)
+					cmd := exec.Command(bin)
 					cmd.Env = baseEnv(sd, append(c.env, "TCPREMOTEIP="+c.clients(i), "SMTP_RELAY_CLIENTS=192.0.2.0/24")...)
 					cmd.Stdin = strings.NewReader("QUIT\r\n")
 					out, _ := cmd.Output()
@@ -62,7 +64,10 @@ func TestVelocityConcurrentSessions(t *testing.T) {
 	// A trusted client is neither limited nor counted.
 	sd := newSpool(t)
 	for range 3 {
-		out, _ := pipeSession(t, sd, "QUIT\r\n", "SMTP_RATE_MAX_SESSIONS=1", "TCPREMOTEIP=127.0.0.1")
-		wantCodes(t, out, "220", "221")
+		stdio.RunWith(t, script(t, `C: QUIT
+S: 220 mx.test.example ESMTP ready
+S: 221 2.0.0 mx.test.example closing connection
+= exit 0
+`), transcript.Setup{Spool: sd, Env: []string{"SMTP_RATE_MAX_SESSIONS=1", "TCPREMOTEIP=127.0.0.1"}})
 	}
 }
