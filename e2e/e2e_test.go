@@ -23,24 +23,7 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
 
-var bin = map[string]string{}
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for _, name := range []string{"smtp-stdio", "smtp-send"} {
-		if bin[name], err = testutil.Build(dir, "../cmd/"+name); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // startSmarthost runs aiosmtpd (send/testdata/aiosmtpd_sink.py) and
 // returns its address and the directory where it stores what it receives.
@@ -72,7 +55,7 @@ func startReceiver(t *testing.T, spoolDir string) (host, port string) {
 	}
 	port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	l.Close()
-	cmd := exec.Command(tcpserver, "-RHl0", "127.0.0.1", port, bin["smtp-stdio"])
+	cmd := exec.Command(tcpserver, "-RHl0", "127.0.0.1", port, testutil.Program(t, "cmd/smtp-stdio"))
 	cmd.Env = []string{"SMTP_SPOOL_DIR=" + spoolDir, "SMTP_HOSTNAME=mx.e2e.example",
 		"SMTP_LOCAL_DOMAINS=example.org", "SMTP_MAX_MESSAGE_SIZE=" + strconv.Itoa(64<<20), "SMTP_LOG=stderr"}
 	cmd.Stderr = os.Stderr
@@ -134,7 +117,7 @@ func TestReceiveThenSend(t *testing.T) {
 	}
 
 	relay, got := startSmarthost(t)
-	send := exec.Command(bin["smtp-send"])
+	send := exec.Command(testutil.Program(t, "cmd/smtp-send"))
 	send.Env = []string{"SMTP_SPOOL_DIR=" + spoolDir, "SMTP_HOSTNAME=mx.e2e.example",
 		"SMTP_SMARTHOST=" + relay, "SMTP_SMARTHOST_TLS=none"}
 	if out, err := send.CombinedOutput(); err != nil {
