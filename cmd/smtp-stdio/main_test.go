@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -98,7 +97,7 @@ func spooled(t *testing.T, spoolDir string) []*spool.Message {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	var ms []*spool.Message
 	for _, n := range names {
 		m, err := spool.Open(filepath.Join(spoolDir, spool.QueueDir, n))
