@@ -17,8 +17,8 @@ import (
 // The order of writes.
 //
 // This file is the only one that writes, renames or removes a file of the
-// queue: state files, journals, notifications spooled into queue/, and a
-// message on its way out of queue/. Every step below ends with the fsyncs
+// queue: state files, journals, notifications spooled into queue/, a
+// message on its way out of queue/, and orphans. Every step below ends with the fsyncs
 // that make it durable before the next step starts, and the steps are
 // ordered so that a run killed at any instant (SIGKILL, a power cut)
 // leaves what the next run reads as "before the step" or "after it":
@@ -589,6 +589,17 @@ func (it *Item) removeStates() error {
 		}
 	}
 	return first
+}
+
+// RemoveOrphan removes state/<name> found by Scan as an orphan. The
+// removal is not fsync'd: an orphan that reappears after a crash is found
+// and removed again. It returns the wrapped error of unlink(2), if not
+// ENOENT.
+func (q *Queue) RemoveOrphan(name string) error {
+	if err := os.Remove(q.sp.Path(StateDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return nil
 }
 
 // writeFile atomically replaces path with data: a temporary file in tmp/,

@@ -8,7 +8,8 @@
 // files and offers the steps that change them: RecordAccepted, Bounce,
 // Settle, SetCorrupt. Their order of writes is what makes a run killed at
 // any instant lose nothing; it is written down, with why, in item.go, the
-// one file that writes, renames or removes anything in the queue.
+// one file that writes, renames or removes the queue's files (but for
+// CleanTmp, which removes what killed processes left in tmp/).
 //
 // The package knows nothing of SMTP: package send decides what happened to
 // each recipient and what a notification says; the queue makes it durable.
@@ -222,17 +223,6 @@ func (q *Queue) Scan() (*Scan, error) {
 		}
 	}
 	return sc, nil
-}
-
-// RemoveOrphan removes state/<name> found by Scan as an orphan. The
-// removal is not fsync'd: an orphan that reappears after a crash is found
-// and removed again. It returns the wrapped error of unlink(2), if not
-// ENOENT.
-func (q *Queue) RemoveOrphan(name string) error {
-	if err := os.Remove(q.sp.Path(StateDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("queue: %w", err)
-	}
-	return nil
 }
 
 // Area returns the names in area (FailedDir or CorruptDir) that are

@@ -1,10 +1,12 @@
-// Package send delivers the spool to a smarthost: one run takes the due
-// messages, sends each pending recipient over SMTP (RFC 5321) with
-// github.com/emersion/go-smtp, records every outcome durably through the
-// spool package, spools delivery status notifications (RFC 3464) for
-// permanent failures, and returns. It knows nothing of the receiving
-// session or of the environment: cmd/smtp-send reads the configuration and
-// passes a Config.
+// Package send delivers the spool: one run takes the due messages, hands
+// each pending recipient to a Transport (by default the smarthost of
+// Config, over SMTP (RFC 5321) with github.com/emersion/go-smtp), records
+// every outcome durably through package queue, has delivery status
+// notifications (RFC 3464, WriteNotice) spooled for permanent failures,
+// and returns. Retries, expiry and notifications are the same for every
+// Transport. It knows nothing of the receiving session or of the
+// environment: internal/sender reads the configuration and passes a
+// Config.
 package send
 
 import (

@@ -86,6 +86,7 @@ type Recorder interface {
 // Reply is the answer that took a message for its recipients: for SMTP
 // the reply to the final dot (RFC 5321 section 4.1.1.4).
 type Reply struct {
+	// Stage is the step whose reply it was: StageDot for SMTP.
 	Stage Stage
 	// Code is the reply code (RFC 5321 section 4.2), 250 for SMTP.
 	Code int
