@@ -20,6 +20,21 @@ const (
 	NormalizeBare
 )
 
+// Extensions is a set of the ESMTP extensions that the EHLO reply can
+// leave out (Config.Withhold). PIPELINING, SIZE and ENHANCEDSTATUSCODES
+// are always offered.
+type Extensions uint8
+
+const (
+	// Ext8BITMIME is 8BITMIME (RFC 6152): withheld, MAIL FROM with a
+	// BODY= parameter, 7BIT or 8BITMIME, gets 555 5.5.4.
+	Ext8BITMIME Extensions = 1 << iota
+	// ExtSMTPUTF8 is SMTPUTF8 (RFC 6531): withheld, MAIL FROM with the
+	// SMTPUTF8 parameter gets 555 5.5.4, and so a non-ASCII address
+	// gets 553 5.6.7 (RFC 6531 section 3.4).
+	ExtSMTPUTF8
+)
+
 // Config holds the limits, names and hooks of a session. Zero durations
 // and limits mean "no limit" except where noted, and a nil hook keeps the
 // behaviour its comment describes; DefaultConfig returns the RFC 5321
@@ -68,6 +83,12 @@ type Config struct {
 	MaxReceived int
 	// BareLineEndings chooses reject or normalize for bare CR/LF in DATA.
 	BareLineEndings BareLineEndings
+	// Withhold is the set of extensions that the EHLO reply does not
+	// offer, for a server whose next hop cannot take what they allow, or
+	// a test of a client against a server without them. MAIL FROM with a
+	// parameter of a withheld extension gets 555 5.5.4 (RFC 5321 section
+	// 4.1.1.11). The zero value offers every extension.
+	Withhold Extensions
 	// CommandTimeout is the longest wait for a command line (RFC 5321
 	// section 4.5.3.2.7: 5 minutes).
 	CommandTimeout time.Duration

@@ -1,9 +1,10 @@
 // Package protocol is the server side of one SMTP session (RFC 5321, with
 // the ESMTP extensions PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES and
-// SMTPUTF8): command parser, command table, replies and a strict DATA
-// reader. It reads commands from a *bufio.Reader and writes replies to an
-// io.Writer, so it runs the same over stdin/stdout (inetd, systemd,
-// tcpserver), a net.Conn or a test pipe. It knows nothing of files or the
+// SMTPUTF8, of which Config.Withhold can leave out 8BITMIME and SMTPUTF8):
+// command parser, command table, replies and a strict DATA reader. It
+// reads commands from a *bufio.Reader and writes replies to an io.Writer,
+// so it runs the same over stdin/stdout (inetd, systemd, tcpserver), a
+// net.Conn or a test pipe. It knows nothing of files or the
 // environment, and imports nothing from this module but the packages
 // domain and ascii.
 //

@@ -19,21 +19,23 @@ func replyGreeting(host, text string) *Reply {
 }
 
 // replyEHLO is the EHLO reply: the greeting line, then one line per
-// extension (RFC 5321 section 4.1.1.1). Without a limit SIZE goes without
-// a number, which RFC 1870 reads as "no information".
-func replyEHLO(host, helo string, maxSize int64) *Reply {
+// extension (RFC 5321 section 4.1.1.1), less those withheld
+// (Config.Withhold). Without a limit SIZE goes without a number, which
+// RFC 1870 reads as "no information".
+func replyEHLO(host, helo string, maxSize int64, withhold Extensions) *Reply {
 	size := "SIZE"
 	if maxSize > 0 {
 		size += " " + strconv.FormatInt(maxSize, 10)
 	}
-	return &Reply{Code: 250, Lines: []string{
-		host + " greets " + helo,
-		"PIPELINING",          // RFC 2920
-		"8BITMIME",            // RFC 6152
-		size,                  // RFC 1870
-		"ENHANCEDSTATUSCODES", // RFC 2034
-		"SMTPUTF8",            // RFC 6531
-	}}
+	lines := []string{host + " greets " + helo, "PIPELINING"} // RFC 2920
+	if withhold&Ext8BITMIME == 0 {
+		lines = append(lines, "8BITMIME") // RFC 6152
+	}
+	lines = append(lines, size, "ENHANCEDSTATUSCODES") // RFC 1870, RFC 2034
+	if withhold&ExtSMTPUTF8 == 0 {
+		lines = append(lines, "SMTPUTF8") // RFC 6531
+	}
+	return &Reply{Code: 250, Lines: lines}
 }
 
 // replyHELO is the HELO reply (RFC 5321 section 4.1.1.1).

@@ -240,7 +240,7 @@ func (s *Session) hello(cmd Command) (*Reply, error) {
 	r := replyHELO(s.cfg.Hostname, s.env.Helo)
 	if cmd.Verb == VerbEHLO {
 		s.env.Protocol = "ESMTP"
-		r = replyEHLO(s.cfg.Hostname, s.env.Helo, s.cfg.MaxMessageSize)
+		r = replyEHLO(s.cfg.Hostname, s.env.Helo, s.cfg.MaxMessageSize, s.cfg.Withhold)
 	}
 	s.reset()
 	s.log.Info("helo", "helo", s.env.Helo, "protocol", s.env.Protocol)
@@ -251,6 +251,9 @@ func (s *Session) hello(cmd Command) (*Reply, error) {
 func (s *Session) mail(cmd Command) (*Reply, error) {
 	if cmd.Params && s.env.Protocol != "ESMTP" {
 		return s.refuse(cmd.Verb, replyParamNoEHLO), nil
+	}
+	if withheld(cmd, s.cfg.Withhold) {
+		return s.refuse(cmd.Verb, replyParamUnknown), nil
 	}
 	if s.cfg.MaxMessageSize > 0 && cmd.Size > s.cfg.MaxMessageSize {
 		s.log.Info("mail", "from", cmd.Path, "size", cmd.Size, "code", replyTooBig.Code)
@@ -271,6 +274,14 @@ func (s *Session) mail(cmd Command) (*Reply, error) {
 	s.state = StateMail
 	s.log.Info("mail", "from", cmd.Path, "size", cmd.Size, "code", replyMailOK.Code)
 	return replyMailOK, nil
+}
+
+// withheld reports whether MAIL FROM cmd carries a parameter of an
+// extension the EHLO reply did not offer (Config.Withhold): BODY= of
+// 8BITMIME (RFC 6152 section 2), SMTPUTF8 of SMTPUTF8 (RFC 6531 section
+// 3.4). RFC 5321 section 4.1.1.11 answers such a parameter with 555.
+func withheld(cmd Command, w Extensions) bool {
+	return cmd.Body != "" && w&Ext8BITMIME != 0 || cmd.SMTPUTF8 && w&ExtSMTPUTF8 != 0
 }
 
 // rcpt carries out RCPT TO (RFC 5321 section 4.1.1.3).

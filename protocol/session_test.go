@@ -220,6 +220,41 @@ func TestNewSessionDefaults(t *testing.T) {
 	}
 }
 
+// TestWithhold: a withheld extension is left out of the EHLO reply, and
+// MAIL FROM with its parameter gets 555 5.5.4 (RFC 5321 section
+// 4.1.1.11); the other extensions stay offered and usable.
+func TestWithhold(t *testing.T) {
+	in := "EHLO c.example\r\nMAIL FROM:<a@c.example> BODY=8BITMIME\r\nMAIL FROM:<a@c.example> BODY=7BIT\r\n" +
+		"MAIL FROM:<\u00e9@c.example> SMTPUTF8\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<\u00e9@d.example>\r\nQUIT\r\n"
+	const (
+		ehlo     = "250-mx.example.net greets c.example\r\n250-PIPELINING\r\n"
+		rest     = "250-SIZE 10485760\r\n250-ENHANCEDSTATUSCODES\r\n"
+		unsupp   = "555 5.5.4 Unsupported parameter\r\n"
+		senderOK = "250 2.1.0 Sender OK\r\n"
+		needUTF8 = "553 5.6.7 Non-ASCII address needs SMTPUTF8\r\n"
+	)
+	for _, tc := range []struct {
+		name string
+		w    Extensions
+		want string
+	}{
+		{"none", 0, ehlo + "250-8BITMIME\r\n" + rest + "250 SMTPUTF8\r\n" + senderOK + "503 5.5.1 Nested MAIL command\r\n"},
+		{"8BITMIME", Ext8BITMIME, ehlo + rest + "250 SMTPUTF8\r\n" + unsupp + unsupp + senderOK + "503 5.5.1 Nested MAIL command\r\n"},
+		{"SMTPUTF8", ExtSMTPUTF8, ehlo + "250-8BITMIME\r\n" + "250-SIZE 10485760\r\n250 ENHANCEDSTATUSCODES\r\n" + senderOK + "503 5.5.1 Nested MAIL command\r\n"},
+		{"both", Ext8BITMIME | ExtSMTPUTF8, ehlo + "250-SIZE 10485760\r\n250 ENHANCEDSTATUSCODES\r\n" + unsupp + unsupp + unsupp + senderOK + needUTF8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Withhold = tc.w
+			out, err := serveString(cfg, &fakeDelivery{}, in)
+			out = strings.TrimPrefix(out, "220 mx.example.net ESMTP ready\r\n")
+			if err != nil || !strings.HasPrefix(out, tc.want) {
+				t.Errorf("Serve: %v, output\n%s\nwant it to start with\n%s", err, out, tc.want)
+			}
+		})
+	}
+}
+
 // replyLine is one well-formed reply line (RFC 5321 section 4.2).
 var replyLine = regexp.MustCompile(`^[2-5][0-9][0-9][ -][\x20-\x7e]*$`)
 
