@@ -1,4 +1,4 @@
-// Package smarthost is the one fake smarthost of the tests: an SMTP
+// Package smtptest is the one fake smarthost of the tests: an SMTP
 // server on 127.0.0.1 built on protocol.Session, so that every test that
 // delivers to it also runs the library. It records each transaction it
 // accepts (envelope and bytes, as the client sent them) and answers as a
@@ -16,7 +16,7 @@
 // and records: Options.StartTLS, Options.User and Options.GoSMTP choose
 // it. Implicit TLS (Options.ImplicitTLS) needs no go-smtp: the session
 // runs over the TLS connection.
-package smarthost
+package smtptest
 
 import (
 	"crypto/tls"
@@ -144,7 +144,7 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	s := New(opts)
 	if opts.goSMTP() && (opts.Script.Greet != nil || opts.Withhold&protocol.Ext8BITMIME != 0) {
-		t.Fatal("smarthost: Script.Greet and withholding 8BITMIME need protocol.Session, not go-smtp's server")
+		t.Fatal("smtptest: Script.Greet and withholding 8BITMIME need protocol.Session, not go-smtp's server")
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -164,7 +164,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	t.Cleanup(func() {
 		if !s.close(10 * time.Second) {
-			t.Errorf("smarthost %s: a session still runs 10s after the test: a script blocks", s.Addr)
+			t.Errorf("smtptest: smarthost %s: a session still runs 10s after the test: a script blocks", s.Addr)
 		}
 	})
 	return s

@@ -1,4 +1,4 @@
-package smarthost
+package smtptest
 
 import (
 	"bufio"
@@ -42,7 +42,7 @@ func (s *Server) serve(nc net.Conn) {
 		Withhold:       o.Withhold,
 		CommandTimeout: timeout,
 		DataTimeout:    timeout,
-		Software:       "smarthost test",
+		Software:       "smtptest",
 		Greet:          func(protocol.Client) *protocol.Reply { return c.greet() },
 		CheckSender:    func(env *protocol.Envelope) *protocol.Reply { return c.Mail(env.From) },
 	}
@@ -54,7 +54,7 @@ func (s *Server) serve(nc net.Conn) {
 		}
 		data, ok := untrace(b, cfg.Hostname)
 		if !ok {
-			return Reply(451, "4.3.0", "smarthost: no Received: header of its own in front of the message")
+			return Reply(451, "4.3.0", "smtptest: no Received: header of its own in front of the message")
 		}
 		tx := Tx{From: env.From, To: env.To, Body: env.Body, SMTPUTF8: env.SMTPUTF8, Size: env.Size, TLS: isTLS, Data: data}
 		if r := c.Data(tx); r != nil {

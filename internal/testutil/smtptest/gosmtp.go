@@ -1,4 +1,4 @@
-package smarthost
+package smtptest
 
 import (
 	"io"
