@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -16,19 +16,19 @@ import (
 // through the queue, and the original is kept in failed/ with its state.
 func TestRcpt5xxBouncesOneRecipient(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
+		ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(_ *smtptest.Conn, to string) *protocol.Reply {
 			if to == "b@example.net" {
-				return reply(550, smtp.EnhancedCode{5, 1, 1}, "no such user here")
+				return smtptest.Reply(550, "5.1.1", "no such user here")
 			}
 			return nil
-		}}))
+		}}})
 		f := newFixtureOver(t, tr, ts)
 		id := f.queue("sender@example.org", []string{"a@example.net", "b@example.net", "c@example.net"}, body("report me"))
 		st := f.run(false)
 		if st.Delivered != 2 || st.Failed != 1 || st.DSNs != 1 {
 			t.Errorf("stats %+v", st)
 		}
-		if txs := ts.transactions(); len(txs) != 1 || strings.Join(txs[0].to, ",") != "a@example.net,c@example.net" {
+		if txs := ts.Transactions(); len(txs) != 1 || strings.Join(txs[0].To, ",") != "a@example.net,c@example.net" {
 			t.Fatalf("transactions %+v", txs)
 		}
 		dsns := f.queuedFrom("")
@@ -75,7 +75,7 @@ func TestRcpt5xxBouncesOneRecipient(t *testing.T) {
 
 		// The notification itself goes out next, from <>, and is never
 		// bounced: refuse it too.
-		ts.script.rcpt = func(*sconn, string) error { return reply(550, smtp.EnhancedCode{5, 1, 1}, "gone") }
+		ts.SetScript(smtptest.Script{Rcpt: func(*smtptest.Conn, string) *protocol.Reply { return smtptest.Reply(550, "5.1.1", "gone") }})
 		st = f.run(false)
 		if st.DSNs != 0 || st.Failed != 1 || len(f.queuedFrom("")) != 0 {
 			t.Errorf("bounce of a bounce? stats %+v", st)
@@ -86,9 +86,9 @@ func TestRcpt5xxBouncesOneRecipient(t *testing.T) {
 // A message from <> that fails is not bounced; it goes to failed/.
 func TestNullSenderNeverBounced(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
-			return reply(550, smtp.EnhancedCode{5, 1, 1}, "no")
-		}}))
+		ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(*smtptest.Conn, string) *protocol.Reply {
+			return smtptest.Reply(550, "5.1.1", "no")
+		}}})
 		f := newFixtureOver(t, tr, ts)
 		id := f.queue("", []string{"a@example.net"}, body("bounce"))
 		st := f.run(false)
@@ -106,25 +106,25 @@ func TestMailAndDot5xxFailTransaction(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
 		for _, tc := range []struct {
 			name string
-			s    script
+			s    smtptest.Script
 			data int
 		}{
-			{"mail", script{mail: func(*sconn, string) error {
-				return reply(553, smtp.EnhancedCode{5, 7, 1}, "sender rejected")
+			{"mail", smtptest.Script{Mail: func(*smtptest.Conn, string) *protocol.Reply {
+				return smtptest.Reply(553, "5.7.1", "sender rejected")
 			}}, 0},
-			{"dot", script{data: func(*sconn, []byte) error {
-				return reply(554, smtp.EnhancedCode{5, 6, 0}, "content rejected")
+			{"dot", smtptest.Script{Data: func(*smtptest.Conn, []byte) *protocol.Reply {
+				return smtptest.Reply(554, "5.6.0", "content rejected")
 			}}, 1},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				ts := newServer(t, nil, withScript(tc.s))
+				ts := smtptest.Start(t, smtptest.Options{Script: tc.s})
 				f := newFixtureOver(t, tr, ts)
 				f.queue("s@example.org", []string{"a@x.test", "b@x.test"}, body("x"))
 				st := f.run(false)
 				if st.Failed != 2 || st.DSNs != 1 || st.Delivered != 0 {
 					t.Errorf("stats %+v", st)
 				}
-				if _, datas := ts.counts(); datas != tc.data {
+				if datas := ts.Datas(); datas != tc.data {
 					t.Errorf("%d DATA, want %d", datas, tc.data)
 				}
 				text := content(t, f.queuedFrom("")[0])
@@ -139,15 +139,15 @@ func TestMailAndDot5xxFailTransaction(t *testing.T) {
 // A message larger than the server's SIZE is not sent: its recipients
 // fail with 5.3.4 (RFC 1870) without a MAIL command.
 func TestSizeLimitFailsWithoutSending(t *testing.T) {
-	ts := newServer(t, nil, withServer(func(s *smtp.Server) { s.MaxMessageBytes = 100 }))
-	f := newFixture(t, ts.addr)
+	ts := smtptest.Start(t, smtptest.Options{MaxMessageSize: 100})
+	f := newFixture(t, ts.Addr)
 	f.queue("s@example.org", []string{"a@x.test"}, body(strings.Repeat("x", 200)))
 	f.queue("s@example.org", []string{"b@x.test"}, "Subject: small\r\n\r\nok\r\n")
 	st := f.run(false)
 	if st.Failed != 1 || st.Delivered != 1 || st.DSNs != 1 {
 		t.Errorf("stats %+v", st)
 	}
-	if txs := ts.transactions(); len(txs) != 1 || txs[0].to[0] != "b@x.test" {
+	if txs := ts.Transactions(); len(txs) != 1 || txs[0].To[0] != "b@x.test" {
 		t.Errorf("transactions %+v", txs)
 	}
 	if text := content(t, f.queuedFrom("")[0]); !strings.Contains(text, "Status: 5.3.4\r\n") ||
@@ -161,14 +161,14 @@ func TestSizeLimitFailsWithoutSending(t *testing.T) {
 func TestSMTPUTF8(t *testing.T) {
 	rcpts := []string{"ascii@x.test", "d\u00e9j\u00e0@x.test"}
 	t.Run("absent", func(t *testing.T) {
-		ts := newServer(t, nil, withServer(func(s *smtp.Server) { s.EnableSMTPUTF8 = false }))
-		f := newFixture(t, ts.addr)
+		ts := smtptest.Start(t, smtptest.Options{Withhold: protocol.ExtSMTPUTF8})
+		f := newFixture(t, ts.Addr)
 		f.queue("s@example.org", rcpts, body("x"), func(e *spool.Envelope) { e.SMTPUTF8 = true })
 		st := f.run(false)
 		if st.Delivered != 1 || st.Failed != 1 {
 			t.Errorf("stats %+v", st)
 		}
-		if txs := ts.transactions(); len(txs) != 1 || txs[0].to[0] != "ascii@x.test" || txs[0].opts.UTF8 {
+		if txs := ts.Transactions(); len(txs) != 1 || txs[0].To[0] != "ascii@x.test" || txs[0].SMTPUTF8 {
 			t.Errorf("transactions %+v", txs)
 		}
 		d := f.queuedFrom("")[0]
@@ -179,11 +179,11 @@ func TestSMTPUTF8(t *testing.T) {
 		}
 	})
 	t.Run("present", func(t *testing.T) {
-		ts := newServer(t, nil)
-		f := newFixture(t, ts.addr)
+		ts := smtptest.Start(t, smtptest.Options{})
+		f := newFixture(t, ts.Addr)
 		f.queue("s@example.org", rcpts, body("x"), func(e *spool.Envelope) { e.SMTPUTF8 = true })
 		f.run(false)
-		if txs := ts.transactions(); len(txs) != 1 || len(txs[0].to) != 2 || !txs[0].opts.UTF8 {
+		if txs := ts.Transactions(); len(txs) != 1 || len(txs[0].To) != 2 || !txs[0].SMTPUTF8 {
 			t.Errorf("transactions %+v", txs)
 		}
 	})
@@ -194,9 +194,9 @@ func TestSMTPUTF8(t *testing.T) {
 // the notification carries the remote's last 4xx status.
 func TestExpiryNeedsAgeAndAttempts(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
-			return reply(452, smtp.EnhancedCode{4, 2, 2}, "mailbox full")
-		}}))
+		ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(*smtptest.Conn, string) *protocol.Reply {
+			return smtptest.Reply(452, "4.2.2", "mailbox full")
+		}}})
 		f := newFixtureOver(t, tr, ts)
 		f.s.Config.MinAttempts = 3
 		id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
@@ -249,13 +249,13 @@ func TestUnreachableSmarthostNeverExpires(t *testing.T) {
 
 // deferringServer is a smarthost that answers 451 4.3.0 to every RCPT
 // while *fail is true, and accepts it once it is false.
-func deferringServer(t *testing.T, fail *bool) *testServer {
-	return newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
+func deferringServer(t *testing.T, fail *bool) *smtptest.Server {
+	return smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(*smtptest.Conn, string) *protocol.Reply {
 		if *fail {
-			return reply(451, smtp.EnhancedCode{4, 3, 0}, "later")
+			return smtptest.Reply(451, "4.3.0", "later")
 		}
 		return nil
-	}}))
+	}}})
 }
 
 // A clock set back cannot freeze a message longer than BackoffMax: one

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/queue"
 )
 
@@ -23,25 +23,25 @@ import (
 // recipients pending: the one duplicate window. The next run sends again.
 func TestDisconnectAfterDot(t *testing.T) {
 	drop := true
-	ts := newServer(t, nil, withScript(script{data: func(c *sconn, _ []byte) error {
+	ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Data: func(c *smtptest.Conn, _ []byte) *protocol.Reply {
 		if drop {
 			drop = false
-			c.c.Close()
-			return reply(451, smtp.EnhancedCode{4, 0, 0}, "never seen")
+			c.Drop()
+			return smtptest.Reply(451, "4.0.0", "never seen")
 		}
 		return nil
-	}}))
-	f := newFixture(t, ts.addr)
+	}}})
+	f := newFixture(t, ts.Addr)
 	id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
 	st := f.run(false)
-	if st.Deferred != 1 || st.Delivered != 0 || len(ts.transactions()) != 0 {
+	if st.Deferred != 1 || st.Delivered != 0 || len(ts.Transactions()) != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	if s := f.state(id); s == nil || s.Rcpts[0].Status != queue.Pending || s.Rcpts[0].Stage != "dot" || s.Rcpts[0].Code != 0 {
 		t.Fatalf("state %+v", s)
 	}
 	f.clk.Add(5 * time.Minute)
-	if st := f.run(false); st.Delivered != 1 || len(ts.transactions()) != 1 {
+	if st := f.run(false); st.Delivered != 1 || len(ts.Transactions()) != 1 {
 		t.Fatalf("second run %+v", st)
 	}
 }
@@ -51,25 +51,26 @@ func TestDisconnectAfterDot(t *testing.T) {
 func TestReusedConnectionClosed(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		mail func(c *sconn, from string) error
+		mail func(c *smtptest.Conn, from string) *protocol.Reply
 	}{
-		{"421", func(c *sconn, _ string) error {
-			if c.tx == 2 {
-				return reply(421, smtp.EnhancedCode{4, 4, 2}, "idle too long, closing")
+		{"421", func(c *smtptest.Conn, _ string) *protocol.Reply {
+			if c.Tx == 2 {
+				c.Hangup()
+				return smtptest.Reply(421, "4.4.2", "idle too long, closing")
 			}
 			return nil
 		}},
-		{"eof", func(c *sconn, _ string) error {
-			if c.tx == 2 {
-				c.c.Close()
-				return reply(451, smtp.EnhancedCode{4, 0, 0}, "unseen")
+		{"eof", func(c *smtptest.Conn, _ string) *protocol.Reply {
+			if c.Tx == 2 {
+				c.Drop()
+				return smtptest.Reply(451, "4.0.0", "unseen")
 			}
 			return nil
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := newServer(t, nil, withScript(script{mail: tc.mail}))
-			f := newFixture(t, ts.addr)
+			ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Mail: tc.mail}})
+			f := newFixture(t, ts.Addr)
 			for range 3 {
 				f.queue("s@example.org", []string{"a@x.test"}, body("x"))
 			}
@@ -77,8 +78,8 @@ func TestReusedConnectionClosed(t *testing.T) {
 			if st.Delivered != 3 || st.Deferred != 0 {
 				t.Errorf("stats %+v", st)
 			}
-			if conns, _ := ts.counts(); conns != 3 || len(ts.transactions()) != 3 {
-				t.Errorf("%d connections, %d transactions; want 3 and 3", conns, len(ts.transactions()))
+			if conns := ts.Conns(); conns != 3 || len(ts.Transactions()) != 3 {
+				t.Errorf("%d connections, %d transactions; want 3 and 3", conns, len(ts.Transactions()))
 			}
 		})
 	}
@@ -88,14 +89,12 @@ func TestReusedConnectionClosed(t *testing.T) {
 // 4.5.3.2.6, shortened here): the message is deferred, the host is marked
 // down, and the next message goes to the next smarthost.
 func TestStallTimesOutAndFailsOver(t *testing.T) {
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	stalled := newServer(t, nil, withScript(script{data: func(*sconn, []byte) error {
-		<-release
+	stalled := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Data: func(c *smtptest.Conn, _ []byte) *protocol.Reply {
+		c.Hang()
 		return nil
-	}}))
-	good := newServer(t, nil)
-	f := newFixture(t, stalled.addr, good.addr)
+	}}})
+	good := smtptest.Start(t, smtptest.Options{})
+	f := newFixture(t, stalled.Addr, good.Addr)
 	f.s.Config.DataTimeout = 200 * time.Millisecond
 	first := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
 	f.clk.Add(time.Second)
@@ -107,10 +106,10 @@ func TestStallTimesOutAndFailsOver(t *testing.T) {
 	if s := f.state(first); s == nil || s.Rcpts[0].Stage != "dot" || !strings.Contains(s.Rcpts[0].Text, "timeout") {
 		t.Errorf("state of the stalled message %+v", s)
 	}
-	if g := good.transactions(); len(g) != 1 || g[0].to[0] != "b@x.test" {
+	if g := good.Transactions(); len(g) != 1 || g[0].To[0] != "b@x.test" {
 		t.Errorf("good server got %+v", g)
 	}
-	if n := f.dialCount(stalled.addr); n != 1 {
+	if n := f.dialCount(stalled.Addr); n != 1 {
 		t.Errorf("stalled host dialled %d times, want 1", n)
 	}
 }
@@ -119,8 +118,8 @@ func TestStallTimesOutAndFailsOver(t *testing.T) {
 // in the list takes the mail.
 func TestRefusedHostMarkedDown(t *testing.T) {
 	bad := refusedAddr(t)
-	good := newServer(t, nil)
-	f := newFixture(t, bad, good.addr)
+	good := smtptest.Start(t, smtptest.Options{})
+	f := newFixture(t, bad, good.Addr)
 	f.s.Config.NoReuse = true
 	for range 3 {
 		f.queue("s@example.org", []string{"a@x.test"}, body("x"))
@@ -182,15 +181,14 @@ func TestTLS(t *testing.T) {
 		{"not-offered", false, false, pool, "", false, "tls"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var opts []serverOpt
-			var implicit *tls.Config
+			var opts smtptest.Options
 			if tc.implicit {
-				implicit = srvConf
+				opts.ImplicitTLS = srvConf
 			} else if tc.offer {
-				opts = append(opts, withTLS(srvConf))
+				opts.StartTLS = srvConf
 			}
-			ts := newServer(t, implicit, opts...)
-			f := newFixture(t, ts.addr)
+			ts := smtptest.Start(t, opts)
+			f := newFixture(t, ts.Addr)
 			f.s.Config.TLS = TLSStartTLS
 			if tc.implicit {
 				f.s.Config.TLS = TLSImplicit
@@ -199,9 +197,9 @@ func TestTLS(t *testing.T) {
 			id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
 			f.queue("s@example.org", []string{"b@x.test"}, body("y"))
 			st := f.run(false)
-			txs := ts.transactions()
+			txs := ts.Transactions()
 			if tc.ok {
-				if st.Delivered != 2 || len(txs) != 2 || !txs[0].tls {
+				if st.Delivered != 2 || len(txs) != 2 || !txs[0].TLS {
 					t.Errorf("stats %+v, transactions %+v", st, txs)
 				}
 				return
@@ -212,7 +210,7 @@ func TestTLS(t *testing.T) {
 			if s := f.state(id); s == nil || s.Rcpts[0].Stage != tc.stage {
 				t.Errorf("state %+v", s)
 			}
-			if n := f.dialCount(ts.addr); n != 1 {
+			if n := f.dialCount(ts.Addr); n != 1 {
 				t.Errorf("dialled %d times, want 1 (host down)", n)
 			}
 		})
@@ -238,12 +236,12 @@ func TestAuth(t *testing.T) {
 		{"no-tls-allowed", false, "secret", true, 2, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := []serverOpt{withAuth("user", "secret")}
+			opts := smtptest.Options{User: "user", Password: "secret"}
 			if tc.tls {
-				opts = append(opts, withTLS(srvConf))
+				opts.StartTLS = srvConf
 			}
-			ts := newServer(t, nil, opts...)
-			f := newFixture(t, ts.addr)
+			ts := smtptest.Start(t, opts)
+			f := newFixture(t, ts.Addr)
 			f.s.Config.Username, f.s.Config.Password, f.s.Config.AuthWithoutTLS = "user", tc.pass, tc.allow
 			if tc.tls {
 				f.s.Config.TLS = TLSStartTLS
@@ -255,17 +253,14 @@ func TestAuth(t *testing.T) {
 			if st.Delivered != tc.delivered || st.Failed != 0 || st.DSNs != 0 {
 				t.Errorf("stats %+v", st)
 			}
-			ts.mu.Lock()
-			tries := ts.authTries
-			ts.mu.Unlock()
-			if tries != tc.tries {
+			if tries := ts.AuthTries(); tries != tc.tries {
 				t.Errorf("%d AUTH attempts, want %d", tries, tc.tries)
 			}
 			if tc.delivered == 0 {
 				if s := f.state(id); s == nil || s.Rcpts[0].Stage != "auth" || s.Rcpts[0].Status != queue.Pending {
 					t.Errorf("state %+v", s)
 				}
-				if n := f.dialCount(ts.addr); n != 1 {
+				if n := f.dialCount(ts.Addr); n != 1 {
 					t.Errorf("dialled %d times, want 1", n)
 				}
 			}
@@ -305,21 +300,11 @@ func TestDNSFailureIsTemporary(t *testing.T) {
 // answers RCPT fails after CommandTimeout.
 func TestCommandTimeouts(t *testing.T) {
 	t.Run("greeting", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				t.Cleanup(func() { c.Close() }) // accepted, never answered
-			}
-		}()
-		f := newFixture(t, l.Addr().String())
+		ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Greet: func(c *smtptest.Conn) *protocol.Reply {
+			c.Hang() // accepted, never answered
+			return nil
+		}}})
+		f := newFixture(t, ts.Addr)
 		f.s.Config.TLS = TLSStartTLS
 		f.s.Config.CommandTimeout = 200 * time.Millisecond
 		id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
@@ -333,24 +318,22 @@ func TestCommandTimeouts(t *testing.T) {
 		}
 	})
 	t.Run("rcpt", func(t *testing.T) {
-		release := make(chan struct{})
-		t.Cleanup(func() { close(release) })
-		ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
-			<-release
+		ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(c *smtptest.Conn, _ string) *protocol.Reply {
+			c.Hang()
 			return nil
-		}}))
-		f := newFixture(t, ts.addr)
+		}}})
+		f := newFixture(t, ts.Addr)
 		f.s.Config.CommandTimeout = 200 * time.Millisecond
 		id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
 		f.queue("s@example.org", []string{"b@x.test"}, body("y"))
 		st := f.run(false)
-		if st.Deferred != 2 || len(ts.transactions()) != 0 {
+		if st.Deferred != 2 || len(ts.Transactions()) != 0 {
 			t.Errorf("stats %+v", st)
 		}
 		if s := f.state(id); s == nil || s.Rcpts[0].Stage != "rcpt" || !strings.Contains(s.Rcpts[0].Text, "timeout") {
 			t.Errorf("state %+v", s)
 		}
-		if n := f.dialCount(ts.addr); n != 1 {
+		if n := f.dialCount(ts.Addr); n != 1 {
 			t.Errorf("dialled %d times after a timeout, want 1", n)
 		}
 	})

@@ -12,21 +12,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
 // crashScript is the smarthost of TestKillAtEachStep: it refuses bad*
 // for good, defers later* and takes the others.
-func crashScript() script {
-	return script{rcpt: func(_ *sconn, to string) error {
+func crashScript() smtptest.Script {
+	return smtptest.Script{Rcpt: func(_ *smtptest.Conn, to string) *protocol.Reply {
 		switch {
 		case strings.HasPrefix(to, "bad"):
-			return reply(550, smtp.EnhancedCode{5, 1, 1}, "unknown user")
+			return smtptest.Reply(550, "5.1.1", "unknown user")
 		case strings.HasPrefix(to, "later"):
-			return reply(451, smtp.EnhancedCode{4, 3, 0}, "later")
+			return smtptest.Reply(451, "4.3.0", "later")
 		}
 		return nil
 	}}
@@ -60,7 +60,7 @@ func TestCrashHelper(t *testing.T) {
 		}},
 	}
 	if sink := os.Getenv("SEND_CRASH_SINK"); sink != "" {
-		s.Transport = &memTransport{ts: &testServer{addr: os.Getenv("SEND_CRASH_ADDR"), script: crashScript()}, sink: sink}
+		s.Transport = &memTransport{srv: smtptest.New(smtptest.Options{Script: crashScript()}), relay: os.Getenv("SEND_CRASH_ADDR"), sink: sink}
 	}
 	s.Run(context.Background(), false)
 	os.Exit(3) // the step never came
@@ -93,13 +93,13 @@ func killAtEachStep(t *testing.T, tr string) {
 	for _, sc := range scenarios {
 		for _, step := range sc.steps {
 			t.Run(sc.name+"/"+step.String(), func(t *testing.T) {
-				ts := newServer(t, nil, withScript(crashScript()))
+				ts := smtptest.Start(t, smtptest.Options{Script: crashScript()})
 				f := newFixtureOver(t, tr, ts)
 				id := f.queue("sender@example.org", sc.rcpts, body("crash"))
 
 				cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
 				cmd.Env = append(os.Environ(), "SEND_CRASH_STEP="+step.String(), "SEND_CRASH_DIR="+f.sp.Root(),
-					"SEND_CRASH_ADDR="+ts.addr, "SEND_CRASH_NOW="+strconv.FormatInt(f.clk.Now().UnixNano(), 10))
+					"SEND_CRASH_ADDR="+ts.Addr, "SEND_CRASH_NOW="+strconv.FormatInt(f.clk.Now().UnixNano(), 10))
 				sink := filepath.Join(t.TempDir(), "sink")
 				if tr == "memory" {
 					cmd.Env = append(cmd.Env, "SEND_CRASH_SINK="+sink)
@@ -109,7 +109,7 @@ func killAtEachStep(t *testing.T, tr string) {
 				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 					t.Fatalf("helper not killed at %s: %v\n%s", step, err, out)
 				}
-				ts.loadSink(t, sink) // what the killed helper delivered in memory
+				sunk := loadSink(t, sink) // what the killed helper delivered in memory
 
 				f.run(false) // recovers, then delivers what is due
 				f.run(true)  // and the notification, if any
@@ -117,20 +117,21 @@ func killAtEachStep(t *testing.T, tr string) {
 				if step == queue.StepAccepted {
 					want = map[string]int{"ok@x.test": 2, "ok2@x.test": 2} // the window
 				}
-				got := ts.rcptCount()
+				txs := append(sunk, ts.Transactions()...)
+				got := smtptest.CountRcpts(txs)
 				for _, r := range sc.rcpts {
 					if got[r] != want[r] {
 						t.Errorf("%s delivered %d times, want %d", r, got[r], want[r])
 					}
 				}
 				var dsnIDs []string
-				for _, g := range ts.transactions() {
-					if g.from == "" {
-						_, rest, _ := strings.Cut(string(g.data), "Message-ID: <")
+				for _, g := range txs {
+					if g.From == "" {
+						_, rest, _ := strings.Cut(string(g.Data), "Message-ID: <")
 						dsnID, _, _ := strings.Cut(rest, "@")
 						dsnIDs = append(dsnIDs, dsnID)
-						if strings.Count(string(g.data), "Final-Recipient: rfc822; bad@x.test") != 1 {
-							t.Errorf("notification:\n%s", g.data)
+						if strings.Count(string(g.Data), "Final-Recipient: rfc822; bad@x.test") != 1 {
+							t.Errorf("notification:\n%s", g.Data)
 						}
 					}
 				}

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -17,7 +17,7 @@ import (
 // one reused connection (RSET between messages), and leaves the spool.
 func TestDeliverReusesConnection(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil)
+		ts := smtptest.Start(t, smtptest.Options{})
 		f := newFixtureOver(t, tr, ts)
 		var ids []string
 		for i := range 5 {
@@ -28,19 +28,19 @@ func TestDeliverReusesConnection(t *testing.T) {
 		if st.Delivered != 10 || st.Deferred != 0 || st.Started != 5 {
 			t.Errorf("stats %+v", st)
 		}
-		txs := ts.transactions()
+		txs := ts.Transactions()
 		if len(txs) != 5 {
 			t.Fatalf("server got %d transactions, want 5", len(txs))
 		}
 		seen := map[string]bool{}
 		for i, g := range txs {
-			seen[string(g.data)] = true
+			seen[string(g.Data)] = true
 			want := len(body("m0")) + len(".leading dot\r\n\xc3\xa9t\xc3\xa9\r\n")
-			if g.from != "sender@example.org" || strings.Join(g.to, ",") != "a@example.net,b@example.net" {
-				t.Errorf("tx %d envelope %s -> %v", i, g.from, g.to)
+			if g.From != "sender@example.org" || strings.Join(g.To, ",") != "a@example.net,b@example.net" {
+				t.Errorf("tx %d envelope %s -> %v", i, g.From, g.To)
 			}
-			if g.opts.Size != int64(want) {
-				t.Errorf("tx %d SIZE=%d, want %d", i, g.opts.Size, want)
+			if g.Size != int64(want) {
+				t.Errorf("tx %d SIZE=%d, want %d", i, g.Size, want)
 			}
 		}
 		for i := range 5 {
@@ -48,7 +48,7 @@ func TestDeliverReusesConnection(t *testing.T) {
 				t.Errorf("message %d not delivered byte for byte", i)
 			}
 		}
-		if conns, _ := ts.counts(); conns != 1 {
+		if conns := ts.Conns(); conns != 1 {
 			t.Errorf("%d connections, want 1 (reuse)", conns)
 		}
 		if n := f.names(spool.QueueDir); len(n) != 0 {
@@ -62,31 +62,31 @@ func TestDeliverReusesConnection(t *testing.T) {
 
 // With reuse off, each message gets its own connection.
 func TestNoReuse(t *testing.T) {
-	ts := newServer(t, nil)
-	f := newFixture(t, ts.addr)
+	ts := smtptest.Start(t, smtptest.Options{})
+	f := newFixture(t, ts.Addr)
 	f.s.Config.NoReuse = true
 	for range 3 {
 		f.queue("s@example.org", []string{"a@example.net"}, body("x"))
 	}
 	f.run(false)
-	if conns, _ := ts.counts(); conns != 3 || len(ts.transactions()) != 3 {
-		t.Errorf("%d connections, %d transactions; want 3 and 3", conns, len(ts.transactions()))
+	if conns := ts.Conns(); conns != 3 || len(ts.Transactions()) != 3 {
+		t.Errorf("%d connections, %d transactions; want 3 and 3", conns, len(ts.Transactions()))
 	}
 }
 
 // Several connections share the queue; each message is sent once.
 func TestParallelConnections(t *testing.T) {
-	ts := newServer(t, nil)
-	f := newFixture(t, ts.addr)
+	ts := smtptest.Start(t, smtptest.Options{})
+	f := newFixture(t, ts.Addr)
 	f.s.Config.Connections = 4
 	for range 40 {
 		f.queue("s@example.org", []string{"a@example.net"}, body("x"))
 	}
 	st := f.run(false)
-	if st.Delivered != 40 || len(ts.transactions()) != 40 {
-		t.Errorf("delivered %d, server got %d; want 40", st.Delivered, len(ts.transactions()))
+	if st.Delivered != 40 || len(ts.Transactions()) != 40 {
+		t.Errorf("delivered %d, server got %d; want 40", st.Delivered, len(ts.Transactions()))
 	}
-	if conns, _ := ts.counts(); conns < 2 || conns > 4 {
+	if conns := ts.Conns(); conns < 2 || conns > 4 {
 		t.Errorf("%d connections, want 2..4", conns)
 	}
 }
@@ -97,12 +97,12 @@ func TestParallelConnections(t *testing.T) {
 func TestRcpt4xxDefersOneRecipient(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
 		fail := true
-		ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
+		ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(_ *smtptest.Conn, to string) *protocol.Reply {
 			if to == "b@example.net" && fail {
-				return reply(451, smtp.EnhancedCode{4, 3, 0}, "try later")
+				return smtptest.Reply(451, "4.3.0", "try later")
 			}
 			return nil
-		}}))
+		}}})
 		f := newFixtureOver(t, tr, ts)
 		id := f.queue("s@example.org", []string{"a@example.net", "b@example.net", "c@example.net"}, body("x"))
 		fileBefore, _ := os.ReadFile(f.sp.Path(spool.QueueDir, id))
@@ -110,8 +110,8 @@ func TestRcpt4xxDefersOneRecipient(t *testing.T) {
 		if st.Delivered != 2 || st.Deferred != 1 {
 			t.Errorf("stats %+v", st)
 		}
-		txs := ts.transactions()
-		if len(txs) != 1 || strings.Join(txs[0].to, ",") != "a@example.net,c@example.net" {
+		txs := ts.Transactions()
+		if len(txs) != 1 || strings.Join(txs[0].To, ",") != "a@example.net,c@example.net" {
 			t.Fatalf("transactions %+v", txs)
 		}
 		s := f.state(id)
@@ -122,7 +122,7 @@ func TestRcpt4xxDefersOneRecipient(t *testing.T) {
 			t.Errorf("state %s", rcptStatus(s))
 		}
 		b := s.Rcpts[1]
-		if b.Code != 451 || b.Enhanced != "4.3.0" || b.Text != "try later" || b.Stage != "rcpt" || b.Relay != ts.addr {
+		if b.Code != 451 || b.Enhanced != "4.3.0" || b.Text != "try later" || b.Stage != "rcpt" || b.Relay != ts.Addr {
 			t.Errorf("deferred recipient %+v", b)
 		}
 		if s.Attempts != 1 || !s.Next.Equal(f.clk.Now().Add(5*time.Minute)) {
@@ -133,7 +133,7 @@ func TestRcpt4xxDefersOneRecipient(t *testing.T) {
 		}
 
 		f.clk.Add(4 * time.Minute)
-		if st := f.run(false); st.Due != 0 || len(ts.transactions()) != 1 {
+		if st := f.run(false); st.Due != 0 || len(ts.Transactions()) != 1 {
 			t.Errorf("not yet due, but run %+v", st)
 		}
 		fail = false
@@ -142,8 +142,8 @@ func TestRcpt4xxDefersOneRecipient(t *testing.T) {
 			t.Error("the message file changed")
 		}
 		f.run(false)
-		txs = ts.transactions()
-		if len(txs) != 2 || strings.Join(txs[1].to, ",") != "b@example.net" {
+		txs = ts.Transactions()
+		if len(txs) != 2 || strings.Join(txs[1].To, ",") != "b@example.net" {
 			t.Fatalf("second attempt %+v", txs)
 		}
 		if n := f.names(spool.QueueDir); len(n) != 0 {
@@ -155,28 +155,28 @@ func TestRcpt4xxDefersOneRecipient(t *testing.T) {
 // A 452 after two recipients (the server's limit) carries the rest to new
 // transactions in the same run, on the same connection.
 func TestTooManyRecipientsCarriesOver(t *testing.T) {
-	ts := newServer(t, nil, withServer(func(s *smtp.Server) { s.MaxRecipients = 2 }))
-	f := newFixture(t, ts.addr)
+	ts := smtptest.Start(t, smtptest.Options{MaxRecipients: 2})
+	f := newFixture(t, ts.Addr)
 	rcpts := []string{"r1@x.test", "r2@x.test", "r3@x.test", "r4@x.test", "r5@x.test"}
 	f.queue("s@example.org", rcpts, body("x"))
 	st := f.run(false)
 	if st.Delivered != 5 || st.Deferred != 0 {
 		t.Errorf("stats %+v", st)
 	}
-	txs := ts.transactions()
+	txs := ts.Transactions()
 	var sizes []int
 	for _, g := range txs {
-		sizes = append(sizes, len(g.to))
+		sizes = append(sizes, len(g.To))
 	}
 	if !slices.Equal(sizes, []int{2, 2, 1}) {
 		t.Errorf("transactions of %v recipients, want [2 2 1]", sizes)
 	}
-	for r, n := range ts.rcptCount() {
+	for r, n := range ts.RcptCount() {
 		if n != 1 {
 			t.Errorf("%s delivered %d times", r, n)
 		}
 	}
-	if conns, _ := ts.counts(); conns != 1 {
+	if conns := ts.Conns(); conns != 1 {
 		t.Errorf("%d connections", conns)
 	}
 	if n := f.names(spool.QueueDir); len(n) != 0 {
@@ -186,12 +186,12 @@ func TestTooManyRecipientsCarriesOver(t *testing.T) {
 
 // SMTP_SEND_MAX_RECIPIENTS splits a large envelope the same way.
 func TestMaxRecipientsSplits(t *testing.T) {
-	ts := newServer(t, nil)
-	f := newFixture(t, ts.addr)
+	ts := smtptest.Start(t, smtptest.Options{})
+	f := newFixture(t, ts.Addr)
 	f.s.Config.MaxRecipients = 2
 	f.queue("s@example.org", []string{"r1@x.test", "r2@x.test", "r3@x.test"}, body("x"))
 	f.run(false)
-	if txs := ts.transactions(); len(txs) != 2 || len(txs[0].to) != 2 || len(txs[1].to) != 1 {
+	if txs := ts.Transactions(); len(txs) != 2 || len(txs[0].To) != 2 || len(txs[1].To) != 1 {
 		t.Errorf("transactions %+v", txs)
 	}
 }
@@ -199,13 +199,13 @@ func TestMaxRecipientsSplits(t *testing.T) {
 // If every RCPT is refused, the body is not sent.
 func TestAllRcptRefusedSendsNoData(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
-			return reply(550, smtp.EnhancedCode{5, 1, 1}, "no such user")
-		}}))
+		ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(*smtptest.Conn, string) *protocol.Reply {
+			return smtptest.Reply(550, "5.1.1", "no such user")
+		}}})
 		f := newFixtureOver(t, tr, ts)
 		f.queue("s@example.org", []string{"a@x.test", "b@x.test"}, body("x"))
 		st := f.run(false)
-		if _, datas := ts.counts(); datas != 0 {
+		if datas := ts.Datas(); datas != 0 {
 			t.Errorf("DATA sent %d times", datas)
 		}
 		if st.Failed != 2 || st.DSNs != 1 {
@@ -220,12 +220,12 @@ func TestAllRcptRefusedSendsNoData(t *testing.T) {
 func TestOrderAndImmutability(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
 		fail := "a@x.test"
-		ts := newServer(t, nil, withScript(script{rcpt: func(_ *sconn, to string) error {
+		ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(_ *smtptest.Conn, to string) *protocol.Reply {
 			if to == fail {
-				return reply(451, smtp.EnhancedCode{4, 3, 0}, "later")
+				return smtptest.Reply(451, "4.3.0", "later")
 			}
 			return nil
-		}}))
+		}}})
 		f := newFixtureOver(t, tr, ts)
 		a := f.queue("s@example.org", []string{"a@x.test"}, body("a")) // arrives first, deferred to +5m
 		f.run(false)
@@ -240,13 +240,13 @@ func TestOrderAndImmutability(t *testing.T) {
 		fail = ""
 		f.run(false)
 		var order []string
-		for _, g := range ts.transactions() {
-			order = append(order, g.to[0])
+		for _, g := range ts.Transactions() {
+			order = append(order, g.To[0])
 		}
 		if strings.Join(order, " ") != "b@x.test c@x.test a@x.test" {
 			t.Errorf("order %v, want b c a", order)
 		}
-		if g := ts.transactions()[2]; !strings.HasSuffix(string(before), string(g.data)) {
+		if g := ts.Transactions()[2]; !strings.HasSuffix(string(before), string(g.Data)) {
 			t.Errorf("sent bytes are not the spooled message's")
 		}
 	})

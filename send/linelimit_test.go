@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-smtp"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
 )
 
 // limitLines runs s through a lineWriter, written chunk octets at a time
@@ -96,13 +96,13 @@ func FuzzLineWriter(f *testing.F) {
 }
 
 // A smarthost that refuses lines over 998 octets (RFC 5321 section
-// 4.5.3.1.6, as go-smtp's limit set to 1000 with the CRLF does) gets every
+// 4.5.3.1.6: smtptest's limit set to 1000 with the CRLF) gets every
 // message: the long header field folded at a blank (so it unfolds to
 // what it was), the long header token folded after its colon and broken
 // by CRLF and a space, and so the long body line; SIZE= is the size sent.
 func TestLongLinesToStrictSmarthost(t *testing.T) {
-	ts := newServer(t, nil, withServer(func(s *smtp.Server) { s.MaxLineLength = maxLine + 2 }))
-	f := newFixture(t, ts.addr)
+	ts := smtptest.Start(t, smtptest.Options{MaxLineLength: maxLine + 2})
+	f := newFixture(t, ts.Addr)
 	words := "X-Words: " + strings.TrimSpace(strings.Repeat("lorem ipsum ", 250))
 	token := "X-Token: " + strings.Repeat("t", 1500)
 	msg := body("long lines") + words + "\r\n" + token + "\r\n\r\n" + strings.Repeat("0123456789", 250) + "\r\nend\r\n"
@@ -111,13 +111,13 @@ func TestLongLinesToStrictSmarthost(t *testing.T) {
 	if st := f.run(false); st.Delivered != 1 {
 		t.Fatalf("not delivered: %+v", st)
 	}
-	g := ts.transactions()[0]
-	data := string(g.data)
+	g := ts.Transactions()[0]
+	data := string(g.Data)
 	if n := longestLine(data); n > maxLine {
 		t.Errorf("a line of %d octets reached the smarthost", n)
 	}
-	if g.opts.Size != int64(len(data)) {
-		t.Errorf("SIZE=%d, %d octets sent", g.opts.Size, len(data))
+	if g.Size != int64(len(data)) {
+		t.Errorf("SIZE=%d, %d octets sent", g.Size, len(data))
 	}
 	hdr, bodyPart, _ := strings.Cut(data, "\r\n\r\n")
 	if !strings.Contains(strings.ReplaceAll(hdr, "\r\n", ""), words) ||

@@ -5,28 +5,32 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"testing"
 
-	"github.com/emersion/go-smtp"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
 
 // memTransport is the second Transport: it delivers in memory, with no
-// network and no SMTP client, straight to a testServer's script (the same
-// mail, rcpt and data functions that the go-smtp server calls), and
-// records each accepted transaction where the server would. All the
-// recipients of a message go in one transaction, as a mailbox store would
-// take them.
+// network and no SMTP client, straight to the script of an smtptest
+// server (Server.Connect: the same Mail, Rcpt and Data steps that its
+// sessions run), which records each accepted transaction as it does for
+// a client on the network. All the recipients of a message go in one
+// transaction, as a mailbox store would take them.
 //
 // The delivery, retry, bounce, queue and crash tests run over it and over
 // the smarthost (overTransports) and assert the same things: retries,
 // expiry, notifications, locking and crash safety are the run's and the
 // queue's, the same whatever delivers.
 type memTransport struct {
-	ts *testServer
+	srv *smtptest.Server
+	// relay names the server in the replies, as the smarthost's address
+	// does.
+	relay string
 	// sink, if set, is a file where each accepted transaction is
 	// appended (and fsync'd, as a server commits before its 250), for a
 	// child process that is killed: its memory dies with it.
@@ -36,78 +40,61 @@ type memTransport struct {
 // NewSession implements Transport.
 func (m *memTransport) NewSession() Session { return &memSession{t: m} }
 
-// memSession is one worker's: a "connection" of the test server, opened at
-// its first message.
+// memSession is one worker's: a connection to the server, opened at its
+// first message.
 type memSession struct {
 	t *memTransport
-	c *sconn
+	c *smtptest.Conn
 }
 
 // Deliver implements Session.
 func (s *memSession) Deliver(_ context.Context, d *Delivery, rec Recorder) error {
-	ts := s.t.ts
 	if s.c == nil {
-		ts.mu.Lock()
-		ts.conns++
-		s.c = &sconn{ts: ts, n: ts.conns}
-		ts.mu.Unlock()
+		s.c = s.t.srv.Connect()
 	}
 	data, err := io.ReadAll(d.Content())
 	if err != nil {
 		return err // a damaged message: the run sets it aside
 	}
-	c, env := s.c, d.Envelope
-	c.tx++
-	c.cur = got{conn: c.n, from: env.From, opts: smtp.MailOptions{Size: d.Size, UTF8: env.SMTPUTF8}}
-	if f := ts.script.mail; f != nil {
-		if err := f(c, env.From); err != nil {
-			rec.Failed(d.Rcpts, memFailure(StageMail, ts.addr, err))
-			return nil
-		}
+	c, env, relay := s.c, d.Envelope, s.t.relay
+	if r := c.Mail(env.From); r != nil {
+		rec.Failed(d.Rcpts, memFailure(StageMail, relay, r))
+		return nil
 	}
 	var accepted []int
+	var to []string
 	for _, i := range d.Rcpts {
-		if f := ts.script.rcpt; f != nil {
-			if err := f(c, env.To[i]); err != nil {
-				rec.Failed([]int{i}, memFailure(StageRcpt, ts.addr, err))
-				continue
-			}
+		if r := c.Rcpt(env.To[i]); r != nil {
+			rec.Failed([]int{i}, memFailure(StageRcpt, relay, r))
+			continue
 		}
 		accepted = append(accepted, i)
-		c.cur.to = append(c.cur.to, env.To[i])
+		to = append(to, env.To[i])
 	}
 	if len(accepted) == 0 {
 		return nil
 	}
-	ts.mu.Lock()
-	ts.datas++
-	ts.mu.Unlock()
-	if f := ts.script.data; f != nil {
-		if err := f(c, data); err != nil {
-			rec.Failed(accepted, memFailure(StageDot, ts.addr, err))
-			return nil
-		}
+	tx := smtptest.Tx{From: env.From, To: to, Size: d.Size, SMTPUTF8: env.SMTPUTF8, Data: data}
+	if r := c.Data(tx); r != nil {
+		rec.Failed(accepted, memFailure(StageDot, relay, r))
+		return nil
 	}
-	c.cur.data = data
-	if err := s.t.record(c.cur); err != nil {
+	if err := s.t.record(tx); err != nil {
 		return err
 	}
-	return rec.Delivered(accepted, Reply{Stage: StageDot, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: ts.addr})
+	return rec.Delivered(accepted, Reply{Stage: StageDot, Code: 250, Enhanced: "2.0.0", Text: "OK: queued", Relay: relay})
 }
 
 // Close implements Session.
 func (s *memSession) Close() error { return nil }
 
-// record keeps an accepted transaction: in the sink file if there is one,
-// else in the server's list.
-func (m *memTransport) record(g got) error {
+// record appends an accepted transaction to the sink file, if there is
+// one.
+func (m *memTransport) record(tx smtptest.Tx) error {
 	if m.sink == "" {
-		m.ts.mu.Lock()
-		m.ts.got = append(m.ts.got, g)
-		m.ts.mu.Unlock()
 		return nil
 	}
-	b, err := json.Marshal(sunk{From: g.from, To: g.to, Data: g.data})
+	b, err := json.Marshal(sunk{From: tx.From, To: tx.To, Data: tx.Data})
 	if err != nil {
 		return err
 	}
@@ -132,17 +119,18 @@ type sunk struct {
 	Data []byte
 }
 
-// loadSink adds the transactions of a sink file to the server's list.
-func (ts *testServer) loadSink(t *testing.T, path string) {
+// loadSink returns the transactions of a sink file.
+func loadSink(t *testing.T, path string) []smtptest.Tx {
 	t.Helper()
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return
+		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	var txs []smtptest.Tx
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -150,31 +138,23 @@ func (ts *testServer) loadSink(t *testing.T, path string) {
 		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
 			t.Fatalf("sink %s: %v", path, err)
 		}
-		ts.mu.Lock()
-		ts.got = append(ts.got, got{from: s.From, to: s.To, data: s.Data})
-		ts.mu.Unlock()
+		txs = append(txs, smtptest.Tx{From: s.From, To: s.To, Data: s.Data})
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
+	return txs
 }
 
 // memFailure is a script's refusal as a Failure: what the go-smtp client
-// reads from the server's reply, without the network.
-func memFailure(stage Stage, relay string, err error) *Failure {
-	f := &Failure{Stage: stage, Relay: relay, Text: err.Error()}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		f.Code, f.Text = se.Code, se.Message
-		if ec := se.EnhancedCode; ec[0] > 0 {
-			f.Enhanced = fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
-		}
-	}
-	return f
+// reads from the server's reply (classify), without the network.
+func memFailure(stage Stage, relay string, r *protocol.Reply) *Failure {
+	return &Failure{Stage: stage, Relay: relay, Code: r.Code, Enhanced: r.Enhanced, Text: oneLine(strings.Join(r.Lines, "\n"))}
 }
 
 // transports are the Transports that the tests of the queue logic run
-// over: the smarthost (go-smtp over loopback) and memTransport.
+// over: the smarthost (go-smtp's client over loopback to smtptest's
+// server) and memTransport.
 var transports = []string{"smarthost", "memory"}
 
 // overTransports runs test once per transport, as a subtest named for it.
@@ -187,11 +167,11 @@ func overTransports(t *testing.T, test func(t *testing.T, tr string)) {
 // newFixtureOver is newFixture for the test server ts, delivering over
 // tr: "smarthost" dials ts; "memory" hands the messages to ts's script
 // directly, and any dial fails the test.
-func newFixtureOver(t *testing.T, tr string, ts *testServer) *fixture {
+func newFixtureOver(t *testing.T, tr string, ts *smtptest.Server) *fixture {
 	t.Helper()
-	f := newFixture(t, ts.addr)
+	f := newFixture(t, ts.Addr)
 	if tr == "memory" {
-		f.s.Transport = &memTransport{ts: ts}
+		f.s.Transport = &memTransport{srv: ts, relay: ts.Addr}
 		f.s.Dial = func(context.Context, string, string) (net.Conn, error) {
 			t.Error("the memory transport dialled")
 			return nil, errors.New("no network here")

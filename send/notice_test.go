@@ -13,9 +13,10 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
-	"github.com/emersion/go-smtp"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
 	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -250,14 +251,16 @@ func TestNoticeAlwaysDeliverable(t *testing.T) {
 	orig := "Received: from client.test (127.0.0.1) by mx.local with ESMTP id x;\r\n" +
 		"\tSat, 21 Nov 2026 10:00:00 +0000\r\n" + long +
 		"Subject: d\xc3\xa9j\xc3\xa0 vu\x00\r\n\r\nHello.\r\n"
-	ts := newServer(t, nil, withServer(func(s *smtp.Server) { s.MaxLineLength = maxLine + 2 }),
-		withScript(script{rcpt: func(_ *sconn, to string) error {
+	// go-smtp's server: protocol.Session sends no reply text beyond
+	// printable ASCII.
+	ts := smtptest.Start(t, smtptest.Options{GoSMTP: true, MaxLineLength: maxLine + 2,
+		Script: smtptest.Script{Rcpt: func(_ *smtptest.Conn, to string) *protocol.Reply {
 			if to == "b@example.net" {
-				return reply(550, smtp.EnhancedCode{5, 1, 1}, "bo\u00eete inconnue \u2014 no such mailbox")
+				return smtptest.Reply(550, "5.1.1", "bo\u00eete inconnue \u2014 no such mailbox")
 			}
 			return nil
-		}}))
-	f := newFixture(t, ts.addr)
+		}}})
+	f := newFixture(t, ts.Addr)
 	f.queue("sender@example.org", []string{"b@example.net"}, orig, func(e *spool.Envelope) { e.Body = "8BITMIME" })
 	if st := f.run(false); st.DSNs != 1 {
 		t.Fatalf("stats %+v", st)
@@ -280,9 +283,9 @@ func TestNoticeAlwaysDeliverable(t *testing.T) {
 	if st := f.run(false); st.Delivered != 1 {
 		t.Fatalf("the notification was not delivered: %+v", st)
 	}
-	txs := ts.transactions()
-	if got := txs[len(txs)-1]; got.from != "" || string(got.data) != out {
-		t.Errorf("delivered notification from <%s> differs from the spooled one", got.from)
+	txs := ts.Transactions()
+	if got := txs[len(txs)-1]; got.From != "" || string(got.Data) != out {
+		t.Errorf("delivered notification from <%s> differs from the spooled one", got.From)
 	}
 }
 

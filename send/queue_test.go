@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -20,11 +22,11 @@ func TestConcurrentRunsExclude(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
 		entered := make(chan struct{}, 10)
 		release := make(chan struct{})
-		ts := newServer(t, nil, withScript(script{data: func(*sconn, []byte) error {
+		ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Data: func(*smtptest.Conn, []byte) *protocol.Reply {
 			entered <- struct{}{}
 			<-release
 			return nil
-		}}))
+		}}})
 		f := newFixtureOver(t, tr, ts)
 		for range 3 {
 			f.queue("s@example.org", []string{"a@x.test"}, body("x"))
@@ -47,13 +49,13 @@ func TestConcurrentRunsExclude(t *testing.T) {
 		if firstErr != nil || first.Delivered != 3 {
 			t.Errorf("first run %+v, %v", first, firstErr)
 		}
-		for r, n := range ts.rcptCount() {
+		for r, n := range ts.RcptCount() {
 			if n != 3 {
 				t.Errorf("%s got %d", r, n)
 			}
 		}
-		if len(ts.transactions()) != 3 {
-			t.Errorf("%d transactions, want 3", len(ts.transactions()))
+		if len(ts.Transactions()) != 3 {
+			t.Errorf("%d transactions, want 3", len(ts.Transactions()))
 		}
 	})
 }
@@ -62,7 +64,7 @@ func TestConcurrentRunsExclude(t *testing.T) {
 // counted), and shown as active by List; once free, it goes.
 func TestMessageLockSkips(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil)
+		ts := smtptest.Start(t, smtptest.Options{})
 		f := newFixtureOver(t, tr, ts)
 		id := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
 		m, err := f.sp.OpenMessage(id)
@@ -92,7 +94,7 @@ func TestMessageLockSkips(t *testing.T) {
 // a regular file (here a directory), which is listed as unreadable.
 func TestCorruptAndUnreadable(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil)
+		ts := smtptest.Start(t, smtptest.Options{})
 		f := newFixtureOver(t, tr, ts)
 		truncated := f.queue("s@example.org", []string{"a@x.test"}, body("x"))
 		p := f.sp.Path(spool.QueueDir, truncated)
@@ -118,7 +120,7 @@ func TestCorruptAndUnreadable(t *testing.T) {
 		}
 
 		st := f.run(false)
-		if st.Corrupt != 4 || st.Unreadable != 0 || st.DSNs != 0 || len(ts.transactions()) != 0 {
+		if st.Corrupt != 4 || st.Unreadable != 0 || st.DSNs != 0 || len(ts.Transactions()) != 0 {
 			t.Errorf("stats %+v", st)
 		}
 		corrupt := strings.Join(f.names(queue.CorruptDir), " ")
@@ -140,7 +142,7 @@ func TestCorruptAndUnreadable(t *testing.T) {
 // recent ones (a receiver at work) are kept.
 func TestCleanTmp(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil)
+		ts := smtptest.Start(t, smtptest.Options{})
 		f := newFixtureOver(t, tr, ts)
 		old, fresh := f.sp.Path(spool.TmpDir, "old"), f.sp.Path(spool.TmpDir, "fresh")
 		os.WriteFile(old, []byte("x"), 0o600)
@@ -161,7 +163,7 @@ func TestCleanTmp(t *testing.T) {
 // removal) are removed at the start of a run.
 func TestOrphansRemoved(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil)
+		ts := smtptest.Start(t, smtptest.Options{})
 		f := newFixtureOver(t, tr, ts)
 		gone := "20261121T100000.0000000000000001"
 		os.WriteFile(f.sp.Path(queue.StateDir, queue.StateName(gone, time.Time{})), []byte("{}"), 0o600)
@@ -177,14 +179,14 @@ func TestOrphansRemoved(t *testing.T) {
 // untouched. A cancelled context does the same after the message in flight.
 func TestBudgetAndCancel(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil)
+		ts := smtptest.Start(t, smtptest.Options{})
 		f := newFixtureOver(t, tr, ts)
 		var ids []string
 		for range 5 {
 			ids = append(ids, f.queue("s@example.org", []string{"a@x.test"}, body("x")))
 		}
 		f.s.Config.RunTime = time.Nanosecond
-		if st := f.run(false); st.Left != 5 || st.Started != 0 || len(ts.transactions()) != 0 {
+		if st := f.run(false); st.Left != 5 || st.Started != 0 || len(ts.Transactions()) != 0 {
 			t.Errorf("budget: %+v", st)
 		}
 		f.s.Config.RunTime = 0
@@ -214,7 +216,7 @@ func TestBudgetAndCancel(t *testing.T) {
 // and the file goes to corrupt/.
 func TestCRCMismatchNeverSent(t *testing.T) {
 	overTransports(t, func(t *testing.T, tr string) {
-		ts := newServer(t, nil)
+		ts := smtptest.Start(t, smtptest.Options{})
 		f := newFixtureOver(t, tr, ts)
 		id := f.queue("s@example.org", []string{"a@x.test"}, body("x")+strings.Repeat("line\r\n", 2000))
 		p := f.sp.Path(spool.QueueDir, id)
@@ -225,7 +227,7 @@ func TestCRCMismatchNeverSent(t *testing.T) {
 		if st.Corrupt != 1 || st.Delivered != 0 || st.DSNs != 0 {
 			t.Errorf("stats %+v", st)
 		}
-		if _, datas := ts.counts(); datas != 0 || len(ts.transactions()) != 0 {
+		if datas := ts.Datas(); datas != 0 || len(ts.Transactions()) != 0 {
 			t.Errorf("the server took %d messages", datas)
 		}
 		if c := f.names(queue.CorruptDir); len(c) != 1 || c[0] != id {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -24,13 +24,13 @@ func TestHugeReplyStillDelivers(t *testing.T) {
 	}
 	huge := strings.TrimSuffix(lines.String(), "\n")
 	fail := true
-	ts := newServer(t, nil, withScript(script{rcpt: func(*sconn, string) error {
+	ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(*smtptest.Conn, string) *protocol.Reply {
 		if fail {
-			return reply(451, smtp.EnhancedCode{4, 2, 1}, huge)
+			return smtptest.Reply(451, "4.2.1", huge)
 		}
 		return nil
-	}}))
-	f := newFixture(t, ts.addr)
+	}}})
+	f := newFixture(t, ts.Addr)
 	f.s.Config.MaxRecipients = 100
 	var rcpts []string
 	for i := range 100 {

@@ -1,14 +1,13 @@
 package send
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -81,31 +80,6 @@ func TestSevenBitPartsPassUnchanged(t *testing.T) {
 	}
 }
 
-// hideExtension hides one EHLO keyword of the server's replies, for a
-// smarthost without 8BITMIME.
-type hideExtension struct {
-	net.Conn
-	br   *bufio.Reader
-	hide string
-	buf  []byte
-}
-
-// Read implements net.Conn, dropping the reply line "250-"+hide.
-func (h *hideExtension) Read(p []byte) (int, error) {
-	for len(h.buf) == 0 {
-		line, err := h.br.ReadBytes('\n')
-		if string(line) != "250-"+h.hide+"\r\n" {
-			h.buf = line
-		}
-		if err != nil && len(h.buf) == 0 {
-			return 0, err
-		}
-	}
-	n := copy(p, h.buf)
-	h.buf = h.buf[n:]
-	return n, nil
-}
-
 // Through a smarthost without 8BITMIME: a message whose 8-bit body sits
 // in a multipart without a boundary fails with 5.6.3 and a notification
 // (before, it went out with quoted-printable on the multipart, which a
@@ -113,16 +87,8 @@ func (h *hideExtension) Read(p []byte) (int, error) {
 // 8-bit one goes out in 7 bits with the 7-bit part unchanged (before, it
 // failed with 5.6.3).
 func TestDowngradeThroughSmarthost(t *testing.T) {
-	ts := newServer(t, nil)
-	f := newFixture(t, ts.addr)
-	d := &net.Dialer{}
-	f.s.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &hideExtension{Conn: c, br: bufio.NewReader(c), hide: "8BITMIME"}, nil
-	}
+	ts := smtptest.Start(t, smtptest.Options{Withhold: protocol.Ext8BITMIME})
+	f := newFixture(t, ts.Addr)
 	eight := func(e *spool.Envelope) { e.Body = "8BITMIME" }
 	noBoundary := strings.Replace(body("nb"), "\r\n\r\n", "\r\nContent-Type: multipart/mixed\r\n\r\n\xe9t\xe9", 1)
 	f.queue("s@example.org", []string{"a@x.test"}, noBoundary, eight)
@@ -134,10 +100,10 @@ func TestDowngradeThroughSmarthost(t *testing.T) {
 	if st.Delivered != 1 || st.Failed != 1 || st.DSNs != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	g := ts.transactions()[0]
-	if s := string(g.data); g.to[0] != "b@x.test" || !isASCII(s) || g.opts.Body == "8BITMIME" ||
+	g := ts.Transactions()[0]
+	if s := string(g.Data); g.To[0] != "b@x.test" || !isASCII(s) || g.Body == "8BITMIME" ||
 		!strings.Contains(s, part7) || !strings.Contains(s, "=E9t=E9") {
-		t.Errorf("sent to %v (BODY=%s):\n%s", g.to, g.opts.Body, s)
+		t.Errorf("sent to %v (BODY=%s):\n%s", g.To, g.Body, s)
 	}
 	np := checkNotice(t, content(t, f.queuedFrom("")[0]), noBoundary, "s@example.org", 1)
 	if r := np.perRcpt[0]; r.Get("Final-Recipient") != "rfc822; a@x.test" || r.Get("Status") != "5.6.3" ||

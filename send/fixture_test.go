@@ -2,11 +2,9 @@ package send
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"os"
@@ -16,199 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
-
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
-// This file holds the test fixtures: a scripted go-smtp server on
-// 127.0.0.1, a settable clock, and helpers to queue messages and read the
-// spool.
-
-// got is one transaction a test server acknowledged with 250 after the dot.
-type got struct {
-	conn int // connection number, from 1
-	from string
-	opts smtp.MailOptions
-	to   []string
-	data []byte
-	tls  bool
-}
-
-// script decides a test server's replies; nil functions accept. n counts
-// transactions on the connection (1 for the first MAIL).
-type script struct {
-	mail func(c *sconn, from string) error
-	rcpt func(c *sconn, to string) error
-	data func(c *sconn, data []byte) error
-}
-
-type testServer struct {
-	t      *testing.T
-	srv    *smtp.Server
-	addr   string
-	script script
-	user   string // AUTH PLAIN user and password; "" offers no AUTH
-	pass   string
-
-	mu        sync.Mutex
-	got       []got
-	conns     int
-	datas     int // DATA commands that reached the handler
-	authTries int
-}
-
-type serverOpt func(*testServer)
-
-func withScript(s script) serverOpt { return func(ts *testServer) { ts.script = s } }
-func withAuth(user, pass string) serverOpt {
-	return func(ts *testServer) { ts.user, ts.pass = user, pass }
-}
-func withTLS(c *tls.Config) serverOpt { return func(ts *testServer) { ts.srv.TLSConfig = c } }
-func withServer(f func(*smtp.Server)) serverOpt {
-	return func(ts *testServer) { f(ts.srv) }
-}
-
-// newServer starts a go-smtp server on 127.0.0.1:0; implicit wraps the
-// listener in TLS.
-func newServer(t *testing.T, implicit *tls.Config, opts ...serverOpt) *testServer {
-	t.Helper()
-	ts := &testServer{t: t}
-	ts.srv = smtp.NewServer(smtp.BackendFunc(ts.newSession))
-	ts.srv.Domain = "mx.test"
-	ts.srv.AllowInsecureAuth = true
-	ts.srv.EnableSMTPUTF8 = true
-	ts.srv.ReadTimeout = 30 * time.Second
-	ts.srv.WriteTimeout = 30 * time.Second
-	ts.srv.ErrorLog = log.New(io.Discard, "", 0)
-	for _, o := range opts {
-		o(ts)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if implicit != nil {
-		l = tls.NewListener(l, implicit)
-	}
-	ts.addr = l.Addr().String()
-	go ts.srv.Serve(l)
-	t.Cleanup(func() { ts.srv.Close() })
-	return ts
-}
-
-func (ts *testServer) newSession(c *smtp.Conn) (smtp.Session, error) {
-	ts.mu.Lock()
-	ts.conns++
-	s := &sconn{ts: ts, c: c, n: ts.conns}
-	ts.mu.Unlock()
-	if ts.user != "" {
-		return &authConn{s}, nil
-	}
-	return s, nil
-}
-
-// transactions returns a copy of what the server acknowledged.
-func (ts *testServer) transactions() []got {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return append([]got(nil), ts.got...)
-}
-
-func (ts *testServer) counts() (conns, datas int) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return ts.conns, ts.datas
-}
-
-// rcptCount counts acknowledged deliveries to each recipient.
-func (ts *testServer) rcptCount() map[string]int {
-	m := map[string]int{}
-	for _, g := range ts.transactions() {
-		for _, r := range g.to {
-			m[r]++
-		}
-	}
-	return m
-}
-
-type sconn struct {
-	ts  *testServer
-	c   *smtp.Conn
-	n   int // connection number
-	tx  int // transactions started on this connection
-	cur got
-}
-
-func (s *sconn) Reset()        { s.cur = got{} }
-func (s *sconn) Logout() error { return nil }
-
-func (s *sconn) Mail(from string, opts *smtp.MailOptions) error {
-	s.tx++
-	_, isTLS := s.c.TLSConnectionState()
-	s.cur = got{conn: s.n, from: from, tls: isTLS}
-	if opts != nil {
-		s.cur.opts = *opts
-	}
-	if f := s.ts.script.mail; f != nil {
-		return f(s, from)
-	}
-	return nil
-}
-
-func (s *sconn) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if f := s.ts.script.rcpt; f != nil {
-		if err := f(s, to); err != nil {
-			return err
-		}
-	}
-	s.cur.to = append(s.cur.to, to)
-	return nil
-}
-
-func (s *sconn) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.ts.mu.Lock()
-	s.ts.datas++
-	s.ts.mu.Unlock()
-	if f := s.ts.script.data; f != nil {
-		if err := f(s, b); err != nil {
-			return err
-		}
-	}
-	s.cur.data = b
-	s.ts.mu.Lock()
-	s.ts.got = append(s.ts.got, s.cur)
-	s.ts.mu.Unlock()
-	return nil
-}
-
-// authConn offers AUTH PLAIN (RFC 4954) with the server's credentials.
-type authConn struct{ *sconn }
-
-func (a *authConn) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (a *authConn) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		a.ts.mu.Lock()
-		a.ts.authTries++
-		a.ts.mu.Unlock()
-		if user != a.ts.user || pass != a.ts.pass {
-			return smtp.ErrAuthFailed
-		}
-		return nil
-	}), nil
-}
-
-func reply(code int, enh smtp.EnhancedCode, text string) error {
-	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: text}
-}
+// This file holds the test fixtures: a settable clock, a Sender over a
+// fresh spool, and helpers to queue messages and read the spool. The
+// smarthost the tests deliver to is smtptest's.
 
 // refusedAddr returns a 127.0.0.1 address where nothing listens.
 func refusedAddr(t *testing.T) string {
