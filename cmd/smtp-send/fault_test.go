@@ -1,72 +1,18 @@
 package main
 
 import (
-	"io"
-	"log"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
 	queuepkg "github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
-
-// counter is a go-smtp smarthost that counts the messages it accepted per
-// recipient; it counts before its 250 goes out, as a real server commits
-// before it answers.
-type counter struct {
-	addr string
-	mu   sync.Mutex
-	n    map[string]int
-}
-
-type counterSession struct {
-	c  *counter
-	to []string
-}
-
-func (s *counterSession) Reset()                               { s.to = nil }
-func (s *counterSession) Logout() error                        { return nil }
-func (s *counterSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (s *counterSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.to = append(s.to, to)
-	return nil
-}
-
-func (s *counterSession) Data(r io.Reader) error {
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return err
-	}
-	s.c.mu.Lock()
-	for _, to := range s.to {
-		s.c.n[to]++
-	}
-	s.c.mu.Unlock()
-	return nil
-}
-
-func newCounter(t *testing.T) *counter {
-	c := &counter{n: map[string]int{}}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &counterSession{c: c}, nil }))
-	srv.Domain = "counter.test"
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.addr = l.Addr().String()
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return c
-}
 
 // TestKillSendAnywhere kills real smtp-send runs with SIGKILL at random
 // instants while they deliver 25 messages per kill over two connections,
@@ -85,19 +31,19 @@ func TestKillSendAnywhere(t *testing.T) {
 	}
 	const connections = 2
 	messages := 25 * kills
-	srv := newCounter(t)
+	srv := smtptest.Start(t, smtptest.Options{}) // records before its 250, as a real server commits first
 	dir := t.TempDir()
 	for i := 0; i < messages; i++ {
 		queue(t, dir, "r"+strconv.Itoa(i)+"@x.test")
 	}
-	env := append(sendEnv(dir, srv.addr), "SMTP_SEND_CONNECTIONS="+strconv.Itoa(connections))
+	env := append(sendEnv(dir, srv.Addr), "SMTP_SEND_CONNECTIONS="+strconv.Itoa(connections))
 	killed, runs := 0, 0
 	for killed < kills {
 		if ents, _ := os.ReadDir(filepath.Join(dir, spool.QueueDir)); len(ents) == 0 {
 			break
 		}
 		runs++
-		cmd := command(env)
+		cmd := command(t, env)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -117,11 +63,10 @@ func TestKillSendAnywhere(t *testing.T) {
 	if r := runBinary(t, append(env, "SMTP_SEND_TMP_MAX_AGE=1ns")); r.code != 0 {
 		t.Fatalf("last run exited %d\n%s", r.code, r.stderr)
 	}
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
+	delivered := srv.RcptCount()
 	dups := 0
 	for i := 0; i < messages; i++ {
-		n := srv.n["r"+strconv.Itoa(i)+"@x.test"]
+		n := delivered["r"+strconv.Itoa(i)+"@x.test"]
 		if n == 0 {
 			t.Errorf("r%d never delivered", i)
 		}

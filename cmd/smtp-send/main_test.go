@@ -5,42 +5,27 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/sender"
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 	queuepkg "github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
-// binary is the smtp-send built once for these tests.
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "smtp-send-test-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	if binary, err = testutil.Build(dir, "."); err != nil {
-		log.Fatal(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // result is one finished run of the binary.
 type result struct {
@@ -48,9 +33,11 @@ type result struct {
 	stdout, stderr string
 }
 
-// command prepares the binary with a clean SMTP_* environment plus env.
-func command(env []string, args ...string) *exec.Cmd {
-	cmd := exec.Command(binary, args...)
+// command prepares smtp-send, built once for these tests, with a clean
+// SMTP_* environment plus env.
+func command(t *testing.T, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(testutil.Program(t, "cmd/smtp-send"), args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SMTP_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -60,12 +47,28 @@ func command(env []string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// runBinary runs smtp-send to its end, within runWithin's limit of two
+// minutes.
 func runBinary(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	cmd := command(env, args...)
+	return runWithin(t, 2*time.Minute, env, args...)
+}
+
+// runWithin runs smtp-send, but kills it and fails the test if it has
+// not exited after limit: a run that hangs must not hang the test.
+func runWithin(t *testing.T, limit time.Duration, env []string, args ...string) result {
+	t.Helper()
+	cmd := command(t, env, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(limit, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	if !timer.Stop() {
+		t.Fatalf("smtp-send %s still running after %v, killed\n%s", strings.Join(args, " "), limit, errb.String())
+	}
 	r := result{stdout: out.String(), stderr: errb.String()}
 	var ee *exec.ExitError
 	switch {
@@ -143,70 +146,28 @@ func TestUnknownSettingWarned(t *testing.T) {
 	}
 }
 
-// server is a go-smtp smarthost on 127.0.0.1 whose DATA handler can be
-// made to stall.
-type server struct {
-	addr    string
-	stall   chan struct{} // when not nil, DATA waits for it to close
-	entered chan struct{} // a DATA handler started
-	mu      sync.Mutex
-	rcpts   map[string]int // acknowledged deliveries per recipient
-	defer_  string         // recipient answered 451
-}
-
-func newServer(t *testing.T) *server {
-	s := &server{rcpts: map[string]int{}, entered: make(chan struct{}, 100)}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }))
-	srv.Domain = "mx.test"
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = l.Addr().String()
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return s
-}
-
-type session struct {
-	s  *server
-	to []string
-}
-
-func (s *session) Reset()                               { s.to = nil }
-func (s *session) Logout() error                        { return nil }
-func (s *session) Mail(string, *smtp.MailOptions) error { return nil }
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if to == s.s.defer_ {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
-	}
-	s.to = append(s.to, to)
-	return nil
-}
-
-func (s *session) Data(r io.Reader) error {
-	io.Copy(io.Discard, r)
-	s.s.entered <- struct{}{}
-	s.s.mu.Lock()
-	stall := s.s.stall
-	s.s.mu.Unlock()
-	if stall != nil {
-		<-stall
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 0, 0}, Message: "too late"}
-	}
-	s.s.mu.Lock()
-	for _, r := range s.to {
-		s.s.rcpts[r]++
-	}
-	s.s.mu.Unlock()
-	return nil
-}
-
-func (s *server) count(rcpt string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rcpts[rcpt]
+// stallingServer is a smarthost that holds each message it has received
+// to its end without a reply, so that the client waits after the dot,
+// until release is called; then it answers 451 4.0.0 to those and takes
+// the next ones. entered receives a value for each message received.
+func stallingServer(t *testing.T) (srv *smtptest.Server, entered <-chan struct{}, release func()) {
+	in := make(chan struct{}, 100)
+	stall := make(chan struct{})
+	var released atomic.Bool
+	srv = smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Data: func(*smtptest.Conn, []byte) *protocol.Reply {
+		in <- struct{}{}
+		if !released.Load() {
+			<-stall
+			return smtptest.Reply(451, "4.0.0", "too late")
+		}
+		return nil
+	}}})
+	release = sync.OnceFunc(func() {
+		released.Store(true)
+		close(stall)
+	})
+	t.Cleanup(release) // before the server's cleanup waits for its sessions
+	return srv, in, release
 }
 
 // queue spools a message for rcpts and returns its id.
@@ -237,30 +198,34 @@ func sendEnv(dir, addr string) []string {
 // A run delivers, defers and logs one line per recipient; --list and
 // --list --json then show the deferred one with its reply.
 func TestRunAndList(t *testing.T) {
-	srv := newServer(t)
-	srv.defer_ = "later@x.test"
+	srv := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(_ *smtptest.Conn, to string) *protocol.Reply {
+		if to == "later@x.test" {
+			return smtptest.Reply(451, "4.3.0", "try later")
+		}
+		return nil
+	}}})
 	dir := t.TempDir()
 	id := queue(t, dir, "now@x.test", "later@x.test")
-	r := runBinary(t, sendEnv(dir, srv.addr))
-	if r.code != 0 || srv.count("now@x.test") != 1 {
-		t.Fatalf("exit %d, delivered %d\n%s", r.code, srv.count("now@x.test"), r.stderr)
+	r := runBinary(t, sendEnv(dir, srv.Addr))
+	if n := srv.RcptCount()["now@x.test"]; r.code != 0 || n != 1 {
+		t.Fatalf("exit %d, delivered %d\n%s", r.code, n, r.stderr)
 	}
 	for _, want := range []string{
-		"msg=delivery id=" + id + " rcpt=now@x.test status=sent relay=" + srv.addr + " stage=dot code=250 enhanced=2.0.0",
-		"msg=delivery id=" + id + " rcpt=later@x.test status=deferred relay=" + srv.addr + " stage=rcpt code=451 enhanced=4.3.0 reply=\"try later\"",
+		"msg=delivery id=" + id + " rcpt=now@x.test status=sent relay=" + srv.Addr + " stage=dot code=250 enhanced=2.0.0",
+		"msg=delivery id=" + id + " rcpt=later@x.test status=deferred relay=" + srv.Addr + " stage=rcpt code=451 enhanced=4.3.0 reply=\"try later\"",
 		" next=", "msg=\"run finished\"",
 	} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("log lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	l := runBinary(t, sendEnv(dir, srv.addr), "--list")
+	l := runBinary(t, sendEnv(dir, srv.Addr), "--list")
 	if l.code != 0 || !strings.Contains(l.stdout, id+"  deferred") ||
 		!strings.Contains(l.stdout, "pending  <later@x.test>  rcpt: 451 4.3.0 try later") ||
 		!strings.Contains(l.stdout, "done     <now@x.test>") {
 		t.Errorf("--list exit %d:\n%s%s", l.code, l.stdout, l.stderr)
 	}
-	j := runBinary(t, sendEnv(dir, srv.addr), "--list", "--json")
+	j := runBinary(t, sendEnv(dir, srv.Addr), "--list", "--json")
 	var e struct {
 		ID       string `json:"id"`
 		Status   string `json:"status"`
@@ -281,36 +246,32 @@ func TestRunAndList(t *testing.T) {
 // queued with its recipients pending (the duplicate window), no lock
 // survives, and the next run delivers it.
 func TestKill9AwaitingFinalReply(t *testing.T) {
-	srv := newServer(t)
-	srv.stall = make(chan struct{})
+	srv, entered, release := stallingServer(t)
 	dir := t.TempDir()
 	id := queue(t, dir, "a@x.test")
-	cmd := command(sendEnv(dir, srv.addr))
+	cmd := command(t, sendEnv(dir, srv.Addr))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	<-srv.entered // the data is in; the client waits for the reply
+	<-entered // the data is in; the client waits for the reply
 	cmd.Process.Signal(syscall.SIGKILL)
 	err := cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("not killed: %v", err)
 	}
-	srv.mu.Lock()
-	close(srv.stall)
-	srv.stall = nil
-	srv.mu.Unlock()
+	release()
 	if _, err := os.Stat(filepath.Join(dir, spool.QueueDir, id)); err != nil {
 		t.Fatalf("message lost: %v", err)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(dir, queuepkg.StateDir)); len(ents) != 0 {
 		t.Errorf("state/ after the kill: %v", ents)
 	}
-	r := runBinary(t, sendEnv(dir, srv.addr))
-	if r.code != 0 || srv.count("a@x.test") != 1 {
-		t.Fatalf("second run exit %d, delivered %d\n%s", r.code, srv.count("a@x.test"), r.stderr)
+	r := runBinary(t, sendEnv(dir, srv.Addr))
+	if n := srv.RcptCount()["a@x.test"]; r.code != 0 || n != 1 {
+		t.Fatalf("second run exit %d, delivered %d\n%s", r.code, n, r.stderr)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(dir, spool.QueueDir)); len(ents) != 0 {
 		t.Errorf("queue/ %v", ents)
@@ -320,27 +281,23 @@ func TestKill9AwaitingFinalReply(t *testing.T) {
 // A run started while another holds the spool exits 0 at once with a log
 // line and sends nothing.
 func TestOverlappingRunExitsZero(t *testing.T) {
-	srv := newServer(t)
-	srv.stall = make(chan struct{})
+	srv, entered, release := stallingServer(t)
 	dir := t.TempDir()
 	queue(t, dir, "a@x.test")
-	first := command(sendEnv(dir, srv.addr))
+	first := command(t, sendEnv(dir, srv.Addr))
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	<-srv.entered
-	r := runBinary(t, sendEnv(dir, srv.addr), "--all")
+	<-entered
+	r := runBinary(t, sendEnv(dir, srv.Addr), "--all")
 	if r.code != 0 || !strings.Contains(r.stderr, "another smtp-send run holds the spool") {
 		t.Errorf("second run exit %d:\n%s", r.code, r.stderr)
 	}
-	srv.mu.Lock()
-	close(srv.stall)
-	srv.stall = nil
-	srv.mu.Unlock()
+	release()
 	if err := first.Wait(); err != nil {
 		t.Errorf("first run: %v", err)
 	}
-	if len(srv.entered) != 0 {
+	if len(entered) != 0 {
 		t.Errorf("the second run sent data")
 	}
 }

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -12,36 +9,10 @@ import (
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
 	queuepkg "github.com/smtp-stdio/smtp-stdio/queue"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
-
-// runWithin runs the binary as runBinary does, but kills it and fails the
-// test if it has not exited after limit: a run that hangs must not hang
-// the test.
-func runWithin(t *testing.T, limit time.Duration, env []string, args ...string) result {
-	t.Helper()
-	cmd := command(env, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(limit, func() { cmd.Process.Kill() })
-	err := cmd.Wait()
-	if !timer.Stop() {
-		t.Fatalf("smtp-send %s still running after %v, killed\n%s", strings.Join(args, " "), limit, errb.String())
-	}
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	return r
-}
 
 // A spool that other users could change (issue 8 item 2) makes smtp-send
 // exit 78 before it reads or sends anything, for a run and for --list,
@@ -49,17 +20,17 @@ func runWithin(t *testing.T, limit time.Duration, env []string, args ...string) 
 func TestUnsafeSpoolExits78(t *testing.T) {
 	for _, c := range testutil.UnsafeSpools(spool.QueueDir, spool.TmpDir) {
 		t.Run(c.Name, func(t *testing.T) {
-			srv := newServer(t)
+			srv := smtptest.Start(t, smtptest.Options{})
 			dir := t.TempDir()
 			queue(t, dir, "planted@x.test")
 			path := c.Make(t, dir)
 			for _, args := range [][]string{{"--all"}, {"--list"}} {
-				r := runWithin(t, time.Minute, sendEnv(dir, srv.addr), args...)
+				r := runWithin(t, time.Minute, sendEnv(dir, srv.Addr), args...)
 				if r.code != exConfig || !strings.Contains(r.stderr, path+" ") || r.stdout != "" {
 					t.Errorf("%v: exit %d, want %d naming %s\n%s%s", args, r.code, exConfig, path, r.stdout, r.stderr)
 				}
 			}
-			if n := srv.count("planted@x.test"); n != 0 {
+			if n := srv.RcptCount()["planted@x.test"]; n != 0 {
 				t.Errorf("the planted message was relayed %d times", n)
 			}
 			if ents, _ := os.ReadDir(filepath.Join(dir, spool.TmpDir)); len(ents) != 0 {
@@ -76,7 +47,7 @@ func TestUnsafeSpoolExits78(t *testing.T) {
 // corrupt/; the regular message is delivered, the linked one never; the
 // run lock is free afterwards.
 func TestNonRegularFilesNeverBlock(t *testing.T) {
-	srv := newServer(t)
+	srv := smtptest.Start(t, smtptest.Options{})
 	dir := t.TempDir()
 	good := queue(t, dir, "good@x.test")
 
@@ -95,7 +66,7 @@ func TestNonRegularFilesNeverBlock(t *testing.T) {
 	if err := os.Symlink(filepath.Join(elsewhere, spool.QueueDir, linked), filepath.Join(dir, spool.QueueDir, linked)); err != nil {
 		t.Fatal(err)
 	}
-	env := sendEnv(dir, srv.addr)
+	env := sendEnv(dir, srv.Addr)
 
 	l := runWithin(t, 30*time.Second, env, "--list")
 	if l.code != exOK {
@@ -111,10 +82,11 @@ func TestNonRegularFilesNeverBlock(t *testing.T) {
 	}
 
 	r := runWithin(t, 30*time.Second, env, "--all")
-	if r.code != exOK || srv.count("good@x.test") != 1 {
-		t.Fatalf("run exit %d, delivered %d\n%s", r.code, srv.count("good@x.test"), r.stderr)
+	got := srv.RcptCount()
+	if r.code != exOK || got["good@x.test"] != 1 {
+		t.Fatalf("run exit %d, delivered %d\n%s", r.code, got["good@x.test"], r.stderr)
 	}
-	if n := srv.count("linked@x.test") + srv.count("state@x.test"); n != 0 {
+	if n := got["linked@x.test"] + got["state@x.test"]; n != 0 {
 		t.Errorf("%d deliveries of set-aside messages", n)
 	}
 	if n := strings.Count(r.stderr, "not a regular file"); n != 3 {
