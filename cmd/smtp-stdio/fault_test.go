@@ -12,9 +12,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"log"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -22,15 +20,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	gosmtp "github.com/emersion/go-smtp"
 	"golang.org/x/sys/unix"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil/transcript"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -403,43 +400,6 @@ func TestKillAnywhere(t *testing.T) {
 	sweep(t, sd)
 }
 
-// smarthost is a go-smtp server on 127.0.0.1 that keeps every message
-// smtp-send delivers to it.
-type smarthost struct {
-	addr string
-	mu   sync.Mutex
-	msgs [][]byte
-}
-
-type smarthostSession struct{ h *smarthost }
-
-func (smarthostSession) Reset()                                 {}
-func (smarthostSession) Logout() error                          { return nil }
-func (smarthostSession) Mail(string, *gosmtp.MailOptions) error { return nil }
-func (smarthostSession) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
-func (s smarthostSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	s.h.mu.Lock()
-	s.h.msgs = append(s.h.msgs, b)
-	s.h.mu.Unlock()
-	return err
-}
-
-func newSmarthost(t *testing.T) *smarthost {
-	h := &smarthost{}
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return smarthostSession{h}, nil }))
-	srv.Domain = "smarthost.test"
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.addr = l.Addr().String()
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return h
-}
-
 var receivedID = regexp.MustCompile(`\(smtp-stdio[^)]*\) with [A-Z0-9]+ id (\S+);`)
 
 // sweep runs smtp-send once over the spool, as cron would after a crash,
@@ -463,9 +423,9 @@ func sweep(t *testing.T, spoolDir string) string {
 		}
 		want[m.QueueID] = b
 	}
-	h := newSmarthost(t)
+	h := smtptest.Start(t, smtptest.Options{})
 	cmd := exec.Command(bin)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "SMTP_SPOOL_DIR=" + spoolDir, "SMTP_SMARTHOST=" + h.addr,
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "SMTP_SPOOL_DIR=" + spoolDir, "SMTP_SMARTHOST=" + h.Addr,
 		"SMTP_SMARTHOST_TLS=none", "SMTP_HOSTNAME=sweep.test", "SMTP_SEND_TMP_MAX_AGE=1ns"}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -478,7 +438,8 @@ func sweep(t *testing.T, spoolDir string) string {
 		t.Errorf("queue/ after smtp-send: %v", n)
 	}
 	got := map[string]int{}
-	for _, b := range h.msgs {
+	for _, tx := range h.Transactions() {
+		b := tx.Data
 		m := receivedID.FindSubmatch(b)
 		if m == nil {
 			t.Fatalf("delivered a message without our Received: header: %.200q", b)
