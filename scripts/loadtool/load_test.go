@@ -11,6 +11,8 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
 
+func TestMain(m *testing.M) { testutil.Main(m) }
+
 // TestLoadQuick is CI's short load run: 500 messages over 50 concurrent
 // sessions, the same code path as scripts/load (5,000). It fails unless
 // every message accepted is delivered exactly once and intact.
@@ -21,15 +23,8 @@ func TestLoadQuick(t *testing.T) {
 	for _, tool := range []string{"tcpserver", "/usr/sbin/smtp-source", "/usr/sbin/smtp-sink"} {
 		testutil.Need(t, tool)
 	}
-	dir := t.TempDir()
-	c := config{messages: 500, sessions: 50, size: 2048}
-	var err error
-	if c.stdio, err = testutil.Build(dir, "../../cmd/smtp-stdio"); err != nil {
-		t.Fatal(err)
-	}
-	if c.send, err = testutil.Build(dir, "../../cmd/smtp-send"); err != nil {
-		t.Fatal(err)
-	}
+	c := config{messages: 500, sessions: 50, size: 2048,
+		stdio: testutil.Program(t, "cmd/smtp-stdio"), send: testutil.Program(t, "cmd/smtp-send")}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var report strings.Builder
