@@ -49,11 +49,13 @@ type Options struct {
 	// MaxLineLength is the longest line accepted, CRLF included, of
 	// commands and of message text, for a strict server (RFC 5321
 	// section 4.5.3.1.6 sets 1000 octets for a line of text). A message
-	// with a longer line is refused with 500 5.5.2 and not recorded. 0
-	// leaves protocol's limit for commands and none for text.
+	// with a longer line is refused with 500 5.5.2 at its end and not
+	// recorded (go-smtp's server answers 500 5.4.0 at the line and
+	// closes). 0 leaves protocol's limit for commands and none for text.
 	MaxLineLength int
 	// Withhold is the set of extensions that the EHLO reply leaves out
 	// (protocol.Config.Withhold): a server without 8BITMIME or SMTPUTF8.
+	// go-smtp's server can leave out SMTPUTF8 only.
 	Withhold protocol.Extensions
 	// ImplicitTLS, when not nil, makes the listener speak TLS from the
 	// first byte (RFC 8314) with this configuration.
