@@ -39,7 +39,9 @@
 //
 // A hook refuses by returning a *Reply. Every such reply is vetted: a
 // refusal must be a 4yz or 5yz reply in printable ASCII, or the client
-// gets 451 4.3.0, so no hook can make a refusal look like a success.
+// gets 451 4.3.0, so no hook can make a refusal look like a success. A
+// 421 from a hook, the Policy or the Delivery ends the session after the
+// reply, as RFC 5321 section 3.8 has it (Serve returns ErrShutdown).
 //
 // # The session
 //

@@ -254,3 +254,33 @@ func TestPolicyFunc(t *testing.T) {
 		t.Errorf("output %q", out.String())
 	}
 }
+
+// TestShutdownAfter421: a 421 from a hook, the Policy or the Delivery
+// closes the channel (RFC 5321 section 3.8): nothing after it is read or
+// answered, and Serve says ErrShutdown.
+func TestShutdownAfter421(t *testing.T) {
+	r421 := &Reply{Code: 421, Enhanced: "4.3.2", Lines: []string{"System not accepting network messages"}}
+	for _, tc := range []struct {
+		name string
+		set  func(*Config) Delivery
+		want string // the last reply
+	}{
+		{"helo", func(c *Config) Delivery { c.CheckHelo = func(Client, Verb, string) *Reply { return r421 }; return nil }, "EHLO"},
+		{"mail", func(c *Config) Delivery { c.CheckSender = func(*Envelope) *Reply { return r421 }; return nil }, "MAIL"},
+		{"data", func(c *Config) Delivery {
+			return DeliveryFunc(func(*Envelope, io.Reader) error { return r421 })
+		}, "DATA"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			d := tc.set(&cfg)
+			out, err := serveHooks(cfg, d, "EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\nNOOP\r\nQUIT\r\n")
+			if !errors.Is(err, ErrShutdown) {
+				t.Errorf("Serve: %v, want ErrShutdown", err)
+			}
+			if !strings.HasSuffix(out, "421 4.3.2 System not accepting network messages\r\n") || strings.Contains(out, "221 ") {
+				t.Errorf("replies after the %s 421:\n%s", tc.want, out)
+			}
+		})
+	}
+}

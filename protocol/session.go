@@ -34,6 +34,11 @@ var (
 	// ErrRefused is returned by Serve when Config.Greet refused the
 	// session with a reply other than 554; the session ended after it.
 	ErrRefused = errors.New("protocol: session refused at the greeting")
+	// ErrShutdown is returned by Serve when a Policy, Delivery or hook
+	// answered a command with 421: the service is closing the
+	// transmission channel, so the session ends after the reply (RFC
+	// 5321 section 3.8).
+	ErrShutdown = errors.New("protocol: 421, closing the transmission channel")
 
 	errQuit        = errors.New("quit")
 	errLineTooLong = errors.New("line too long")
@@ -115,8 +120,9 @@ func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log
 // ErrTimeout after 421 4.4.2 when a read times out or DATA is too slow;
 // ErrTooManyErrors after 421 4.7.0; ErrImproperPipelining after 554
 // 5.5.0; ErrNonSMTP after 221 2.7.0; ErrRefused after Config.Greet's
-// refusal; or the wrapped error of a failed read or write. d may be nil:
-// then reads never time out. Serve writes nothing to w but replies, and
+// refusal; ErrShutdown after any other 421 (RFC 5321 section 3.8); or
+// the wrapped error of a failed read or write. d may be nil: then reads
+// never time out. Serve writes nothing to w but replies, and
 // every message it began is committed or aborted when it returns.
 // Config.OnClose, if set, is told the same error.
 func (s *Session) Serve(r *bufio.Reader, w io.Writer, d Deadliner) error {
@@ -217,10 +223,19 @@ func (s *Session) execute() (*Reply, error) {
 // write error, except after a timeout: that client may well be gone, and
 // ErrTimeout says more.
 func (s *Session) answer(r *Reply, end error) error {
-	if r != nil {
-		if err := s.send(r); err != nil && !errors.Is(end, ErrTimeout) {
-			return err
-		}
+	if r == nil {
+		return end
+	}
+	if err := s.send(r); err != nil && !errors.Is(end, ErrTimeout) {
+		return err
+	}
+	if r.Code == 421 && end == nil {
+		// A 421 from a Policy, a Delivery or a hook: whoever says the
+		// service is not available closes the channel (RFC 5321
+		// section 3.8), so the client does not go on into a session
+		// the server has given up.
+		s.log.Info("421 sent; closing", "enhanced", r.Enhanced)
+		return ErrShutdown
 	}
 	return end
 }
