@@ -73,15 +73,31 @@ func InSenderSpace(name string) bool {
 	return name == "SMTP_SMARTHOST" || strings.HasPrefix(name, "SMTP_SMARTHOST_") || strings.HasPrefix(name, "SMTP_SEND_")
 }
 
+// SendmailPrefix starts the names of the variables in sendmail's own
+// namespace (InSendmailSpace).
+const SendmailPrefix = Prefix + "SENDMAIL_"
+
+// InSendmailSpace reports whether name is in sendmail's own namespace,
+// SMTP_SENDMAIL_*. sendmail (internal/sendmail) checks the names in that
+// space itself and refuses to run on an unknown one; Unknown never
+// returns them, so that smtp-stdio and smtp-send, which share the
+// environment file with it, neither warn about them nor need to link
+// sendmail's configuration. (SMTP_SEND_* is smtp-send's: "SMTP_SENDMAIL_"
+// does not start with it.)
+func InSendmailSpace(name string) bool {
+	return strings.HasPrefix(name, SendmailPrefix)
+}
+
 // Unknown returns the names of the variables in environ (as os.Environ
-// gives it) that start with Prefix and for which every one of known
-// reports false, in the order of environ.
+// gives it) that start with Prefix, are not in sendmail's own space
+// (InSendmailSpace), and for which every one of known reports false, in
+// the order of environ.
 func Unknown(environ []string, known ...func(string) bool) []string {
 	var unknown []string
 next:
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(k, Prefix) {
+		if !strings.HasPrefix(k, Prefix) || InSendmailSpace(k) {
 			continue
 		}
 		for _, f := range known {
