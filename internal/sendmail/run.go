@@ -1,0 +1,156 @@
+// Package sendmail is the sendmail-compatible command for local programs
+// (cron, mail(1), git send-email, PHP's mail()): it parses sendmail's
+// command line (Parse; every flag is in docs/sendmail.md), and either
+// queues the message on standard input into the spool through the same
+// writer as smtp-stdio (Submission.Queue), runs smtp-stdio's session as
+// a local client (-bs), prints smtp-send's queue listing (-bp, mailq) or
+// runs smtp-send (-q). cmd/sendmail only calls Run.
+//
+// Phase 1 of issue 13: the caller must be able to write the spool (root
+// or the spool's user). Phase 2 puts a setgid drop helper between any
+// local user and the spool; Submission then writes the same file into
+// drop/ instead of queue/.
+package sendmail
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/receiver"
+	"github.com/smtp-stdio/smtp-stdio/internal/sender"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// launcherVars are the variables by which a launcher names smtp-stdio's
+// client (internal/peer). -bs clears them, so that the session on a
+// pipe is the local user's, as Postfix's "sendmail -bs" is a local
+// submission with relaying allowed.
+var launcherVars = []string{"TCPREMOTEIP", "TCPREMOTEPORT", "REMOTE_ADDR", "REMOTE_PORT", "REMOTE_HOST", "RELAYCLIENT"}
+
+// Run runs sendmail with args (as os.Args: the name first, which selects
+// mailq and newaliases), the message on stdin, and messages on stderr,
+// and returns the exit status (sysexits.h): 0 only once the message is
+// durably in queue/; 64 (EX_USAGE) for the command line; 65 (EX_DATAERR)
+// for no recipients or a header section over MaxHeaderSize; 67
+// (EX_NOUSER) for a recipient argument that is no address; 74 (EX_IOERR)
+// when standard input cannot be read; 75 (EX_TEMPFAIL) when the spool
+// cannot take the message; 78 (EX_CONFIG) for the settings. -bs, -bp and
+// -q return smtp-stdio's or smtp-send's status, or do not return (-q
+// replaces the process with smtp-send).
+func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	name := "sendmail"
+	if len(args) > 0 {
+		name = filepath.Base(args[0])
+	}
+	if len(args) == 2 && (args[1] == "--help" || args[1] == "-help") {
+		Usage(stderr)
+		return exitOK
+	}
+	o, err := Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v (see --help)\n", name, err)
+		return exitUsage
+	}
+	if o.Verbose {
+		for _, ig := range o.Ignored {
+			fmt.Fprintf(stderr, "%s: %s ignored\n", name, ig)
+		}
+	}
+	switch o.Mode {
+	case ModeAliases:
+		fmt.Fprintf(stderr, "%s: smtp-stdio has no aliases database; nothing to do\n", name)
+		return exitOK
+	case ModeList:
+		return sender.Run([]string{name, "--list"}, stdout, stderr)
+	case ModeRunQueue:
+		return runQueue(name, stderr)
+	case ModeSMTP:
+		if len(o.Recipients) > 0 {
+			fmt.Fprintf(stderr, "%s: -bs takes no recipients\n", name)
+			return exitUsage
+		}
+		for _, v := range launcherVars {
+			os.Unsetenv(v)
+		}
+		return receiver.Run([]string{name})
+	}
+	cfg, unknown, err := Load(os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitConfig
+	}
+	for _, k := range unknown {
+		fmt.Fprintf(stderr, "%s: unknown setting %s ignored\n", name, k)
+	}
+	sub := &Submission{Opts: o, Cfg: cfg, User: currentUser(), Now: time.Now}
+	id, err := queue(sub, cfg, stdin)
+	if err != nil {
+		// -oem asks sendmail to mail the error back; phase 1 writes it
+		// here for every -oe mode, and the status says it failed.
+		fmt.Fprintf(stderr, "%s: message not queued: %v\n", name, err)
+		var f *Failure
+		if errors.As(err, &f) {
+			return f.Status
+		}
+		return exitTempFail
+	}
+	if o.Verbose {
+		fmt.Fprintf(stderr, "%s: queued as %s\n", name, id)
+	}
+	return exitOK
+}
+
+// queue opens the spool and queues the message: a spool that cannot be
+// opened is EX_TEMPFAIL, as one that cannot take the message.
+func queue(sub *Submission, cfg *Config, stdin io.Reader) (string, error) {
+	sp, err := spool.New(cfg.SpoolDir)
+	if err != nil {
+		return "", &Failure{Status: exitTempFail, Err: err}
+	}
+	return sub.Queue(sp, stdin)
+}
+
+// currentUser returns the real uid and its login name from the user
+// database (os/user), never from $USER or $LOGNAME, which the caller
+// sets as it likes.
+func currentUser() User {
+	uid := os.Getuid()
+	u := User{Uid: uid}
+	if pw, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		u.Login = pw.Username
+	}
+	return u
+}
+
+// runQueue replaces the process with smtp-send, which delivers what is
+// due: the smtp-send beside this program's file (both are installed
+// together), else the first on $PATH. It returns only on failure, with
+// EX_UNAVAILABLE (69) when there is none, or EX_OSERR (71).
+func runQueue(name string, stderr io.Writer) int {
+	path := ""
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "smtp-send")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			path = p
+		}
+	}
+	if path == "" {
+		p, err := exec.LookPath("smtp-send")
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: -q: no smtp-send beside this program nor on $PATH\n", name)
+			return 69 // EX_UNAVAILABLE
+		}
+		path = p
+	}
+	err := syscall.Exec(path, []string{"smtp-send"}, os.Environ())
+	fmt.Fprintf(stderr, "%s: -q: %v\n", name, err)
+	return 71 // EX_OSERR
+}
