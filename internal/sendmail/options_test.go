@@ -306,7 +306,7 @@ var flagCases = map[string]func(t *testing.T){
 		}
 	},
 	"`-odb`, `-odi`": func(t *testing.T) { wantIgnored(t, "-odb"); wantIgnored(t, "-odi") },
-	"`-o` other": func(t *testing.T) { wantIgnored(t, "-oQ/var/spool"); wantIgnored(t, "-o", "A") },
+	"`-o` other":     func(t *testing.T) { wantIgnored(t, "-oQ/var/spool"); wantIgnored(t, "-o", "A") },
 	"`-v`": func(t *testing.T) {
 		if o := parse(t, "-v"); !o.Verbose {
 			t.Error("not verbose")
