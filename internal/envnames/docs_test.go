@@ -13,6 +13,7 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/receiver"
 	"github.com/smtp-stdio/smtp-stdio/internal/sender"
+	"github.com/smtp-stdio/smtp-stdio/internal/sendmail"
 )
 
 // settingsTable returns the rows of the settings table that follows the
@@ -68,6 +69,8 @@ func TestREADMETables(t *testing.T) {
 			func(b *bytes.Buffer) error { return receiver.Usage(b, "smtp-stdio") }},
 		{"### Settings of smtp-send", &sender.Config{},
 			func(b *bytes.Buffer) error { return sender.Usage(b) }},
+		{"### Settings of sendmail", &sendmail.Config{},
+			func(b *bytes.Buffer) error { return sendmail.Usage(b) }},
 	} {
 		t.Run(strings.TrimLeft(p.heading, "# "), func(t *testing.T) {
 			names, err := envnames.Names(p.spec)
