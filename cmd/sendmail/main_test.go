@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+// result is one finished run of a binary.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// env is a clean SMTP_* environment for the spool dir, plus more.
+func env(dir string, more ...string) []string {
+	var e []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SMTP_") {
+			e = append(e, kv)
+		}
+	}
+	return append(append(e, "SMTP_SPOOL_DIR="+dir, "SMTP_HOSTNAME=h.test", "SMTP_SENDMAIL_DOMAIN=d.test"), more...)
+}
+
+// run runs bin with args, the environment e and input on stdin, and
+// kills it after a minute.
+func run(t *testing.T, bin string, e []string, input string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = e
+	cmd.Stdin = strings.NewReader(input)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	if !timer.Stop() {
+		t.Fatalf("%s %q still running after a minute, killed\n%s", bin, args, errb.String())
+	}
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return r
+}
+
+func runSendmail(t *testing.T, dir, input string, args ...string) result {
+	t.Helper()
+	return run(t, testutil.Program(t, "cmd/sendmail"), env(dir), input, args...)
+}
+
+// queued returns the messages in dir's queue/, by queue id, and fails
+// when tmp/ is not empty.
+func queued(t *testing.T, dir string) map[string]*spool.Message {
+	t.Helper()
+	if ents, _ := os.ReadDir(filepath.Join(dir, spool.TmpDir)); len(ents) != 0 {
+		t.Errorf("tmp/ holds %d files", len(ents))
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, spool.QueueDir))
+	msgs := map[string]*spool.Message{}
+	for _, e := range ents {
+		m, err := spool.Open(filepath.Join(dir, spool.QueueDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		msgs[e.Name()] = m
+	}
+	return msgs
+}
+
+func content(t *testing.T, m *spool.Message) string {
+	t.Helper()
+	b, err := io.ReadAll(m.Content())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestDelivered: messages queued by the callers' own invocations
+// (echo | sendmail -t, sendmail -f a@b rcpt < msg, cron's exact argv,
+// PHP's -t -i) are delivered by smtp-send to the test smarthost byte for
+// byte as queued, with the envelope asked for, and no Bcc: ever.
+func TestDelivered(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, input string
+		args        []string
+		from        string
+		to          []string
+		body        string
+	}{
+		{"echo | sendmail -t", "To: a@x.test\nBcc: hidden@x.test\nSubject: t\n\nhello\n", []string{"-t"},
+			"root@d.test", []string{"a@x.test", "hidden@x.test"}, "hello\r\n"},
+		{"sendmail -f a@b rcpt < msg", "Subject: f\n\nline\n.\nnot read\n", []string{"-f", "a@b.test", "r@x.test"},
+			"a@b.test", []string{"r@x.test"}, "line\r\n"},
+		{"cron", "Subject: Cron <root@h> true\n\nout\n.\nmore\n", []string{"-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"},
+			"root@d.test", []string{"root@d.test"}, "out\r\n.\r\nmore\r\n"},
+		{"php mail()", "To: p@x.test\r\nSubject: php\r\n\r\nphp body\r\n", []string{"-t", "-i"},
+			"root@d.test", []string{"p@x.test"}, "php body\r\n"},
+	}
+	want := map[string]string{} // first recipient → queued bytes
+	for _, c := range cases {
+		r := runSendmail(t, dir, c.input, c.args...)
+		if r.code != 0 || r.stdout != "" {
+			t.Fatalf("%s: exit %d, stdout %q, stderr %s", c.name, r.code, r.stdout, r.stderr)
+		}
+	}
+	msgs := queued(t, dir)
+	if len(msgs) != len(cases) {
+		t.Fatalf("%d messages queued, want %d", len(msgs), len(cases))
+	}
+	for _, m := range msgs {
+		want[m.To[0]] = content(t, m)
+	}
+	for _, c := range cases {
+		m, ok := want[c.to[0]]
+		if !ok {
+			t.Errorf("%s: not queued", c.name)
+			continue
+		}
+		if !strings.HasSuffix(m, "\r\n\r\n"+c.body) || !strings.HasPrefix(m, "Received: by h.test (smtp-stdio sendmail, from userid ") {
+			t.Errorf("%s: queued\n%s", c.name, m)
+		}
+		for _, f := range []string{"\r\nFrom: ", "\r\nDate: ", "\r\nMessage-ID: <"} {
+			if !strings.Contains(m, f) {
+				t.Errorf("%s: no %s", c.name, f)
+			}
+		}
+	}
+	if m := want["root@d.test"]; !strings.Contains(m, "\r\nFrom: \"CronDaemon\" <root@d.test>\r\n") {
+		t.Errorf("cron's From:\n%s", m)
+	}
+
+	srv := smtptest.Start(t, smtptest.Options{})
+	r := run(t, testutil.Program(t, "cmd/smtp-send"), env(dir, "SMTP_SMARTHOST="+srv.Addr, "SMTP_SMARTHOST_TLS=none"), "")
+	if r.code != 0 {
+		t.Fatalf("smtp-send: exit %d\n%s", r.code, r.stderr)
+	}
+	txs := srv.Transactions()
+	if len(txs) != len(cases) {
+		t.Fatalf("%d transactions delivered, want %d", len(txs), len(cases))
+	}
+	for _, tx := range txs {
+		var c = cases[slices.IndexFunc(cases, func(c struct {
+			name, input string
+			args        []string
+			from        string
+			to          []string
+			body        string
+		}) bool {
+			return c.to[0] == tx.To[0]
+		})]
+		if tx.From != c.from || !slices.Equal(tx.To, c.to) {
+			t.Errorf("%s: delivered from <%s> to %v, want <%s> %v", c.name, tx.From, tx.To, c.from, c.to)
+		}
+		if string(tx.Data) != want[c.to[0]] {
+			t.Errorf("%s: delivered\n%q\nqueued\n%q", c.name, tx.Data, want[c.to[0]])
+		}
+		if bytes.Contains(tx.Data, []byte("hidden")) || bytes.Contains(tx.Data, []byte("Bcc")) {
+			t.Errorf("%s: Bcc: delivered", c.name)
+		}
+		if c.name == "cron" && tx.Body != "8BITMIME" {
+			t.Errorf("cron: BODY=%q, want 8BITMIME", tx.Body)
+		}
+	}
+}
+
+// TestSwaksPipe: -bs is smtp-stdio's session as a local client: swaks
+// --pipe runs a whole SMTP transaction through it and the message is in
+// queue/.
+func TestSwaksPipe(t *testing.T) {
+	swaks, err := exec.LookPath("swaks")
+	if err != nil {
+		t.Skip("swaks not installed (scripts/install-test-deps)")
+	}
+	dir := t.TempDir()
+	bin := testutil.Program(t, "cmd/sendmail")
+	r := run(t, swaks, env(dir), "", "--pipe", bin+" -bs", "--from", "a@x.test", "--to", "b@y.test", "--body", "via swaks")
+	if r.code != 0 {
+		t.Fatalf("swaks: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	msgs := queued(t, dir)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages queued\n%s", len(msgs), r.stdout)
+	}
+	for _, m := range msgs {
+		if m.From != "a@x.test" || !slices.Equal(m.To, []string{"b@y.test"}) || m.Client != "" {
+			t.Errorf("envelope %+v", m.Envelope)
+		}
+		if !strings.Contains(content(t, m), "via swaks") {
+			t.Errorf("message\n%s", content(t, m))
+		}
+	}
+}
+
+// TestModes: -bp and mailq print smtp-send's listing; newaliases says
+// there is nothing to do and exits 0; -q runs smtp-send (found on
+// $PATH), which delivers.
+func TestModes(t *testing.T) {
+	dir := t.TempDir()
+	if r := runSendmail(t, dir, "Subject: q\n\nx\n", "q@x.test"); r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	var id string
+	for k := range queued(t, dir) {
+		id = k
+	}
+	bin := testutil.Program(t, "cmd/sendmail")
+	links := t.TempDir()
+	for _, name := range []string{"mailq", "newaliases"} {
+		if err := os.Symlink(bin, filepath.Join(links, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range [][]string{{bin, "-bp"}, {filepath.Join(links, "mailq")}} {
+		r := run(t, c[0], env(dir), "", c[1:]...)
+		if r.code != 0 || !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "<q@x.test>") {
+			t.Errorf("%v: exit %d\n%s\n%s", c, r.code, r.stdout, r.stderr)
+		}
+	}
+	r := run(t, filepath.Join(links, "newaliases"), env(dir), "")
+	if r.code != 0 || !strings.Contains(r.stderr, "no aliases") {
+		t.Errorf("newaliases: exit %d, %s", r.code, r.stderr)
+	}
+
+	srv := smtptest.Start(t, smtptest.Options{})
+	send := testutil.Program(t, "cmd/smtp-send")
+	e := env(dir, "SMTP_SMARTHOST="+srv.Addr, "SMTP_SMARTHOST_TLS=none")
+	for i, kv := range e {
+		if strings.HasPrefix(kv, "PATH=") {
+			e[i] = "PATH=" + filepath.Dir(send) + ":" + kv[5:]
+		}
+	}
+	if r := run(t, bin, e, "", "-q"); r.code != 0 {
+		t.Fatalf("-q: exit %d\n%s", r.code, r.stderr)
+	}
+	if txs := srv.Transactions(); len(txs) != 1 || txs[0].To[0] != "q@x.test" {
+		t.Errorf("-q delivered %v", txs)
+	}
+}
+
+// TestErrors: the exit statuses of docs/sendmail.md with one line on
+// stderr, and nothing left in the spool.
+func TestErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name  string
+		dir   string
+		extra []string
+		args  []string
+		code  int
+		says  string
+	}{
+		{"no recipients", dir, nil, []string{"-i"}, 65, "no recipients"},
+		{"bad recipient", dir, nil, []string{"a b@x.test"}, 67, "not an address"},
+		{"unknown option", dir, nil, []string{"-K", "a@x.test"}, 64, "unknown option -K"},
+		{"missing spool, -oem", filepath.Join(dir, "missing"), nil, []string{"-oem", "a@x.test"}, 75, "message not queued"},
+		{"missing spool, -oee", filepath.Join(dir, "missing"), nil, []string{"-oee", "a@x.test"}, 75, "message not queued"},
+		{"unknown SMTP_SENDMAIL_", dir, []string{"SMTP_SENDMAIL_DOMIAN=x"}, []string{"a@x.test"}, 78, "SMTP_SENDMAIL_DOMIAN"},
+	} {
+		r := run(t, testutil.Program(t, "cmd/sendmail"), env(c.dir, c.extra...), "Subject: e\n\nx\n", c.args...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.says) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%s: exit %d, stderr %q; want %d and %q", c.name, r.code, r.stderr, c.code, c.says)
+		}
+	}
+	if len(queued(t, dir)) != 0 {
+		t.Error("a failed submission left a message")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing")); err == nil {
+		t.Error("the missing spool was created")
+	}
+	// An unknown SMTP_* that no program reads is a warning; the message
+	// is queued.
+	r := run(t, testutil.Program(t, "cmd/sendmail"), env(dir, "SMTP_SPOOLDIR=x"), "Subject: w\n\nx\n", "a@x.test")
+	if r.code != 0 || !strings.Contains(r.stderr, "unknown setting SMTP_SPOOLDIR") {
+		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestKilled: a sendmail killed while it reads the message leaves
+// nothing in queue/: only its temporary file in tmp/, which smtp-send
+// removes after SMTP_SEND_TMP_MAX_AGE.
+func TestKilled(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(testutil.Program(t, "cmd/sendmail"), "-t")
+	cmd.Env = env(dir)
+	w, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "To: k@x.test\n\n"+strings.Repeat("body line\n", 100000))
+	// The header is read and the file created before the body streams:
+	// wait for the temporary file, then kill.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if ents, _ := os.ReadDir(filepath.Join(dir, spool.TmpDir)); len(ents) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	w.Close()
+	if ents, _ := os.ReadDir(filepath.Join(dir, spool.QueueDir)); len(ents) != 0 {
+		t.Errorf("queue/ holds %d files after a kill", len(ents))
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, spool.TmpDir)); len(ents) != 1 {
+		t.Errorf("tmp/ holds %d files, want the killed one's", len(ents))
+	}
+}
