@@ -365,3 +365,53 @@ func TestKilled(t *testing.T) {
 		t.Errorf("tmp/ holds %d files, want the killed one's", len(ents))
 	}
 }
+
+// TestRealCallers: PHP's mail() (sendmail_path "sendmail -t -i") and
+// s-nail's mail (its mta set to our sendmail) queue their messages with
+// the recipients they name; PHP's lone dot stays in the body. Each is
+// skipped when not installed (scripts/install-test-deps installs both).
+func TestRealCallers(t *testing.T) {
+	bin := testutil.Program(t, "cmd/sendmail")
+	for _, c := range []struct {
+		name, prog string
+		args       []string
+		input      string
+		rcpt       string
+		has        []string
+	}{
+		{"php mail()", "php", []string{"-d", "sendmail_path=" + bin + " -t -i", "-r",
+			`exit(mail("p@x.test", "php subj", "body\n.\nline", "From: me@x.test") ? 0 : 1);`}, "",
+			"p@x.test", []string{"\r\nSubject: php subj\r\n", "\r\nFrom: me@x.test\r\n", "\r\n\r\nbody\r\n.\r\nline\r\n"}},
+		{"s-nail", "s-nail", []string{"-:/", "-Smta=" + bin, "-Ssendwait", "-s", "nail subj", "n@x.test"}, "hello from nail\n",
+			"n@x.test", []string{"\r\nSubject: nail subj\r\n", "\r\nFrom: <root@d.test>\r\n", "\r\n\r\nhello from nail\r\n"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			prog, err := exec.LookPath(c.prog)
+			if err != nil {
+				t.Skipf("%s not installed (scripts/install-test-deps)", c.prog)
+			}
+			dir := t.TempDir()
+			if r := run(t, prog, env(dir), c.input, c.args...); r.code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			msgs := queued(t, dir)
+			if len(msgs) != 1 {
+				t.Fatalf("%d messages queued", len(msgs))
+			}
+			for _, m := range msgs {
+				msg := content(t, m)
+				if !slices.Equal(m.To, []string{c.rcpt}) {
+					t.Errorf("recipients %v", m.To)
+				}
+				for _, h := range c.has {
+					if os.Getuid() != 0 && strings.Contains(h, "root@") {
+						continue
+					}
+					if !strings.Contains(msg, h) {
+						t.Errorf("no %q in\n%s", h, msg)
+					}
+				}
+			}
+		})
+	}
+}
