@@ -332,37 +332,48 @@ func TestErrors(t *testing.T) {
 }
 
 // TestKilled: a sendmail killed while it reads the message leaves
-// nothing in queue/: only its temporary file in tmp/, which smtp-send
+// nothing in queue/. SIGTERM, SIGINT and SIGHUP remove the temporary
+// file too and exit 75; SIGKILL leaves it in tmp/, which smtp-send
 // removes after SMTP_SEND_TMP_MAX_AGE.
 func TestKilled(t *testing.T) {
-	dir := t.TempDir()
-	cmd := exec.Command(testutil.Program(t, "cmd/sendmail"), "-t")
-	cmd.Env = env(dir)
-	w, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(w, "To: k@x.test\n\n"+strings.Repeat("body line\n", 100000))
-	// The header is read and the file created before the body streams:
-	// wait for the temporary file, then kill.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if ents, _ := os.ReadDir(filepath.Join(dir, spool.TmpDir)); len(ents) > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	w.Close()
-	if ents, _ := os.ReadDir(filepath.Join(dir, spool.QueueDir)); len(ents) != 0 {
-		t.Errorf("queue/ holds %d files after a kill", len(ents))
-	}
-	if ents, _ := os.ReadDir(filepath.Join(dir, spool.TmpDir)); len(ents) != 1 {
-		t.Errorf("tmp/ holds %d files, want the killed one's", len(ents))
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(testutil.Program(t, "cmd/sendmail"), "-t")
+			cmd.Env = env(dir)
+			w, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			io.WriteString(w, "To: k@x.test\n\n"+strings.Repeat("body line\n", 100000))
+			// The header is read and the file created before the body
+			// streams: wait for the temporary file, then signal.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if ents, _ := os.ReadDir(filepath.Join(dir, spool.TmpDir)); len(ents) > 0 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cmd.Process.Signal(sig)
+			err = cmd.Wait()
+			if ents, _ := os.ReadDir(filepath.Join(dir, spool.QueueDir)); len(ents) != 0 {
+				t.Errorf("queue/ holds %d files after %v", len(ents), sig)
+			}
+			wantTmp := 0
+			if sig == syscall.SIGKILL {
+				wantTmp = 1
+			} else if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 75 {
+				t.Errorf("after %v: %v, want exit 75", sig, err)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(dir, spool.TmpDir)); len(ents) != wantTmp {
+				t.Errorf("tmp/ holds %d files after %v, want %d", len(ents), sig, wantTmp)
+			}
+		})
 	}
 }
 

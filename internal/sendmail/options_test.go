@@ -377,3 +377,17 @@ func TestFlagTable(t *testing.T) {
 		}
 	}
 }
+
+// TestSMTPUTF8: a UTF-8 address sets SMTPUTF8 on the envelope (RFC 6531
+// section 3.4); ASCII ones do not.
+func TestSMTPUTF8(t *testing.T) {
+	if q := submit(t, []string{"bob@x.test"}, plain); q.env.SMTPUTF8 {
+		t.Error("SMTPUTF8 for ASCII addresses")
+	}
+	if q := submit(t, []string{"-f", "j\u00f6rg@x.test", "bob@x.test"}, plain); !q.env.SMTPUTF8 || q.env.From != "j\u00f6rg@x.test" {
+		t.Errorf("sender %q, SMTPUTF8 %v", q.env.From, q.env.SMTPUTF8)
+	}
+	if q := submit(t, []string{"-t"}, "To: \u00e9@x.test\n\nbody\n"); !q.env.SMTPUTF8 {
+		t.Errorf("recipients %v, SMTPUTF8 %v", q.env.To, q.env.SMTPUTF8)
+	}
+}

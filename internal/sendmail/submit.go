@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/msgcheck"
@@ -107,14 +111,70 @@ func (s *Submission) Queue(sp *spool.Spool, in io.Reader) (string, error) {
 	if err != nil {
 		return "", &Failure{Status: exitTempFail, Err: err}
 	}
-	if err := s.write(w, env, hdr, first, lr); err != nil {
-		w.Abort()
+	g := &guarded{w: w}
+	defer g.onSignal()()
+	if err := s.write(g, env, hdr, first, lr); err != nil {
+		g.abort()
 		return "", err
 	}
-	if err := w.Commit(); err != nil {
+	if err := g.commit(); err != nil {
 		return "", &Failure{Status: exitTempFail, Err: err}
 	}
 	return env.QueueID, nil
+}
+
+// guarded is the spool writer of one message, shared with the handler
+// of SIGTERM, SIGINT and SIGHUP: a signal before the commit aborts the
+// message (its temporary file is removed) and exits EX_TEMPFAIL; one
+// during or after the commit lets the run end as it would have, so that
+// a queued message is never reported as failed (the caller would send
+// it again).
+type guarded struct {
+	mu        sync.Mutex
+	w         *spool.Writer
+	committed bool
+}
+
+func (g *guarded) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.w.Write(p)
+}
+
+func (g *guarded) commit() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.committed = true
+	return g.w.Commit()
+}
+
+func (g *guarded) abort() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.w.Abort()
+}
+
+// onSignal installs the handler and returns the function that removes
+// it.
+func (g *guarded) onSignal() (stop func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			g.mu.Lock()
+			if g.committed {
+				g.mu.Unlock()
+				return
+			}
+			g.w.Abort()
+			fmt.Fprintf(os.Stderr, "sendmail: message not queued: killed by %v\n", s)
+			os.Exit(exitTempFail)
+		case <-done:
+		}
+	}()
+	return func() { signal.Stop(sigs); close(done) }
 }
 
 // readHeader reads the header section: fields and their continuation
@@ -250,6 +310,12 @@ func (s *Submission) envelope(fields []field) (*spool.Envelope, []byte, error) {
 	if len(env.To) == 0 {
 		return nil, nil, fail(exitDataErr, "no recipients (give them as arguments, or use -t and To:, Cc: or Bcc:)")
 	}
+	// A UTF-8 address needs SMTPUTF8 on the way out (RFC 6531 section
+	// 3.4).
+	env.SMTPUTF8 = !isASCII(env.From)
+	for _, a := range env.To {
+		env.SMTPUTF8 = env.SMTPUTF8 || !isASCII(a)
+	}
 	sum, _ := msgcheck.Check(hdr.Bytes(), msgcheck.Options{Mode: msgcheck.Off})
 	if !hasFrom {
 		a := env.From
@@ -270,7 +336,7 @@ func (s *Submission) envelope(fields []field) (*spool.Envelope, []byte, error) {
 // Postfix's "from userid"), the header section, first (the body's first
 // line when no empty line ended the header), and the rest of the input,
 // a piece at a time.
-func (s *Submission) write(w *spool.Writer, env *spool.Envelope, hdr, first []byte, lr *lineReader) error {
+func (s *Submission) write(w io.Writer, env *spool.Envelope, hdr, first []byte, lr *lineReader) error {
 	who := "from userid " + strconv.Itoa(s.User.Uid)
 	if s.User.Login != "" && dotAtom(s.User.Login) {
 		who += " login " + s.User.Login
@@ -382,6 +448,16 @@ func dotAtom(s string) bool {
 		case c == '.', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0:
 		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isASCII reports whether s is all US-ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
 			return false
 		}
 	}
