@@ -391,3 +391,26 @@ func TestSMTPUTF8(t *testing.T) {
 		t.Errorf("recipients %v, SMTPUTF8 %v", q.env.To, q.env.SMTPUTF8)
 	}
 }
+
+// TestHeaderSection: an mbox "From " first line is dropped; a line that is
+// no field ends the header and starts the body after an added empty
+// line; a header section over MaxHeaderSize is EX_DATAERR; LF becomes
+// CRLF in the header too.
+func TestHeaderSection(t *testing.T) {
+	q := submit(t, []string{"-t"}, "From alice Tue Dec  1 22:00:00 2026\nTo: b@x.test\nSubject: s\n\nbody\n")
+	if !slices.Equal(q.env.To, []string{"b@x.test"}) || strings.Contains(q.msg, "From alice") || body(q.msg) != "body\r\n" {
+		t.Errorf("mbox From line: %v\n%q", q.env.To, q.msg)
+	}
+	q = submit(t, []string{"b@x.test"}, "Subject: s\nthis is no field\nmore\n")
+	if !strings.Contains(header(q.msg), "\r\nSubject: s\r\n") || body(q.msg) != "this is no field\r\nmore\r\n" {
+		t.Errorf("no empty line:\n%q", q.msg)
+	}
+	q = submit(t, []string{"b@x.test"}, "Subject: "+strings.Repeat("x", MaxHeaderSize)+"\n\nbody\n")
+	if q.status != exitDataErr {
+		t.Errorf("a header over MaxHeaderSize: status %d", q.status)
+	}
+	q = submit(t, []string{"b@x.test"}, "Subject: folded\n  on two lines\nX-A: 1\r\n\nbody")
+	if !strings.Contains(q.msg, "\r\nSubject: folded\r\n  on two lines\r\nX-A: 1\r\n") || body(q.msg) != "body\r\n" {
+		t.Errorf("%q", q.msg)
+	}
+}

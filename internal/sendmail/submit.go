@@ -180,7 +180,8 @@ func (g *guarded) onSignal() (stop func()) {
 // readHeader reads the header section: fields and their continuation
 // lines up to the empty line, the end of the input, or the first line
 // that is neither (which then begins the body, returned as first, and
-// gets an empty line before it, as Postfix does).
+// gets an empty line before it, as Postfix does). A first line "From "
+// (an mbox separator) is dropped.
 func readHeader(lr *lineReader) (fields []field, first []byte, err error) {
 	size := 0
 	for {
@@ -198,6 +199,11 @@ func readHeader(lr *lineReader) (fields []field, first []byte, err error) {
 		switch {
 		case complete && len(p) == 2: // the empty line
 			return fields, nil, nil
+		case size == len(p) && complete && bytes.HasPrefix(p, []byte("From ")):
+			// An mbox "From " line before the header (old mail(1)s
+			// and scripts write one) is no field: dropped, as
+			// Postfix's sendmail does, rather than made the body.
+			continue
 		case (p[0] == ' ' || p[0] == '\t') && len(fields) > 0:
 			fields[len(fields)-1].raw = append(fields[len(fields)-1].raw, p...)
 		case fieldName(p) != "":
