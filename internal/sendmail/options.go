@@ -45,6 +45,7 @@ type ErrorMode byte
 
 // Options are what the command line asks for.
 type Options struct {
+	// Mode is what the run does (-b, -q, -I, or the program's name).
 	Mode Mode
 	// Extract is -t: recipients are also read from To:, Cc: and Bcc:.
 	Extract bool
@@ -66,7 +67,8 @@ type Options struct {
 	Notify, Ret, EnvID string
 	// ErrorMode is the letter of -oe (m, e, p, q, w); 0 when not given.
 	ErrorMode ErrorMode
-	// Verbose is -v: the queue id is written to standard error.
+	// Verbose is -v: the ignored options and the queue id are written
+	// to standard error.
 	Verbose bool
 	// Recipients are the operands, in order.
 	Recipients []string

@@ -37,8 +37,11 @@ type User struct {
 
 // Submission is one message being queued by a sendmail run.
 type Submission struct {
+	// Opts is the command line (Parse).
 	Opts *Options
-	Cfg  *Config
+	// Cfg is the configuration (Load), with its defaults filled in.
+	Cfg *Config
+	// User is the submitting user (the real uid).
 	User User
 	// Now is the clock; Received, Date: and the queue id use it.
 	Now func() time.Time
@@ -48,8 +51,10 @@ type Submission struct {
 // (sysexits.h): EX_DATAERR (65), EX_NOUSER (67), EX_IOERR (74) or
 // EX_TEMPFAIL (75).
 type Failure struct {
+	// Status is the exit status.
 	Status int
-	Err    error
+	// Err is the cause, written on standard error.
+	Err error
 }
 
 // Error returns the cause.
