@@ -426,3 +426,39 @@ func TestRealCallers(t *testing.T) {
 		})
 	}
 }
+
+// TestOtherUser: phase 1 writes the spool directly, so a user who does
+// not own it (nobody, by runuser) gets 75 from sendmail and 78 from -bp,
+// and the spool is unchanged. Needs root and runuser.
+func TestOtherUser(t *testing.T) {
+	runuser, err := exec.LookPath("runuser")
+	if err != nil || os.Getuid() != 0 {
+		t.Skip("needs root and runuser")
+	}
+	// A copy of the binary that nobody may run: Program's directory is
+	// private.
+	pub, err := os.MkdirTemp("", "sendmail-pub-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(pub)
+	b, err := os.ReadFile(testutil.Program(t, "cmd/sendmail"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(pub, "sendmail")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(pub, 0o755)
+	dir := t.TempDir()
+	if r := run(t, runuser, env(dir), "Subject: n\n\nx\n", "-u", "nobody", "--", bin, "a@x.test"); r.code != 75 || !strings.Contains(r.stderr, "message not queued") {
+		t.Errorf("sendmail as nobody: exit %d, %s", r.code, r.stderr)
+	}
+	if r := run(t, runuser, env(dir), "", "-u", "nobody", "--", bin, "-bp"); r.code != 78 || r.stdout != "" {
+		t.Errorf("-bp as nobody: exit %d, %s%s", r.code, r.stdout, r.stderr)
+	}
+	if len(queued(t, dir)) != 0 {
+		t.Error("nobody queued a message")
+	}
+}
