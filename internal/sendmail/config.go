@@ -1,6 +1,7 @@
 package sendmail
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/receiver"
 	"github.com/smtp-stdio/smtp-stdio/internal/sender"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
 
 // Config is sendmail's configuration, read once from the environment by
@@ -34,7 +36,7 @@ type Config struct {
 // read (a typo that would leave a setting at its default), and the other
 // SMTP_* variables that none of sendmail, smtp-stdio and smtp-send reads,
 // for a warning. Hostname and SendmailDomain are filled in with their
-// defaults.
+// defaults; a SendmailDomain that is set must be a domain name.
 func Load(environ []string) (*Config, []string, error) {
 	var c Config
 	if err := envnames.Process(&c); err != nil {
@@ -63,6 +65,8 @@ func Load(environ []string) (*Config, []string, error) {
 	}
 	if c.SendmailDomain == "" {
 		c.SendmailDomain = c.Hostname
+	} else if !protocol.ValidDomain(c.SendmailDomain) {
+		return nil, nil, errors.New("SMTP_SENDMAIL_DOMAIN must be a domain name (RFC 5321 section 4.1.2)")
 	}
 	return &c, envnames.Unknown(environ, known.Has), nil
 }

@@ -27,6 +27,11 @@ func TestLoad(t *testing.T) {
 	if c, _, err := Load(append(environ, "SMTP_SENDMAIL_DOMAIN=d.test")); err != nil || c.SendmailDomain != "d.test" {
 		t.Errorf("%+v, %v", c, err)
 	}
+	t.Setenv("SMTP_SENDMAIL_DOMAIN", "not a domain")
+	if _, _, err := Load(environ); err == nil || !strings.Contains(err.Error(), "SMTP_SENDMAIL_DOMAIN") {
+		t.Errorf("a bad SMTP_SENDMAIL_DOMAIN: %v", err)
+	}
+	t.Setenv("SMTP_SENDMAIL_DOMAIN", "")
 	if _, _, err := Load(append(environ, "SMTP_SENDMAIL_DOMAINS=d.test")); err == nil || !strings.Contains(err.Error(), "SMTP_SENDMAIL_DOMAINS") {
 		t.Errorf("an unknown SMTP_SENDMAIL_ variable: %v", err)
 	}

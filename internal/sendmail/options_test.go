@@ -414,3 +414,27 @@ func TestHeaderSection(t *testing.T) {
 		t.Errorf("%q", q.msg)
 	}
 }
+
+// TestParseList: RFC 5322 lists as net/mail reads them, bare local parts
+// qualified, and both mixed, with commas inside quotes and comments.
+func TestParseList(t *testing.T) {
+	for in, want := range map[string][]string{
+		"a@x.test, B <b@x.test>":       {"a@x.test", "b@x.test"},
+		"root":                         {"root@d.test"},
+		"root, alice":                  {"root@d.test", "alice@d.test"},
+		`"Doe, John" <j@x.test>, root`: {"j@x.test", "root@d.test"},
+		`a@x.test (the admin, really), "a\" ,b" <q@x.test>, root`: {"a@x.test", "q@x.test", "root@d.test"},
+		"undisclosed-recipients:;":                                {},
+		"":                                                        nil,
+	} {
+		got, err := parseList(in, "d.test")
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("parseList(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"a b c", "<<x", "@x.test", "root@"} {
+		if got, err := parseList(bad, "d.test"); err == nil {
+			t.Errorf("parseList(%q) = %q, want an error", bad, got)
+		}
+	}
+}

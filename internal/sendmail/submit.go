@@ -402,7 +402,7 @@ func parseList(list, dom string) ([]string, error) {
 	// Bare local parts ("root, alice") are no RFC 5322 addresses: one
 	// item at a time.
 	var out []string
-	for _, item := range strings.Split(list, ",") {
+	for _, item := range splitList(list) {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
@@ -473,4 +473,35 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// splitList splits an address list at the commas that are outside
+// quoted strings, angle brackets and comments (RFC 5322 sections 3.2.2,
+// 3.2.4 and 3.4), so that "Doe, John" <j@x>, root is two items.
+func splitList(list string) []string {
+	var items []string
+	quoted, angle, depth, start := false, false, 0, 0
+	for i := 0; i < len(list); i++ {
+		switch c := list[i]; {
+		case c == '\\' && (quoted || depth > 0):
+			i++ // a quoted-pair
+		case quoted:
+			quoted = c != '"'
+		case c == '"' && depth == 0:
+			quoted = true
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth > 0:
+		case c == '<':
+			angle = true
+		case c == '>':
+			angle = false
+		case c == ',' && !angle:
+			items = append(items, list[start:i])
+			start = i + 1
+		}
+	}
+	return append(items, list[start:])
 }
