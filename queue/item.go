@@ -426,23 +426,55 @@ func (it *Item) SetCorrupt() error {
 // crash in between must not leave a message without its state in queue/,
 // where it would look new and be sent again to every recipient. It
 // returns the wrapped error of the first rename or fsync that failed.
+// What corrupt/ already holds under the same name is kept: the newcomer
+// takes a free name (see setAside).
 func (q *Queue) MoveCorrupt(e Entry) error {
-	if err := os.Rename(q.sp.Path(spool.QueueDir, e.ID), q.sp.Path(CorruptDir, e.ID)); err != nil {
-		return fmt.Errorf("queue: %w", err)
+	if err := q.setAside(q.sp.Path(spool.QueueDir, e.ID), e.ID); err != nil {
+		return err
 	}
 	if err := spool.SyncDir(q.sp.Path(spool.QueueDir)); err != nil {
 		return err
 	}
 	for _, n := range append(e.States[:len(e.States):len(e.States)], JournalName(e.ID)) {
-		err := os.Rename(q.sp.Path(StateDir, n), q.sp.Path(CorruptDir, n))
+		err := q.setAside(q.sp.Path(StateDir, n), n)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("queue: %w", err)
+			return err
 		}
 	}
 	if err := spool.SyncDir(q.sp.Path(CorruptDir)); err != nil {
 		return err
 	}
 	return spool.SyncDir(q.sp.Path(StateDir))
+}
+
+// maxAsideSuffix bounds the names setAside tries for one file.
+const maxAsideSuffix = 1000
+
+// setAside renames path to corrupt/<name>, or to corrupt/<name>.1, .2 and
+// so on when that name is taken, so that nothing already set aside for
+// inspection is replaced and a directory whose name is taken cannot stop
+// the run. The run lock is held, and nothing else writes corrupt/, so a
+// name found free stays free until the rename. It returns an error
+// wrapping os.ErrNotExist when path does not exist, and the wrapped error
+// of a failed rename.
+func (q *Queue) setAside(path, name string) error {
+	for i := 0; i <= maxAsideSuffix; i++ {
+		target := name
+		if i > 0 {
+			target = name + "." + strconv.Itoa(i)
+		}
+		dst := q.sp.Path(CorruptDir, target)
+		if _, err := os.Lstat(dst); err == nil {
+			continue
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("queue: %w", err)
+		}
+		if err := os.Rename(path, dst); err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("queue: corrupt/ holds %s and %d more of that name: clear it", name, maxAsideSuffix)
 }
 
 // appendJournal appends e to the item's journal and fsyncs it; when the

@@ -267,3 +267,34 @@ func TestEntryKeptCurrent(t *testing.T) {
 		t.Errorf("reopened state %+v", it.State.Rcpts)
 	}
 }
+
+// TestMoveCorruptKeepsWhatIsThere: a message set aside under a name that
+// corrupt/ already holds (a file, or a directory, which a rename cannot
+// replace) takes a free name; nothing there is replaced and the move does
+// not fail.
+func TestMoveCorruptKeepsWhatIsThere(t *testing.T) {
+	q := newQueue(t)
+	id := testEnvelope(t).QueueID
+	old := q.sp.Path(CorruptDir, id)
+	if err := os.WriteFile(old, []byte("set aside before"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(old+".1", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(q.sp.Path(spool.QueueDir, id), []byte("damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.MoveCorrupt(Entry{ID: id}); err != nil {
+		t.Fatalf("MoveCorrupt: %v", err)
+	}
+	if b, err := os.ReadFile(old); err != nil || string(b) != "set aside before" {
+		t.Errorf("corrupt/%s: %q %v", id, b, err)
+	}
+	if b, err := os.ReadFile(old + ".2"); err != nil || string(b) != "damaged" {
+		t.Errorf("corrupt/%s.2: %q %v", id, b, err)
+	}
+	if _, err := os.Lstat(q.sp.Path(spool.QueueDir, id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("queue/%s still there: %v", id, err)
+	}
+}
