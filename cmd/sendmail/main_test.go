@@ -462,3 +462,47 @@ func TestOtherUser(t *testing.T) {
 		t.Error("nobody queued a message")
 	}
 }
+
+// TestGitSendEmail: git send-email with --sendmail-cmd queues the patch
+// for the recipient of --to, From: and Subject: as git wrote them.
+// Skipped without git-email (scripts/install-test-deps installs it).
+func TestGitSendEmail(t *testing.T) {
+	gitExec, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Skip("git not installed")
+	}
+	if _, err := os.Stat(filepath.Join(strings.TrimSpace(string(gitExec)), "git-send-email")); err != nil {
+		t.Skip("git-email not installed (scripts/install-test-deps)")
+	}
+	repo, dir := t.TempDir(), t.TempDir()
+	e := append(env(dir), "GIT_CONFIG_NOSYSTEM=1", "HOME="+repo, "GIT_AUTHOR_NAME=A", "GIT_AUTHOR_EMAIL=a@x.test",
+		"GIT_COMMITTER_NAME=A", "GIT_COMMITTER_EMAIL=a@x.test")
+	git := func(args ...string) result {
+		t.Helper()
+		r := run(t, "git", e, "", append([]string{"-C", repo}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("git %v: exit %d\n%s", args, r.code, r.stderr)
+		}
+		return r
+	}
+	git("init", "-q")
+	if err := os.WriteFile(filepath.Join(repo, "f"), []byte("hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git("add", "f")
+	git("commit", "-q", "-m", "add f")
+	git("format-patch", "-q", "-1", "-o", "out")
+	git("send-email", "--sendmail-cmd="+testutil.Program(t, "cmd/sendmail"), "--to=t@y.test", "--from=A <a@x.test>",
+		"--confirm=never", "--suppress-cc=all", "--quiet", filepath.Join(repo, "out", "0001-add-f.patch"))
+	msgs := queued(t, dir)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages queued", len(msgs))
+	}
+	for _, m := range msgs {
+		msg := content(t, m)
+		if !slices.Equal(m.To, []string{"t@y.test"}) || !strings.Contains(msg, "\r\nFrom: A <a@x.test>\r\n") ||
+			!strings.Contains(msg, "\r\nSubject: [PATCH] add f\r\n") || !strings.Contains(msg, "\r\n+hi\r\n") {
+			t.Errorf("recipients %v\n%s", m.To, msg)
+		}
+	}
+}
