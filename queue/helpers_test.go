@@ -2,15 +2,12 @@ package queue
 
 import (
 	"io"
-	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -77,43 +74,12 @@ func nonRegular(t *testing.T) map[string]func(path string) {
 	t.Helper()
 	target := filepath.Join(t.TempDir(), "file")
 	must(t, os.WriteFile(target, []byte(`{"version":1}`), 0o600))
-	kinds := map[string]func(string){
-		"fifo":      func(p string) { must(t, syscall.Mkfifo(p, 0o600)) },
-		"symlink":   func(p string) { must(t, os.Symlink(target, p)) },
-		"directory": func(p string) { must(t, os.Mkdir(p, 0o700)) },
-		"socket": func(p string) {
-			l, err := net.Listen("unix", p)
-			must(t, err)
-			l.(*net.UnixListener).SetUnlinkOnClose(false)
-			t.Cleanup(func() { l.Close() })
-		},
-	}
-	if os.Geteuid() == 0 {
-		// A copy of /dev/zero: a reader that opened it would read for ever.
-		kinds["device"] = func(p string) { must(t, unix.Mknod(p, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 5)))) }
-	}
-	return kinds
+	return testutil.NonRegular(t, target)
 }
 
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// within fails the test if f has not returned after a few seconds: a reader
-// that opens a FIFO blocks in open(2) for ever.
-func within(t *testing.T, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("%s: still blocked after 5s", what)
 	}
 }

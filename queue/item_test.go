@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -27,18 +28,18 @@ func TestNonRegularNeverOpened(t *testing.T) {
 			mk(q.sp.Path(spool.QueueDir, id))
 			state := StateName(id, time.Time{})
 			mk(q.sp.Path(StateDir, state))
-			within(t, "ReadState", func() {
+			testutil.Within(t, "ReadState", func() {
 				if _, err := q.LoadState([]string{state}); !errors.Is(err, spool.ErrNotRegular) {
 					t.Errorf("LoadState: %v", err)
 				}
 			})
 			mk(q.sp.Path(StateDir, JournalName(id)))
-			within(t, "ReadJournal", func() {
+			testutil.Within(t, "ReadJournal", func() {
 				if _, _, err := q.ReadJournal(id); !errors.Is(err, spool.ErrNotRegular) {
 					t.Errorf("ReadJournal: %v", err)
 				}
 			})
-			within(t, "appendJournal", func() {
+			testutil.Within(t, "appendJournal", func() {
 				e := JournalEntry{Set: []Update{{Index: 0, Rcpt: Rcpt{Addr: env.To[0], Status: Done}}}}
 				if err := q.appendJournal(id, e); !errors.Is(err, spool.ErrNotRegular) {
 					t.Errorf("appendJournal: %v", err)

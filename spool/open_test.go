@@ -3,15 +3,11 @@ package spool
 import (
 	"errors"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
@@ -31,44 +27,13 @@ func nonRegular(t *testing.T) map[string]func(path string) {
 	if err := os.Rename(s.Path(QueueDir, env.QueueID), target); err != nil {
 		t.Fatal(err)
 	}
-	kinds := map[string]func(string){
-		"fifo":      func(p string) { must(t, syscall.Mkfifo(p, 0o600)) },
-		"symlink":   func(p string) { must(t, os.Symlink(target, p)) },
-		"directory": func(p string) { must(t, os.Mkdir(p, 0o700)) },
-		"socket": func(p string) {
-			l, err := net.Listen("unix", p)
-			must(t, err)
-			l.(*net.UnixListener).SetUnlinkOnClose(false)
-			t.Cleanup(func() { l.Close() })
-		},
-	}
-	if os.Geteuid() == 0 {
-		// A copy of /dev/zero: a reader that opened it would read for ever.
-		kinds["device"] = func(p string) { must(t, unix.Mknod(p, unix.S_IFCHR|0o600, int(unix.Mkdev(1, 5)))) }
-	}
-	return kinds
+	return testutil.NonRegular(t, target)
 }
 
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// within fails the test if f has not returned after a few seconds: a reader
-// that opens a FIFO blocks in open(2) for ever.
-func within(t *testing.T, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("%s: still blocked after 5s", what)
 	}
 }
 
@@ -84,7 +49,7 @@ func TestNonRegularNeverOpened(t *testing.T) {
 			}
 			id := testEnvelope(t).QueueID
 			mk(s.Path(QueueDir, id))
-			within(t, "Open", func() {
+			testutil.Within(t, "Open", func() {
 				if m, err := s.OpenMessage(id); !errors.Is(err, ErrNotRegular) || errors.Is(err, ErrCorrupt) {
 					t.Errorf("OpenMessage: %v", err)
 					if err == nil {
