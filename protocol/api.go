@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"crypto/tls"
 	"io"
 	"net/netip"
 	"time"
@@ -106,6 +107,24 @@ type Config struct {
 	// Deadline ends the whole session, whatever the client does; zero is
 	// none.
 	Deadline time.Time
+
+	// TLS, when not nil, is the server's TLS configuration (certificate
+	// and all): a session served by ServeConn then offers STARTTLS (RFC
+	// 3207), or with ImplicitTLS starts TLS before the greeting (RFC
+	// 8314). NewSession raises its MinVersion to TLS 1.2. Serve, which
+	// has no connection to hand to crypto/tls, never offers it.
+	TLS *tls.Config
+	// ImplicitTLS runs the TLS handshake before the 220 greeting (RFC
+	// 8314 section 3.3, port 465) instead of offering STARTTLS; it needs
+	// TLS and ServeConn.
+	ImplicitTLS bool
+	// RequireTLS refuses MAIL before TLS is up with 530 5.7.0 (RFC 3207
+	// section 4: "Must issue a STARTTLS command first").
+	RequireTLS bool
+	// HandshakeTimeout bounds the TLS handshake, its own timeout apart
+	// from CommandTimeout; past it the session ends without a reply.
+	// NewSession sets DefaultHandshakeTimeout for 0.
+	HandshakeTimeout time.Duration
 
 	// ForbidImproperPipelining ends the session with 554 5.5.0 when the
 	// client sends a command before the reply to one that RFC 2920
@@ -244,6 +263,9 @@ const (
 	DefaultMaxErrors = 20
 	// DefaultSoftware names this package in the Received: header.
 	DefaultSoftware = "smtp-stdio"
+	// DefaultHandshakeTimeout bounds a TLS handshake: 1 minute, as
+	// Postfix's smtpd_starttls_timeout at its usual data rates.
+	DefaultHandshakeTimeout = time.Minute
 )
 
 // DefaultConfig returns a Config with the limits and timeouts of a
@@ -298,6 +320,12 @@ type Envelope struct {
 	SMTPUTF8 bool
 	// Size is the SIZE= parameter in bytes, 0 when absent (RFC 1870).
 	Size int64
+	// TLSVersion names the TLS version of the session as Postfix does,
+	// "TLSv1.2" or "TLSv1.3"; "" when the session is not encrypted.
+	TLSVersion string
+	// TLSCipher is the IANA name of the TLS cipher suite, such as
+	// "TLS_AES_128_GCM_SHA256"; "" without TLS.
+	TLSCipher string
 }
 
 // Policy decides which recipients a session may use: the relay check.

@@ -23,7 +23,16 @@ type command struct {
 	// (QUIT, a timeout in DATA). Nil for a verb that this server knows
 	// but does not carry out: it gets 502 5.5.1 in every state.
 	run func(s *Session, cmd Command) (*Reply, error)
+	// offered, when not nil, says whether this session carries the
+	// command out at all: where it says no, the verb is answered as one
+	// without a handler (502 5.5.1 in every state), and HELP does not
+	// list it. Nil is always. STARTTLS is offered only with a TLS
+	// configuration and before TLS is up.
+	offered func(s *Session) bool
 }
+
+// isOffered reports whether c is carried out in s (command.offered).
+func (c *command) isOffered(s *Session) bool { return c.offered == nil || c.offered(s) }
 
 // grouping is what RFC 2920 section 3.1 says of a command in a pipelined
 // group.
@@ -46,32 +55,35 @@ const (
 // 5321 section 4.5.1's minimum implementation, plus HELP. HELO ends a
 // group as EHLO does, as Postfix treats it.
 var commands = [...]command{
-	// verb, may follow (after), pipelining (group), arguments, handler
-	{VerbEHLO, anyState, endsGroup, needArg(replyHeloSyntax), (*Session).hello},
-	{VerbHELO, anyState, endsGroup, needArg(replyHeloSyntax), (*Session).hello},
-	{VerbMAIL, states(StateHelo), inGroup, parseMail, (*Session).mail},
-	{VerbRCPT, states(StateMail, StateRcpt), inGroup, parseRcpt, (*Session).rcpt},
-	{VerbDATA, states(StateRcpt), endsGroup, noArgs, (*Session).data},
-	{VerbRSET, anyState, inGroup, noArgs, (*Session).rset},
-	{VerbNOOP, anyState, endsGroup, anyArgs, (*Session).noop},
-	{VerbQUIT, always, endsSession, noArgs, (*Session).quit},
-	{VerbHELP, anyState, inGroup, anyArgs, (*Session).help},
-	{VerbVRFY, anyState, endsGroup, needArg(replyVRFYSyntax), (*Session).vrfy},
+	// verb, may follow (after), pipelining (group), arguments, handler[, offered]
+	{VerbEHLO, anyState, endsGroup, needArg(replyHeloSyntax), (*Session).hello, nil},
+	{VerbHELO, anyState, endsGroup, needArg(replyHeloSyntax), (*Session).hello, nil},
+	{VerbMAIL, states(StateHelo), inGroup, parseMail, (*Session).mail, nil},
+	{VerbRCPT, states(StateMail, StateRcpt), inGroup, parseRcpt, (*Session).rcpt, nil},
+	{VerbDATA, states(StateRcpt), endsGroup, noArgs, (*Session).data, nil},
+	{VerbRSET, anyState, inGroup, noArgs, (*Session).rset, nil},
+	{VerbNOOP, anyState, endsGroup, anyArgs, (*Session).noop, nil},
+	{VerbQUIT, always, endsSession, noArgs, (*Session).quit, nil},
+	{VerbHELP, anyState, inGroup, anyArgs, (*Session).help, nil},
+	{VerbVRFY, anyState, endsGroup, needArg(replyVRFYSyntax), (*Session).vrfy, nil},
+	// RFC 3207 section 4: after EHLO, outside a transaction; the client
+	// waits for the 220 before its handshake, so it ends a group (and
+	// Session.starttls refuses anything pipelined after it).
+	{VerbSTARTTLS, states(StateHelo), endsGroup, noArgs, (*Session).starttls, (*Session).offersTLS},
 
 	// Verbs with a meaning in SMTP that this server does not carry out:
 	// 502 5.5.1, where anything else unknown gets 500 5.5.2 (RFC 5321
 	// section 4.2.4). The parser keeps their verb, so that EXPN and TURN
 	// still end a pipelined group.
-	{"EXPN", states(), endsGroup, nil, nil},   // RFC 5321 section 3.5: we expand no lists
-	{"TURN", states(), endsGroup, nil, nil},   // RFC 821, insecure
-	{"ETRN", states(), inGroup, nil, nil},     // RFC 1985
-	{"ATRN", states(), inGroup, nil, nil},     // RFC 2645
-	{"BDAT", states(), inGroup, nil, nil},     // RFC 3030, CHUNKING is not advertised
-	{"STARTTLS", states(), inGroup, nil, nil}, // RFC 3207, TLS is the launcher's business
-	{"AUTH", states(), inGroup, nil, nil},     // RFC 4954
-	{"SEND", states(), inGroup, nil, nil},     // RFC 821, removed by RFC 5321
-	{"SOML", states(), inGroup, nil, nil},
-	{"SAML", states(), inGroup, nil, nil},
+	{"EXPN", states(), endsGroup, nil, nil, nil}, // RFC 5321 section 3.5: we expand no lists
+	{"TURN", states(), endsGroup, nil, nil, nil}, // RFC 821, insecure
+	{"ETRN", states(), inGroup, nil, nil, nil},   // RFC 1985
+	{"ATRN", states(), inGroup, nil, nil, nil},   // RFC 2645
+	{"BDAT", states(), inGroup, nil, nil, nil},   // RFC 3030, CHUNKING is not advertised
+	{"AUTH", states(), inGroup, nil, nil, nil},   // RFC 4954
+	{"SEND", states(), inGroup, nil, nil, nil},   // RFC 821, removed by RFC 5321
+	{"SOML", states(), inGroup, nil, nil, nil},
+	{"SAML", states(), inGroup, nil, nil, nil},
 }
 
 // lookup returns the row of verb v, or nil for a verb the table does not
@@ -91,19 +103,25 @@ func allowed(v Verb, s State) bool {
 	return c != nil && c.run != nil && c.after.has(s)
 }
 
-// replyHelpAll answers HELP: the verbs of the table that have a handler,
-// in table order. It is made once, in init, because the table's HELP
-// handler cannot refer to the table in the table's own initializer.
-var replyHelpAll *Reply
+// replyHelpAll answers HELP: the verbs of the table that have a handler
+// and are always offered, in table order; replyHelpTLS adds those
+// offered only sometimes (STARTTLS), for a session that offers them.
+// They are made once, in init, because the table's HELP handler cannot
+// refer to the table in the table's own initializer.
+var replyHelpAll, replyHelpTLS *Reply
 
 func init() {
-	var verbs []string
+	var always, all []string
 	for _, c := range commands {
 		if c.run != nil {
-			verbs = append(verbs, string(c.verb))
+			all = append(all, string(c.verb))
+			if c.offered == nil {
+				always = append(always, string(c.verb))
+			}
 		}
 	}
-	replyHelpAll = replyHelp(strings.Join(verbs, " "))
+	replyHelpAll = replyHelp(strings.Join(always, " "))
+	replyHelpTLS = replyHelp(strings.Join(all, " "))
 }
 
 // Argument checks for the table (RFC 5321 section 4.1.1); MAIL and RCPT
@@ -145,7 +163,12 @@ func (s *Session) noop(Command) (*Reply, error) { return replyOK, nil }
 
 // help lists the commands (RFC 5321 section 4.1.1.8), whatever the
 // argument.
-func (s *Session) help(Command) (*Reply, error) { return replyHelpAll, nil }
+func (s *Session) help(Command) (*Reply, error) {
+	if s.offersTLS() {
+		return replyHelpTLS, nil
+	}
+	return replyHelpAll, nil
+}
 
 // vrfy verifies nothing (RFC 5321 section 3.5.3): 252.
 func (s *Session) vrfy(Command) (*Reply, error) { return replyVRFY, nil }

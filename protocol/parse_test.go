@@ -33,7 +33,7 @@ func TestParseCommand(t *testing.T) {
 		{line: "VRFY bob", want: Command{Verb: VerbVRFY, Arg: "bob"}},
 		{line: "VRFY", err: "501 5.5.4"},
 		{line: "EXPN staff", err: "502 5.5.1"},
-		{line: "starttls", err: "502 5.5.1"},
+		{line: "auth plain", err: "502 5.5.1"},
 		{line: "BDAT 10 LAST", err: "502 5.5.1"},
 		{line: "TURN", err: "502 5.5.1"},
 		{line: "FOO", err: "500 5.5.2"},

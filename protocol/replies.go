@@ -22,7 +22,7 @@ func replyGreeting(host, text string) *Reply {
 // extension (RFC 5321 section 4.1.1.1), less those withheld
 // (Config.Withhold). Without a limit SIZE goes without a number, which
 // RFC 1870 reads as "no information".
-func replyEHLO(host, helo string, maxSize int64, withhold Extensions) *Reply {
+func replyEHLO(host, helo string, maxSize int64, withhold Extensions, starttls bool) *Reply {
 	size := "SIZE"
 	if maxSize > 0 {
 		size += " " + strconv.FormatInt(maxSize, 10)
@@ -34,6 +34,9 @@ func replyEHLO(host, helo string, maxSize int64, withhold Extensions) *Reply {
 	lines = append(lines, size, "ENHANCEDSTATUSCODES") // RFC 1870, RFC 2034
 	if withhold&ExtSMTPUTF8 == 0 {
 		lines = append(lines, "SMTPUTF8") // RFC 6531
+	}
+	if starttls {
+		lines = append(lines, "STARTTLS") // RFC 3207, last: plain replies stay as they were
 	}
 	return &Reply{Code: 250, Lines: lines}
 }
@@ -152,6 +155,14 @@ var (
 	// must end a group; RFC 3463 X.5.0: other protocol status. The
 	// session ends after it, as Postfix's does.
 	replyImproperPipelining = reply(554, "5.5.0", "Improper use of SMTP command pipelining")
+	// TLS (RFC 3207 section 4 gives the text; Postfix's enhanced code).
+	replyReadyTLS = &Reply{Code: 220, Enhanced: "2.0.0", Lines: []string{"Ready to start TLS"}}
+	// RFC 3207 section 4: MAIL before STARTTLS when TLS is required.
+	replyNeedTLS = reply(530, "5.7.0", "Must issue a STARTTLS command first")
+	// Input pipelined after STARTTLS (CVE-2011-0411): it would be read
+	// as if it came over TLS. The session ends after it.
+	replyPipelinedTLS = reply(554, "5.5.0", "Improper use of SMTP command pipelining: nothing may follow STARTTLS")
+
 	// Begin, write or Commit failed without a reply of its own.
 	replyLocalError = reply(451, "4.3.0", "Local error, try again later")
 )

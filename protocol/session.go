@@ -2,10 +2,12 @@ package protocol
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/ascii"
@@ -57,6 +59,10 @@ type Session struct {
 	r *bufio.Reader
 	w *bufio.Writer // replies, flushed before a read that may block
 	d Deadliner
+	// conn is the raw transport of ServeConn, nil for Serve: STARTTLS
+	// hands it to crypto/tls and then reads and writes only the TLS
+	// connection (tls.go).
+	conn net.Conn
 
 	state    State
 	env      Envelope        // Client, Helo, Protocol for the session; the rest per transaction
@@ -111,6 +117,13 @@ func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.TLS != nil && cfg.TLS.MinVersion < tls.VersionTLS12 {
+		cfg.TLS = cfg.TLS.Clone()
+		cfg.TLS.MinVersion = tls.VersionTLS12
+	}
 	return &Session{cfg: cfg, policy: policy, delivery: delivery, log: log, env: Envelope{Client: client}}
 }
 
@@ -142,6 +155,12 @@ func (s *Session) Serve(r *bufio.Reader, w io.Writer, d Deadliner) error {
 }
 
 func (s *Session) serve() error {
+	if s.cfg.ImplicitTLS {
+		// RFC 8314 section 3.3: TLS first, the greeting over it.
+		if err := s.handshake(); err != nil {
+			return err
+		}
+	}
 	if err := s.answer(s.greet()); err != nil {
 		return err
 	}
@@ -209,6 +228,8 @@ func (s *Session) execute() (*Reply, error) {
 	switch {
 	case c == nil || c.run == nil: // unknown, or known and not carried out
 		return s.refuse(cmd.Verb, replyFor(perr)), nil
+	case !c.isOffered(s): // carried out, but not in this session
+		return s.refuse(cmd.Verb, replyNotImpl), nil
 	case !c.after.has(s.state):
 		return s.refuse(cmd.Verb, outOfSequence(cmd.Verb, s.state)), nil
 	case perr != nil:
@@ -255,7 +276,7 @@ func (s *Session) hello(cmd Command) (*Reply, error) {
 	r := replyHELO(s.cfg.Hostname, s.env.Helo)
 	if cmd.Verb == VerbEHLO {
 		s.env.Protocol = "ESMTP"
-		r = replyEHLO(s.cfg.Hostname, s.env.Helo, s.cfg.MaxMessageSize, s.cfg.Withhold)
+		r = replyEHLO(s.cfg.Hostname, s.env.Helo, s.cfg.MaxMessageSize, s.cfg.Withhold, s.offersTLS())
 	}
 	s.reset()
 	s.log.Info("helo", "helo", s.env.Helo, "protocol", s.env.Protocol)
@@ -264,6 +285,9 @@ func (s *Session) hello(cmd Command) (*Reply, error) {
 
 // mail carries out MAIL FROM (RFC 5321 section 4.1.1.2).
 func (s *Session) mail(cmd Command) (*Reply, error) {
+	if s.cfg.RequireTLS && s.env.TLSVersion == "" {
+		return s.refuse(cmd.Verb, replyNeedTLS), nil
+	}
 	if cmd.Params && s.env.Protocol != "ESMTP" {
 		return s.refuse(cmd.Verb, replyParamNoEHLO), nil
 	}
@@ -356,7 +380,8 @@ func rcptKey(path string) string {
 // reset ends the mail transaction (RFC 5321 section 4.1.1.5), keeping
 // what EHLO or HELO said.
 func (s *Session) reset() {
-	s.env = Envelope{Client: s.env.Client, Helo: s.env.Helo, Protocol: s.env.Protocol}
+	s.env = Envelope{Client: s.env.Client, Helo: s.env.Helo, Protocol: s.env.Protocol,
+		TLSVersion: s.env.TLSVersion, TLSCipher: s.env.TLSCipher}
 	clear(s.rcpts)
 	s.state = StateInit
 	if s.env.Protocol != "" {

@@ -47,6 +47,8 @@ const (
 	VerbQUIT Verb = "QUIT"
 	VerbHELP Verb = "HELP"
 	VerbVRFY Verb = "VRFY"
+	// VerbSTARTTLS starts TLS (RFC 3207).
+	VerbSTARTTLS Verb = "STARTTLS"
 )
 
 // stateSet is a set of States, one bit each.

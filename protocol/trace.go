@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -49,23 +50,30 @@ func clientLiteral(c Client) string {
 }
 
 // traceProtocol is the WITH clause of the Received: header (RFC 5321
-// section 4.4, RFC 3848, RFC 6531 section 3.7.3).
+// section 4.4, RFC 3848, RFC 6531 section 3.7.3): ESMTPS and UTF8SMTPS
+// over TLS.
 func traceProtocol(env *Envelope) string {
-	if env.Protocol == "ESMTP" && env.SMTPUTF8 {
-		return "UTF8SMTP"
+	p := env.Protocol
+	if p == "ESMTP" && env.SMTPUTF8 {
+		p = "UTF8SMTP"
 	}
-	return env.Protocol
+	if p != "SMTP" && env.TLSVersion != "" {
+		p += "S"
+	}
+	return p
 }
 
 // writeReceived writes the Received: trace header (RFC 5321 section 4.4)
 // that the session puts in front of every message:
 //
 //	Received: from <helo> ([192.0.2.1])
-//		by <host> (<software>) with ESMTP id <queue id>;
+//		(using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits))
+//		by <host> (<software>) with ESMTPS id <queue id>;
 //		Sat, 21 Nov 2026 11:18:25 +0000
 //
 // A local session has no address; "local" goes beside the software's
-// name (Config.Software). There is no FOR clause: with several recipients
+// name (Config.Software). The "using" line, as Postfix writes it, is
+// there only for a session over TLS. There is no FOR clause: with several recipients
 // it would reveal Bcc recipients to every other one.
 func writeReceived(w io.Writer, env *Envelope, host, software, id string, now time.Time) error {
 	var b strings.Builder
@@ -75,6 +83,13 @@ func writeReceived(w io.Writer, env *Envelope, host, software, id string, now ti
 		b.WriteString(" (" + lit + ")")
 	} else {
 		via += ", local"
+	}
+	if env.TLSVersion != "" {
+		b.WriteString("\r\n\t(using " + env.TLSVersion + " with cipher " + env.TLSCipher)
+		if n := cipherBits(env.TLSCipher); n > 0 {
+			b.WriteString(fmt.Sprintf(" (%d/%d bits)", n, n))
+		}
+		b.WriteString(")")
 	}
 	b.WriteString("\r\n\tby " + host + " (" + via + ") with " + traceProtocol(env) + " id " + id + ";\r\n\t")
 	b.WriteString(now.Format(time.RFC1123Z) + "\r\n") // RFC 5322 section 3.3
