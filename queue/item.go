@@ -18,7 +18,8 @@ import (
 //
 // This file is the only one that writes, renames or removes a file of the
 // queue: state files, journals, notifications spooled into queue/, a
-// message on its way out of queue/, and orphans. Every step below ends with the fsyncs
+// message on its way out of queue/, orphans, and dropped messages on their
+// way from drop/ into queue/ (pickup.go checks them, this file moves them). Every step below ends with the fsyncs
 // that make it durable before the next step starts, and the steps are
 // ordered so that a run killed at any instant (SIGKILL, a power cut)
 // leaves what the next run reads as "before the step" or "after it":
@@ -56,6 +57,13 @@ import (
 //  5. Deferrals and failures without a notification are recorded with the
 //     state (Settle) when the attempt ends; a crash before that loses only
 //     the attempt, which the next run repeats.
+//  6. A dropped message (Pickup) is in queue/ before it leaves drop/:
+//     its copy is written in tmp/, fsync'd, renamed into queue/ under a
+//     new queue id and queue/ fsync'd (spool.Writer.Commit); only then is
+//     drop/<name> removed and drop/ fsync'd. A crash between the two
+//     leaves it in both, and the next run queues it again: delivered
+//     twice, never lost (as Postfix's pickup). A dropped file that fails
+//     a check is renamed to corrupt/, never copied.
 //
 // The tests kill a run at each Step (send's TestKillAtEachStep) and at
 // random instants (cmd/smtp-send's TestKillSendAnywhere) and check exactly
@@ -83,9 +91,12 @@ const (
 	// StepFinished: the message left queue/ (removed or moved to
 	// failed/).
 	StepFinished
+	// StepPickedUp: a dropped message is in queue/ under its new id;
+	// drop/ still holds it.
+	StepPickedUp
 )
 
-var stepNames = [...]string{"accepted", "recorded", "bounce-intent", "bounce-spooled", "state-written", "finished"}
+var stepNames = [...]string{"accepted", "recorded", "bounce-intent", "bounce-spooled", "state-written", "finished", "picked-up"}
 
 // String returns the step's name.
 func (s Step) String() string {
@@ -661,4 +672,56 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// queueDropped copies the checked dropped message m into queue/ under
+// the new envelope env, the Received: field rcvd first (ordering rule 6),
+// then removes drop/<name> and fsyncs drop/. The copy is checked as it
+// is read: a CRC-32C that does not match aborts it and returns an error
+// wrapping spool.ErrCorrupt, with nothing in queue/ and the drop file
+// left for the caller to set aside. Other errors are the writer's or
+// unlink's, wrapped.
+func (q *Queue) queueDropped(m *spool.Message, env *spool.Envelope, rcvd, name string) error {
+	w, err := q.sp.Create(env)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if _, err := io.WriteString(w, rcvd); err != nil {
+		w.Abort()
+		return fmt.Errorf("queue: %w", err)
+	}
+	if _, err := io.Copy(w, m.Content()); err != nil {
+		w.Abort()
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := w.Commit(); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	q.hook(StepPickedUp, env.QueueID)
+	if err := os.Remove(q.sp.Path(DropDir, name)); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return spool.SyncDir(q.sp.Path(DropDir))
+}
+
+// setAsideDropped renames drop/<name> to corrupt/ (as drop.<name>, see
+// setAside) and fsyncs corrupt/ and drop/.
+func (q *Queue) setAsideDropped(name string) error {
+	if err := q.setAside(q.sp.Path(DropDir, name), "drop."+name); err != nil {
+		return err
+	}
+	if err := spool.SyncDir(q.sp.Path(CorruptDir)); err != nil {
+		return err
+	}
+	return spool.SyncDir(q.sp.Path(DropDir))
+}
+
+// removeStaleDrop removes drop/<name>, a temporary file left by a killed
+// drop helper. The removal is not fsync'd: one that reappears after a
+// crash is removed again.
+func (q *Queue) removeStaleDrop(name string) error {
+	if err := os.Remove(q.sp.Path(DropDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return nil
 }
