@@ -51,6 +51,13 @@ type Envelope struct {
 	From string
 	// To lists the forward-paths without angle brackets, in RCPT TO order.
 	To []string
+	// TLSVersion is the TLS version the message came over, "TLSv1.3",
+	// or "" without TLS (RFC 3207). Optional in the file: written only
+	// when set, so that older readers and files need no new version.
+	TLSVersion string
+	// TLSCipher is the IANA name of the TLS cipher suite, such as
+	// "TLS_AES_128_GCM_SHA256"; "" without TLS. Optional as TLSVersion.
+	TLSCipher string
 }
 
 // Limits of the envelope. The writer (Create) refuses an envelope over
@@ -103,6 +110,7 @@ func (e *Envelope) Validate() error {
 	for _, f := range [][2]string{
 		{"client", e.Client}, {"helo", e.Helo}, {"protocol", e.Protocol},
 		{"body", e.Body}, {"mail-from", e.From},
+		{"tls-version", e.TLSVersion}, {"tls-cipher", e.TLSCipher},
 	} {
 		if err := check(f[0], f[1]); err != nil {
 			return err

@@ -38,6 +38,8 @@ const (
 	fUTF8     = "smtputf8"
 	fFrom     = "mail-from"
 	fTo       = "rcpt-to"
+	fTLSVer   = "tls-version" // optional: only for a message over TLS
+	fTLSCiph  = "tls-cipher"  // optional: only for a message over TLS
 	fSize     = "message-size"
 	fCRC      = "message-crc32c"
 )
@@ -72,6 +74,10 @@ func encodeEnvelope(e *Envelope) encodedEnvelope {
 		utf8 = "yes"
 	}
 	line(fUTF8, utf8)
+	if e.TLSVersion != "" || e.TLSCipher != "" {
+		line(fTLSVer, e.TLSVersion)
+		line(fTLSCiph, e.TLSCipher)
+	}
 	line(fFrom, "<"+e.From+">")
 	for _, r := range e.To {
 		line(fTo, "<"+r+">")
@@ -240,6 +246,10 @@ func (m *Message) set(k, v string) error {
 		m.Protocol = v
 	case fBody:
 		m.Body = v
+	case fTLSVer:
+		m.TLSVersion = v
+	case fTLSCiph:
+		m.TLSCipher = v
 	case fUTF8:
 		switch v {
 		case "yes":
