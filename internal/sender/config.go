@@ -55,6 +55,7 @@ type Config struct {
 	SendBlockTimeout   time.Duration `split_words:"true" default:"3m" desc:"timeout of each write of message data (RFC 5321 4.5.3.2.5)"`
 	SendTmpMaxAge      time.Duration `split_words:"true" default:"24h" desc:"age past which files in tmp/ are removed at the start of a run"`
 	SendLogLevel       slog.Level    `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	SendDropMaxSize    int64         `split_words:"true" default:"26214400" desc:"largest file taken from drop/ (sendmail's drop helper), in bytes; a larger one is set aside"`
 }
 
 // Load reads the configuration from the environment. It returns
@@ -137,6 +138,9 @@ func (c *Config) SendConfig() (send.Config, error) {
 		if host, err = os.Hostname(); err != nil {
 			return sc, err
 		}
+	}
+	if c.SendDropMaxSize < 1 {
+		return sc, errors.New("SMTP_SEND_DROP_MAX_SIZE must be at least 1")
 	}
 	if c.SendConnections < 1 || c.SendMaxRecipients < 1 || c.SendMinAttempts < 1 {
 		return sc, errors.New("SMTP_SEND_CONNECTIONS, SMTP_SEND_MAX_RECIPIENTS and SMTP_SEND_MIN_ATTEMPTS must be at least 1")

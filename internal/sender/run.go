@@ -128,6 +128,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		log.Error("configuration", "err", err)
 		return exitConfig
 	}
+	if err := pickup(q, cfg.SendDropMaxSize, sc, log); err != nil {
+		log.Error("picking up drop/", "err", err)
+		return exitIOErr
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	s := &send.Sender{Spool: sp, Config: sc, Log: log}
@@ -148,4 +152,40 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		"corrupt", st.Corrupt, "unreadable", st.Unreadable, "locked", st.Locked,
 		"scan_ms", st.ScanTime.Milliseconds(), "first_delivery_ms", st.FirstDelivery.Milliseconds())
 	return exitOK
+}
+
+// pickup moves what sendmail's drop helper left in drop/ into queue/
+// (queue.Pickup) under the run lock, before the run lists what is due,
+// and logs each file: queued with its new id and submitting uid, or set
+// aside in corrupt/. A run that does not get the lock leaves drop/ to
+// the run that holds it. An unsafe drop/ is logged and skipped: the queue
+// is still delivered. It returns only an error of reading drop/.
+func pickup(q *queue.Queue, maxSize int64, sc send.Config, log *slog.Logger) error {
+	l, err := q.LockRun()
+	if errors.Is(err, queue.ErrLocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	picked, err := q.Pickup(maxSize, sc.TmpMaxAge, time.Now(), sc.Hostname)
+	if errors.Is(err, queue.ErrDropUnsafe) {
+		log.Error("drop/ not read", "err", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, p := range picked {
+		switch {
+		case p.ID != "":
+			log.Info("picked up", "drop", p.Name, "id", p.ID, "uid", p.Uid, "login", textsafe.Escape(p.Login))
+		case p.SetAside:
+			log.Warn("dropped file set aside in corrupt/", "drop", p.Name, "uid", p.Uid, "err", p.Err)
+		default:
+			log.Error("dropped file left in drop/", "drop", p.Name, "err", p.Err)
+		}
+	}
+	return nil
 }
