@@ -104,7 +104,7 @@ func TestBodyStreams(t *testing.T) {
 	dir := t.TempDir()
 	cfg := &Config{SpoolDir: dir, Hostname: "h.test", SendmailDomain: "d.test"}
 	sub := &Submission{Opts: o, Cfg: cfg, User: User{Uid: 1000, Login: "alice"}, Now: time.Now}
-	id, err := queue(sub, cfg, in)
+	id, err := queue(sub, cfg, in, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func submit(t *testing.T, args []string, input string) queued {
 	os.Chmod(dir, 0o700)
 	cfg := &Config{SpoolDir: dir, Hostname: "h.test", SendmailDomain: "d.test"}
 	sub := &Submission{Opts: o, Cfg: cfg, User: User{Uid: 1000, Login: "alice"}, Now: func() time.Time { return testNow }}
-	id, err := queue(sub, cfg, strings.NewReader(input))
+	id, err := queue(sub, cfg, strings.NewReader(input), io.Discard)
 	ents, _ := os.ReadDir(dir + "/" + spool.QueueDir)
 	tmps, _ := os.ReadDir(dir + "/" + spool.TmpDir)
 	if len(tmps) != 0 {

@@ -69,7 +69,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: smtp-stdio has no aliases database; nothing to do\n", name)
 		return exitOK
 	case ModeList:
-		return sender.Run([]string{name, "--list"}, stdout, stderr)
+		return list(name, stdout, stderr)
 	case ModeRunQueue:
 		return runQueue(name, stderr)
 	case ModeSMTP:
@@ -91,7 +91,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: unknown setting %s ignored\n", name, k)
 	}
 	sub := &Submission{Opts: o, Cfg: cfg, User: currentUser(), Now: time.Now}
-	id, err := queue(sub, cfg, stdin)
+	id, err := queue(sub, cfg, stdin, stderr)
 	if err != nil {
 		// -oem asks sendmail to mail the error back; phase 1 writes it
 		// here for every -oe mode, and the status says it failed.
@@ -109,8 +109,17 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // queue opens the spool and queues the message: a spool that cannot be
-// opened is EX_TEMPFAIL, as one that cannot take the message.
-func queue(sub *Submission, cfg *Config, stdin io.Reader) (string, error) {
+// opened is EX_TEMPFAIL, as one that cannot take the message. The spool's
+// owner writes queue/ directly; anyone else goes through the drop helper
+// beside this program (Submission.Drop).
+func queue(sub *Submission, cfg *Config, stdin io.Reader, stderr io.Writer) (string, error) {
+	if !ownsSpool(cfg.SpoolDir) {
+		helper, err := dropHelperPath()
+		if err != nil {
+			return "", &Failure{Status: exitTempFail, Err: err}
+		}
+		return sub.Drop(helper, stdin, stderr)
+	}
 	sp, err := spool.New(cfg.SpoolDir)
 	if err != nil {
 		return "", &Failure{Status: exitTempFail, Err: err}
@@ -153,4 +162,19 @@ func runQueue(name string, stderr io.Writer) int {
 	err := syscall.Exec(path, []string{"smtp-send"}, os.Environ())
 	fmt.Fprintf(stderr, "%s: -q: %v\n", name, err)
 	return 71 // EX_OSERR
+}
+
+// list prints the queue (-bp, mailq) for the spool's owner. Anyone else
+// is refused with EX_CONFIG (78) and a message saying why: the queue
+// holds every user's mail, and the policy (docs/sendmail.md, "mailq") is
+// that only the spool's user, root included when it owns the spool, may
+// list it. Postfix lets everyone list (authorized_mailq_users =
+// static:anyone); we choose privacy. A bad setting is left to smtp-send's
+// own refusal.
+func list(name string, stdout, stderr io.Writer) int {
+	if cfg, _, err := Load(os.Environ()); err == nil && !ownsSpool(cfg.SpoolDir) {
+		fmt.Fprintf(stderr, "%s: the queue is private: only the spool's user may list it (see docs/sendmail.md, mailq)\n", name)
+		return exitConfig
+	}
+	return sender.Run([]string{name, "--list"}, stdout, stderr)
 }

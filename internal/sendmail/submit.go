@@ -103,6 +103,18 @@ type field struct {
 // Queue returns the queue id. On any error the writer is aborted:
 // nothing is left in queue/. The error is a *Failure.
 func (s *Submission) Queue(sp *spool.Spool, in io.Reader) (string, error) {
+	return s.queue(func(env *spool.Envelope) (sink, error) { return sp.Create(env) }, in)
+}
+
+// sink is where a message file goes: the spool's writer (Queue), or the
+// drop helper's standard input (Drop).
+type sink interface {
+	io.Writer
+	Commit() error
+	Abort() error
+}
+
+func (s *Submission) queue(create func(*spool.Envelope) (sink, error), in io.Reader) (string, error) {
 	lr := newLineReader(in, s.Opts.IgnoreDots)
 	fields, first, err := readHeader(lr)
 	if err != nil {
@@ -112,8 +124,12 @@ func (s *Submission) Queue(sp *spool.Spool, in io.Reader) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	w, err := sp.Create(env)
+	w, err := create(env)
 	if err != nil {
+		var f *Failure
+		if errors.As(err, &f) {
+			return "", err
+		}
 		return "", &Failure{Status: exitTempFail, Err: err}
 	}
 	g := &guarded{w: w}
@@ -123,6 +139,10 @@ func (s *Submission) Queue(sp *spool.Spool, in io.Reader) (string, error) {
 		return "", err
 	}
 	if err := g.commit(); err != nil {
+		var f *Failure
+		if errors.As(err, &f) {
+			return "", err
+		}
 		return "", &Failure{Status: exitTempFail, Err: err}
 	}
 	return env.QueueID, nil
@@ -136,7 +156,7 @@ func (s *Submission) Queue(sp *spool.Spool, in io.Reader) (string, error) {
 // it again).
 type guarded struct {
 	mu        sync.Mutex
-	w         *spool.Writer
+	w         sink
 	committed bool
 }
 
