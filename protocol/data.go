@@ -85,8 +85,11 @@ func (s *Session) data(Command) (*Reply, error) {
 		} else {
 			committed = true
 			s.messages++
-			s.log.Info("message accepted", "queue_id", id, "size", res.Size,
-				"from", env.From, "nrcpt", len(env.To), "bare", res.Bare)
+			attrs := []any{"queue_id", id, "size", res.Size, "from", env.From, "nrcpt", len(env.To), "bare", res.Bare}
+			if env.TLSVersion != "" {
+				attrs = append(attrs, "tls_version", env.TLSVersion, "tls_cipher", env.TLSCipher)
+			}
+			s.log.Info("message accepted", attrs...)
 			return replyQueued(id), nil
 		}
 	}

@@ -66,6 +66,13 @@ type Config struct {
 	RateWindow       time.Duration `split_words:"true" default:"60s" desc:"sliding window of SMTP_RATE_MAX_SESSIONS, whole seconds up to 5m"`
 	RateMaxSessions  int           `split_words:"true" default:"0" desc:"new sessions per SMTP_RATE_WINDOW from all untrusted clients; more get 421 4.7.0 (0: off)"`
 	RateMaxPerClient int           `split_words:"true" default:"0" desc:"new sessions per minute from one untrusted client (IPv6: per /64), up to 255; more get 421 4.7.0 (0: off)"`
+
+	// TLS (tls.go): the key pair is read at every session, so a renewed
+	// certificate serves the next connection.
+	TLSCert    string `split_words:"true" desc:"PEM certificate file (the chain may follow); with SMTP_TLS_KEY, STARTTLS is offered (RFC 3207)"`
+	TLSKey     string `split_words:"true" desc:"PEM private key file of SMTP_TLS_CERT, readable only by the service user"`
+	TLSMode    string `split_words:"true" default:"starttls" desc:"starttls (offer STARTTLS) or implicit (TLS before the greeting, RFC 8314, port 465)"`
+	RequireTLS bool   `split_words:"true" default:"false" desc:"refuse MAIL before TLS with 530 5.7.0 (needs SMTP_TLS_CERT and SMTP_TLS_KEY)"`
 }
 
 // Velocity returns the session rate limits.
@@ -138,7 +145,7 @@ func (c *Config) check() error {
 	default:
 		return bad("LOG_FORMAT", "must be text or json")
 	}
-	return nil
+	return c.checkTLS()
 }
 
 func (c *Config) bareMode() (protocol.BareLineEndings, error) {

@@ -74,6 +74,9 @@ func (d *spoolDelivery) Begin(env *protocol.Envelope) (protocol.MessageWriter, e
 		SMTPUTF8: env.SMTPUTF8,
 		From:     env.From,
 		To:       env.To,
+
+		TLSVersion: env.TLSVersion,
+		TLSCipher:  env.TLSCipher,
 	})
 	if err != nil {
 		d.log.Error("spool create failed", "err", err)

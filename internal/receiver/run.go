@@ -138,6 +138,14 @@ func Run(args []string) int {
 	}
 	log.Debug("session start", "source", string(p.Source), "log", logDest)
 
+	// Read per session, so a renewed certificate serves the next
+	// connection; a bad key pair refuses the session (421) rather than
+	// serve it in plaintext.
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return refuse(stdout, log, exitConfig, err)
+	}
+
 	d := &spoolDelivery{sp: sp, now: time.Now, log: log}
 	// A signal must not leave a temporary file behind. The handler is
 	// installed when the first message begins: a session that spools
@@ -164,15 +172,23 @@ func Run(args []string) int {
 	}
 	onSocket := peer.IsSocket(0)
 	if onSocket { // abuse.go
-		if earlyTalker(cfg, 0, log) {
+		// Under implicit TLS the client speaks first: its ClientHello
+		// (RFC 8314 section 3.3).
+		if cfg.TLSMode != "implicit" && earlyTalker(cfg, 0, log) {
 			protocol.WriteReply(stdout, replyEarlyTalker)
 			lingerClose(stdin)
 			return exitSession
 		}
 		socketChecks(cfg, &pc, 0)
 	}
+	pc.TLS, pc.ImplicitTLS, pc.RequireTLS = tlsCfg, cfg.TLSMode == "implicit", cfg.RequireTLS
 	sess := protocol.NewSession(pc, client, pol, d, log)
-	err = sess.Serve(bufio.NewReaderSize(stdin, 64<<10), stdout, dl)
+	if tlsCfg != nil {
+		// crypto/tls needs a net.Conn: the two descriptors joined.
+		err = sess.ServeConn(stdioConn{in: stdin, out: stdout})
+	} else {
+		err = sess.Serve(bufio.NewReaderSize(stdin, 64<<10), stdout, dl)
+	}
 	d.abortCurrent()
 	dur := time.Since(start).Round(time.Millisecond)
 	switch {
