@@ -159,16 +159,19 @@ func readConfig(path string) (root string, limit int64, err error) {
 
 // drop copies standard input into dir/.NAME (O_CREAT|O_EXCL|O_NOFOLLOW,
 // relative to the directory opened once), fsyncs it, renames it to
-// dir/NAME without replacing anything (RENAME_NOREPLACE) and fsyncs dir.
-// NAME is 128 random bits in hex. The pickup never reads a name that
-// starts with '.', so a helper killed mid-write leaves nothing it would
-// take. On error the file is removed.
+// dir/NAME without replacing anything (RENAME_NOREPLACE), and makes the
+// rename durable. NAME is 128 random bits in hex. The pickup never reads a
+// name that starts with '.', so a helper killed mid-write leaves nothing
+// it would take. drop/ (mode 1730) cannot be opened for reading by its
+// group, so cannot be fsync'd: the helper holds it by O_PATH and, after
+// the rename, calls syncfs(2) on the file's filesystem, which writes the
+// directory entry too. On error the file is removed.
 func drop(dir string, limit int64) error {
-	d, err := spool.OpenDir(dir)
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return fmt.Errorf("open %s: %w", dir, err)
 	}
-	defer d.Close()
+	defer unix.Close(dfd)
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return err
@@ -176,24 +179,26 @@ func drop(dir string, limit int64) error {
 	name := hex.EncodeToString(b[:])
 	tmp := "." + name
 	unix.Umask(0o022)
-	fd, err := unix.Openat(int(d.Fd()), tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	fd, err := unix.Openat(dfd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return fmt.Errorf("create %s/%s: %w", dir, tmp, err)
 	}
 	f := os.NewFile(uintptr(fd), filepath.Join(dir, tmp))
+	defer f.Close()
 	err = spool.CopyDrop(f, os.Stdin, limit)
 	if err == nil {
 		err = f.Sync()
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil {
-		err = unix.Renameat2(int(d.Fd()), tmp, int(d.Fd()), name, unix.RENAME_NOREPLACE)
+		err = unix.Renameat2(dfd, tmp, dfd, name, unix.RENAME_NOREPLACE)
 	}
 	if err != nil {
-		unix.Unlinkat(int(d.Fd()), tmp, 0)
+		unix.Unlinkat(dfd, tmp, 0)
 		return err
 	}
-	return d.Sync()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		unix.Unlinkat(dfd, name, 0)
+		return fmt.Errorf("syncfs: %w", err)
+	}
+	return nil
 }

@@ -55,8 +55,18 @@ func startDrop(helper string, env *spool.Envelope, stderr io.Writer) (*dropSink,
 	return d, nil
 }
 
-// Write streams message bytes to the helper.
-func (d *dropSink) Write(p []byte) (int, error) { return d.dw.Write(p) }
+// Write streams message bytes to the helper. When the helper has exited
+// (over its size limit, say), the error is its status, as Commit's.
+func (d *dropSink) Write(p []byte) (int, error) {
+	n, err := d.dw.Write(p)
+	if err != nil {
+		d.pipe.Close()
+		if werr := d.wait(); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
+}
 
 // Commit ends the stream with its trailer and waits for the helper: nil
 // once it exited 0, that is once drop/<name> is durable.
@@ -65,6 +75,16 @@ func (d *dropSink) Commit() error {
 	if cerr := d.pipe.Close(); err == nil {
 		err = cerr
 	}
+	if werr := d.wait(); werr != nil {
+		return werr
+	}
+	// The helper took the whole stream; a write error here means it
+	// exited early, and it said why.
+	return err
+}
+
+// wait waits for the helper and returns its failure as a *Failure.
+func (d *dropSink) wait() error {
 	werr := d.cmd.Wait()
 	var ee *exec.ExitError
 	switch {
@@ -75,11 +95,9 @@ func (d *dropSink) Commit() error {
 		}
 		return &Failure{Status: status, Err: fmt.Errorf("drop helper %s: %v", d.cmd.Path, werr)}
 	case werr != nil:
-		return werr
+		return &Failure{Status: exitTempFail, Err: werr}
 	}
-	// The helper took the whole stream; a write error here means it
-	// exited early, and it said why.
-	return err
+	return nil
 }
 
 // Abort closes the stream without its trailer: the helper refuses it,

@@ -376,15 +376,15 @@ func (s *Submission) write(w io.Writer, env *spool.Envelope, hdr, first []byte, 
 		s.Cfg.Hostname, who, env.QueueID, env.Received.Format(time.RFC1123Z))
 	for _, b := range [][]byte{[]byte(rcvd), hdr} {
 		if _, err := w.Write(b); err != nil {
-			return &Failure{Status: exitTempFail, Err: err}
+			return writeFailure(err)
 		}
 	}
 	if first == nil {
 		if _, err := w.Write([]byte("\r\n")); err != nil {
-			return &Failure{Status: exitTempFail, Err: err}
+			return writeFailure(err)
 		}
 	} else if _, err := w.Write(first); err != nil {
-		return &Failure{Status: exitTempFail, Err: err}
+		return writeFailure(err)
 	}
 	for {
 		p, _, err := lr.next()
@@ -395,7 +395,7 @@ func (s *Submission) write(w io.Writer, env *spool.Envelope, hdr, first []byte, 
 			return &Failure{Status: exitIOErr, Err: fmt.Errorf("reading the message: %w", err)}
 		}
 		if _, err := w.Write(p); err != nil {
-			return &Failure{Status: exitTempFail, Err: err}
+			return writeFailure(err)
 		}
 	}
 }
@@ -524,4 +524,14 @@ func splitList(list string) []string {
 		}
 	}
 	return append(items, list[start:])
+}
+
+// writeFailure is EX_TEMPFAIL for an error writing the message file, or
+// the *Failure it already is (the drop helper's own status).
+func writeFailure(err error) error {
+	var f *Failure
+	if errors.As(err, &f) {
+		return err
+	}
+	return &Failure{Status: exitTempFail, Err: err}
 }
