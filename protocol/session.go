@@ -63,6 +63,9 @@ type Session struct {
 	// hands it to crypto/tls and then reads and writes only the TLS
 	// connection (tls.go).
 	conn net.Conn
+	// tlsConn is the TLS connection once TLS is up, for its close_notify
+	// after QUIT.
+	tlsConn *tls.Conn
 
 	state    State
 	env      Envelope        // Client, Helo, Protocol for the session; the rest per transaction
@@ -145,6 +148,10 @@ func (s *Session) Serve(r *bufio.Reader, w io.Writer, d Deadliner) error {
 		err = nil
 		if ferr != nil {
 			err = fmt.Errorf("protocol: writing reply: %w", ferr)
+		} else if s.tlsConn != nil {
+			// RFC 8446 section 6.1: end TLS with close_notify, so the
+			// client can tell the end from a truncation.
+			s.tlsConn.CloseWrite()
 		}
 	}
 	s.log.Debug("session end", "messages", s.messages, "err", err)

@@ -102,7 +102,7 @@ func (s *Session) handshake() error {
 	}
 	st := tc.ConnectionState()
 	s.env.TLSVersion, s.env.TLSCipher = tlsVersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
-	s.r, s.w, s.d = bufio.NewReaderSize(tc, connBuffer), bufio.NewWriter(tc), tc
+	s.r, s.w, s.d, s.tlsConn = bufio.NewReaderSize(tc, connBuffer), bufio.NewWriter(tc), tc, tc
 	s.log.Info("TLS established", "tls_version", s.env.TLSVersion, "tls_cipher", s.env.TLSCipher, "sni", st.ServerName)
 	return nil
 }

@@ -115,7 +115,10 @@ func (td *tlsDialog) upgrade(client *tls.Config) {
 	td.conn, td.r = tc, bufio.NewReader(tc)
 }
 
+// end waits for Serve to return, reading what the server still sends
+// (its close_notify after QUIT).
 func (td *tlsDialog) end() error {
+	go io.Copy(io.Discard, td.r)
 	select {
 	case err := <-td.done:
 		return err
