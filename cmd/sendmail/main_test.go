@@ -427,9 +427,11 @@ func TestRealCallers(t *testing.T) {
 	}
 }
 
-// TestOtherUser: phase 1 writes the spool directly, so a user who does
-// not own it (nobody, by runuser) gets 75 from sendmail and 78 from -bp,
-// and the spool is unchanged. Needs root and runuser.
+// TestOtherUser: a user who does not own the spool (nobody, by runuser)
+// goes through the drop helper, which is not installed beside this copy
+// of sendmail: 75 from sendmail, 78 from -bp (the queue is private), and
+// the spool is unchanged. The installed helper: drop_test.go. Needs root
+// and runuser.
 func TestOtherUser(t *testing.T) {
 	runuser, err := exec.LookPath("runuser")
 	if err != nil || os.Getuid() != 0 {
