@@ -390,3 +390,56 @@ func TestDropKilled(t *testing.T) {
 		t.Errorf("drop/ holds %v: a young temporary file was touched", n)
 	}
 }
+
+// TestDropRealCallers: as nobody (runuser), PHP's mail(), s-nail, cron's
+// exact argv and "sendmail -f a@b rcpt" submit through the helper, and
+// smtp-send delivers each once, with the pickup's Received: naming uid
+// 65534 first. PHP and s-nail are skipped when not installed.
+func TestDropRealCallers(t *testing.T) {
+	in := install(t, 1<<20)
+	runuser, err := exec.LookPath("runuser")
+	if err != nil {
+		t.Skip("no runuser")
+	}
+	want := map[string]string{} // recipient → text the delivered message holds
+	for _, c := range []struct {
+		prog  string
+		args  []string
+		input string
+		rcpt  string
+		has   string
+	}{
+		{"php", []string{"-d", "sendmail_path=" + in.sendmail + " -t -i", "-r",
+			`exit(mail("p@x.test", "php subj", "body\n.\nline", "From: me@x.test") ? 0 : 1);`}, "", "p@x.test", "\r\nbody\r\n.\r\nline\r\n"},
+		{"s-nail", []string{"-:/", "-Smta=" + in.sendmail, "-Ssendwait", "-s", "nail subj", "n@x.test"}, "hello from nail\n",
+			"n@x.test", "\r\nSubject: nail subj\r\n"},
+		{in.sendmail, []string{"-FCronDaemon", "-i", "-B8BITMIME", "-oem", "c@x.test"}, "Subject: Cron <nobody@h> true\n\nout\n",
+			"c@x.test", "\r\nFrom: \"CronDaemon\" <nobody@d.test>\r\n"},
+		{in.sendmail, []string{"-f", "a@b.test", "f@x.test"}, "Subject: f\n\nline\n", "f@x.test", "\r\n\r\nline\r\n"},
+	} {
+		prog, err := exec.LookPath(c.prog)
+		if err != nil {
+			t.Logf("%s not installed (scripts/install-test-deps): skipped", c.prog)
+			continue
+		}
+		r := run(t, runuser, env(in.spool, "HOME=/"), c.input, append([]string{"-u", "nobody", "--", prog}, c.args...)...)
+		if r.code != 0 {
+			t.Fatalf("%s as nobody: exit %d\n%s%s", c.prog, r.code, r.stdout, r.stderr)
+		}
+		want[c.rcpt] = c.has
+	}
+	txs := deliver(t, in)
+	if len(txs) != len(want) {
+		t.Fatalf("%d delivered, want %d", len(txs), len(want))
+	}
+	for _, tx := range txs {
+		d := string(tx.Data)
+		has, ok := want[tx.To[0]]
+		if !ok || !strings.HasPrefix(d, "Received: by h.test (smtp-stdio pickup, from userid 65534 login nobody)") || !strings.Contains(d, has) {
+			t.Errorf("to %v:\n%s", tx.To, d)
+		}
+		if tx.To[0] == "f@x.test" && tx.From != "a@b.test" {
+			t.Errorf("-f: from <%s>", tx.From)
+		}
+	}
+}
