@@ -8,7 +8,8 @@
 //
 // It is installed owner root, group smtp-drop, mode 2755, built with
 // CGO_ENABLED=0 (scripts/install-sendmail). It takes nothing from the
-// caller's environment, which it clears before anything else: the spool
+// caller's environment: given one, it starts again without it (cleanStart),
+// so that not even the runtime reads GODEBUG; the spool
 // root and the size limit come from a configuration file whose path is
 // fixed at build time (configPath, /etc/smtp-stdio/sendmail.conf; tests
 // change it with -ldflags -X main.configPath=...), which must be a
@@ -64,11 +65,28 @@ const (
 )
 
 func main() {
+	reopenStdio()
+	cleanStart()
 	// Nothing below reads the environment; clearing it also keeps it from
 	// anything the runtime would read lazily (TZ, for one).
 	os.Clearenv()
-	reopenStdio()
 	os.Exit(run())
+}
+
+// cleanStart starts the program again with an empty environment when it
+// was given one: the runtime reads GODEBUG (and GOGC, GOMAXPROCS, ...)
+// before main, and only a new start is free of them. The setgid bit
+// applies to the new start as to the first. The runtime itself adds
+// GOTRACEBACK=none to a setgid program's environment (secure mode), so
+// that one alone does not count. When the program file cannot be run
+// again (no /proc), it goes on with the environment cleared.
+func cleanStart() {
+	for _, kv := range os.Environ() {
+		if kv != "GOTRACEBACK=none" {
+			syscall.Exec("/proc/self/exe", []string{"smtp-drop"}, []string{})
+			return
+		}
+	}
 }
 
 // reopenStdio opens /dev/null on any of fds 0 to 2 that is closed, so that
