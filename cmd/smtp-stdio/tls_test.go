@@ -389,3 +389,18 @@ func TestTLSBadKeyPair(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSPipes: STARTTLS over two pipes (swaks --pipe runs the binary
+// itself), the descriptor layout of socat's pipes and of tests: stdin
+// and stdout are two files, joined for crypto/tls.
+func TestTLSPipes(t *testing.T) {
+	swaks := testutil.Need(t, "swaks")
+	pki, sd := newPKI(t), newSpool(t)
+	pipe := "env -i " + strings.Join(baseEnv(sd, pki.env()...), " ") + " " + binary(t)
+	out, err := exec.Command(swaks, "--pipe", pipe, "--tls", "--from", "s@example.net", "--to", "r@example.org",
+		"--helo", "swaks.example", "--timeout", "20").CombinedOutput()
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	checkTLSMessage(t, sd)
+}
