@@ -159,6 +159,9 @@ var (
 	replyReadyTLS = &Reply{Code: 220, Enhanced: "2.0.0", Lines: []string{"Ready to start TLS"}}
 	// RFC 3207 section 4: MAIL before STARTTLS when TLS is required.
 	replyNeedTLS = reply(530, "5.7.0", "Must issue a STARTTLS command first")
+	// STARTTLS in a mail transaction: RFC 3207 section 4.2 has TLS
+	// discard the transaction, so the client ends it first.
+	replyTLSInTransaction = reply(503, "5.5.1", "STARTTLS not allowed during a mail transaction; send RSET first")
 	// Input pipelined after STARTTLS (CVE-2011-0411): it would be read
 	// as if it came over TLS. The session ends after it.
 	replyPipelinedTLS = reply(554, "5.5.0", "Improper use of SMTP command pipelining: nothing may follow STARTTLS")

@@ -82,6 +82,8 @@ func outOfSequence(v Verb, s State) *Reply {
 		return replyNeedQuit
 	case s == StateInit:
 		return replyNeedHelo
+	case v == VerbSTARTTLS:
+		return replyTLSInTransaction
 	case v == VerbMAIL:
 		return replyNestedMail
 	case v == VerbRCPT:

@@ -134,10 +134,16 @@ func TestSTARTTLS(t *testing.T) {
 	cfg.TLS = server
 	td := startTLSDialog(t, cfg)
 	td.expect("", "220 mx.example.net ESMTP")
+	td.expect("STARTTLS", "503 5.5.1 Send EHLO/HELO first")
 	if r := td.expect("EHLO c.example", "250-"); !strings.HasSuffix(r, "\n250 STARTTLS") {
 		t.Errorf("EHLO before TLS does not offer STARTTLS last: %q", r)
 	}
 	td.expect("HELP", "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY STARTTLS;")
+	td.expect("MAIL FROM:<x@c.example>", "250 ")
+	td.expect("STARTTLS", "503 5.5.1 STARTTLS not allowed during a mail transaction")
+	td.expect("RCPT TO:<b@d.example>", "250 ")
+	td.expect("STARTTLS", "503 5.5.1 STARTTLS not allowed during a mail transaction")
+	td.expect("RSET", "250 ")
 	td.expect("STARTTLS extra", "501 5.5.4")
 	td.expect("STARTTLS", "220 2.0.0 Ready to start TLS")
 	td.upgrade(client)
