@@ -58,7 +58,14 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %s_TLS_CERT and %s_TLS_KEY (%s, %s): %w", Prefix, Prefix, c.TLSCert, c.TLSKey, err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		// Each session is a process with ticket keys of its own: a
+		// ticket could never be used, so none is made or sent (until
+		// keys are shared between processes, as Postfix's tlsmgr does).
+		SessionTicketsDisabled: true,
+	}, nil
 }
 
 // stdioConn is the net.Conn of a session on two descriptors: reads from
