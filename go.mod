@@ -3,6 +3,7 @@ module github.com/smtp-stdio/smtp-stdio
 go 1.26.8
 
 require (
+	github.com/cpuguy83/go-md2man/v2 v2.0.7
 	github.com/emersion/go-message v0.18.2
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.25.1
@@ -12,4 +13,9 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
-require golang.org/x/text v0.43.0 // indirect
+require (
+	github.com/russross/blackfriday/v2 v2.1.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)
+
+tool github.com/cpuguy83/go-md2man/v2
