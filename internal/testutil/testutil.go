@@ -43,8 +43,8 @@ func (l *LockedBuffer) String() string {
 // relative to the current directory as "." or "../cmd/smtp-send", not an
 // import path) into dir, under the name of pkg's directory, and returns
 // the path of the binary. It runs the go command found in PATH, else the
-// one of the running toolchain (runtime.GOROOT()/bin/go). When go build
-// fails, the error names pkg and carries go build's output.
+// one of the running toolchain (runtime.GOROOT()/bin/go), with cgo off,
+// so the binary is static as installed. When go build fails, the error names pkg and carries go build's output.
 func Build(dir, pkg string) (string, error) {
 	abs, err := filepath.Abs(pkg)
 	if err != nil {
@@ -55,7 +55,12 @@ func Build(dir, pkg string) (string, error) {
 	if err != nil {
 		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	if out, err := exec.Command(gobin, "build", "-o", bin, abs).CombinedOutput(); err != nil {
+	cmd := exec.Command(gobin, "build", "-o", bin, abs)
+	// Static, as the README installs them: with cgo, package net (which
+	// crypto/tls brings in) would link the C resolver and make the
+	// binary dynamic, and each exec would pay for the loader.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin, nil
