@@ -1,7 +1,7 @@
 // Package packagetest tests scripts/package: the .deb's files, its
-// conffiles, lintian, and its maintainer scripts run in a private mount
-// namespace (a copy of /etc and an empty /var/spool), so that the test
-// machine's users and spool are never touched.
+// conffiles, lintian, and an install with dpkg in a private mount
+// namespace over throwaway overlays, so that the test machine's packages,
+// users and spool are never touched.
 package packagetest
 
 import (
@@ -93,65 +93,74 @@ func TestPackage(t *testing.T) {
 	}
 }
 
-// TestMaintainerScripts runs postinst twice, then postrm remove and purge,
-// as dpkg would, in a mount namespace with a copy of /etc and an empty
-// /var/spool; between them systemd-analyze verifies the units with the
-// package's programs in /usr/sbin.
-func TestMaintainerScripts(t *testing.T) {
+// overlays is shell that puts a throwaway overlay over /usr, /etc and
+// /var, so that what dpkg and the maintainer scripts change in this mount
+// namespace never reaches the machine.
+const overlays = `t=$(mktemp -d)
+mount -t tmpfs tmpfs "$t"
+for d in usr etc var; do
+	mkdir -p "$t/$d.up" "$t/$d.work"
+	mount -t overlay overlay -o "lowerdir=/$d,upperdir=$t/$d.up,workdir=$t/$d.work" "/$d"
+done
+`
+
+// TestInstall installs the package with dpkg in a mount namespace whose
+// /usr, /etc and /var are throwaway overlays: the user and the spool are
+// made, installing again keeps the spool as the administrator left it, a
+// session through the installed smtp-stdio as the service user is queued
+// and listed by smtp-send --list, systemd-analyze verifies the installed
+// units, and dpkg -r and -P leave the spool and the message.
+func TestInstall(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root for a mount namespace")
 	}
-	for _, p := range []string{"unshare", "adduser"} {
+	for _, p := range []string{"unshare", "dpkg", "adduser", "setpriv"} {
 		if _, err := exec.LookPath(p); err != nil {
 			t.Skip(p, " not installed")
 		}
 	}
-	if err := exec.Command("unshare", "--mount", "true").Run(); err != nil {
-		t.Skip("no mount namespace here: ", err)
+	if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-ec", overlays).CombinedOutput(); err != nil {
+		t.Skipf("no overlay in a mount namespace here: %v\n%s", err, out)
 	}
 	deb := build(t)
-	ctl := t.TempDir()
-	run(t, "dpkg-deb", "--control", deb, ctl)
-	x := t.TempDir()
-	run(t, "dpkg-deb", "--extract", deb, x)
-	script := `set -eu
-etc=$(mktemp -d)
-cp -a /etc/. "$etc"
-mount --bind "$etc" /etc
-mount -t tmpfs tmpfs /var/spool
-userdel smtp-stdio 2>/dev/null || true
-groupdel smtp-stdio 2>/dev/null || true
-"$1/postinst" configure
-echo mail >/var/spool/smtp-stdio/kept
-chmod 0710 /var/spool/smtp-stdio
-"$1/postinst" configure 0.0~test
+	script := "set -eu\n" + overlays + `
+as() { setpriv --reuid=smtp-stdio --regid=smtp-stdio --init-groups "$@"; }
+dpkg -i "$1" >/dev/null
 id smtp-stdio
+chmod 0710 /var/spool/smtp-stdio
+dpkg -i "$1" >/dev/null
 stat -c '%U:%G %a' /var/spool/smtp-stdio
+printf 'EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nSubject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n' |
+	as env SMTP_LOCAL_DOMAINS=example.org SMTP_LOG=off /usr/sbin/smtp-stdio
+as /usr/sbin/smtp-send --list
 if command -v systemd-analyze >/dev/null; then
-	# The units as installed: their programs in /usr/sbin, their user made.
-	sbin=$(mktemp -d)
-	cp -a /usr/sbin/. "$sbin"
-	cp "$2"/usr/sbin/* "$sbin"
-	mount --bind "$sbin" /usr/sbin
-	systemd-analyze verify "$2"/usr/lib/systemd/system/*
+	systemd-analyze verify /usr/lib/systemd/system/smtp-stdio.socket \
+		/usr/lib/systemd/system/smtp-stdio@.service \
+		/usr/lib/systemd/system/smtp-send.service /usr/lib/systemd/system/smtp-send.timer
 	echo units verified
 fi
-"$1/postrm" remove
-"$1/postrm" purge
-cat /var/spool/smtp-stdio/kept
+man -w smtp-stdio smtp-send smtp-spool
+dpkg -r smtp-stdio >/dev/null
+echo removed: $(ls /var/spool/smtp-stdio/queue | wc -l) queued
+dpkg -P smtp-stdio >/dev/null
+echo purged: $(ls /var/spool/smtp-stdio/queue | wc -l) queued
 `
-	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", ctl, x)
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", deb)
 	b, err := cmd.CombinedOutput()
 	out := string(b)
 	if err != nil {
-		t.Fatalf("maintainer scripts: %v\n%s", err, out)
+		t.Fatalf("install: %v\n%s", err, out)
 	}
 	wants := []string{
 		"(smtp-stdio) gid=",
-		// The second postinst leaves an existing spool's mode alone.
+		// Installing again leaves an existing spool's mode alone.
 		"smtp-stdio:smtp-stdio 710\n",
+		"250 2.0.0 OK queued as",
+		"-- 1 messages: 1 new",
+		"/usr/share/man/man5/smtp-spool.5.gz",
+		"removed: 1 queued",
 		"purge keeps /var/spool/smtp-stdio",
-		"mail\n",
+		"purged: 1 queued",
 	}
 	if _, err := exec.LookPath("systemd-analyze"); err == nil {
 		wants = append(wants, "units verified\n")
