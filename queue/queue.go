@@ -290,14 +290,9 @@ func (q *Queue) CleanTmp(maxAge time.Duration, now time.Time) ([]string, error) 
 
 // readNames returns the names in dir, skipping those that start with '.'.
 func readNames(dir string) ([]string, error) {
-	d, err := spool.OpenDir(dir)
+	names, err := readAll(dir)
 	if err != nil {
-		return nil, fmt.Errorf("queue: %w", err)
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("queue: read %s: %w", dir, err)
+		return nil, err
 	}
 	out := names[:0]
 	for _, n := range names {

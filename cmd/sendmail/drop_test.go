@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -99,24 +98,15 @@ func install(t *testing.T, limit int64) *installed {
 	return in
 }
 
-// asNobody runs bin as nobody (syscall.Credential) with env e.
+// asNobody runs bin as nobody (syscall.Credential) with env e, and kills
+// it after a minute.
 func asNobody(t *testing.T, bin string, e []string, stdin io.Reader, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env, cmd.Stdin = e, stdin
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobodyUid, Gid: nobodyUid}}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	return r
+	r := testutil.Run(t, cmd, time.Minute)
+	return result{code: r.Code, stdout: r.Stdout, stderr: r.Stderr}
 }
 
 // names returns the names in dir.

@@ -44,25 +44,8 @@ func run(t *testing.T, bin string, e []string, input string, args ...string) res
 	cmd := exec.Command(bin, args...)
 	cmd.Env = e
 	cmd.Stdin = strings.NewReader(input)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
-	err := cmd.Wait()
-	if !timer.Stop() {
-		t.Fatalf("%s %q still running after a minute, killed\n%s", bin, args, errb.String())
-	}
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	return r
+	r := testutil.Run(t, cmd, time.Minute)
+	return result{code: r.Code, stdout: r.Stdout, stderr: r.Stderr}
 }
 
 func runSendmail(t *testing.T, dir, input string, args ...string) result {

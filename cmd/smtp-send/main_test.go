@@ -58,26 +58,8 @@ func runBinary(t *testing.T, env []string, args ...string) result {
 // not exited after limit: a run that hangs must not hang the test.
 func runWithin(t *testing.T, limit time.Duration, env []string, args ...string) result {
 	t.Helper()
-	cmd := command(t, env, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(limit, func() { cmd.Process.Kill() })
-	err := cmd.Wait()
-	if !timer.Stop() {
-		t.Fatalf("smtp-send %s still running after %v, killed\n%s", strings.Join(args, " "), limit, errb.String())
-	}
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	return r
+	r := testutil.Run(t, command(t, env, args...), limit)
+	return result{code: r.Code, stdout: r.Stdout, stderr: r.Stderr}
 }
 
 // --help prints every setting with its default on stderr, nothing on

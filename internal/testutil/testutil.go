@@ -6,11 +6,13 @@ package testutil
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -126,4 +128,39 @@ func StartGroup(t testing.TB, cmd *exec.Cmd) {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		cmd.Wait()
 	})
+}
+
+// Result is what Run saw of a finished command: its exit status and
+// everything it wrote to standard output and standard error.
+type Result struct {
+	Code           int
+	Stdout, Stderr string
+}
+
+// Run runs cmd (its Stdout and Stderr must be unset: Run collects them),
+// waits for it, and returns its Result. A command still running after
+// limit is killed and fails the test, so a hang cannot hang the suite; a
+// command that cannot be started fails the test too. An exit status other
+// than 0 is a Result, not a failure.
+func Run(t testing.TB, cmd *exec.Cmd, limit time.Duration) Result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(limit, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	if !timer.Stop() {
+		t.Fatalf("%s still running after %v, killed\n%s", strings.Join(cmd.Args, " "), limit, errb.String())
+	}
+	r := Result{Stdout: out.String(), Stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.Code = ee.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return r
 }
