@@ -79,7 +79,10 @@ type stdioConn struct {
 	in, out *os.File
 }
 
-func (c stdioConn) Read(p []byte) (int, error)  { return c.in.Read(p) }
+// Read implements net.Conn: the client's bytes, from standard input.
+func (c stdioConn) Read(p []byte) (int, error) { return c.in.Read(p) }
+
+// Write implements net.Conn: replies, to standard output.
 func (c stdioConn) Write(p []byte) (int, error) { return c.out.Write(p) }
 
 // Close closes both files; crypto/tls calls it to interrupt a
@@ -92,9 +95,14 @@ func (c stdioConn) Close() error {
 	return err
 }
 
-func (c stdioConn) LocalAddr() net.Addr  { return stdioAddr{} }
+// LocalAddr implements net.Conn with a stand-in (see stdioAddr).
+func (c stdioConn) LocalAddr() net.Addr { return stdioAddr{} }
+
+// RemoteAddr implements net.Conn with a stand-in (see stdioAddr).
 func (c stdioConn) RemoteAddr() net.Addr { return stdioAddr{} }
 
+// SetDeadline implements net.Conn: the read deadline on standard input
+// and the write deadline on standard output; the first error is returned.
 func (c stdioConn) SetDeadline(t time.Time) error {
 	err := c.in.SetReadDeadline(t)
 	if err2 := c.out.SetWriteDeadline(t); err == nil {
@@ -103,12 +111,18 @@ func (c stdioConn) SetDeadline(t time.Time) error {
 	return err
 }
 
-func (c stdioConn) SetReadDeadline(t time.Time) error  { return c.in.SetReadDeadline(t) }
+// SetReadDeadline implements net.Conn on standard input.
+func (c stdioConn) SetReadDeadline(t time.Time) error { return c.in.SetReadDeadline(t) }
+
+// SetWriteDeadline implements net.Conn on standard output.
 func (c stdioConn) SetWriteDeadline(t time.Time) error { return c.out.SetWriteDeadline(t) }
 
 // stdioAddr stands for both ends' addresses: the peer is found from the
 // socket or the launcher's variables (internal/peer), not from here.
 type stdioAddr struct{}
 
+// Network implements net.Addr: "stdio".
 func (stdioAddr) Network() string { return "stdio" }
-func (stdioAddr) String() string  { return "stdio" }
+
+// String implements net.Addr: "stdio".
+func (stdioAddr) String() string { return "stdio" }

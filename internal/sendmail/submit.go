@@ -160,6 +160,8 @@ type guarded struct {
 	committed bool
 }
 
+// Write writes p to the message under the lock the signal handler takes,
+// so an abort never interleaves with a write.
 func (g *guarded) Write(p []byte) (int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
