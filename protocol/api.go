@@ -121,6 +121,27 @@ type Config struct {
 	// RequireTLS refuses MAIL before TLS is up with 530 5.7.0 (RFC 3207
 	// section 4: "Must issue a STARTTLS command first").
 	RequireTLS bool
+	// Auth, when not nil, checks the credentials of AUTH (RFC 4954,
+	// mechanisms PLAIN and LOGIN): the session then carries out AUTH,
+	// and the EHLO reply offers it where a password may pass (over TLS,
+	// on a local pipe session, or with AllowPlaintextAuth). Nil answers
+	// AUTH with 502 5.5.1.
+	Auth Authenticator
+	// AllowPlaintextAuth offers AUTH on a network session without TLS;
+	// without it AUTH there gets 538 5.7.11 (RFC 4954 section 4: a
+	// password may not cross an unprotected channel). For a client on a
+	// network the administrator trusts to carry passwords in the clear.
+	AllowPlaintextAuth bool
+	// RequireAuth refuses MAIL before a successful AUTH with 530 5.7.0
+	// (RFC 4954 section 6), as a submission service does (RFC 6409).
+	RequireAuth bool
+	// AuthFailureDelay is the wait before 535 5.7.8 for credentials that
+	// do not match (Postfix's smtpd_error_sleep_time): a password guesser
+	// gets one guess per delay and per session, and a reply to an unknown
+	// user comes no sooner than one to a wrong password. 0 is no wait;
+	// DefaultConfig sets DefaultAuthFailureDelay.
+	AuthFailureDelay time.Duration
+
 	// HandshakeTimeout bounds the TLS handshake, its own timeout apart
 	// from CommandTimeout; past it the session ends without a reply.
 	// NewSession sets DefaultHandshakeTimeout for 0.
@@ -266,6 +287,9 @@ const (
 	// DefaultHandshakeTimeout bounds a TLS handshake: 1 minute, as
 	// Postfix's smtpd_starttls_timeout at its usual data rates.
 	DefaultHandshakeTimeout = time.Minute
+	// DefaultAuthFailureDelay is the wait before each 535 5.7.8:
+	// 1 second, Postfix's smtpd_error_sleep_time.
+	DefaultAuthFailureDelay = time.Second
 )
 
 // DefaultConfig returns a Config with the limits and timeouts of a
@@ -286,6 +310,8 @@ func DefaultConfig() Config {
 		DataTimeout:    DefaultDataTimeout,
 		MinDataRate:    DefaultMinDataRate,
 		Software:       DefaultSoftware,
+
+		AuthFailureDelay: DefaultAuthFailureDelay,
 	}
 }
 
@@ -326,6 +352,10 @@ type Envelope struct {
 	// TLSCipher is the IANA name of the TLS cipher suite, such as
 	// "TLS_AES_128_GCM_SHA256"; "" without TLS.
 	TLSCipher string
+	// AuthUser is the user name the client authenticated as with AUTH
+	// (RFC 4954), "" when it did not. It lasts for the session (STARTTLS
+	// clears it) and grants what the Policy says it grants.
+	AuthUser string
 }
 
 // Policy decides which recipients a session may use: the relay check.

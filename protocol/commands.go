@@ -70,6 +70,10 @@ var commands = [...]command{
 	// waits for the 220 before its handshake, so it ends a group (and
 	// Session.starttls refuses anything pipelined after it).
 	{VerbSTARTTLS, states(StateHelo), endsGroup, noArgs, (*Session).starttls, (*Session).offersTLS},
+	// RFC 4954 section 4: outside a transaction (503 5.5.1 in one).
+	// AUTH may stay in a pipelined group: RFC 4954 allows that for PLAIN
+	// with an initial response, the one mechanism clients pipeline.
+	{VerbAUTH, states(StateInit, StateHelo), inGroup, parseAuth, (*Session).auth, (*Session).offersAuth},
 
 	// Verbs with a meaning in SMTP that this server does not carry out:
 	// 502 5.5.1, where anything else unknown gets 500 5.5.2 (RFC 5321
@@ -80,7 +84,6 @@ var commands = [...]command{
 	{"ETRN", states(), inGroup, nil, nil, nil},   // RFC 1985
 	{"ATRN", states(), inGroup, nil, nil, nil},   // RFC 2645
 	{"BDAT", states(), inGroup, nil, nil, nil},   // RFC 3030, CHUNKING is not advertised
-	{"AUTH", states(), inGroup, nil, nil, nil},   // RFC 4954
 	{"SEND", states(), inGroup, nil, nil, nil},   // RFC 821, removed by RFC 5321
 	{"SOML", states(), inGroup, nil, nil, nil},
 	{"SAML", states(), inGroup, nil, nil, nil},
@@ -103,25 +106,17 @@ func allowed(v Verb, s State) bool {
 	return c != nil && c.run != nil && c.after.has(s)
 }
 
-// replyHelpAll answers HELP: the verbs of the table that have a handler
-// and are always offered, in table order; replyHelpTLS adds those
-// offered only sometimes (STARTTLS), for a session that offers them.
-// They are made once, in init, because the table's HELP handler cannot
-// refer to the table in the table's own initializer.
-var replyHelpAll, replyHelpTLS *Reply
+// helpRows are the rows of the verbs that HELP may list: those with a
+// handler, in table order. They are set in init, because the table's
+// HELP handler cannot refer to the table in the table's own initializer.
+var helpRows []*command
 
 func init() {
-	var always, all []string
-	for _, c := range commands {
-		if c.run != nil {
-			all = append(all, string(c.verb))
-			if c.offered == nil {
-				always = append(always, string(c.verb))
-			}
+	for i := range commands {
+		if commands[i].run != nil {
+			helpRows = append(helpRows, &commands[i])
 		}
 	}
-	replyHelpAll = replyHelp(strings.Join(always, " "))
-	replyHelpTLS = replyHelp(strings.Join(all, " "))
 }
 
 // Argument checks for the table (RFC 5321 section 4.1.1); MAIL and RCPT
@@ -162,12 +157,16 @@ func (s *Session) rset(Command) (*Reply, error) {
 func (s *Session) noop(Command) (*Reply, error) { return replyOK, nil }
 
 // help lists the commands (RFC 5321 section 4.1.1.8), whatever the
-// argument.
+// argument: those carried out in this session (STARTTLS before TLS
+// with a certificate, AUTH with an Authenticator).
 func (s *Session) help(Command) (*Reply, error) {
-	if s.offersTLS() {
-		return replyHelpTLS, nil
+	verbs := make([]string, 0, len(helpRows))
+	for _, c := range helpRows {
+		if c.isOffered(s) {
+			verbs = append(verbs, string(c.verb))
+		}
 	}
-	return replyHelpAll, nil
+	return replyHelp(strings.Join(verbs, " ")), nil
 }
 
 // vrfy verifies nothing (RFC 5321 section 3.5.3): 252.

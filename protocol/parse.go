@@ -39,6 +39,12 @@ type Command struct {
 	// SMTPUTF8 is true when MAIL FROM carried SMTPUTF8 (RFC 6531 section
 	// 3.4).
 	SMTPUTF8 bool
+	// Auth is the AUTH= parameter of MAIL FROM (RFC 4954 section 5),
+	// decoded from xtext: a mailbox, or "<>"; "" when absent. The
+	// session checks it and passes it on to no one: it does not know
+	// the client well enough to trust who it says submitted the
+	// message.
+	Auth string
 }
 
 // Length limits of RFC 5321 section 4.5.3.1, in octets.
@@ -159,6 +165,12 @@ func parseMailParams(cmd *Command, s string) *Reply {
 				return replyUTF8Syntax
 			}
 			cmd.SMTPUTF8 = true
+		case "AUTH": // RFC 4954 section 5: AUTH=<mailbox> in xtext, or AUTH=<>
+			v, ok := decodeXtext(val)
+			if !hasVal || !ok || v == "" {
+				return replyAuthParamSyntax
+			}
+			cmd.Auth = v
 		default:
 			return replyParamUnknown
 		}

@@ -22,7 +22,7 @@ func replyGreeting(host, text string) *Reply {
 // extension (RFC 5321 section 4.1.1.1), less those withheld
 // (Config.Withhold). Without a limit SIZE goes without a number, which
 // RFC 1870 reads as "no information".
-func replyEHLO(host, helo string, maxSize int64, withhold Extensions, starttls bool) *Reply {
+func replyEHLO(host, helo string, maxSize int64, withhold Extensions, starttls, auth bool) *Reply {
 	size := "SIZE"
 	if maxSize > 0 {
 		size += " " + strconv.FormatInt(maxSize, 10)
@@ -37,6 +37,9 @@ func replyEHLO(host, helo string, maxSize int64, withhold Extensions, starttls b
 	}
 	if starttls {
 		lines = append(lines, "STARTTLS") // RFC 3207, last: plain replies stay as they were
+	}
+	if auth {
+		lines = append(lines, "AUTH "+authMechanisms) // RFC 4954 section 3
 	}
 	return &Reply{Code: 250, Lines: lines}
 }
@@ -165,6 +168,23 @@ var (
 	// Input pipelined after STARTTLS (CVE-2011-0411): it would be read
 	// as if it came over TLS. The session ends after it.
 	replyPipelinedTLS = reply(554, "5.5.0", "Improper use of SMTP command pipelining: nothing may follow STARTTLS")
+
+	// AUTH (RFC 4954 sections 4 and 6; RFC 3463 as RFC 4954 updates it).
+	replyAuthOK          = &Reply{Code: 235, Enhanced: "2.7.0", Lines: []string{"Authentication successful"}}
+	replyAuthFailed      = reply(535, "5.7.8", "Authentication credentials invalid")
+	replyAuthTempFail    = reply(454, "4.7.0", "Temporary authentication failure")
+	replyAuthNeedTLS     = reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+	replyAuthTwice       = reply(503, "5.5.1", "Already authenticated")
+	replyAuthNeedEHLO    = reply(503, "5.5.1", "Send EHLO first")
+	replyAuthMechanism   = reply(504, "5.5.4", "Unrecognized authentication type")
+	replyAuthSyntax      = reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+	replyAuthDecode      = reply(501, "5.5.2", "Cannot decode response")
+	replyAuthCancelled   = reply(501, "5.0.0", "Authentication cancelled")
+	replyAuthLineTooLong = reply(500, "5.5.6", "Authentication exchange line is too long")
+	// RFC 4954 section 6: MAIL before AUTH where it is required.
+	replyAuthRequired = reply(530, "5.7.0", "Authentication required")
+	// AUTH= on MAIL FROM that is not xtext (RFC 4954 section 5).
+	replyAuthParamSyntax = reply(501, "5.5.4", "Syntax error in AUTH parameter")
 
 	// Begin, write or Commit failed without a reply of its own.
 	replyLocalError = reply(451, "4.3.0", "Local error, try again later")

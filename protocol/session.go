@@ -283,7 +283,7 @@ func (s *Session) hello(cmd Command) (*Reply, error) {
 	r := replyHELO(s.cfg.Hostname, s.env.Helo)
 	if cmd.Verb == VerbEHLO {
 		s.env.Protocol = "ESMTP"
-		r = replyEHLO(s.cfg.Hostname, s.env.Helo, s.cfg.MaxMessageSize, s.cfg.Withhold, s.offersTLS())
+		r = replyEHLO(s.cfg.Hostname, s.env.Helo, s.cfg.MaxMessageSize, s.cfg.Withhold, s.offersTLS(), s.advertisesAuth())
 	}
 	s.reset()
 	s.log.Info("helo", "helo", s.env.Helo, "protocol", s.env.Protocol)
@@ -295,10 +295,13 @@ func (s *Session) mail(cmd Command) (*Reply, error) {
 	if s.cfg.RequireTLS && s.env.TLSVersion == "" {
 		return s.refuse(cmd.Verb, replyNeedTLS), nil
 	}
+	if s.cfg.RequireAuth && s.env.AuthUser == "" {
+		return s.refuse(cmd.Verb, replyAuthRequired), nil
+	}
 	if cmd.Params && s.env.Protocol != "ESMTP" {
 		return s.refuse(cmd.Verb, replyParamNoEHLO), nil
 	}
-	if withheld(cmd, s.cfg.Withhold) {
+	if withheld(cmd, s.cfg.Withhold) || cmd.Auth != "" && !s.offersAuth() {
 		return s.refuse(cmd.Verb, replyParamUnknown), nil
 	}
 	if s.cfg.MaxMessageSize > 0 && cmd.Size > s.cfg.MaxMessageSize {
@@ -388,7 +391,7 @@ func rcptKey(path string) string {
 // what EHLO or HELO said.
 func (s *Session) reset() {
 	s.env = Envelope{Client: s.env.Client, Helo: s.env.Helo, Protocol: s.env.Protocol,
-		TLSVersion: s.env.TLSVersion, TLSCipher: s.env.TLSCipher}
+		TLSVersion: s.env.TLSVersion, TLSCipher: s.env.TLSCipher, AuthUser: s.env.AuthUser}
 	clear(s.rcpts)
 	s.state = StateInit
 	if s.env.Protocol != "" {

@@ -49,6 +49,8 @@ const (
 	VerbVRFY Verb = "VRFY"
 	// VerbSTARTTLS starts TLS (RFC 3207).
 	VerbSTARTTLS Verb = "STARTTLS"
+	// VerbAUTH authenticates the client (RFC 4954).
+	VerbAUTH Verb = "AUTH"
 )
 
 // stateSet is a set of States, one bit each.

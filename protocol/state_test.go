@@ -25,6 +25,9 @@ func TestAntecedentTable(t *testing.T) {
 		VerbVRFY: {true, true, true, true, false},
 		// Only when offered (Config.TLS, ServeConn): tls_test.go.
 		VerbSTARTTLS: {false, true, false, false, false},
+		// Only when offered (Config.Auth); in Init it says "Send EHLO
+		// first": auth_test.go.
+		VerbAUTH: {true, true, false, false, false},
 	}
 	if n := len(carriedOut()); n != len(want) {
 		t.Errorf("table has %d verbs, want %d", n, len(want))
@@ -180,7 +183,8 @@ func TestCommandTable(t *testing.T) {
 	for _, v := range alwaysOffered() {
 		verbs = append(verbs, string(v))
 	}
-	if got, want := replyHelpAll.Lines[0], "Commands: "+strings.Join(verbs, " ")+"; see RFC 5321"; got != want {
+	help, _ := NewSession(Config{}, Client{}, nil, nil, nil).help(Command{})
+	if got, want := help.Lines[0], "Commands: "+strings.Join(verbs, " ")+"; see RFC 5321"; got != want {
 		t.Errorf("HELP says %q, want %q", got, want)
 	}
 }

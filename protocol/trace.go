@@ -51,7 +51,7 @@ func clientLiteral(c Client) string {
 
 // traceProtocol is the WITH clause of the Received: header (RFC 5321
 // section 4.4, RFC 3848, RFC 6531 section 3.7.3): ESMTPS and UTF8SMTPS
-// over TLS.
+// over TLS, ESMTPA and ESMTPSA (UTF8SMTPA, UTF8SMTPSA) after AUTH.
 func traceProtocol(env *Envelope) string {
 	p := env.Protocol
 	if p == "ESMTP" && env.SMTPUTF8 {
@@ -59,6 +59,9 @@ func traceProtocol(env *Envelope) string {
 	}
 	if p != "SMTP" && env.TLSVersion != "" {
 		p += "S"
+	}
+	if p != "SMTP" && env.AuthUser != "" {
+		p += "A"
 	}
 	return p
 }
