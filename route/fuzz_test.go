@@ -1,0 +1,46 @@
+package route
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// FuzzRouteTable: any text either parses or fails with a *LineError
+// naming a line that exists, never panics; every route a parsed table
+// returns has a line of the table, a nexthop that parses again, and an
+// error route a permanent status.
+func FuzzRouteTable(f *testing.F) {
+	f.Add(table, "a@b.example.org")
+	f.Add("* smtp:\n", "x@y")
+	f.Add("example.org smtp:[::1]:25 tls=may\n.org error:5.1.2 x\n", "a@b.org")
+	f.Add("a@b smtp:b:25\n", "A@B.")
+	f.Fuzz(func(t *testing.T, text, addr string) {
+		tb, err := Parse(strings.NewReader(text), "f")
+		lines := strings.Count(text, "\n") + 1
+		if err != nil {
+			var le *LineError
+			if errors.As(err, &le) && (le.Line < 1 || le.Line > lines) {
+				t.Fatalf("error names line %d of %d: %v", le.Line, lines, err)
+			}
+			return
+		}
+		r, ok := tb.Lookup(addr)
+		if !ok {
+			return
+		}
+		if r.Line < 1 || r.Line > lines {
+			t.Fatalf("route from line %d of %d", r.Line, lines)
+		}
+		if r.Kind == Error {
+			if !isPermanentStatus(r.Status) {
+				t.Fatalf("status %q", r.Status)
+			}
+			return
+		}
+		again, err := parseSMTP(strings.TrimPrefix(r.Nexthop(), "smtp:"), nil)
+		if err != nil || again.Host != r.Host || again.Literal != r.Literal || again.Port != r.Port {
+			t.Fatalf("nexthop %q parses to %+v, %v; was %+v", r.Nexthop(), again, err, r)
+		}
+	})
+}
