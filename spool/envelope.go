@@ -58,6 +58,9 @@ type Envelope struct {
 	// TLSCipher is the IANA name of the TLS cipher suite, such as
 	// "TLS_AES_128_GCM_SHA256"; "" without TLS. Optional as TLSVersion.
 	TLSCipher string
+	// AuthUser is the user name the client authenticated as with AUTH
+	// (RFC 4954), "" without. Optional as TLSVersion.
+	AuthUser string
 }
 
 // Limits of the envelope. The writer (Create) refuses an envelope over
@@ -111,6 +114,7 @@ func (e *Envelope) Validate() error {
 		{"client", e.Client}, {"helo", e.Helo}, {"protocol", e.Protocol},
 		{"body", e.Body}, {"mail-from", e.From},
 		{"tls-version", e.TLSVersion}, {"tls-cipher", e.TLSCipher},
+		{"auth-user", e.AuthUser},
 	} {
 		if err := check(f[0], f[1]); err != nil {
 			return err

@@ -40,6 +40,7 @@ const (
 	fTo       = "rcpt-to"
 	fTLSVer   = "tls-version" // optional: only for a message over TLS
 	fTLSCiph  = "tls-cipher"  // optional: only for a message over TLS
+	fAuthUser = "auth-user"   // optional: only for a message after AUTH
 	fSize     = "message-size"
 	fCRC      = "message-crc32c"
 )
@@ -77,6 +78,9 @@ func encodeEnvelope(e *Envelope) encodedEnvelope {
 	if e.TLSVersion != "" || e.TLSCipher != "" {
 		line(fTLSVer, e.TLSVersion)
 		line(fTLSCiph, e.TLSCipher)
+	}
+	if e.AuthUser != "" {
+		line(fAuthUser, e.AuthUser)
 	}
 	line(fFrom, "<"+e.From+">")
 	for _, r := range e.To {
@@ -250,6 +254,8 @@ func (m *Message) set(k, v string) error {
 		m.TLSVersion = v
 	case fTLSCiph:
 		m.TLSCipher = v
+	case fAuthUser:
+		m.AuthUser = v
 	case fUTF8:
 		switch v {
 		case "yes":

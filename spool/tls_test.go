@@ -6,20 +6,20 @@ import (
 	"testing"
 )
 
-// TestTLSFields: tls-version and tls-cipher are written only for a
-// message over TLS and read back; a file without them (every file of
-// before) reads as a message without TLS.
+// TestTLSFields: tls-version, tls-cipher and auth-user are written only
+// for a message over TLS or after AUTH and read back; a file without
+// them (every file of before) reads as a message without TLS or AUTH.
 func TestTLSFields(t *testing.T) {
 	s, err := New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ version, cipher string }{
-		{"TLSv1.3", "TLS_AES_128_GCM_SHA256"},
-		{"", ""},
+	for _, tc := range []struct{ version, cipher, user string }{
+		{"TLSv1.3", "TLS_AES_128_GCM_SHA256", "alice"},
+		{"", "", ""},
 	} {
 		env := testEnvelope(t)
-		env.TLSVersion, env.TLSCipher = tc.version, tc.cipher
+		env.TLSVersion, env.TLSCipher, env.AuthUser = tc.version, tc.cipher, tc.user
 		w, err := s.Create(env)
 		if err != nil {
 			t.Fatal(err)
@@ -33,12 +33,15 @@ func TestTLSFields(t *testing.T) {
 		if has := strings.Contains(string(raw), "\ntls-version: "); has != (tc.version != "") {
 			t.Errorf("%q: tls-version line present %v:\n%s", tc.version, has, raw)
 		}
+		if has := strings.Contains(string(raw), "\nauth-user: "); has != (tc.user != "") {
+			t.Errorf("%q: auth-user line present %v:\n%s", tc.user, has, raw)
+		}
 		m, err := Open(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.TLSVersion != tc.version || m.TLSCipher != tc.cipher {
-			t.Errorf("read TLS %q %q, want %q %q", m.TLSVersion, m.TLSCipher, tc.version, tc.cipher)
+		if m.TLSVersion != tc.version || m.TLSCipher != tc.cipher || m.AuthUser != tc.user {
+			t.Errorf("read TLS %q %q user %q, want %q %q %q", m.TLSVersion, m.TLSCipher, m.AuthUser, tc.version, tc.cipher, tc.user)
 		}
 		m.Close()
 	}
@@ -46,5 +49,10 @@ func TestTLSFields(t *testing.T) {
 	env.TLSCipher = "X\nrcpt-to: <evil@example>"
 	if err := env.Validate(); err == nil {
 		t.Error("Validate took a tls-cipher with a line break")
+	}
+	env = testEnvelope(t)
+	env.AuthUser = "alice\nrcpt-to: <evil@example>"
+	if err := env.Validate(); err == nil {
+		t.Error("Validate took an auth-user with a line break")
 	}
 }

@@ -77,6 +77,7 @@ func (d *spoolDelivery) Begin(env *protocol.Envelope) (protocol.MessageWriter, e
 
 		TLSVersion: env.TLSVersion,
 		TLSCipher:  env.TLSCipher,
+		AuthUser:   env.AuthUser,
 	})
 	if err != nil {
 		d.log.Error("spool create failed", "err", err)
