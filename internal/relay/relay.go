@@ -106,12 +106,14 @@ func (p *Policy) IsLocal(rcpt string) bool {
 }
 
 // CheckRecipient implements protocol.Policy: nil for a client that may
-// relay or a plain local recipient, ReplyDenied otherwise. A local
+// relay, a client that authenticated with AUTH (RFC 4954; RFC 6409
+// submission: that is all AUTH grants, for that session only), or a
+// plain local recipient; ReplyDenied otherwise. A local
 // recipient whose local part holds '%', '!' or '@' is refused to clients
 // that may not relay: a smarthost that honours the percent hack or a bang
 // path would otherwise relay it onwards (RFC 1123 section 5.2.16).
 func (p *Policy) CheckRecipient(env *protocol.Envelope, rcpt string) *protocol.Reply {
-	if p.MayRelay(env.Client) {
+	if p.MayRelay(env.Client) || env.AuthUser != "" {
 		return nil
 	}
 	if p.IsLocal(rcpt) && !routedLocalPart(rcpt) {

@@ -56,6 +56,13 @@ func TestDefaultIsNoOpenRelay(t *testing.T) {
 	if r := p.CheckRecipient(&protocol.Envelope{Client: c}, "a@b.example"); r == nil || r.Code != 550 || r.Enhanced != "5.7.1" {
 		t.Fatalf("got %v, want 550 5.7.1", r)
 	}
+	// AUTH grants relaying (RFC 6409) to that envelope's session only.
+	if r := p.CheckRecipient(&protocol.Envelope{Client: c, AuthUser: "alice"}, "a@b.example"); r != nil {
+		t.Fatalf("authenticated client refused: %v", r)
+	}
+	if r := p.CheckRecipient(&protocol.Envelope{Client: c}, "a@b.example"); r == nil {
+		t.Fatal("the policy remembered an authentication")
+	}
 	p.Trust()
 	if r := p.CheckRecipient(&protocol.Envelope{Client: c}, "a@b.example"); r != nil {
 		t.Fatalf("trusted client refused: %v", r)
