@@ -73,6 +73,15 @@ type Config struct {
 	TLSKey     string `split_words:"true" desc:"PEM private key file of SMTP_TLS_CERT, readable only by the service user"`
 	TLSMode    string `split_words:"true" default:"starttls" desc:"starttls (offer STARTTLS) or implicit (TLS before the greeting, RFC 8314, port 465)"`
 	RequireTLS bool   `split_words:"true" default:"false" desc:"refuse MAIL before TLS with 530 5.7.0 (needs SMTP_TLS_CERT and SMTP_TLS_KEY)"`
+
+	// AUTH (auth.go; RFC 4954): one of the two checkers, read at every
+	// session.
+	AuthPasswordFile   string        `split_words:"true" desc:"file of user:hash lines (bcrypt or argon2id, from --hash-password), mode 0600 or 0640; offers AUTH PLAIN LOGIN over TLS"`
+	AuthCheckpassword  string        `split_words:"true" desc:"absolute path of a checkpassword program (qmail interface) and its arguments; offers AUTH PLAIN LOGIN over TLS"`
+	AuthTimeout        time.Duration `split_words:"true" default:"10s" desc:"longest run of the SMTP_AUTH_CHECKPASSWORD program; past it 454 4.7.0"`
+	AuthFailureDelay   time.Duration `split_words:"true" default:"1s" desc:"wait before each 535 5.7.8 for bad credentials (each also counts toward SMTP_MAX_ERRORS and SMTP_RATE_MAX_PER_CLIENT)"`
+	AuthRequired       bool          `split_words:"true" default:"false" desc:"refuse MAIL before AUTH with 530 5.7.0, as a submission service (RFC 6409, port 587 or 465)"`
+	AuthAllowPlaintext bool          `split_words:"true" default:"false" desc:"offer AUTH without TLS on a network session (else 538 5.7.11); local pipe sessions always may"`
 }
 
 // Velocity returns the session rate limits.
@@ -145,7 +154,10 @@ func (c *Config) check() error {
 	default:
 		return bad("LOG_FORMAT", "must be text or json")
 	}
-	return c.checkTLS()
+	if err := c.checkTLS(); err != nil {
+		return err
+	}
+	return c.checkAuth()
 }
 
 func (c *Config) bareMode() (protocol.BareLineEndings, error) {
@@ -179,6 +191,10 @@ func (c *Config) Protocol(now time.Time) protocol.Config {
 		MaxHeaderSize:   c.MaxHeaderSize,
 
 		PostmasterDomain: c.PostmasterDomain,
+
+		AllowPlaintextAuth: c.AuthAllowPlaintext,
+		RequireAuth:        c.AuthRequired,
+		AuthFailureDelay:   c.AuthFailureDelay,
 	}
 }
 

@@ -55,8 +55,9 @@ func replyTooManyConnections(host string) *protocol.Reply {
 // commands), 1 (the replies, and nothing else) and 2 (the log, unless it
 // is the client's socket), and returns the exit status: 0, 1 for a
 // session that ended badly, 64 for arguments (--help alone is allowed: it
-// writes Usage to standard error and returns 0), 75 for a session refused
-// over a rate limit, 78 for a bad configuration or spool.
+// writes Usage to standard error and returns 0; so is --hash-password,
+// hashPassword), 75 for a session refused over a rate limit, 78 for a
+// bad configuration or spool.
 func Run(args []string) int {
 	name := "smtp-stdio"
 	if len(args) > 0 {
@@ -66,6 +67,9 @@ func Run(args []string) int {
 		if args[1] == "-h" || args[1] == "--help" || args[1] == "-help" {
 			Usage(os.Stderr, name)
 			return exitOK
+		}
+		if args[1] == "--hash-password" && len(args) == 2 {
+			return hashPassword(name)
 		}
 		fmt.Fprintf(os.Stderr, "%s: takes no arguments (see --help)\n", name)
 		return exitUsage
@@ -182,6 +186,11 @@ func Run(args []string) int {
 		socketChecks(cfg, &pc, 0)
 	}
 	pc.TLS, pc.ImplicitTLS, pc.RequireTLS = tlsCfg, cfg.TLSMode == "implicit", cfg.RequireTLS
+	var onAuthFailure func()
+	if !pol.MayRelay(client) { // trusted clients are not counted (above)
+		onAuthFailure = countAuthFailure(cfg, client, log)
+	}
+	pc.Auth = cfg.authenticator(onAuthFailure)
 	sess := protocol.NewSession(pc, client, pol, d, log)
 	if tlsCfg != nil {
 		// crypto/tls needs a net.Conn: the two descriptors joined.
