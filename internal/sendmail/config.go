@@ -27,6 +27,8 @@ type Config struct {
 	Hostname string `desc:"this host's name in the Received: header and Message-ID: (default: the system host name)"`
 
 	SendmailDomain string `split_words:"true" desc:"domain of the From: address and envelope sender made from the login name, and of bare recipients (default: SMTP_HOSTNAME)"`
+
+	SendmailTrustedUsers []string `split_words:"true" desc:"comma-separated login names that may set any sender with -f without an X-Authentication-Warning: field (root and the spool's user always may)"`
 }
 
 // Load reads the configuration from environ (as os.Environ gives it,

@@ -54,6 +54,9 @@ type Options struct {
 	// 4.5.5).
 	From    string
 	FromSet bool
+	// FromFlag is the letter that set From, 'f' or 'r', for the
+	// X-Authentication-Warning: field; 0 when neither was given.
+	FromFlag byte
 	// FullName is -F: the display name of a From: field we add.
 	FullName string
 	// IgnoreDots is -i or -oi: a line holding only "." is message data.
@@ -177,7 +180,7 @@ func (o *Options) flag(c byte) error {
 func (o *Options) option(c byte, val string) error {
 	switch c {
 	case 'f', 'r':
-		o.From, o.FromSet = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(val), "<"), ">"), true
+		o.From, o.FromSet, o.FromFlag = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(val), "<"), ">"), true, c
 	case 'F':
 		o.FullName = val
 	case 'b':

@@ -27,6 +27,13 @@ var testNow = time.Date(2026, 12, 1, 22, 0, 0, 0, time.UTC)
 // as Run's default mode does.
 func submit(t *testing.T, args []string, input string) queued {
 	t.Helper()
+	return submitWith(t, args, input, func(*Submission) {})
+}
+
+// submitWith is submit with the Submission changed by edit before it
+// queues.
+func submitWith(t *testing.T, args []string, input string, edit func(*Submission)) queued {
+	t.Helper()
 	o, err := Parse(append([]string{"sendmail"}, args...))
 	if err != nil {
 		t.Fatalf("Parse(%q): %v", args, err)
@@ -35,6 +42,7 @@ func submit(t *testing.T, args []string, input string) queued {
 	os.Chmod(dir, 0o700)
 	cfg := &Config{SpoolDir: dir, Hostname: "h.test", SendmailDomain: "d.test"}
 	sub := &Submission{Opts: o, Cfg: cfg, User: User{Uid: 1000, Login: "alice"}, Now: func() time.Time { return testNow }}
+	edit(sub)
 	id, err := queue(sub, cfg, strings.NewReader(input), io.Discard)
 	ents, _ := os.ReadDir(dir + "/" + spool.QueueDir)
 	tmps, _ := os.ReadDir(dir + "/" + spool.TmpDir)

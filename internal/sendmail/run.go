@@ -20,11 +20,12 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/receiver"
 	"github.com/smtp-stdio/smtp-stdio/internal/sender"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -77,10 +78,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%s: -bs takes no recipients\n", name)
 			return exitUsage
 		}
-		for _, v := range launcherVars {
-			os.Unsetenv(v)
-		}
-		return receiver.Run([]string{name})
+		return smtpSession(name, stderr)
 	}
 	cfg, unknown, err := Load(os.Environ())
 	if err != nil {
@@ -90,7 +88,8 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	for _, k := range unknown {
 		fmt.Fprintf(stderr, "%s: unknown setting %s ignored\n", name, k)
 	}
-	sub := &Submission{Opts: o, Cfg: cfg, User: currentUser(), Now: time.Now}
+	u := currentUser()
+	sub := &Submission{Opts: o, Cfg: cfg, User: u, Trusted: trusted(u, cfg), Now: time.Now}
 	id, err := queue(sub, cfg, stdin, stderr)
 	if err != nil {
 		// -oem asks sendmail to mail the error back; phase 1 writes it
@@ -137,6 +136,22 @@ func currentUser() User {
 		u.Login = pw.Username
 	}
 	return u
+}
+
+// trusted reports whether u may set any envelope sender without an
+// X-Authentication-Warning: root, the owner of the spool root (the mail
+// service's user), or a login named in SMTP_SENDMAIL_TRUSTED_USERS, as
+// sendmail's trusted users (class t: root, daemon, uucp by default).
+func trusted(u User, cfg *Config) bool {
+	if u.Uid == 0 {
+		return true
+	}
+	if fi, err := os.Stat(cfg.SpoolDir); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == u.Uid {
+			return true
+		}
+	}
+	return u.Login != "" && slices.ContainsFunc(cfg.SendmailTrustedUsers, func(n string) bool { return strings.TrimSpace(n) == u.Login })
 }
 
 // runQueue replaces the process with smtp-send, which delivers what is

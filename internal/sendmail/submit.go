@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/internal/msgcheck"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -43,6 +44,12 @@ type Submission struct {
 	Cfg *Config
 	// User is the submitting user (the real uid).
 	User User
+	// Trusted is a user who may set any envelope sender without a
+	// warning: root, the spool's user, or one named in
+	// SMTP_SENDMAIL_TRUSTED_USERS (sendmail's class t). Anyone else who
+	// sets a sender with -f or -r that is not their own gets an
+	// X-Authentication-Warning: field (authWarning).
+	Trusted bool
 	// Now is the clock; Received, Date: and the queue id use it.
 	Now func() time.Time
 }
@@ -326,17 +333,30 @@ func (s *Submission) envelope(fields []field) (*spool.Envelope, []byte, error) {
 			return nil, nil, err
 		}
 	}
+	// -t takes the recipients from To:, Cc: and Bcc:; or, when the
+	// message has any Resent-To:, Resent-Cc: or Resent-Bcc:, from those
+	// alone, since they name the recipients of this resending (RFC 5322
+	// section 3.6.6), as Postfix's cleanup does. Bcc: and Resent-Bcc:
+	// are removed either way.
+	rcptFields := []string{"To", "Cc", "Bcc"}
+	for _, f := range fields {
+		if isField(f, resentFields...) {
+			rcptFields = resentFields
+			break
+		}
+	}
 	var hdr bytes.Buffer
+	hdr.WriteString(s.authWarning(env.From))
 	var hasFrom, hasTo bool
 	for _, f := range fields {
-		if s.Opts.Extract && isField(f, "To", "Cc", "Bcc") {
+		if s.Opts.Extract && isField(f, rcptFields...) {
 			if err := add(f.value(), exitDataErr); err != nil {
 				return nil, nil, err
 			}
 		}
 		hasFrom = hasFrom || isField(f, "From")
 		hasTo = hasTo || isField(f, "To", "Cc")
-		if !isField(f, "Bcc") {
+		if !isField(f, "Bcc", "Resent-Bcc") {
 			hdr.Write(f.raw)
 		}
 	}
@@ -362,6 +382,36 @@ func (s *Submission) envelope(fields []field) (*spool.Envelope, []byte, error) {
 		hdr.WriteString("To: undisclosed-recipients:;\r\n")
 	}
 	return env, hdr.Bytes(), nil
+}
+
+// resentFields are the recipient fields of a resent message (RFC 5322
+// section 3.6.6).
+var resentFields = []string{"Resent-To", "Resent-Cc", "Resent-Bcc"}
+
+// authWarning returns the X-Authentication-Warning: field, CRLF ended,
+// that sendmail adds when a user who is not trusted sets with -f or -r
+// an envelope sender that is not their own (a local part other than
+// their login name, or another domain than SMTP_SENDMAIL_DOMAIN or
+// SMTP_HOSTNAME; the null sender too), in sendmail's words: "HOST: USER
+// set sender to ADDR using -f". Otherwise "". from is the envelope
+// sender, "" for <>. The field tells the recipient who chose the
+// sender; it is no proof (a user may avoid sendmail), the pickup's
+// Received: naming the uid is.
+func (s *Submission) authWarning(from string) string {
+	if s.Trusted || s.Opts.FromFlag == 0 {
+		return ""
+	}
+	local, dom, _ := strings.Cut(from, "@")
+	if from != "" && local == s.User.localName() &&
+		(ascii.EqualFold(dom, s.Cfg.SendmailDomain) || ascii.EqualFold(dom, s.Cfg.Hostname)) {
+		return ""
+	}
+	if from == "" {
+		from = "<>"
+	}
+	who := s.User.localName()
+	return fmt.Sprintf("X-Authentication-Warning: %s: %s set sender to %s using -%c\r\n",
+		s.Cfg.Hostname, who, from, s.Opts.FromFlag)
 }
 
 // write writes the message into w: the Received: field naming the

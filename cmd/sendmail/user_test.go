@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/smtp-stdio/smtp-stdio/queue"
+	"github.com/smtp-stdio/smtp-stdio/spool"
+)
+
+// TestDropAuthWarning: nobody (not trusted) setting another sender with
+// -f or -r gets sendmail's X-Authentication-Warning: in the delivered
+// message, below sendmail's Received:; nobody's own address, and nobody
+// named in SMTP_SENDMAIL_TRUSTED_USERS, get none; root, the spool's
+// owner here, gets none either.
+func TestDropAuthWarning(t *testing.T) {
+	in := install(t, 1<<20)
+	const w = "X-Authentication-Warning: h.test: nobody set sender to "
+	cases := []struct {
+		rcpt  string
+		args  []string
+		extra []string
+		want  string // "" for no warning
+	}{
+		{"f@x.test", []string{"-f", "boss@corp.test"}, nil, w + "boss@corp.test using -f\r\n"},
+		{"r@x.test", []string{"-r", "<>"}, nil, w + "<> using -r\r\n"},
+		{"own@x.test", []string{"-f", "nobody@d.test"}, nil, ""},
+		{"trusted@x.test", []string{"-f", "boss@corp.test"}, []string{"SMTP_SENDMAIL_TRUSTED_USERS=daemon, nobody"}, ""},
+	}
+	want := map[string]string{}
+	for _, c := range cases {
+		r := asNobody(t, in.sendmail, env(in.spool, c.extra...), strings.NewReader("Subject: w\n\nbody\n"), append(c.args, c.rcpt)...)
+		if r.code != 0 {
+			t.Fatalf("%v as nobody: exit %d\n%s", c.args, r.code, r.stderr)
+		}
+		want[c.rcpt] = c.want
+	}
+	// root owns the spool: it writes queue/ itself, trusted.
+	if r := run(t, in.sendmail, env(in.spool), "Subject: w\n\nbody\n", "-f", "boss@corp.test", "root@x.test"); r.code != 0 {
+		t.Fatalf("as root: exit %d\n%s", r.code, r.stderr)
+	}
+	want["root@x.test"] = ""
+	txs := deliver(t, in)
+	if len(txs) != len(want) {
+		t.Fatalf("%d delivered, want %d", len(txs), len(want))
+	}
+	for _, tx := range txs {
+		d := string(tx.Data)
+		w, ok := want[tx.To[0]]
+		if !ok {
+			t.Errorf("delivered to %v", tx.To)
+			continue
+		}
+		// After sendmail's own Received: (and, through drop/, the
+		// pickup's before it).
+		_, rest, _ := strings.Cut(d, "(smtp-stdio sendmail, ")
+		_, rest, _ = strings.Cut(rest, "\r\n\tid ")
+		_, rest, _ = strings.Cut(rest, "\r\n")
+		if w == "" && strings.Contains(d, "X-Authentication-Warning") || w != "" && !strings.HasPrefix(rest, w) {
+			t.Errorf("to %v: want warning %q:\n%s", tx.To, w, d)
+		}
+	}
+}
+
+// TestDropSwaksPipe: "swaks --pipe 'sendmail -bs'" as nobody, who cannot
+// write the spool: the session's messages go through the drop helper
+// (two in one session, the second to a domain elsewhere: a local client
+// may relay), nothing is written to queue/ by nobody, and smtp-send
+// delivers both with the pickup's Received: naming uid 65534. A message
+// over the helper's limit gets 552 5.3.4 and leaves nothing.
+func TestDropSwaksPipe(t *testing.T) {
+	swaks, err := exec.LookPath("swaks")
+	if err != nil {
+		t.Skip("swaks not installed (scripts/install-test-deps)")
+	}
+	in := install(t, 8<<10)
+	for i, to := range []string{"b@y.test", "c@elsewhere.test"} {
+		r := asNobody(t, swaks, env(in.spool, "HOME=/"), nil, "--pipe", in.sendmail+" -bs", "--from", "a@x.test", "--to", to,
+			"--body", fmt.Sprintf("via swaks %d", i))
+		if r.code != 0 || !strings.Contains(r.stdout, "<-  250 2.0.0 ") {
+			t.Fatalf("swaks as nobody: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+	}
+	if n := names(t, filepath.Join(in.spool, spool.QueueDir)); len(n) != 0 {
+		t.Errorf("queue/ holds %v before the pickup", n)
+	}
+	if n := names(t, filepath.Join(in.spool, queue.DropDir)); len(n) != 2 {
+		t.Errorf("drop/ holds %v, want 2 files", n)
+	}
+	big := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", 200)
+	r := asNobody(t, swaks, env(in.spool, "HOME=/"), nil, "--pipe", in.sendmail+" -bs", "--from", "a@x.test", "--to", "big@y.test", "--body", big)
+	if !strings.Contains(r.stdout, "<** 552 5.3.4 ") {
+		t.Errorf("over the limit: exit %d\n%s", r.code, r.stdout)
+	}
+	txs := deliver(t, in)
+	if len(txs) != 2 {
+		t.Fatalf("%d delivered, want 2", len(txs))
+	}
+	for _, tx := range txs {
+		d := string(tx.Data)
+		if tx.From != "a@x.test" || len(tx.To) != 1 || tx.To[0] == "big@y.test" ||
+			!strings.HasPrefix(d, "Received: by h.test (smtp-stdio pickup, from userid 65534 login nobody)") ||
+			!strings.Contains(d, "via swaks") {
+			t.Errorf("delivered <%s> %v:\n%s", tx.From, tx.To, d)
+		}
+	}
+}
