@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/ascii"
+	"github.com/smtp-stdio/smtp-stdio/route"
 )
 
 // TLSMode is how the connection to a smarthost is protected. The zero value
@@ -160,7 +161,24 @@ type Config struct {
 	// TmpMaxAge is the age past which a file in tmp/ was left by a killed
 	// process and is removed. Default 24 hours.
 	TmpMaxAge time.Duration
+
+	// Routes is the route table (SMTP_SEND_ROUTES), nil for none. Without
+	// it, Smarthosts take every recipient; with neither, every recipient
+	// goes to its domain's MX hosts (RFC 5321 section 5.1). With both,
+	// the table decides and the smarthosts take what no line matches.
+	Routes *route.Table
+	// DNS is the "host:port" of the DNS server that MX delivery asks
+	// (SMTP_SEND_DNS), "" for those of /etc/resolv.conf.
+	DNS string
+	// MXPort is the TCP port MX hosts are dialled on, and bracketed route
+	// hosts without a port. Default 25, the SMTP port; a
+	// test lab on loopback sets another.
+	MXPort int
 }
+
+// direct reports whether the run delivers by itself (routes, MX hosts)
+// rather than only to the smarthosts, exactly as before routes existed.
+func (c *Config) direct() bool { return c.Routes != nil || len(c.Smarthosts) == 0 }
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
@@ -186,6 +204,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Connections <= 0 {
 		c.Connections = 8
+	}
+	if c.MXPort <= 0 {
+		c.MXPort = 25
 	}
 	if c.MaxRecipients <= 0 {
 		c.MaxRecipients = 100

@@ -60,6 +60,7 @@ type Failure struct {
 
 	timeout bool // no reply in time, at any step
 	setup   bool // the connection could not be made ready for MAIL
+	dest    bool // a failure of the destination (MX delivery): it expires
 }
 
 // Error returns "stage: code enhanced text".
@@ -122,12 +123,15 @@ func (f *Failure) HostDown(reused bool) bool {
 	return !reused
 }
 
-// Expires reports whether this failure counts towards expiry: only replies
-// and errors within a transaction, which say the smarthost is reachable
-// but the mail does not get through. A recipient whose last failure was
-// a connection, TLS or AUTH problem is never expired.
+// Expires reports whether this failure counts towards expiry: for the
+// smarthost, only replies and errors within a transaction, which say the
+// smarthost is reachable but the mail does not get through; a recipient
+// whose last failure was a connection, TLS or AUTH problem of the
+// smarthost is never expired. In MX delivery every failure is the
+// destination's (DNS, its hosts down), so every one counts (RFC 5321
+// section 4.5.4.1: give up after 4-5 days).
 func (f *Failure) Expires() bool {
-	return f.Stage >= StageMail && f.Stage <= StageDot
+	return f.dest || f.Stage >= StageMail && f.Stage <= StageDot
 }
 
 // connLevel reports whether the failure ends the connection: no reply

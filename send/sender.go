@@ -38,9 +38,12 @@ type Sender struct {
 	// Now is the clock of queue times (arrival, attempts, expiry); nil is
 	// time.Now. The run's time budget uses the monotonic clock instead.
 	Now func() time.Time
-	// Dial opens the smarthost transport's connections; nil is a
-	// net.Dialer.
+	// Dial opens the smarthost transport's connections, and those to MX
+	// hosts; nil is a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Resolver answers the DNS questions of MX delivery; nil is
+	// NewResolver(Config.DNS).
+	Resolver Resolver
 	// Transport delivers the messages; nil is the smarthost transport of
 	// Config (Smarthosts, TLS, AUTH, ...), made anew for each run so that
 	// a host down in one run is tried again in the next.
@@ -101,14 +104,19 @@ func (s *Sender) Run(ctx context.Context, all bool) (Stats, error) {
 		r.now = time.Now
 	}
 	if r.transport == nil {
-		if len(r.cfg.Smarthosts) == 0 {
-			return Stats{}, errors.New("send: no smarthost configured")
-		}
 		dial := s.Dial
 		if dial == nil {
 			dial = (&net.Dialer{}).DialContext
 		}
-		r.transport = newSmarthost(&r.cfg, r.log, dial, s.Spool.Path(spool.TmpDir))
+		if r.cfg.direct() {
+			res := s.Resolver
+			if res == nil {
+				res = NewResolver(r.cfg.DNS)
+			}
+			r.transport = newRouter(&r.cfg, r.log, dial, s.Spool.Path(spool.TmpDir), res)
+		} else {
+			r.transport = newSmarthost(&r.cfg, r.log, dial, s.Spool.Path(spool.TmpDir))
+		}
 	}
 	q, err := queue.Open(s.Spool)
 	if err != nil {

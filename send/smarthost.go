@@ -23,18 +23,25 @@ import (
 // SMTP as a client: extensions (SIZE, SMTPUTF8, 8BITMIME and the 7-bit
 // downgrade), line length, batching of recipients into transactions,
 // reconnection and failover.
+//
+// The same machinery carries mail to the MX hosts of one destination
+// (see mx.go): then mx is set, the hosts are the destination's addresses
+// in the order to try them, and the connection is opened with the route's
+// TLS policy (dialMX) instead of the smarthost settings.
 type smarthost struct {
 	cfg   *Config
 	log   *slog.Logger
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
 	tmp   string // directory for the 7-bit versions of messages
 	hosts *hostList
+	what  string    // "smarthost" or "MX host", in log lines and texts
+	mx    *mxPolicy // nil for the configured smarthost
 }
 
 // newSmarthost returns the smarthost transport of cfg (with its
 // defaults), dialling with dial and making 7-bit versions in tmp.
 func newSmarthost(cfg *Config, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error), tmp string) *smarthost {
-	return &smarthost{cfg: cfg, log: log, dial: dial, tmp: tmp, hosts: newHostList(cfg.Smarthosts)}
+	return &smarthost{cfg: cfg, log: log, dial: dial, tmp: tmp, hosts: newHostList(cfg.Smarthosts), what: "smarthost"}
 }
 
 // NewSession implements Transport: a session without a connection yet.
@@ -77,7 +84,7 @@ func (s *smtpSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) er
 			s.c = nil
 			if f := res.conn; f != nil {
 				t.failed(host, f, res.reused)
-				if tries++; tries <= len(t.cfg.Smarthosts)+1 {
+				if tries++; tries <= len(t.hosts.hosts)+1 {
 					continue
 				}
 				rec.Failed(batch, f)
@@ -103,7 +110,7 @@ func (s *smtpSession) Close() error {
 // the one rule, for every place a host can fail), and logs it once.
 func (t *smarthost) failed(i int, f *Failure, reused bool) {
 	if f.HostDown(reused) && t.hosts.markDown(i, f) {
-		t.log.Warn("smarthost down for this run", "relay", f.Relay, "stage", f.Stage.String(),
+		t.log.Warn(t.what+" down for this run", "relay", f.Relay, "stage", f.Stage.String(),
 			"code", f.Code, "enhanced", f.Enhanced, "reply", f.Text)
 	}
 }
@@ -239,7 +246,7 @@ func (t *smarthost) connect(ctx context.Context) (*conn, *Failure) {
 		last = t.hosts.lastFailure()
 	}
 	if last == nil {
-		last = localFailure("", "4.4.1", "no smarthost available")
+		last = localFailure("", "4.4.1", "no "+t.what+" available")
 	}
 	return nil, last
 }
@@ -248,8 +255,11 @@ func (t *smarthost) connect(ctx context.Context) (*conn, *Failure) {
 // MAIL: TLS as configured, EHLO, AUTH. Every failure is the host's (or
 // our configuration's), never the message's.
 func (t *smarthost) dialHost(ctx context.Context, i int) (*conn, *Failure) {
+	if t.mx != nil {
+		return t.dialMX(ctx, i)
+	}
 	cfg := t.cfg
-	h := cfg.Smarthosts[i]
+	h := t.hosts.hosts[i]
 	fail := func(stage Stage, err error) (*conn, *Failure) {
 		return nil, classify(stage, h.Addr, err)
 	}

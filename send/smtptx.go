@@ -89,6 +89,11 @@ func (ss *smtpSession) transaction(m *smtpMsg, batch []int) (carry []int, res tx
 		s.open = false // MAIL refused: no transaction began
 		if f := classify(StageMail, s.relay, err); f.connLevel() {
 			res.conn = f
+		} else if t.mx != nil && f.Code/100 == 4 {
+			// An MX host that defers MAIL is passed over for the next
+			// one (RFC 5321 section 5.1: try the other MX hosts).
+			f.setup = true
+			res.conn = f
 		} else {
 			failAll(send, f)
 		}

@@ -85,6 +85,8 @@ func TestExitCodes(t *testing.T) {
 	ok := []string{"SMTP_SPOOL_DIR=" + spoolDir, "SMTP_SMARTHOST=127.0.0.1:1", "SMTP_SMARTHOST_TLS=none"}
 	garbage := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(garbage, []byte("not a certificate"), 0o600)
+	badRoutes := filepath.Join(t.TempDir(), "routes")
+	os.WriteFile(badRoutes, []byte("* smtp:\nexample.org lmtp:x\n"), 0o600)
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -97,7 +99,13 @@ func TestExitCodes(t *testing.T) {
 		{"typo", append(ok, "SMTP_SEND_CONECTIONS=2"), nil, exConfig},
 		{"tls mode", append(ok, "SMTP_SMARTHOST_TLS=maybe"), nil, exConfig},
 		{"duration", append(ok, "SMTP_SEND_RUN_TIME=soon"), nil, exConfig},
-		{"no smarthost", ok[:1], nil, exConfig},
+		// Without a smarthost or routes, every recipient goes to its MX hosts
+		// (issue 11): no longer a configuration error.
+		{"no smarthost: direct MX", ok[:1], nil, exOK},
+		{"bad route table", append(ok, "SMTP_SEND_ROUTES="+badRoutes), nil, exConfig},
+		{"missing route table", append(ok, "SMTP_SEND_ROUTES=/nonexistent/routes"), nil, exConfig},
+		{"bad DNS server", append(ok, "SMTP_SEND_DNS=127.0.0.1"), nil, exConfig},
+		{"bad MX port", append(ok, "SMTP_SEND_MX_PORT=0"), nil, exConfig},
 		{"no spool", []string{"SMTP_SPOOL_DIR=/nonexistent", "SMTP_SMARTHOST=x"}, nil, exConfig},
 		{"two passwords", append(ok, "SMTP_SMARTHOST_USERNAME=u", "SMTP_SMARTHOST_PASSWORD=p",
 			"SMTP_SMARTHOST_PASSWORD_FILE=/etc/hostname"), nil, exConfig},

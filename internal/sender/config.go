@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/receiver"
+	"github.com/smtp-stdio/smtp-stdio/route"
 	"github.com/smtp-stdio/smtp-stdio/send"
 )
 
@@ -56,6 +58,10 @@ type Config struct {
 	SendTmpMaxAge      time.Duration `split_words:"true" default:"24h" desc:"age past which files in tmp/ are removed at the start of a run"`
 	SendLogLevel       slog.Level    `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	SendDropMaxSize    int64         `split_words:"true" default:"26214400" desc:"largest file taken from drop/ (sendmail's drop helper), in bytes; a larger one is set aside"`
+
+	SendRoutes string `split_words:"true" desc:"route table file (pattern transport:nexthop [options] per line); default: the smarthost, else every recipient's MX hosts"`
+	SendDNS    string `split_words:"true" desc:"host:port of the DNS server for MX and address lookups (default: those of /etc/resolv.conf)"`
+	SendMXPort int    `split_words:"true" default:"25" desc:"TCP port MX hosts are dialled on"`
 }
 
 // Load reads the configuration from the environment. It returns
@@ -101,12 +107,26 @@ func unknownSettings(environ []string) ([]string, error) {
 // the setting at fault, or the file's error.
 func (c *Config) SendConfig() (send.Config, error) {
 	var sc send.Config
-	if c.Smarthost == "" {
-		return sc, errors.New("SMTP_SMARTHOST is not set")
+	var hosts []send.Host
+	var err error
+	if c.Smarthost != "" {
+		if hosts, err = send.ParseSmarthosts(c.Smarthost, c.SmarthostTLS); err != nil {
+			return sc, err
+		}
 	}
-	hosts, err := send.ParseSmarthosts(c.Smarthost, c.SmarthostTLS)
-	if err != nil {
-		return sc, err
+	var routes *route.Table
+	if c.SendRoutes != "" {
+		if routes, err = route.Load(c.SendRoutes); err != nil {
+			return sc, fmt.Errorf("SMTP_SEND_ROUTES: %w", err)
+		}
+	}
+	if c.SendDNS != "" {
+		if _, port, err := net.SplitHostPort(c.SendDNS); err != nil || port == "" {
+			return sc, fmt.Errorf("SMTP_SEND_DNS: %q is not host:port", c.SendDNS)
+		}
+	}
+	if c.SendMXPort < 1 || c.SendMXPort > 65535 {
+		return sc, errors.New("SMTP_SEND_MX_PORT must be a TCP port, 1 to 65535")
 	}
 	pass := c.SmarthostPassword
 	if c.SmarthostPasswordFile != "" {
@@ -159,5 +179,6 @@ func (c *Config) SendConfig() (send.Config, error) {
 		Connections: c.SendConnections, NoReuse: !c.SendReuse, MaxRecipients: c.SendMaxRecipients,
 		ConnectTimeout: c.SendConnectTimeout, CommandTimeout: c.SendCommandTimeout,
 		DataTimeout: c.SendDataTimeout, BlockTimeout: c.SendBlockTimeout, TmpMaxAge: c.SendTmpMaxAge,
+		Routes: routes, DNS: c.SendDNS, MXPort: c.SendMXPort,
 	}, nil
 }

@@ -1,0 +1,126 @@
+// Package dnstest is the DNS server of the tests: github.com/miekg/dns
+// (v1) on 127.0.0.1, UDP and TCP on one port, answering from records
+// given in zone-file syntax, so that MX delivery can be tested offline
+// against the resolver it really uses (send.NewResolver pointed at Addr,
+// as SMTP_SEND_DNS does).
+//
+// It answers as a recursive resolver would (RA set: without it Go's
+// resolver takes a NODATA answer for a lame referral): the records of
+// the name and type asked, NOERROR with no answer (NODATA) for a name
+// that has records of other types only, NXDOMAIN for a name with none,
+// and SERVFAIL for a name set by ServFail.
+package dnstest
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// Server is a running test DNS server. Its methods are safe for
+// concurrent use.
+type Server struct {
+	// Addr is "127.0.0.1:port", for UDP and TCP alike.
+	Addr string
+
+	mu       sync.Mutex
+	rrs      map[string][]dns.RR // by lower-case FQDN
+	servfail map[string]bool
+	queries  []string // "name TYPE", in order
+	udp, tcp *dns.Server
+}
+
+// Start starts a server on 127.0.0.1 with the records rrs (zone-file
+// lines such as "example.test. MX 10 mx1.example.test.", TTL 60 unless
+// given) and stops it when the test ends. A bad record fails the test.
+func Start(t testing.TB, rrs ...string) *Server {
+	t.Helper()
+	s := &Server{rrs: map[string][]dns.RR{}, servfail: map[string]bool{}}
+	s.Add(t, rrs...)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		t.Fatalf("dnstest: TCP on the UDP port %d: %v", port, err)
+	}
+	s.Addr = pc.LocalAddr().String()
+	h := dns.HandlerFunc(s.serve)
+	s.udp = &dns.Server{PacketConn: pc, Handler: h}
+	s.tcp = &dns.Server{Listener: ln, Handler: h}
+	started := make(chan struct{}, 2)
+	s.udp.NotifyStartedFunc = func() { started <- struct{}{} }
+	s.tcp.NotifyStartedFunc = func() { started <- struct{}{} }
+	go s.udp.ActivateAndServe()
+	go s.tcp.ActivateAndServe()
+	<-started
+	<-started
+	t.Cleanup(func() {
+		s.udp.Shutdown()
+		s.tcp.Shutdown()
+	})
+	return s
+}
+
+// Add adds records (zone-file lines); a bad one fails the test.
+func (s *Server) Add(t testing.TB, rrs ...string) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, line := range rrs {
+		rr, err := dns.NewRR("$TTL 60\n" + line)
+		if err != nil || rr == nil {
+			t.Fatalf("dnstest: record %q: %v", line, err)
+		}
+		name := strings.ToLower(rr.Header().Name)
+		s.rrs[name] = append(s.rrs[name], rr)
+	}
+}
+
+// ServFail makes every question about name (with or without the final
+// dot) get SERVFAIL, as from a resolver that cannot reach the domain's
+// servers.
+func (s *Server) ServFail(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.servfail[strings.ToLower(dns.Fqdn(name))] = true
+}
+
+// Queries returns the questions asked so far, as "name TYPE" lines.
+func (s *Server) Queries() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.queries...)
+}
+
+// serve answers one query.
+func (s *Server) serve(w dns.ResponseWriter, q *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(q)
+	m.RecursionAvailable = true
+	s.mu.Lock()
+	for _, qu := range q.Question {
+		name := strings.ToLower(qu.Name)
+		s.queries = append(s.queries, name+" "+dns.TypeToString[qu.Qtype])
+		switch {
+		case s.servfail[name]:
+			m.Rcode = dns.RcodeServerFailure
+		case len(s.rrs[name]) == 0:
+			m.Rcode = dns.RcodeNameError
+		default:
+			for _, rr := range s.rrs[name] {
+				if rr.Header().Rrtype == qu.Qtype {
+					m.Answer = append(m.Answer, dns.Copy(rr))
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	w.WriteMsg(m)
+}

@@ -1,0 +1,168 @@
+package send
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/dnstest"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
+	"github.com/smtp-stdio/smtp-stdio/protocol"
+	"github.com/smtp-stdio/smtp-stdio/queue"
+	"github.com/smtp-stdio/smtp-stdio/route"
+)
+
+// mxFixture is a fixture without a smarthost, whose DNS is a dnstest
+// server and whose dialler sends each "ip:25" to the smtptest server
+// registered for that address (an address with none is refused).
+type mxFixture struct {
+	*fixture
+	dns   *dnstest.Server
+	hosts map[string]string // "127.0.0.2:25" -> the server's address
+}
+
+func newMXFixture(t *testing.T, rrs ...string) *mxFixture {
+	f := &mxFixture{fixture: newFixture(t), dns: dnstest.Start(t, rrs...), hosts: map[string]string{}}
+	f.s.Resolver = NewResolver(f.dns.Addr)
+	refused := refusedAddr(t)
+	d := &net.Dialer{}
+	f.s.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		f.mu.Lock()
+		f.dials[addr]++
+		to, ok := f.hosts[addr]
+		f.mu.Unlock()
+		if !ok {
+			to = refused
+		}
+		return d.DialContext(ctx, network, to)
+	}
+	return f
+}
+
+// serve makes ip's port 25 the server srv.
+func (f *mxFixture) serve(ip string, srv *smtptest.Server) {
+	f.mu.Lock()
+	f.hosts[ip+":25"] = srv.Addr
+	f.mu.Unlock()
+}
+
+// MX order and failover: the first MX refuses connections, the second
+// defers MAIL (so the third is tried), the third takes both recipients
+// of its domain in one transaction; another domain's recipient goes to
+// its own MX on its own connection; an error route bounces at once.
+func TestMXDeliveryOrderAndGrouping(t *testing.T) {
+	f := newMXFixture(t,
+		"a.test. MX 10 mx1.a.test.", "a.test. MX 20 mx2.a.test.", "a.test. MX 30 mx3.a.test.",
+		"mx1.a.test. A 127.0.0.2", "mx2.a.test. A 127.0.0.3", "mx3.a.test. A 127.0.0.4",
+		"b.test. A 127.0.0.5")
+	busy := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Mail: func(*smtptest.Conn, string) *protocol.Reply {
+		return smtptest.Reply(451, "4.3.2", "busy")
+	}}})
+	good, other := smtptest.Start(t, smtptest.Options{}), smtptest.Start(t, smtptest.Options{})
+	f.serve("127.0.0.3", busy)
+	f.serve("127.0.0.4", good)
+	f.serve("127.0.0.5", other)
+	tb, err := route.Parse(strings.NewReader("closed.test error:5.7.1 closed for good\n* smtp:\n"), "routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s.Config.Routes = tb
+	id := f.queue("s@example.org", []string{"x@a.test", "z@b.test", "w@closed.test", "y@A.test"}, body("mx"))
+	st := f.run(false)
+	if st.Delivered != 3 || st.Failed != 1 || st.DSNs != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	txs := good.Transactions()
+	if len(txs) != 1 || !slices.Equal(txs[0].To, []string{"x@a.test", "y@A.test"}) || !strings.Contains(string(txs[0].Data), "Subject: mx") {
+		t.Errorf("mx3 got %+v", txs)
+	}
+	if txs := other.Transactions(); len(txs) != 1 || !slices.Equal(txs[0].To, []string{"z@b.test"}) {
+		t.Errorf("b.test's implicit MX got %+v", txs)
+	}
+	if n := len(busy.Transactions()); n != 0 || busy.Conns() != 1 {
+		t.Errorf("busy MX: %d transactions, %d connections", n, busy.Conns())
+	}
+	if n := f.dialCount("127.0.0.2:25"); n != 1 {
+		t.Errorf("refusing MX dialled %d times", n)
+	}
+	if f.state(id) != nil || !slices.Contains(f.names("failed"), id) {
+		t.Errorf("state %v, failed/ %v", f.state(id), f.names("failed"))
+	}
+	bounces := f.queuedFrom("")
+	if len(bounces) != 1 || !strings.Contains(content(t, bounces[0]), "5.7.1") || !strings.Contains(content(t, bounces[0]), "closed for good") {
+		t.Errorf("bounce: %d", len(bounces))
+	}
+}
+
+// A null MX bounces at once with 5.1.10 and nothing is dialled; a
+// SERVFAIL defers without a bounce, and counts towards expiry.
+func TestMXNullAndServfail(t *testing.T) {
+	f := newMXFixture(t, "null.test. MX 0 .")
+	f.dns.ServFail("down.test")
+	id := f.queue("s@example.org", []string{"a@null.test", "b@down.test"}, body("x"))
+	st := f.run(false)
+	if st.Failed != 1 || st.Deferred != 1 || st.DSNs != 1 || len(f.dials) != 0 {
+		t.Fatalf("stats %+v, dials %v", st, f.dials)
+	}
+	s := f.state(id)
+	if s == nil || s.Rcpts[0].Status != queue.Failed || s.Rcpts[0].Enhanced != "5.1.10" || s.Rcpts[0].Code != 556 ||
+		s.Rcpts[1].Status != queue.Pending || s.Rcpts[1].Enhanced != "4.4.3" {
+		t.Fatalf("state %+v", s)
+	}
+	// Past the queue lifetime the deferred recipient expires: a DNS
+	// failure of the destination is not ours, as a smarthost's would be.
+	f.s.Config.QueueLifetime, f.s.Config.MinAttempts = 1, 1
+	f.clk.Add(2 * f.s.Config.withDefaults().BackoffMax)
+	f.run(true)
+	if f.state(id) != nil || !slices.Contains(f.names("failed"), id) ||
+		!strings.Contains(f.logs.String(), "rcpt=b@down.test status=expired") {
+		t.Errorf("not expired: %v", f.names("failed"))
+	}
+}
+
+// Opportunistic TLS: STARTTLS with a certificate no one can verify still
+// encrypts; a handshake that fails is followed by clear text under the
+// default policy, and by nothing under tls=encrypt or tls=verify, which
+// defer instead.
+func TestMXOpportunisticTLS(t *testing.T) {
+	srvConf, _ := testCA(t)
+	old := srvConf.Clone()
+	old.MaxVersion = tls.VersionTLS11 // below our minimum: the handshake fails
+	for _, tc := range []struct {
+		name   string
+		conf   *tls.Config
+		policy string
+		tls    bool // delivered over TLS
+		ok     bool // delivered
+	}{
+		{"self-signed", srvConf, "", true, true},
+		{"handshake-fails", old, "", false, true},
+		{"handshake-fails-encrypt", old, " tls=encrypt", false, false},
+		{"unverified-verify", srvConf, " tls=verify", false, false},
+		{"unverified-encrypt", srvConf, " tls=encrypt", true, true},
+		{"none", srvConf, " tls=none", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newMXFixture(t, "t.test. MX 10 mx.test.", "mx.test. A 127.0.0.2")
+			srv := smtptest.Start(t, smtptest.Options{StartTLS: tc.conf})
+			f.serve("127.0.0.2", srv)
+			tb, err := route.Parse(strings.NewReader("t.test smtp:"+tc.policy+"\n"), "routes")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.s.Config.Routes = tb
+			f.queue("s@example.org", []string{"a@t.test"}, body("tls"))
+			st := f.run(false)
+			txs := srv.Transactions()
+			if tc.ok != (st.Delivered == 1) || tc.ok != (len(txs) == 1) || tc.ok && txs[0].TLS != tc.tls {
+				t.Errorf("stats %+v, transactions %+v", st, txs)
+			}
+			if !tc.ok && st.Deferred != 1 {
+				t.Errorf("not deferred: %+v", st)
+			}
+		})
+	}
+}
