@@ -178,15 +178,8 @@ func fqdn(name string) string { return strings.TrimSuffix(name, ".") + "." }
 // directory server failure).
 func dnsFailure(what string, err error, code string) *Failure {
 	text := what
-	var de *net.DNSError
-	if errors.As(err, &de) {
-		// Go names the server of /etc/resolv.conf even when another was
-		// asked: the error itself is what matters.
-		text += ": " + de.Name + ": " + de.Err
-	} else if err != nil {
-		text += ": " + err.Error()
-	}
 	if err != nil {
+		text += ": " + dnsErrText(err)
 		if code[0] == '5' && !isNotFound(err) {
 			code = "4.4.3"
 		}
@@ -194,6 +187,17 @@ func dnsFailure(what string, err error, code string) *Failure {
 		text += ": no address"
 	}
 	return &Failure{Stage: StageLocal, Enhanced: code, Text: oneLine(text), Err: err}
+}
+
+// dnsErrText is the text of a lookup's error: for a *net.DNSError the
+// name and the error without the server, which Go takes from
+// /etc/resolv.conf even when another server was asked.
+func dnsErrText(err error) string {
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return de.Name + ": " + de.Err
+	}
+	return err.Error()
 }
 
 // isNotFound reports whether err says the name or its records do not

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,7 +33,7 @@ const name = "smtp-send"
 
 // options are smtp-send's flags.
 type options struct {
-	list, asJSON, all bool
+	list, asJSON, all, explain bool
 }
 
 // flagSet returns the flag set of smtp-send, filling o, writing its
@@ -43,6 +44,7 @@ func (o *options) flagSet(w io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.list, "list", false, "print the queue instead of delivering")
 	fs.BoolVar(&o.asJSON, "json", false, "with --list: one JSON object per message per line")
 	fs.BoolVar(&o.all, "all", false, "deliver every queued message now, ignoring retry times; with --list: include failed/ and corrupt/")
+	fs.BoolVar(&o.explain, "explain", false, "print how each ADDRESS argument would be delivered (route and why, MX hosts and addresses, TLS policy), sending nothing")
 	return fs
 }
 
@@ -50,7 +52,7 @@ func (o *options) flagSet(w io.Writer) *flag.FlagSet {
 // setting with its type and default (envnames.Usage, generated from
 // Config), and its exit statuses. It returns w's error.
 func Usage(w io.Writer) error {
-	fmt.Fprintf(w, "Usage: %s [--all] [--list [--json]]\n\n", name)
+	fmt.Fprintf(w, "Usage: %s [--all] [--list [--json]]\n       %s --explain ADDRESS...\n\n", name, name)
 	new(options).flagSet(w).PrintDefaults()
 	fmt.Fprintln(w)
 	if err := envnames.Usage(w, &Config{}); err != nil {
@@ -81,7 +83,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	if fs.NArg() > 0 || o.asJSON && !o.list {
+	if fs.NArg() > 0 && !o.explain || o.asJSON && !o.list || o.explain && (fs.NArg() == 0 || o.list || o.all) {
 		fmt.Fprintf(stderr, "%s: unexpected arguments; see --help\n", name)
 		return exitUsage
 	}
@@ -100,6 +102,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, k := range unknown {
 		log.Warn("unknown setting ignored", "name", k)
+	}
+	if o.explain {
+		return explain(fs.Args(), cfg, stdout, stderr, log)
 	}
 	// The spool's safety is checked before anything in it is read: the
 	// root and every subdirectory this program uses (spool.ErrUnsafe).
@@ -188,4 +193,34 @@ func pickup(q *queue.Queue, maxSize int64, sc send.Config, log *slog.Logger) err
 		}
 	}
 	return nil
+}
+
+// explain prints the delivery plan of each address (send.Explain) to
+// stdout without sending or touching the spool, and returns the exit
+// status: 0, 64 for an address with control characters, 78 for bad
+// settings, 74 when stdout fails.
+func explain(addrs []string, cfg *Config, stdout, stderr io.Writer, log *slog.Logger) int {
+	for _, a := range addrs {
+		if strings.ContainsFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			fmt.Fprintf(stderr, "%s: --explain: address %s has control characters\n", name, textsafe.Escape(a))
+			return exitUsage
+		}
+	}
+	sc, err := cfg.SendConfig()
+	if err != nil {
+		log.Error("configuration", "err", err)
+		return exitConfig
+	}
+	res := send.NewResolver(sc.DNS)
+	for i, a := range addrs {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		p := send.Explain(context.Background(), sc, res, a)
+		if _, err := p.WriteTo(stdout); err != nil {
+			log.Error("writing the plan", "err", err)
+			return exitIOErr
+		}
+	}
+	return exitOK
 }

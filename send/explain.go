@@ -1,0 +1,177 @@
+package send
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/smtp-stdio/smtp-stdio/domain"
+	"github.com/smtp-stdio/smtp-stdio/route"
+)
+
+// Plan is how a run would deliver to one recipient, found without
+// sending anything (smtp-send --explain): the route and why, the hosts
+// in the order tried, and the TLS policy and where it came from.
+type Plan struct {
+	// Rcpt is the recipient as given.
+	Rcpt string
+	// Smarthost is true when the recipient goes to Config.Smarthosts.
+	Smarthost bool
+	// Route is the route (when not Smarthost).
+	Route route.Route
+	// Why says which table line, or which rule, chose the route.
+	Why string
+	// Target says where the route leads, in words.
+	Target string
+	// Hosts are the MX hosts (or the bracketed host) in the order tried,
+	// with their addresses; empty for the smarthost and error routes.
+	Hosts []MXHost
+	// Port is the TCP port the hosts are dialled on.
+	Port int
+	// TLS and TLSWhy are the TLS policy in force and its source.
+	TLS, TLSWhy string
+	// Outcome is what a run would do: deliver, bounce at once or defer.
+	Outcome string
+}
+
+// Explain returns the plan for recipient rcpt under cfg, asking res the
+// DNS questions a run would ask. It sends nothing and writes nothing.
+func Explain(ctx context.Context, cfg Config, res Resolver, rcpt string) Plan {
+	cfg = cfg.withDefaults()
+	p := Plan{Rcpt: rcpt}
+	r, toSmarthost := cfg.Route(rcpt)
+	switch {
+	case r.Line > 0:
+		p.Why = fmt.Sprintf("%s line %d: pattern %s", r.File, r.Line, r.Pattern)
+	case cfg.Routes != nil:
+		p.Why = "no line of " + cfg.Routes.File() + " matches"
+	default:
+		p.Why = "no route table (SMTP_SEND_ROUTES)"
+	}
+	if toSmarthost {
+		p.Smarthost = true
+		var hs []string
+		for _, h := range cfg.Smarthosts {
+			hs = append(hs, h.Addr)
+		}
+		p.Target = "smarthost " + strings.Join(hs, ", ") + " (SMTP_SMARTHOST, tried in order)"
+		p.Why += "; SMTP_SMARTHOST is set"
+		p.TLS, p.TLSWhy = cfg.TLS.String(), "SMTP_SMARTHOST_TLS"
+		if cfg.TLS != TLSNone {
+			p.TLS += ", certificate verified"
+		}
+		p.Outcome = "deliver to the first smarthost that takes it"
+		return p
+	}
+	p.Route = r
+	if r.Kind == route.Error {
+		p.Target = "refused by the route table"
+		p.Outcome = "bounce at once: " + r.Status + " " + r.Text
+		return p
+	}
+	if r.Line == 0 {
+		p.Why += " and no SMTP_SMARTHOST: the domain's MX hosts"
+	}
+	raw, _ := domain.Of(rcpt)
+	dom, _ := domain.Canonical(raw)
+	switch {
+	case r.Literal:
+		p.Target = r.Host + " itself, no MX lookup (" + r.Nexthop() + ")"
+	case r.Host != "":
+		p.Target = "the MX hosts of " + r.Host + " (" + r.Nexthop() + ")"
+	default:
+		p.Target = "the MX hosts of " + dom + " (" + r.Nexthop() + ")"
+	}
+	p.Port = r.Port
+	if p.Port == 0 {
+		p.Port = cfg.MXPort
+	}
+	pol, why := policyOf(r)
+	p.TLS, p.TLSWhy = pol.String(), why
+	if dom == "" && r.Host == "" {
+		p.Outcome = "bounce at once: 5.1.2 recipient has no domain to look up"
+		return p
+	}
+	self, _ := domain.Canonical(cfg.Hostname)
+	d := lookupDestination(ctx, res, r, dom, self)
+	p.Hosts = d.Hosts
+	switch {
+	case d.Fail == nil:
+		p.Outcome = "deliver to the first host that takes it, in the order above"
+	case d.Fail.Temporary():
+		p.Outcome = "defer (try again later): " + failureText(d.Fail)
+	default:
+		p.Outcome = "bounce at once: " + failureText(d.Fail)
+	}
+	return p
+}
+
+// failureText is "code enhanced text" of a failure without its stage.
+func failureText(f *Failure) string {
+	var b strings.Builder
+	if f.Code != 0 {
+		b.WriteString(strconv.Itoa(f.Code) + " ")
+	}
+	if f.Enhanced != "" {
+		b.WriteString(f.Enhanced + " ")
+	}
+	b.WriteString(f.Text)
+	return b.String()
+}
+
+// WriteTo writes the plan as a few indented "key: value" lines after
+// the recipient in angle brackets. It returns the bytes written and w's
+// error.
+func (p *Plan) WriteTo(w io.Writer) (int64, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "<%s>\n", p.Rcpt)
+	line := func(k, v string) { fmt.Fprintf(&b, "  %-8s %s\n", k+":", v) }
+	if p.Smarthost {
+		line("route", "smarthost")
+	} else {
+		line("route", p.Route.Nexthop())
+	}
+	line("why", p.Why)
+	line("to", p.Target)
+	for i, h := range p.Hosts {
+		k := ""
+		if i == 0 {
+			k = "hosts"
+		}
+		var addrs []string
+		for _, a := range h.Addrs {
+			addrs = append(addrs, a.String())
+		}
+		desc := h.Name
+		switch {
+		case h.Implicit:
+			desc += " (no MX records: the domain's own addresses, RFC 5321 5.1)"
+		case !p.Route.Literal:
+			desc = fmt.Sprintf("MX %d %s", h.Pref, h.Name)
+		}
+		switch {
+		case len(addrs) > 0:
+			desc += "  " + strings.Join(addrs, ", ")
+		case h.Err != nil:
+			desc += "  (no address: " + oneLine(dnsErrText(h.Err)) + ")"
+		default:
+			desc += "  (no address)"
+		}
+		if k == "" {
+			fmt.Fprintf(&b, "  %-8s %s\n", "", desc)
+		} else {
+			line(k, desc)
+		}
+	}
+	if p.Port != 0 {
+		line("port", strconv.Itoa(p.Port))
+	}
+	if p.TLS != "" {
+		line("tls", p.TLS+" ("+p.TLSWhy+")")
+	}
+	line("outcome", p.Outcome)
+	n, err := io.WriteString(w, b.String())
+	return int64(n), err
+}
