@@ -108,3 +108,54 @@ func TestDropSwaksPipe(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorModes: cron's "sendmail -oem" whose message cannot be queued
+// (no recipients here) still exits 65, and the error with the message
+// comes back to the user who ran it, from the null sender, as root (the
+// spool's owner, directly) and as nobody (through the drop helper):
+// smtp-send delivers them to the test smarthost. -oee does the same and
+// exits 0, the message being in the error (as Exim's -oee). -oeq says
+// nothing and -oep only writes the error; neither queues anything.
+func TestErrorModes(t *testing.T) {
+	in := install(t, 1<<20)
+	const msg = "Subject: Cron <x@h> job\n\njob output\n.\nmore output\n"
+	r := asNobody(t, in.sendmail, env(in.spool), strings.NewReader(msg), "-FCronDaemon", "-i", "-B8BITMIME", "-oem")
+	if r.code != 65 || !strings.Contains(r.stderr, "sendmail: message not queued: no recipients") ||
+		!strings.Contains(r.stderr, "mailed to nobody@d.test") {
+		t.Fatalf("-oem as nobody: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := run(t, in.sendmail, env(in.spool), msg, "-oem", "-i", "not an address"); r.code != 67 || !strings.Contains(r.stderr, "mailed to root@d.test") {
+		t.Fatalf("-oem as root: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := asNobody(t, in.sendmail, env(in.spool), strings.NewReader(msg), "-oee", "-i"); r.code != 0 || !strings.Contains(r.stderr, "mailed to nobody@d.test") {
+		t.Fatalf("-oee as nobody: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, mode := range []string{"-oeq", "-oep"} {
+		r := asNobody(t, in.sendmail, env(in.spool), strings.NewReader(msg), mode, "-i")
+		if r.code != 65 || (mode == "-oeq") != (r.stderr == "") || strings.Contains(r.stderr, "mailed") {
+			t.Errorf("%s: exit %d, stderr %q", mode, r.code, r.stderr)
+		}
+	}
+	if n := names(t, filepath.Join(in.spool, queue.DropDir)); len(n) != 2 {
+		t.Errorf("drop/ holds %v, want nobody's two returned errors", n)
+	}
+	txs := deliver(t, in)
+	if len(txs) != 3 {
+		t.Fatalf("%d delivered, want the 3 returned errors", len(txs))
+	}
+	for _, tx := range txs {
+		d := string(tx.Data)
+		if tx.From != "" || len(tx.To) != 1 || (tx.To[0] != "nobody@d.test" && tx.To[0] != "root@d.test") ||
+			!strings.Contains(d, "\r\nSubject: Returned mail: see transcript for details\r\n") ||
+			!strings.Contains(d, "------ The unsent message follows ------\r\nSubject: Cron <x@h> job\r\n\r\njob output\r\n.\r\nmore output\r\n") {
+			t.Errorf("delivered <%s> %v:\n%s", tx.From, tx.To, d)
+		}
+		if tx.To[0] == "nobody@d.test" && (!strings.Contains(d, "    no recipients") ||
+			!strings.HasPrefix(d, "Received: by h.test (smtp-stdio pickup, from userid 65534 login nobody)")) {
+			t.Errorf("nobody's:\n%s", d)
+		}
+		if tx.To[0] == "root@d.test" && !strings.Contains(d, "\"not an address\"") {
+			t.Errorf("root's:\n%s", d)
+		}
+	}
+}

@@ -306,12 +306,19 @@ var flagCases = map[string]func(t *testing.T){
 	"`-oem`": func(t *testing.T) {
 		if o := parse(t, "-oem"); o.ErrorMode != 'm' {
 			t.Errorf("%q", o.ErrorMode)
-		} // the error on stderr: TestBinaryErrors
+		} // the error mailed back: TestReturnError, cmd/sendmail TestErrorModes
 	},
 	"`-oee`": func(t *testing.T) {
 		if o := parse(t, "-oee"); o.ErrorMode != 'e' {
 			t.Errorf("%q", o.ErrorMode)
 		}
+	},
+	"`-oep`, `-oeq`, `-oew`": func(t *testing.T) {
+		for _, m := range []string{"p", "q", "w"} {
+			if o := parse(t, "-oe"+m); o.ErrorMode != ErrorMode(m[0]) || len(o.Ignored) != 0 {
+				t.Errorf("-oe%s: %+v", m, o)
+			}
+		} // what each does: cmd/sendmail TestErrorModes
 	},
 	"`-odb`, `-odi`": func(t *testing.T) { wantIgnored(t, "-odb"); wantIgnored(t, "-odi") },
 	"`-o` other":     func(t *testing.T) { wantIgnored(t, "-oQ/var/spool"); wantIgnored(t, "-o", "A") },

@@ -13,7 +13,6 @@
 package sendmail
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -92,19 +91,48 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	sub := &Submission{Opts: o, Cfg: cfg, User: u, Trusted: trusted(u, cfg), Now: time.Now}
 	id, err := queue(sub, cfg, stdin, stderr)
 	if err != nil {
-		// -oem asks sendmail to mail the error back; phase 1 writes it
-		// here for every -oe mode, and the status says it failed.
-		fmt.Fprintf(stderr, "%s: message not queued: %v\n", name, err)
-		var f *Failure
-		if errors.As(err, &f) {
-			return f.Status
-		}
-		return exitTempFail
+		return reportError(name, sub, cfg, err, stderr)
 	}
 	if o.Verbose {
 		fmt.Fprintf(stderr, "%s: queued as %s\n", name, id)
 	}
 	return exitOK
+}
+
+// reportError reports a message that was not queued as the -oe mode
+// asks (sendmail's ErrorMode option) and returns the exit status:
+// -oep, -oew and none write the error on stderr; -oeq says nothing;
+// -oem and -oee also mail it back with the message (ReturnError) and
+// say so, or why they could not. The status is the failure's, except
+// that -oee exits 0 once the error went back with the whole message, as
+// Exim's -oee does (sendmail 8 exits 0 whatever happened: we never
+// report success while the message is lost).
+func reportError(name string, sub *Submission, cfg *Config, err error, stderr io.Writer) int {
+	status := errorStatus(err)
+	switch sub.Opts.ErrorMode {
+	case 'q':
+		return status
+	case 'm', 'e':
+		fmt.Fprintf(stderr, "%s: message not queued: %v\n", name, err)
+		to, whole, merr := sub.ReturnError(err, func(e *Submission, in io.Reader) (string, error) {
+			return queue(e, cfg, in, stderr)
+		})
+		if merr != nil {
+			fmt.Fprintf(stderr, "%s: the error could not be mailed back: %v\n", name, merr)
+			return status
+		}
+		what := "the message"
+		if !whole {
+			what = "the message's header"
+		}
+		fmt.Fprintf(stderr, "%s: the error and %s are mailed to %s\n", name, what, to)
+		if sub.Opts.ErrorMode == 'e' && whole {
+			return exitOK
+		}
+	default:
+		fmt.Fprintf(stderr, "%s: message not queued: %v\n", name, err)
+	}
+	return status
 }
 
 // queue opens the spool and queues the message: a spool that cannot be

@@ -52,6 +52,10 @@ type Submission struct {
 	Trusted bool
 	// Now is the clock; Received, Date: and the queue id use it.
 	Now func() time.Time
+
+	// unsent is what a failed queue still holds of the message, for
+	// ReturnError; nil when it failed before the header was read.
+	unsent *unsent
 }
 
 // Failure is a message that could not be queued, with its exit status
@@ -129,10 +133,12 @@ func (s *Submission) queue(create func(*spool.Envelope) (sink, error), in io.Rea
 	}
 	env, hdr, err := s.envelope(fields)
 	if err != nil {
+		s.unsent = &unsent{fields: fields, first: first, rest: lr}
 		return "", err
 	}
 	w, err := create(env)
 	if err != nil {
+		s.unsent = &unsent{fields: fields, first: first, rest: lr}
 		var f *Failure
 		if errors.As(err, &f) {
 			return "", err
@@ -143,9 +149,11 @@ func (s *Submission) queue(create func(*spool.Envelope) (sink, error), in io.Rea
 	defer g.onSignal()()
 	if err := s.write(g, env, hdr, first, lr); err != nil {
 		g.abort()
+		s.unsent = &unsent{fields: fields}
 		return "", err
 	}
 	if err := g.commit(); err != nil {
+		s.unsent = &unsent{fields: fields}
 		var f *Failure
 		if errors.As(err, &f) {
 			return "", err

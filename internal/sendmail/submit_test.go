@@ -1,9 +1,16 @@
 package sendmail
 
 import (
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
 // TestResent: with -t, a message with Resent-To:, Resent-Cc: or
@@ -85,6 +92,115 @@ func TestAuthWarning(t *testing.T) {
 		has := strings.HasPrefix(rest, "X-Authentication-Warning:")
 		if c.want == "" && strings.Contains(q.msg, "X-Authentication-Warning") || c.want != "" && !strings.HasPrefix(rest, c.want) {
 			t.Errorf("%q trusted %v: after Received: %q (a warning: %v), want %q", c.args, c.trusted, rest, has, c.want)
+		}
+	}
+}
+
+// TestReturnError: the error of a failed submission goes back to the
+// user from the null sender, with the message: the whole of it when the
+// failure came before the body was read (no recipients), its header
+// alone when the body was already gone (the spool failed mid-message),
+// and nothing when even the header could not be read.
+func TestReturnError(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o700)
+	cfg := &Config{SpoolDir: dir, Hostname: "h.test", SendmailDomain: "d.test"}
+	queueInto := func(e *Submission, in io.Reader) (string, error) { return queue(e, cfg, in, io.Discard) }
+	fail := func(args []string, in io.Reader) (*Submission, error) {
+		t.Helper()
+		o, err := Parse(append([]string{"sendmail", "-oem"}, args...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Submission{Opts: o, Cfg: cfg, User: User{Uid: 1000, Login: "alice"}, Now: func() time.Time { return testNow }}
+		_, err = queueInto(s, in)
+		if err == nil {
+			t.Fatalf("%q: queued", args)
+		}
+		return s, err
+	}
+	returned := func(s *Submission, err error) string {
+		t.Helper()
+		to, whole, rerr := s.ReturnError(err, queueInto)
+		if rerr != nil || to != "alice@d.test" || whole != (s.unsent != nil && s.unsent.rest != nil) {
+			t.Fatalf("ReturnError: %q, %v, %v", to, whole, rerr)
+		}
+		ents, _ := os.ReadDir(filepath.Join(dir, spool.QueueDir))
+		if len(ents) != 1 {
+			t.Fatalf("queue/ holds %d", len(ents))
+		}
+		p := filepath.Join(dir, spool.QueueDir, ents[0].Name())
+		m, err := spool.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(p)
+		defer m.Close()
+		b, _ := io.ReadAll(m.Content())
+		if m.From != "" || !slices.Equal(m.To, []string{"alice@d.test"}) {
+			t.Errorf("envelope <%s> %v", m.From, m.To)
+		}
+		return string(b)
+	}
+
+	s, err := fail([]string{"-i", "-f", "boss@corp.test"}, strings.NewReader("Subject: cron output\nBcc: b@x.test\n\nline 1\n.\nline 3\n"))
+	msg := returned(s, err)
+	for _, want := range []string{"\r\nFrom: Mail Delivery Subsystem <MAILER-DAEMON@d.test>\r\n", "\r\nTo: <alice@d.test>\r\n",
+		"\r\nAuto-Submitted: auto-replied\r\n", "\r\nSubject: Returned mail: see transcript for details\r\n",
+		"\r\n\r\nThe message you gave to sendmail (uid 1000) was not queued:\r\n\r\n    no recipients",
+		"------ The unsent message follows ------\r\nSubject: cron output\r\nBcc: b@x.test\r\n\r\nline 1\r\n.\r\nline 3\r\n"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("no %q in\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "X-Authentication-Warning") {
+		t.Errorf("the returned error has a warning:\n%s", msg)
+	}
+
+	// The body was being written when the spool failed: the header only.
+	s = &Submission{Opts: &Options{Recipients: []string{"b@x.test"}}, Cfg: cfg, User: User{Uid: 1000, Login: "alice"}, Now: time.Now}
+	_, err = s.queue(func(*spool.Envelope) (sink, error) { return failingSink{}, nil }, strings.NewReader("Subject: half\n\nbody text\n"))
+	if err == nil {
+		t.Fatal("queued into a failing sink")
+	}
+	msg = returned(s, err)
+	if !strings.Contains(msg, "Its header follows; the body was not kept.") || !strings.Contains(msg, "follows ------\r\nSubject: half\r\n") ||
+		strings.Contains(msg, "body text") {
+		t.Errorf("header only:\n%s", msg)
+	}
+
+	// A header over MaxHeaderSize: nothing of the message.
+	s, err = fail([]string{"b@x.test"}, strings.NewReader("X: "+strings.Repeat("x", MaxHeaderSize)+"\n\nbody\n"))
+	if msg = returned(s, err); !strings.Contains(msg, "read too little of it") || strings.Contains(msg, "xxxx") {
+		t.Errorf("header too big:\n%.2000s", msg)
+	}
+}
+
+// failingSink fails every write, as a full disk does.
+type failingSink struct{}
+
+func (failingSink) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+func (failingSink) Commit() error             { return syscall.ENOSPC }
+func (failingSink) Abort() error              { return nil }
+
+// TestTrusted: root, the owner of the spool root, and the logins of
+// SMTP_SENDMAIL_TRUSTED_USERS are trusted; anyone else is not.
+func TestTrusted(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &Config{SpoolDir: dir, SendmailTrustedUsers: []string{"www-data", " nagios"}}
+	for _, c := range []struct {
+		u    User
+		want bool
+	}{
+		{User{Uid: 0, Login: "root"}, true},
+		{User{Uid: os.Getuid(), Login: "owner"}, true},
+		{User{Uid: 4242, Login: "nagios"}, true},
+		{User{Uid: 4243, Login: "www-data"}, true},
+		{User{Uid: 4244, Login: "alice"}, false},
+		{User{Uid: 4245}, false},
+	} {
+		if got := trusted(c.u, cfg); got != c.want {
+			t.Errorf("trusted(%+v) = %v, want %v", c.u, got, c.want)
 		}
 	}
 }
