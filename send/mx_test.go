@@ -166,3 +166,33 @@ func TestMXOpportunisticTLS(t *testing.T) {
 		})
 	}
 }
+
+// With a route table and a smarthost, the table decides and the
+// smarthost takes what no line matches; without a table the smarthost
+// takes everything, with no DNS question asked.
+func TestRoutesWithSmarthost(t *testing.T) {
+	relay := smtptest.Start(t, smtptest.Options{})
+	mx := smtptest.Start(t, smtptest.Options{})
+	f := newMXFixture(t, "direct.test. A 127.0.0.2")
+	f.serve("127.0.0.2", mx)
+	f.hosts[relay.Addr] = relay.Addr
+	f.s.Config.Smarthosts = []Host{{Addr: relay.Addr, Name: "127.0.0.1"}}
+	f.queue("s@example.org", []string{"a@direct.test", "b@elsewhere.test"}, body("x"))
+	f.run(false)
+	if n := len(f.dns.Queries()); n != 0 || len(mx.Transactions()) != 0 || len(relay.Transactions()) != 1 {
+		t.Fatalf("without a table: %d DNS queries, MX %d, smarthost %d", n, len(mx.Transactions()), len(relay.Transactions()))
+	}
+	tb, err := route.Parse(strings.NewReader("direct.test smtp:\n"), "routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s.Config.Routes = tb
+	f.queue("s@example.org", []string{"a@direct.test", "b@elsewhere.test"}, body("y"))
+	f.run(false)
+	if txs := mx.Transactions(); len(txs) != 1 || !slices.Equal(txs[0].To, []string{"a@direct.test"}) {
+		t.Errorf("MX got %+v", txs)
+	}
+	if txs := relay.Transactions(); len(txs) != 2 || !slices.Equal(txs[1].To, []string{"b@elsewhere.test"}) {
+		t.Errorf("smarthost got %+v", txs)
+	}
+}
