@@ -15,7 +15,8 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/ascii"
 )
 
-// smtpMsg is a message in the hands of a smarthost session, with what the
+// smtpMsg is a message in the hands of an SMTP session (to the smarthost
+// or an MX host), with what the
 // session learns of it, once per Deliver: whether it has 8-bit bytes and
 // long lines, its size as sent, and its 7-bit version.
 type smtpMsg struct {
@@ -83,13 +84,13 @@ func (m *smtpMsg) body(t *smarthost, c *conn) (func() io.Reader, int64, *Failure
 			var u *unconvertibleError
 			if errors.As(err, &u) {
 				m.downFail = localFailure(c.relay, "5.6.3",
-					"the smarthost lacks 8BITMIME and the message cannot be converted to 7 bits: "+u.why)
+					"the "+t.what+" lacks 8BITMIME and the message cannot be converted to 7 bits: "+u.why)
 				return nil, 0, m.downFail, nil
 			}
 			return nil, 0, nil, err
 		}
 		m.down, m.downN = f, fi.Size()
-		t.log.Info("smarthost lacks 8BITMIME; sending a 7-bit MIME version", "id", m.Envelope.QueueID, "relay", c.relay)
+		t.log.Info(t.what+" lacks 8BITMIME; sending a 7-bit MIME version", "id", m.Envelope.QueueID, "relay", c.relay)
 	}
 	return func() io.Reader { return io.NewSectionReader(m.down, 0, m.downN) }, m.downN, nil, nil
 }

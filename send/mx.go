@@ -383,12 +383,22 @@ func (t *smarthost) mxTLSConfig(h Host, verified *bool) *tls.Config {
 }
 
 // ehlo sends EHLO name and returns the extensions of the reply (RFC 5321
-// section 4.1.1.1), keyed by their upper-case keyword.
+// section 4.1.1.1), keyed by their upper-case keyword. A server that
+// does not know EHLO (500 or 502) gets HELO, and has no extensions (RFC
+// 5321 section 3.2), as go-smtp does after it.
 func ehlo(w io.Writer, tr *textproto.Reader, name string) (map[string]bool, error) {
 	if _, err := io.WriteString(w, "EHLO "+name+"\r\n"); err != nil {
 		return nil, err
 	}
 	_, msg, err := tr.ReadResponse(250)
+	var pe *textproto.Error
+	if errors.As(err, &pe) && (pe.Code == 500 || pe.Code == 502) {
+		if _, err := io.WriteString(w, "HELO "+name+"\r\n"); err != nil {
+			return nil, err
+		}
+		_, _, err = tr.ReadResponse(250)
+		return map[string]bool{}, err
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,12 @@
 package send
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
+	"net/textproto"
 	"slices"
 	"strings"
 	"testing"
@@ -194,5 +197,48 @@ func TestRoutesWithSmarthost(t *testing.T) {
 	}
 	if txs := relay.Transactions(); len(txs) != 2 || !slices.Equal(txs[1].To, []string{"b@elsewhere.test"}) {
 		t.Errorf("smarthost got %+v", txs)
+	}
+}
+
+// A server that does not know EHLO (502) gets HELO, with no extensions;
+// one that refuses it otherwise is a failure with its reply.
+func TestEHLOFallsBackToHELO(t *testing.T) {
+	for _, tc := range []struct {
+		ehloReply string
+		ok        bool
+	}{
+		{"502 5.5.1 unknown command", true},
+		{"500 syntax error", true},
+		{"421 4.3.2 go away", false},
+	} {
+		c, s := net.Pipe()
+		var seen []string
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r := bufio.NewReader(s)
+			for _, reply := range []string{tc.ehloReply, "250 hello"} {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				seen = append(seen, strings.TrimSpace(l))
+				io.WriteString(s, reply+"\r\n")
+				if !tc.ok {
+					return
+				}
+			}
+		}()
+		ext, err := ehlo(c, textproto.NewReader(bufio.NewReader(c)), "me.test")
+		c.Close()
+		<-done
+		s.Close()
+		want := []string{"EHLO me.test", "HELO me.test"}
+		if !tc.ok {
+			want = want[:1]
+		}
+		if (err == nil) != tc.ok || tc.ok && len(ext) != 0 || !slices.Equal(seen, want) {
+			t.Errorf("%s: ext %v, err %v, commands %q", tc.ehloReply, ext, err, seen)
+		}
 	}
 }

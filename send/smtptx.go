@@ -42,16 +42,16 @@ func (ss *smtpSession) transaction(m *smtpMsg, batch []int) (carry []int, res tx
 	}
 	if s.max > 0 && size > s.max {
 		failAll(batch, localFailure(s.relay, "5.3.4", fmt.Sprintf(
-			"message of %d bytes exceeds the smarthost's SIZE limit of %d (RFC 1870)", size, s.max)))
+			"message of %d bytes exceeds the %s's SIZE limit of %d (RFC 1870)", size, t.what, s.max)))
 		return nil, res, nil
 	}
 	send, utf8 := batch, env.SMTPUTF8 || !isASCII(env.From)
 	if !s.utf8 {
 		// RFC 6531 section 3.2: without SMTPUTF8 at the server, mail that
 		// needs it cannot be relayed.
-		need := localFailure(s.relay, "5.6.7", "the smarthost does not offer SMTPUTF8 (RFC 6531), which this address needs")
+		need := localFailure(s.relay, "5.6.7", "the "+t.what+" does not offer SMTPUTF8 (RFC 6531), which this address needs")
 		if !isASCII(env.From) || env.SMTPUTF8 && m.headers8bit() {
-			need.Text = "the smarthost does not offer SMTPUTF8 (RFC 6531), which this message needs"
+			need.Text = "the " + t.what + " does not offer SMTPUTF8 (RFC 6531), which this message needs"
 			failAll(batch, need)
 			return nil, res, nil
 		}
