@@ -1,0 +1,183 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+)
+
+// privatePostfix is a Postfix instance of the test's own: its own
+// configuration directory, queue and log, no listening smtpd, and a
+// relayhost that is smtp-stdio, reached over TLS (smtp_tls_security_level
+// = encrypt, the CA of the test) with SASL (PLAIN or LOGIN through
+// Cyrus SASL's client plugins). It needs root, as Postfix's master does;
+// the system's Postfix is never touched.
+type privatePostfix struct {
+	dir, conf, log string
+}
+
+// postfixMasterCF is the master.cf of the instance: the services a
+// message needs from sendmail to the SMTP client, none chrooted, and no
+// smtpd.
+const postfixMasterCF = `pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+scache    unix  -       -       n       -       1       scache
+anvil     unix  -       -       n       -       1       anvil
+postlog   unix-dgram n  -       n       -       1       postlogd
+`
+
+// startPostfix starts the instance relaying to addr with mechanism mech
+// ("plain" or "login"), trusting caFile, wrapped in TLS from the first
+// byte when implicit.
+func startPostfix(t *testing.T, addr, caFile, user, pass, mech string, implicit bool) *privatePostfix {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("a private Postfix instance needs root")
+	}
+	postfix := testutil.Need(t, "/usr/sbin/postfix")
+	// The queue is owned by the postfix user, which must reach it:
+	// t.TempDir's parents are mode 0700 for root.
+	dir, err := os.MkdirTemp("/tmp", "smtp-stdio-postfix-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	p := &privatePostfix{dir: dir, conf: filepath.Join(dir, "etc"), log: filepath.Join(dir, "maillog")}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(p.conf, 0o755))
+	// Postfix makes the queue's subdirectories, not the queue itself.
+	must(os.MkdirAll(filepath.Join(dir, "queue"), 0o755))
+	host, port, _ := net.SplitHostPort(addr)
+	next := fmt.Sprintf("[%s]:%s", host, port)
+	must(os.WriteFile(filepath.Join(p.conf, "sasl_passwd"), []byte(next+" "+user+":"+pass+"\n"), 0o600))
+	wrapper := "no"
+	if implicit {
+		wrapper = "yes"
+	}
+	mainCF := strings.Join([]string{
+		"compatibility_level = 3.6",
+		"queue_directory = " + filepath.Join(dir, "queue"),
+		"data_directory = " + filepath.Join(dir, "data"),
+		"maillog_file = " + p.log,
+		"maillog_file_prefixes = " + dir,
+		"myhostname = postfix.test.example",
+		"mydomain = test.example",
+		"myorigin = $myhostname",
+		"mydestination =",
+		"inet_interfaces = loopback-only",
+		"inet_protocols = ipv4",
+		"alias_maps =",
+		"alias_database =",
+		"relayhost = " + next,
+		"smtp_tls_security_level = encrypt",
+		"smtp_tls_CAfile = " + caFile,
+		"smtp_tls_wrappermode = " + wrapper,
+		"smtp_sasl_auth_enable = yes",
+		"smtp_sasl_password_maps = texthash:" + filepath.Join(p.conf, "sasl_passwd"),
+		"smtp_sasl_security_options = noanonymous",
+		"smtp_sasl_tls_security_options = noanonymous",
+		"smtp_sasl_mechanism_filter = " + mech,
+		"smtp_tls_note_starttls_offer = yes",
+		"",
+	}, "\n")
+	must(os.WriteFile(filepath.Join(p.conf, "main.cf"), []byte(mainCF), 0o644))
+	must(os.WriteFile(filepath.Join(p.conf, "master.cf"), []byte(postfixMasterCF), 0o644))
+	if out, err := exec.Command(postfix, "-c", p.conf, "start").CombinedOutput(); err != nil {
+		// Postfix writes a fatal error before its log service runs only
+		// to syslog or to a terminal: ask again under script(1).
+		why, _ := exec.Command("script", "-qc", postfix+" -c "+p.conf+" check", "/dev/null").CombinedOutput()
+		t.Fatalf("postfix start: %v\n%s%s", err, out, why)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command(postfix, "-c", p.conf, "stop").CombinedOutput(); err != nil {
+			t.Logf("postfix stop: %v\n%s", err, out)
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			t.Logf("Postfix's log:\n%s", b)
+		}
+	})
+	return p
+}
+
+// submit hands a message to the instance through its sendmail.
+func (p *privatePostfix) submit(t *testing.T, from, to, msg string) {
+	t.Helper()
+	cmd := exec.Command("/usr/sbin/sendmail", "-C", p.conf, "-f", from, "-i", "--", to)
+	cmd.Stdin = strings.NewReader(msg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("postfix sendmail: %v\n%s", err, out)
+	}
+	// Postfix's pickup would wait up to a minute otherwise.
+	exec.Command("/usr/sbin/postqueue", "-c", p.conf, "-f").Run()
+}
+
+// waitSpooled waits up to 30 seconds for n messages in the spool.
+func waitSpooled(t *testing.T, spoolDir string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ents, _ := os.ReadDir(filepath.Join(spoolDir, "queue"))
+		if len(ents) >= n {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("fewer than %d messages spooled after 30s", n)
+}
+
+// TestAuthPostfixClient: a private Postfix relays a message through
+// smtp-stdio as its relayhost, with TLS required and SASL, under each
+// launcher: STARTTLS with PLAIN and with LOGIN, and implicit TLS
+// (smtp_tls_wrappermode). The client is a stranger, so the message to
+// another domain is accepted only because Postfix authenticated.
+func TestAuthPostfixClient(t *testing.T) {
+	pw := passwordFile(t)
+	forLaunchers(t, func(t *testing.T, start func(string, ...string) string) {
+		for _, tc := range []struct {
+			mode, mech string
+		}{{"starttls", "plain"}, {"starttls", "login"}, {"implicit", "plain"}} {
+			t.Run(tc.mode+"_"+tc.mech, func(t *testing.T) {
+				pki, sd := newPKI(t), newSpool(t)
+				addr := start(sd, authEnv(pki, pw, "SMTP_TLS_MODE="+tc.mode)...)
+				pf := startPostfix(t, addr, pki.ca, authUser, authPass, tc.mech, tc.mode == "implicit")
+				pf.submit(t, authUser, "far@elsewhere.example", "From: "+authUser+"\nTo: far@elsewhere.example\nSubject: via Postfix\n\nrelayed by a private Postfix\n")
+				waitSpooled(t, sd, 1)
+				checkAuthMessage(t, sd, "far@elsewhere.example")
+				_, rest := content(t, spooled(t, sd)[0])
+				if !strings.Contains(rest, "by postfix.test.example (Postfix") || !strings.Contains(rest, "relayed by a private Postfix") {
+					t.Errorf("message:\n%s", rest)
+				}
+			})
+		}
+	})
+}
