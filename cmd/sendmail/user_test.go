@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -157,5 +158,55 @@ func TestErrorModes(t *testing.T) {
 		if tx.To[0] == "root@d.test" && !strings.Contains(d, "\"not an address\"") {
 			t.Errorf("root's:\n%s", d)
 		}
+	}
+}
+
+// TestDropGitSendEmail: git send-email run by nobody with our sendmail as
+// its --sendmail-cmd and an --envelope-sender, which it passes as -f: the
+// patch goes through the drop helper with nobody's
+// X-Authentication-Warning:, and smtp-send delivers it.
+func TestDropGitSendEmail(t *testing.T) {
+	gitExec, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Skip("git not installed")
+	}
+	if _, err := os.Stat(filepath.Join(strings.TrimSpace(string(gitExec)), "git-send-email")); err != nil {
+		t.Skip("git-email not installed (scripts/install-test-deps)")
+	}
+	in := install(t, 1<<20)
+	repo := filepath.Join(in.dir, "repo")
+	if err := os.Mkdir(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := env(in.spool, "GIT_CONFIG_NOSYSTEM=1", "HOME="+repo, "GIT_AUTHOR_NAME=A", "GIT_AUTHOR_EMAIL=a@x.test",
+		"GIT_COMMITTER_NAME=A", "GIT_COMMITTER_EMAIL=a@x.test")
+	git := func(args ...string) {
+		t.Helper()
+		if r := asNobody(t, "/usr/bin/git", e, nil, append([]string{"-C", repo}, args...)...); r.code != 0 {
+			t.Fatalf("git %v as nobody: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+	if err := os.Chown(repo, nobodyUid, nobodyUid); err != nil {
+		t.Fatal(err)
+	}
+	git("init", "-q")
+	if r := asNobody(t, "/bin/sh", e, nil, "-c", "echo hi > "+filepath.Join(repo, "f")); r.code != 0 {
+		t.Fatalf("sh: %s", r.stderr)
+	}
+	git("add", "f")
+	git("commit", "-q", "-m", "add f")
+	git("format-patch", "-q", "-1", "-o", "out")
+	git("send-email", "--sendmail-cmd="+in.sendmail, "--to=t@y.test", "--from=A <a@x.test>",
+		"--envelope-sender=a@x.test", "--confirm=never", "--suppress-cc=all", "--quiet", filepath.Join(repo, "out", "0001-add-f.patch"))
+	txs := deliver(t, in)
+	if len(txs) != 1 {
+		t.Fatalf("%d delivered, want 1", len(txs))
+	}
+	d := string(txs[0].Data)
+	if txs[0].From != "a@x.test" || len(txs[0].To) != 1 || txs[0].To[0] != "t@y.test" ||
+		!strings.HasPrefix(d, "Received: by h.test (smtp-stdio pickup, from userid 65534 login nobody)") ||
+		!strings.Contains(d, "\r\nX-Authentication-Warning: h.test: nobody set sender to a@x.test using -f\r\n") ||
+		!strings.Contains(d, "\r\nSubject: [PATCH] add f\r\n") || !strings.Contains(d, "\r\n+hi\r\n") {
+		t.Errorf("delivered <%s> %v:\n%s", txs[0].From, txs[0].To, d)
 	}
 }
