@@ -70,7 +70,9 @@ func TestDropAuthWarning(t *testing.T) {
 // write the spool: the session's messages go through the drop helper
 // (two in one session, the second to a domain elsewhere: a local client
 // may relay), nothing is written to queue/ by nobody, and smtp-send
-// delivers both with the pickup's Received: naming uid 65534. A message
+// delivers both with the pickup's Received: naming uid 65534 and, below
+// the session's Received:, sendmail's "nobody owned process doing -bs"
+// warning; none when nobody is in SMTP_SENDMAIL_TRUSTED_USERS. A message
 // over the helper's limit gets 552 5.3.4 and leaves nothing.
 func TestDropSwaksPipe(t *testing.T) {
 	swaks, err := exec.LookPath("swaks")
@@ -78,8 +80,12 @@ func TestDropSwaksPipe(t *testing.T) {
 		t.Skip("swaks not installed (scripts/install-test-deps)")
 	}
 	in := install(t, 8<<10)
-	for i, to := range []string{"b@y.test", "c@elsewhere.test"} {
-		r := asNobody(t, swaks, env(in.spool, "HOME=/"), nil, "--pipe", in.sendmail+" -bs", "--from", "a@x.test", "--to", to,
+	for i, to := range []string{"b@y.test", "c@elsewhere.test", "trusted@y.test"} {
+		e := env(in.spool, "HOME=/")
+		if to == "trusted@y.test" {
+			e = append(e, "SMTP_SENDMAIL_TRUSTED_USERS=nobody")
+		}
+		r := asNobody(t, swaks, e, nil, "--pipe", in.sendmail+" -bs", "--from", "a@x.test", "--to", to,
 			"--body", fmt.Sprintf("via swaks %d", i))
 		if r.code != 0 || !strings.Contains(r.stdout, "<-  250 2.0.0 ") {
 			t.Fatalf("swaks as nobody: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
@@ -88,8 +94,8 @@ func TestDropSwaksPipe(t *testing.T) {
 	if n := names(t, filepath.Join(in.spool, spool.QueueDir)); len(n) != 0 {
 		t.Errorf("queue/ holds %v before the pickup", n)
 	}
-	if n := names(t, filepath.Join(in.spool, queue.DropDir)); len(n) != 2 {
-		t.Errorf("drop/ holds %v, want 2 files", n)
+	if n := names(t, filepath.Join(in.spool, queue.DropDir)); len(n) != 3 {
+		t.Errorf("drop/ holds %v, want 3 files", n)
 	}
 	big := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", 200)
 	r := asNobody(t, swaks, env(in.spool, "HOME=/"), nil, "--pipe", in.sendmail+" -bs", "--from", "a@x.test", "--to", "big@y.test", "--body", big)
@@ -97,8 +103,8 @@ func TestDropSwaksPipe(t *testing.T) {
 		t.Errorf("over the limit: exit %d\n%s", r.code, r.stdout)
 	}
 	txs := deliver(t, in)
-	if len(txs) != 2 {
-		t.Fatalf("%d delivered, want 2", len(txs))
+	if len(txs) != 3 {
+		t.Fatalf("%d delivered, want 3", len(txs))
 	}
 	for _, tx := range txs {
 		d := string(tx.Data)
@@ -106,6 +112,13 @@ func TestDropSwaksPipe(t *testing.T) {
 			!strings.HasPrefix(d, "Received: by h.test (smtp-stdio pickup, from userid 65534 login nobody)") ||
 			!strings.Contains(d, "via swaks") {
 			t.Errorf("delivered <%s> %v:\n%s", tx.From, tx.To, d)
+		}
+		// The session's Received: (second field), then the warning.
+		_, rest, _ := strings.Cut(d, "\r\nReceived: from ")
+		_, rest, _ = strings.Cut(rest, " +0000\r\n")
+		warned := strings.HasPrefix(rest, "X-Authentication-Warning: h.test: nobody owned process doing -bs\r\n")
+		if warned != (tx.To[0] != "trusted@y.test") || strings.Count(d, "X-Authentication-Warning") > 1 {
+			t.Errorf("to %v: warning %v:\n%s", tx.To, warned, d)
 		}
 	}
 }

@@ -46,16 +46,30 @@ func smtpSession(name string, stderr io.Writer) int {
 	if err != nil || ownsSpool(cfg.SpoolDir) {
 		return receiver.Run([]string{name})
 	}
-	return dropSession(cfg, os.Stdin, os.Stdout, stderr)
+	warning := ""
+	sc, _, err := Load(os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		protocol.WriteReply(os.Stdout, replyDropUnavailable)
+		return exitConfig
+	}
+	if u := currentUser(); !trusted(u, sc) {
+		// sendmail's words: the whole session, senders included, is the
+		// user's.
+		warning = fmt.Sprintf("X-Authentication-Warning: %s: %s owned process doing -bs\r\n", cfg.Hostname, u.localName())
+	}
+	return dropSession(cfg, warning, os.Stdin, os.Stdout, stderr)
 }
 
 // dropSession serves one SMTP session on in and out for a user who
 // cannot write the spool: each accepted message is a drop stream to the
 // helper beside this program, and 250 follows only once the helper has
-// made drop/<name> durable. It returns 0 when the session ended by QUIT
-// or end of input, 1 when it ended badly, 78 (with 421 to the client)
-// when the relay settings are bad.
-func dropSession(cfg *receiver.Config, in io.Reader, out io.Writer, stderr io.Writer) int {
+// made drop/<name> durable. A warning that is not "" is a header field
+// each message gets right below the session's Received: (sendmail's
+// X-Authentication-Warning: for a user who is not trusted). It returns
+// 0 when the session ended by QUIT or end of input, 1 when it ended
+// badly, 78 (with 421 to the client) when the relay settings are bad.
+func dropSession(cfg *receiver.Config, warning string, in io.Reader, out io.Writer, stderr io.Writer) int {
 	start := time.Now()
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout is an error to handle
 	log := sessionLog(cfg, stderr)
@@ -63,7 +77,7 @@ func dropSession(cfg *receiver.Config, in io.Reader, out io.Writer, stderr io.Wr
 	if err == nil {
 		var helper string
 		if helper, err = dropHelperPath(); err == nil {
-			d := &dropDelivery{helper: helper, stderr: stderr, now: time.Now, log: log}
+			d := &dropDelivery{helper: helper, warning: warning, stderr: stderr, now: time.Now, log: log}
 			defer d.onSignal()()
 			sess := protocol.NewSession(cfg.Protocol(start), protocol.Client{Local: true}, pol, d, log)
 			err = sess.Serve(bufio.NewReaderSize(in, 64<<10), out, nil)
@@ -104,10 +118,11 @@ func sessionLog(cfg *receiver.Config, stderr io.Writer) *slog.Logger {
 // dropDelivery implements protocol.Delivery through the drop helper. It
 // remembers the message being written so that a signal can abort it.
 type dropDelivery struct {
-	helper string
-	stderr io.Writer
-	now    func() time.Time
-	log    *slog.Logger
+	helper  string
+	warning string // a field below the Received:, or ""
+	stderr  io.Writer
+	now     func() time.Time
+	log     *slog.Logger
 
 	mu  sync.Mutex
 	cur *dropMessage
@@ -129,7 +144,7 @@ func (d *dropDelivery) Begin(env *protocol.Envelope) (protocol.MessageWriter, er
 		d.log.Error("drop helper failed", "err", err)
 		return nil, fmt.Errorf("%w: %w", replyDropFailed, err)
 	}
-	m := &dropMessage{d: d, id: id, sink: sink}
+	m := &dropMessage{d: d, id: id, sink: sink, warning: []byte(d.warning)}
 	d.mu.Lock()
 	d.cur = m
 	d.mu.Unlock()
@@ -173,8 +188,14 @@ func (d *dropDelivery) onSignal() (stop func()) {
 type dropMessage struct {
 	d    *dropDelivery
 	id   string
-	sink *dropSink
+	sink sink
 	err  error
+
+	// warning is still to be written after the first field (the
+	// session's Received:); crlf is whether the bytes so far end in
+	// CRLF, cr whether they end in CR.
+	warning  []byte
+	crlf, cr bool
 }
 
 // QueueID implements protocol.MessageWriter: sendmail's id, in the
@@ -184,10 +205,30 @@ func (m *dropMessage) QueueID() string { return m.id }
 // Write implements io.Writer; it always reports success (see
 // dropMessage).
 func (m *dropMessage) Write(p []byte) (int, error) {
-	if m.err == nil {
+	n := len(p)
+	if len(m.warning) > 0 {
+		// The first field ends at a CRLF not followed by a space or
+		// tab (RFC 5322 section 2.2.3: that would fold it).
+		for i, c := range p {
+			if m.crlf && c != ' ' && c != '\t' {
+				m.write(p[:i])
+				m.write(m.warning)
+				m.warning, p = nil, p[i:]
+				break
+			}
+			m.crlf = m.cr && c == '\n'
+			m.cr = c == '\r'
+		}
+	}
+	m.write(p)
+	return n, nil
+}
+
+// write streams p to the helper unless an earlier write failed.
+func (m *dropMessage) write(p []byte) {
+	if m.err == nil && len(p) > 0 {
 		_, m.err = m.sink.Write(p)
 	}
-	return len(p), nil
 }
 
 // Commit implements protocol.MessageWriter: the trailer, then the

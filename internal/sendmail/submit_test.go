@@ -1,6 +1,7 @@
 package sendmail
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
@@ -201,6 +202,34 @@ func TestTrusted(t *testing.T) {
 	} {
 		if got := trusted(c.u, cfg); got != c.want {
 			t.Errorf("trusted(%+v) = %v, want %v", c.u, got, c.want)
+		}
+	}
+}
+
+// bufSink keeps what is written, for the session's dropMessage.
+type bufSink struct{ bytes.Buffer }
+
+func (*bufSink) Commit() error { return nil }
+func (*bufSink) Abort() error  { return nil }
+
+// TestSessionWarning: a -bs session's message gets the warning right
+// after its first field (the session's Received:, folded), however the
+// session's writes split the bytes, and only once.
+func TestSessionWarning(t *testing.T) {
+	const msg = "Received: from me\r\n\tby h.test; date\r\nSubject: s\r\n\r\nbody\r\n"
+	const want = "Received: from me\r\n\tby h.test; date\r\nW: w\r\nSubject: s\r\n\r\nbody\r\n"
+	for size := 1; size <= len(msg); size++ {
+		b := &bufSink{}
+		m := &dropMessage{d: &dropDelivery{}, sink: b, warning: []byte("W: w\r\n")}
+		for p := msg; p != ""; {
+			n := min(size, len(p))
+			if k, err := m.Write([]byte(p[:n])); k != n || err != nil {
+				t.Fatalf("Write: %d, %v", k, err)
+			}
+			p = p[n:]
+		}
+		if b.String() != want {
+			t.Fatalf("in pieces of %d:\n%q\nwant\n%q", size, b.String(), want)
 		}
 	}
 }
