@@ -135,7 +135,7 @@ func TestErrorModes(t *testing.T) {
 	const msg = "Subject: Cron <x@h> job\n\njob output\n.\nmore output\n"
 	r := asNobody(t, in.sendmail, env(in.spool), strings.NewReader(msg), "-FCronDaemon", "-i", "-B8BITMIME", "-oem")
 	if r.code != 65 || !strings.Contains(r.stderr, "sendmail: message not queued: no recipients") ||
-		!strings.Contains(r.stderr, "mailed to nobody@d.test") {
+		!strings.Contains(r.stderr, "sendmail: the error is mailed to nobody@d.test with the message\n") {
 		t.Fatalf("-oem as nobody: exit %d\n%s", r.code, r.stderr)
 	}
 	if r := run(t, in.sendmail, env(in.spool), msg, "-oem", "-i", "not an address"); r.code != 67 || !strings.Contains(r.stderr, "mailed to root@d.test") {

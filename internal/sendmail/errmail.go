@@ -56,6 +56,30 @@ func (r *linesReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Returned is how much of the failed message went back with its error.
+type Returned uint8
+
+const (
+	// ReturnedNothing: the header could not be read (too large, or
+	// standard input failed).
+	ReturnedNothing Returned = iota
+	// ReturnedHeader: the body was already streaming when it failed.
+	ReturnedHeader
+	// ReturnedWhole: it failed before its body was read.
+	ReturnedWhole
+)
+
+// String says it as the line on standard error does.
+func (r Returned) String() string {
+	switch r {
+	case ReturnedHeader:
+		return "with the message's header"
+	case ReturnedWhole:
+		return "with the message"
+	}
+	return "without the message"
+}
+
 // ReturnError mails the failure of s back to the user who ran sendmail,
 // as sendmail's -oem (ErrorMode m, and e, which sendmail 8 treats
 // alike) does: a message from the null sender (so that it can itself
@@ -64,9 +88,9 @@ func (r *linesReader) Read(p []byte) (int, error) {
 // with the error and the message as far as sendmail still holds it. The
 // message goes through queue, the way the failed one would have gone
 // (directly, or through the drop helper). It returns the address it was
-// mailed to and whether the whole message went with it, or the error
-// that kept it from being queued.
-func (s *Submission) ReturnError(failure error, queue func(*Submission, io.Reader) (string, error)) (to string, whole bool, err error) {
+// mailed to and how much of the message went with it, or the error that
+// kept it from being queued.
+func (s *Submission) ReturnError(failure error, queue func(*Submission, io.Reader) (string, error)) (to string, kept Returned, err error) {
 	to = s.User.localName() + "@" + s.Cfg.SendmailDomain
 	var text bytes.Buffer
 	fmt.Fprintf(&text, "From: Mail Delivery Subsystem <MAILER-DAEMON@%s>\r\n", s.Cfg.SendmailDomain)
@@ -81,9 +105,10 @@ func (s *Submission) ReturnError(failure error, queue func(*Submission, io.Reade
 	case s.unsent == nil:
 		text.WriteString("sendmail read too little of it to return any.\r\n")
 	default:
-		var r io.Reader
-		r, whole = s.unsent.reader()
+		r, whole := s.unsent.reader()
+		kept = ReturnedHeader
 		if whole {
+			kept = ReturnedWhole
 			text.WriteString("It follows, as sendmail read it.\r\n")
 		} else {
 			text.WriteString("Its header follows; the body was not kept.\r\n")
@@ -96,9 +121,9 @@ func (s *Submission) ReturnError(failure error, queue func(*Submission, io.Reade
 		Cfg:  s.Cfg, User: s.User, Trusted: s.Trusted, Now: s.Now,
 	}
 	if _, err := queue(e, io.MultiReader(&text, body)); err != nil {
-		return "", false, fmt.Errorf("returning the error to %s: %w", to, err)
+		return "", ReturnedNothing, fmt.Errorf("returning the error to %s: %w", to, err)
 	}
-	return to, whole, nil
+	return to, kept, nil
 }
 
 // oneLine keeps an error's text on one line in the message.

@@ -114,19 +114,15 @@ func reportError(name string, sub *Submission, cfg *Config, err error, stderr io
 		return status
 	case 'm', 'e':
 		fmt.Fprintf(stderr, "%s: message not queued: %v\n", name, err)
-		to, whole, merr := sub.ReturnError(err, func(e *Submission, in io.Reader) (string, error) {
+		to, kept, merr := sub.ReturnError(err, func(e *Submission, in io.Reader) (string, error) {
 			return queue(e, cfg, in, stderr)
 		})
 		if merr != nil {
 			fmt.Fprintf(stderr, "%s: the error could not be mailed back: %v\n", name, merr)
 			return status
 		}
-		what := "the message"
-		if !whole {
-			what = "the message's header"
-		}
-		fmt.Fprintf(stderr, "%s: the error and %s are mailed to %s\n", name, what, to)
-		if sub.Opts.ErrorMode == 'e' && whole {
+		fmt.Fprintf(stderr, "%s: the error is mailed to %s %v\n", name, to, kept)
+		if sub.Opts.ErrorMode == 'e' && kept == ReturnedWhole {
 			return exitOK
 		}
 	default:

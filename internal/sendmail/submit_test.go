@@ -122,9 +122,16 @@ func TestReturnError(t *testing.T) {
 	}
 	returned := func(s *Submission, err error) string {
 		t.Helper()
-		to, whole, rerr := s.ReturnError(err, queueInto)
-		if rerr != nil || to != "alice@d.test" || whole != (s.unsent != nil && s.unsent.rest != nil) {
-			t.Fatalf("ReturnError: %q, %v, %v", to, whole, rerr)
+		to, kept, rerr := s.ReturnError(err, queueInto)
+		want := ReturnedNothing
+		switch {
+		case s.unsent != nil && s.unsent.rest != nil:
+			want = ReturnedWhole
+		case s.unsent != nil:
+			want = ReturnedHeader
+		}
+		if rerr != nil || to != "alice@d.test" || kept != want {
+			t.Fatalf("ReturnError: %q, %v, %v; want %v", to, kept, rerr, want)
 		}
 		ents, _ := os.ReadDir(filepath.Join(dir, spool.QueueDir))
 		if len(ents) != 1 {
