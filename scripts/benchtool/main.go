@@ -5,6 +5,9 @@
 //     and makes one durable 2 KiB file drop (write, fsync, rename, fsync of
 //     the directory);
 //   - smtp-stdio's CPU per piped 2 KiB session, and its ratio to the floor;
+//   - the CPU that implicit TLS 1.3 (a full handshake with an ECDSA P-256
+//     certificate) adds to a 2 KiB session on a socket, both measured
+//     interleaved in the same run;
 //   - messages per second under tcpserver with 20 concurrent clients
 //     (Postfix's smtp-source) sending 2,000 messages of 2 KiB;
 //   - MiB/s and peak RSS for one 10 MiB and one 100 MiB message, read
@@ -32,6 +35,10 @@ import (
 func main() {
 	if len(os.Args) == 2 && os.Args[1] == "floor-child" {
 		floorChild()
+		return
+	}
+	if os.Getenv("FLOOR_CERT") != "" {
+		tlsFloorChild()
 		return
 	}
 	stdio := flag.String("stdio", "", "path of the smtp-stdio binary")
@@ -188,6 +195,10 @@ func run(stdio string, n, bigMiB, msgs int) error {
 	fmt.Printf("floor (spawn Go binary + durable 2 KiB drop): median CPU %v over %d runs\n", fm, n)
 	fmt.Printf("smtp-stdio piped 2 KiB session:              median CPU %v over %d runs\n", rm, n)
 	fmt.Printf("ratio smtp-stdio / floor:                    %.2f (goal <= 1.3)\n", float64(rm)/float64(fm))
+
+	if err := tlsRow(stdio, base, n); err != nil {
+		return fmt.Errorf("TLS row: %w", err)
+	}
 
 	if err := tcpserverRun(stdio, base, msgs); err != nil {
 		fmt.Printf("tcpserver run: skipped: %v\n", err)
