@@ -89,6 +89,9 @@ func (s *Session) data(Command) (*Reply, error) {
 			if env.TLSVersion != "" {
 				attrs = append(attrs, "tls_version", env.TLSVersion, "tls_cipher", env.TLSCipher)
 			}
+			if env.AuthUser != "" {
+				attrs = append(attrs, "auth_user", env.AuthUser)
+			}
 			s.log.Info("message accepted", attrs...)
 			return replyQueued(id), nil
 		}

@@ -267,6 +267,9 @@ func TestAuthLog(t *testing.T) {
 	if !strings.Contains(log, `msg="auth failed"`) || !strings.Contains(log, "user="+authUser) || !strings.Contains(log, "client=local") {
 		t.Errorf("the log does not name the failure, its user and client:\n%s", log)
 	}
+	if !strings.Contains(log, "auth_user="+authUser) {
+		t.Errorf("the message accepted line does not name the user:\n%s", log)
+	}
 	ms := spooled(t, sd)
 	if len(ms) != 1 || ms[0].AuthUser != authUser {
 		t.Errorf("spooled %d; want one from %s", len(ms), authUser)

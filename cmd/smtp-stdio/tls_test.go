@@ -407,3 +407,61 @@ func TestTLSPipes(t *testing.T) {
 	}
 	checkTLSMessage(t, sd)
 }
+
+// TestTLSVersionAndRenewal: TLS 1.2 is the least a client may use (a
+// TLS 1.1 client fails the handshake), and the key pair is read at each
+// session: files replaced under a running launcher serve the next
+// connection, with no restart.
+func TestTLSVersionAndRenewal(t *testing.T) {
+	pki, sd := newPKI(t), newSpool(t)
+	addr := startTCPServer(t, sd, pki.env("SMTP_TLS_MODE=implicit")...)
+	dial := func(cfg *tls.Config) (*tls.Conn, error) {
+		c := dialFrom(t, "127.0.0.1", addr)
+		tc := tls.Client(c, cfg)
+		tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
+	old := pki.client()
+	old.MaxVersion = tls.VersionTLS11
+	if c, err := dial(old); err == nil {
+		c.Close()
+		t.Errorf("a TLS 1.1 client shook hands")
+	}
+	old.MaxVersion = tls.VersionTLS12
+	c, err := dial(old)
+	if err != nil {
+		t.Fatalf("TLS 1.2: %v", err)
+	}
+	if v := c.ConnectionState().Version; v != tls.VersionTLS12 {
+		t.Errorf("version %x", v)
+	}
+	c.Close()
+
+	// Renewal: a new key pair from another CA, moved into place.
+	renewed := newPKI(t)
+	for src, dst := range map[string]string{renewed.cert: pki.cert, renewed.key: pki.key} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst+".new", b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(dst+".new", dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err = dial(renewed.client())
+	if err != nil {
+		t.Fatalf("after renewal, the next session does not present the new certificate: %v", err)
+	}
+	c.Close()
+	if c, err := dial(pki.client()); err == nil {
+		c.Close()
+		t.Errorf("after renewal the old certificate is still served")
+	}
+}
