@@ -267,6 +267,7 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nA: 1\r\nX-Reject: y\r\n\r\nb\r\n.\r\nNOOP\r\nHELO y\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n\r\nb\r\n.\r\nQUIT\r\n"), false)
 	f.Add([]byte("EHLO x\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"), false)
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nDATA\r\nSubject: x\r\n\r\nb\r\n.\r\n"), false)
+	f.Add([]byte("EHLO x\r\nAUTH LOGIN\r\nYWxpY2U=\r\n*\r\nAUTH PLAIN AGFsaWNlAHMzY3JldCBwYXNz\r\nMAIL FROM:<a@b> AUTH=<>\r\nQUIT\r\n"), false)
 	for _, v := range smugglingVectors {
 		in := []byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello" + v + smuggled + "\r\n.\r\nQUIT\r\n")
 		f.Add(in, false)
@@ -275,6 +276,7 @@ func FuzzSession(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, norm bool) {
 		cfg := testConfig()
 		cfg.MaxErrors, cfg.MaxRecipients, cfg.MaxMessageSize, cfg.MaxLineLength, cfg.MaxReceived = 20, 3, 2000, 100, 2
+		cfg.Auth, cfg.AllowPlaintextAuth = newFakeAuth(), true
 		if norm {
 			cfg.BareLineEndings = NormalizeBare
 		}
