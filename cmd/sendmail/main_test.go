@@ -294,6 +294,8 @@ func TestErrors(t *testing.T) {
 		{"missing spool, -oem", filepath.Join(dir, "missing"), nil, []string{"-oem", "a@x.test"}, 75, "message not queued"},
 		{"missing spool, -oee", filepath.Join(dir, "missing"), nil, []string{"-oee", "a@x.test"}, 75, "message not queued"},
 		{"unknown SMTP_SENDMAIL_", dir, []string{"SMTP_SENDMAIL_DOMIAN=x"}, []string{"a@x.test"}, 78, "SMTP_SENDMAIL_DOMIAN"},
+		{"over the size limit", dir, []string{"SMTP_SENDMAIL_MAX_MESSAGE_SIZE=100"}, []string{"a@x.test"}, 65, "over SMTP_SENDMAIL_MAX_MESSAGE_SIZE (100 bytes)"},
+		{"bad size limit", dir, []string{"SMTP_SENDMAIL_MAX_MESSAGE_SIZE=-1"}, []string{"a@x.test"}, 78, "SMTP_SENDMAIL_MAX_MESSAGE_SIZE"},
 	} {
 		r := run(t, testutil.Program(t, "cmd/sendmail"), env(c.dir, c.extra...), "Subject: e\n\nx\n", c.args...)
 		lines, back := 1, true

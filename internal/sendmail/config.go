@@ -28,6 +28,8 @@ type Config struct {
 
 	SendmailDomain string `split_words:"true" desc:"domain of the From: address and envelope sender made from the login name, and of bare recipients (default: SMTP_HOSTNAME)"`
 
+	SendmailMaxMessageSize int64 `split_words:"true" default:"26214400" desc:"largest message queued, in bytes as written to the spool (Received: and added fields included); larger is exit 65 (0: no limit)"`
+
 	SendmailTrustedUsers []string `split_words:"true" desc:"comma-separated login names that may set any sender with -f without an X-Authentication-Warning: field (root and the spool's user always may)"`
 }
 
@@ -64,6 +66,9 @@ func Load(environ []string) (*Config, []string, error) {
 			h = "localhost"
 		}
 		c.Hostname = h
+	}
+	if c.SendmailMaxMessageSize < 0 {
+		return nil, nil, errors.New("SMTP_SENDMAIL_MAX_MESSAGE_SIZE must be a number of bytes, 0 for no limit")
 	}
 	if c.SendmailDomain == "" {
 		c.SendmailDomain = c.Hostname

@@ -426,7 +426,8 @@ func (s *Submission) authWarning(from string) string {
 // submitting user (RFC 5321 section 4.4; the uid and login name as
 // Postfix's "from userid"), the header section, first (the body's first
 // line when no empty line ended the header), and the rest of the input,
-// a piece at a time.
+// a piece at a time: at most SMTP_SENDMAIL_MAX_MESSAGE_SIZE bytes in all,
+// else EX_DATAERR (the caller aborts the file).
 func (s *Submission) write(w io.Writer, env *spool.Envelope, hdr, first []byte, lr *lineReader) error {
 	who := "from userid " + strconv.Itoa(s.User.Uid)
 	if s.User.Login != "" && dotAtom(s.User.Login) {
@@ -434,6 +435,7 @@ func (s *Submission) write(w io.Writer, env *spool.Envelope, hdr, first []byte, 
 	}
 	rcvd := fmt.Sprintf("Received: by %s (smtp-stdio sendmail, %s)\r\n\tid %s; %s\r\n",
 		s.Cfg.Hostname, who, env.QueueID, env.Received.Format(time.RFC1123Z))
+	w = &limitWriter{w: w, limit: s.Cfg.SendmailMaxMessageSize}
 	for _, b := range [][]byte{[]byte(rcvd), hdr} {
 		if _, err := w.Write(b); err != nil {
 			return writeFailure(err)
@@ -458,6 +460,24 @@ func (s *Submission) write(w io.Writer, env *spool.Envelope, hdr, first []byte, 
 			return writeFailure(err)
 		}
 	}
+}
+
+// limitWriter passes at most limit bytes to w (0: any number); the
+// write that would pass more fails with EX_DATAERR and writes nothing.
+type limitWriter struct {
+	w       io.Writer
+	limit   int64
+	written int64
+}
+
+// Write implements io.Writer.
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.limit > 0 && l.written+int64(len(p)) > l.limit {
+		return 0, fail(exitDataErr, "the message is over SMTP_SENDMAIL_MAX_MESSAGE_SIZE (%d bytes)", l.limit)
+	}
+	n, err := l.w.Write(p)
+	l.written += int64(n)
+	return n, err
 }
 
 // parseList returns the addresses of an address list (RFC 5322 section

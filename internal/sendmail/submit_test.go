@@ -240,3 +240,28 @@ func TestSessionWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxMessageSize: a message over SMTP_SENDMAIL_MAX_MESSAGE_SIZE, in
+// the body or already in the header, is EX_DATAERR and leaves nothing;
+// one at the limit is queued; 0 is no limit.
+func TestMaxMessageSize(t *testing.T) {
+	q := submit(t, []string{"b@x.test"}, plain)
+	size := int64(len(q.msg))
+	body := strings.Repeat("0123456789\n", 1000)
+	for _, c := range []struct {
+		limit  int64
+		input  string
+		status int
+	}{
+		{size, plain, 0},
+		{size - 1, plain, exitDataErr},
+		{100, plain, exitDataErr}, // the header alone
+		{4096, "Subject: s\n\n" + body, exitDataErr},
+		{0, "Subject: s\n\n" + body, 0},
+	} {
+		q := submitWith(t, []string{"b@x.test"}, c.input, func(s *Submission) { s.Cfg.SendmailMaxMessageSize = c.limit })
+		if q.status != c.status {
+			t.Errorf("limit %d, %d bytes: status %d, want %d", c.limit, len(c.input), q.status, c.status)
+		}
+	}
+}
