@@ -285,3 +285,51 @@ func TestDecodeXtext(t *testing.T) {
 		}
 	}
 }
+
+// encodeXtext is the fuzz oracle's xtext encoder (RFC 3461 section 4),
+// written apart from the decoder: "+", "=" and bytes outside "!" to "~"
+// as "+" and two upper-case hex digits.
+func encodeXtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < '!' || c > '~' || c == '+' || c == '=' {
+			b.WriteString("+" + strings.ToUpper(hex2(c)))
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func hex2(c byte) string { const d = "0123456789abcdef"; return string([]byte{d[c>>4], d[c&15]}) }
+
+// FuzzXtext holds the AUTH= decoder against the oracle: every string
+// survives encoding and decoding; what the decoder accepts holds only
+// "!" to "~" but "=", each "+" stands for one byte (so "+21" is a
+// decoder's "!" too), and its result re-encodes to something that
+// decodes to it.
+func FuzzXtext(f *testing.F) {
+	for _, s := range []string{"<>", "a+2Bb@c", "+3D", "a=b", "+4a", "é", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, ok := decodeXtext(encodeXtext(s)); !ok || got != s {
+			t.Fatalf("decode(encode(%q)) = %q, %v", s, got, ok)
+		}
+		got, ok := decodeXtext(s)
+		if !ok {
+			return
+		}
+		for i := 0; i < len(s); i++ {
+			if s[i] < '!' || s[i] > '~' || s[i] == '=' {
+				t.Fatalf("decode(%q) accepted byte %q", s, s[i])
+			}
+		}
+		if len(got) != len(s)-2*strings.Count(s, "+") {
+			t.Fatalf("decode(%q) = %q: wrong length", s, got)
+		}
+		if again, ok := decodeXtext(encodeXtext(got)); !ok || again != got {
+			t.Fatalf("decode(%q) = %q, which does not survive encoding", s, got)
+		}
+	})
+}
