@@ -210,3 +210,27 @@ func TestCheckpassword(t *testing.T) {
 		t.Errorf("missing program: %v", err)
 	}
 }
+
+// FuzzParseArgon2id: the parser of the password file's argon2id hashes
+// refuses or accepts without panicking, holds its bounds, and what it
+// accepts encodes to a string it parses to the same values.
+func FuzzParseArgon2id(f *testing.F) {
+	h, _ := HashPassword("x")
+	f.Add(h)
+	f.Add("$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
+	f.Add("$argon2id$v=19$m=0,t=0,p=0$$")
+	f.Fuzz(func(t *testing.T, h string) {
+		a, err := parseArgon2id(h)
+		if err != nil {
+			return
+		}
+		if a.memory == 0 || a.memory > maxArgonMemory || a.time == 0 || a.time > 100 || a.threads == 0 || len(a.salt) < 8 || len(a.key) < 16 {
+			t.Fatalf("%q parsed out of bounds: %+v", h, a)
+		}
+		b, err := parseArgon2id(a.encode(a.salt, a.key))
+		if err != nil || b.memory != a.memory || b.time != a.time || b.threads != a.threads ||
+			string(b.salt) != string(a.salt) || string(b.key) != string(a.key) {
+			t.Fatalf("%q: re-encoded %+v, %v", h, b, err)
+		}
+	})
+}
