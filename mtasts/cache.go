@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -178,6 +179,10 @@ func (g *Getter) Get(ctx context.Context, domain string) Result {
 	if err != nil {
 		if cp != nil {
 			return fromCache("no usable TXT record now", err)
+		}
+		var de *net.DNSError
+		if errors.As(err, &de) && de.IsNotFound {
+			return Result{Source: "no policy (no _mta-sts TXT record)", Err: cerr}
 		}
 		return Result{Source: "no policy: no usable _mta-sts TXT record", Err: errors.Join(err, cerr)}
 	}

@@ -171,9 +171,13 @@ type Config struct {
 	// (SMTP_SEND_DNS), "" for those of /etc/resolv.conf.
 	DNS string
 	// MXPort is the TCP port MX hosts are dialled on, and bracketed route
-	// hosts without a port. Default 25, the SMTP port; a
-	// test lab on loopback sets another.
+	// hosts without a port. Default 25, the SMTP port; a test lab on
+	// loopback sets another.
 	MXPort int
+	// MTASTSCache is the directory where MTA-STS policies are kept
+	// between runs; "" is the spool's mta-sts/ for a run, and no cache
+	// for Explain.
+	MTASTSCache string
 }
 
 // direct reports whether the run delivers by itself (routes, MX hosts)

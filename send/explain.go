@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 
@@ -32,6 +34,9 @@ type Plan struct {
 	Port int
 	// TLS and TLSWhy are the TLS policy in force and its source.
 	TLS, TLSWhy string
+	// STS is the MTA-STS policy of the domain and its source, "" when
+	// none was asked for.
+	STS string
 	// Outcome is what a run would do: deliver, bounce at once or defer.
 	Outcome string
 }
@@ -96,6 +101,24 @@ func Explain(ctx context.Context, cfg Config, res Resolver, rcpt string) Plan {
 	}
 	self, _ := domain.Canonical(cfg.Hostname)
 	d := lookupDestination(ctx, res, r, dom, self)
+	if d.Fail == nil {
+		var dial net.Dialer
+		g := newSTSGetter(&cfg, res, dial.DialContext, true)
+		plan := applyPolicy(ctx, g, r, dom, &d, slog.New(slog.DiscardHandler))
+		p.TLS, p.TLSWhy = plan.tls.String(), plan.why
+		if s := plan.sts; s != nil {
+			p.STS = s.Source
+			if s.Policy != nil {
+				p.STS = fmt.Sprintf("id %s, %s; %s", s.ID, s.Policy, s.Source)
+			}
+			if s.Err != nil {
+				p.STS += " (" + oneLine(dnsErrText(s.Err)) + ")"
+			}
+			if len(plan.skipped) > 0 {
+				p.STS += "; not named by it: " + strings.Join(plan.skipped, " ")
+			}
+		}
+	}
 	p.Hosts = d.Hosts
 	switch {
 	case d.Fail == nil:
@@ -167,6 +190,9 @@ func (p *Plan) WriteTo(w io.Writer) (int64, error) {
 	}
 	if p.Port != 0 {
 		line("port", strconv.Itoa(p.Port))
+	}
+	if p.STS != "" {
+		line("mta-sts", p.STS)
 	}
 	if p.TLS != "" {
 		line("tls", p.TLS+" ("+p.TLSWhy+")")

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/smtp-stdio/smtp-stdio/domain"
+	"github.com/smtp-stdio/smtp-stdio/mtasts"
 	"github.com/smtp-stdio/smtp-stdio/route"
 )
 
@@ -52,6 +53,7 @@ type router struct {
 	tmp       string
 	res       Resolver
 	smarthost *smarthost // nil without Config.Smarthosts
+	sts       *mtasts.Getter
 
 	mu    sync.Mutex
 	dests map[string]*destEntry
@@ -66,7 +68,8 @@ type destEntry struct {
 }
 
 func newRouter(cfg *Config, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error), tmp string, res Resolver) *router {
-	t := &router{cfg: cfg, log: log, dial: dial, tmp: tmp, res: res, dests: map[string]*destEntry{}}
+	t := &router{cfg: cfg, log: log, dial: dial, tmp: tmp, res: res, dests: map[string]*destEntry{},
+		sts: newSTSGetter(cfg, res, dial, false)}
 	if len(cfg.Smarthosts) > 0 {
 		t.smarthost = newSmarthost(cfg, log, dial, tmp)
 	}
@@ -100,11 +103,15 @@ func (t *router) destination(ctx context.Context, key string, r route.Route, dom
 	t.mu.Unlock()
 	e.once.Do(func() {
 		e.dest = lookupDestination(ctx, t.res, r, dom, t.self())
+		var plan stsPlan
+		if e.dest.Fail == nil {
+			plan = applyPolicy(ctx, t.sts, r, dom, &e.dest, t.log)
+		}
 		if e.dest.Fail != nil {
 			t.log.Warn("no MX host to deliver to", "destination", key, "err", e.dest.Fail.Error())
 			return
 		}
-		pol, _ := policyOf(r)
+		pol := plan.tls
 		port := r.Port
 		if port == 0 {
 			port = t.cfg.MXPort
@@ -342,7 +349,9 @@ func (t *smarthost) openMX(ctx context.Context, i int, tryTLS bool) (_ *conn, _ 
 		c.Close()
 		return setup(classify(StageHello, h.Addr, err))
 	}
-	_, isTLS := c.TLSConnectionState()
+	// go-smtp sees the TLS connection through greetedConn, so it cannot
+	// tell: whether STARTTLS ran is known here.
+	_, isTLS := out.(*tls.Conn)
 	t.log.Debug("connected to MX host", "relay", h.Addr, "mx", h.Name, "tls", isTLS, "verified", verified)
 	s := &conn{c: c, tc: tc, host: i, relay: h.Addr, tls: isTLS}
 	s.utf8, _ = c.Extension("SMTPUTF8")

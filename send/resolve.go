@@ -24,6 +24,9 @@ type Resolver interface {
 	// LookupNetIP returns the addresses (A and AAAA for network "ip")
 	// of host.
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+	// LookupTXT returns the TXT records of name (MTA-STS, RFC 8461
+	// section 3.1).
+	LookupTXT(ctx context.Context, name string) ([]string, error)
 }
 
 // NewResolver returns the resolver of MX delivery: Go's own DNS client

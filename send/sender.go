@@ -109,6 +109,9 @@ func (s *Sender) Run(ctx context.Context, all bool) (Stats, error) {
 			dial = (&net.Dialer{}).DialContext
 		}
 		if r.cfg.direct() {
+			if r.cfg.MTASTSCache == "" {
+				r.cfg.MTASTSCache = s.Spool.Path("mta-sts")
+			}
 			res := s.Resolver
 			if res == nil {
 				res = NewResolver(r.cfg.DNS)

@@ -344,6 +344,7 @@ func TestExplain(t *testing.T) {
   hosts:   MX 10 mx1.a.test  ADDRS
            MX 20 mx2.a.test  127.0.0.3
   port:    ` + port + `
+  mta-sts: no policy (no _mta-sts TXT record)
   tls:     ` + def + `
   outcome: deliver to the first host that takes it, in the order above
 
@@ -376,6 +377,7 @@ func TestExplain(t *testing.T) {
   to:      the MX hosts of c.test (smtp:)
   hosts:   c.test (no MX records: the domain's own addresses, RFC 5321 5.1)  127.0.0.8
   port:    ` + port + `
+  mta-sts: no policy (no _mta-sts TXT record)
   tls:     ` + def + `
   outcome: deliver to the first host that takes it, in the order above
 

@@ -83,6 +83,21 @@ func (s *Server) Add(t testing.TB, rrs ...string) {
 	}
 }
 
+// Remove removes the records of name (with or without the final dot)
+// of type typ ("TXT", "MX", ...).
+func (s *Server) Remove(name, typ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := strings.ToLower(dns.Fqdn(name))
+	kept := s.rrs[n][:0]
+	for _, rr := range s.rrs[n] {
+		if dns.TypeToString[rr.Header().Rrtype] != typ {
+			kept = append(kept, rr)
+		}
+	}
+	s.rrs[n] = kept
+}
+
 // ServFail makes every question about name (with or without the final
 // dot) get SERVFAIL, as from a resolver that cannot reach the domain's
 // servers.

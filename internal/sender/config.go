@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -179,6 +180,6 @@ func (c *Config) SendConfig() (send.Config, error) {
 		Connections: c.SendConnections, NoReuse: !c.SendReuse, MaxRecipients: c.SendMaxRecipients,
 		ConnectTimeout: c.SendConnectTimeout, CommandTimeout: c.SendCommandTimeout,
 		DataTimeout: c.SendDataTimeout, BlockTimeout: c.SendBlockTimeout, TmpMaxAge: c.SendTmpMaxAge,
-		Routes: routes, DNS: c.SendDNS, MXPort: c.SendMXPort,
+		Routes: routes, DNS: c.SendDNS, MXPort: c.SendMXPort, MTASTSCache: filepath.Join(c.SpoolDir, "mta-sts"),
 	}, nil
 }
