@@ -15,6 +15,9 @@ import (
 // a timeout, whether the client fell silent or below
 // Config.MinDataRate; no reply and the wrapped error otherwise.
 func (s *Session) readError(err error, phase string) (*Reply, error) {
+	if r, end := s.stopped(err); r != nil {
+		return r, end
+	}
 	switch {
 	case errors.Is(err, errTooSlow), errors.Is(err, os.ErrDeadlineExceeded) && s.slow:
 		s.log.Info("timeout", "phase", phase, "reason", "data rate below minimum", "min_rate", s.cfg.MinDataRate)
@@ -43,6 +46,9 @@ func (s *Session) setDeadlineAt(t time.Time) bool {
 	own := true
 	if dl := s.cfg.Deadline; !dl.IsZero() && (t.IsZero() || dl.Before(t)) {
 		t, own = dl, false
+	}
+	if s.stopping.Load() { // Shutdown: no read may wait
+		t, own = stopDeadline, false
 	}
 	if s.d != nil {
 		// A reader that cannot time out (a blocking pipe) says so here;

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/ascii"
@@ -37,9 +38,10 @@ var (
 	// session with a reply other than 554; the session ended after it.
 	ErrRefused = errors.New("protocol: session refused at the greeting")
 	// ErrShutdown is returned by Serve when a Policy, Delivery or hook
-	// answered a command with 421: the service is closing the
-	// transmission channel, so the session ends after the reply (RFC
-	// 5321 section 3.8).
+	// answered a command with 421, or Session.Shutdown stopped the
+	// session (421 4.3.2): the service is closing the transmission
+	// channel, so the session ends after the reply (RFC 5321 section
+	// 3.8).
 	ErrShutdown = errors.New("protocol: 421, closing the transmission channel")
 
 	errQuit        = errors.New("quit")
@@ -75,6 +77,7 @@ type Session struct {
 	line     []byte          // buffer for command lines
 	header   []byte          // buffer for the header section, for CheckHeader
 	slow     bool            // the read deadline set is MinDataRate's (dataDeadline)
+	stopping atomic.Bool     // Shutdown was called (shutdown.go)
 }
 
 // NewSession returns a session with the client described by client. It

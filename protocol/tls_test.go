@@ -53,6 +53,8 @@ type tlsDialog struct {
 	done chan error
 	d    *fakeDelivery
 	mail int // CheckSender calls: MAIL commands carried out
+	// session is the server's session, for Shutdown.
+	session *Session
 }
 
 func startTLSDialog(t *testing.T, cfg Config) *tlsDialog {
@@ -65,6 +67,7 @@ func startTLSDialog(t *testing.T, cfg Config) *tlsDialog {
 	cfg.Now = time.Now
 	cli.SetDeadline(time.Now().Add(10 * time.Second))
 	sess := NewSession(cfg, testClient, &relayPolicy{}, td.d, discardLogger())
+	td.session = sess
 	go func() { td.done <- sess.ServeConn(srv) }()
 	return td
 }
