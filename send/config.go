@@ -174,6 +174,10 @@ type Config struct {
 	// hosts without a port. Default 25, the SMTP port; a test lab on
 	// loopback sets another.
 	MXPort int
+	// MXLoopback lets MX hosts of a recipient domain be on loopback
+	// addresses (SMTP_SEND_MX_LOOPBACK), for a test lab; otherwise they
+	// are not used (dropLoopback).
+	MXLoopback bool
 	// MTASTSCache is the directory where MTA-STS policies are kept
 	// between runs; "" is the spool's mta-sts/ for a run, and no cache
 	// for Explain.

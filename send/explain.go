@@ -101,6 +101,9 @@ func Explain(ctx context.Context, cfg Config, res Resolver, rcpt string) Plan {
 	}
 	self, _ := domain.Canonical(cfg.Hostname)
 	d := lookupDestination(ctx, res, r, dom, self)
+	if !cfg.MXLoopback {
+		dropLoopback(&d, r, dom)
+	}
 	if d.Fail == nil {
 		var dial net.Dialer
 		g := newSTSGetter(&cfg, res, dial.DialContext, true)

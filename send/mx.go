@@ -103,6 +103,9 @@ func (t *router) destination(ctx context.Context, key string, r route.Route, dom
 	t.mu.Unlock()
 	e.once.Do(func() {
 		e.dest = lookupDestination(ctx, t.res, r, dom, t.self())
+		if !t.cfg.MXLoopback {
+			dropLoopback(&e.dest, r, dom)
+		}
 		var plan stsPlan
 		if e.dest.Fail == nil {
 			plan = applyPolicy(ctx, t.sts, r, dom, &e.dest, t.log)

@@ -30,6 +30,7 @@ type mxFixture struct {
 func newMXFixture(t *testing.T, rrs ...string) *mxFixture {
 	f := &mxFixture{fixture: newFixture(t), dns: dnstest.Start(t, rrs...), hosts: map[string]string{}}
 	f.s.Resolver = NewResolver(f.dns.Addr)
+	f.s.Config.MXLoopback = true
 	refused := refusedAddr(t)
 	d := &net.Dialer{}
 	f.s.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {

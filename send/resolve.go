@@ -172,6 +172,41 @@ func lookupDestination(ctx context.Context, res Resolver, r route.Route, dom, se
 	return destination{Hosts: hosts}
 }
 
+// dropLoopback takes the loopback and unspecified addresses (127/8, ::1,
+// 0.0.0.0, ::) out of a destination of route r found in the recipient
+// domain's own DNS: a domain whose MX points at them would have us send
+// its mail to this machine, a loop or a way into local services, which
+// Postfix refuses as "mail loops back to myself". A route that names a
+// host is the administrator's, and keeps them. A destination left
+// without an address fails with 554 5.4.6.
+func dropLoopback(d *destination, r route.Route, dom string) {
+	if d.Fail != nil || r.Host != "" || r.Literal {
+		return
+	}
+	usable := false
+	for i := range d.Hosts {
+		h := &d.Hosts[i]
+		kept := h.Addrs[:0:0]
+		var dropped []string
+		for _, a := range h.Addrs {
+			if a.IsLoopback() || a.IsUnspecified() {
+				dropped = append(dropped, a.String())
+			} else {
+				kept = append(kept, a)
+			}
+		}
+		if len(dropped) > 0 {
+			h.Err = fmt.Errorf("loopback or unspecified addresses not used: %s", strings.Join(dropped, ", "))
+		}
+		h.Addrs = kept
+		usable = usable || len(kept) > 0
+	}
+	if !usable {
+		d.Fail = &Failure{Stage: StageLocal, Code: 554, Enhanced: "5.4.6",
+			Text: "the MX hosts of " + dom + " are on loopback addresses: mail would loop back to this machine"}
+	}
+}
+
 // fqdn returns name with the root dot, so that no search domain of
 // /etc/resolv.conf is ever appended to it.
 func fqdn(name string) string { return strings.TrimSuffix(name, ".") + "." }

@@ -124,3 +124,32 @@ func sameWords(a, b string) bool {
 	}
 	return true
 }
+
+// MX addresses on loopback are left out unless allowed: a host with
+// others keeps those, a domain with none left fails with 554 5.4.6; a
+// route that names a host keeps them.
+func TestDropLoopback(t *testing.T) {
+	dns := dnstest.Start(t,
+		"loop.test. MX 10 mx.loop.test.", "mx.loop.test. A 127.0.0.1", "mx.loop.test. AAAA ::1",
+		"mixed.test. MX 10 a.mixed.test.", "mixed.test. MX 20 b.mixed.test.",
+		"a.mixed.test. A 0.0.0.0", "b.mixed.test. A 192.0.2.7", "b.mixed.test. A 127.0.0.9")
+	res := NewResolver(dns.Addr)
+	ctx := context.Background()
+	d := lookupDestination(ctx, res, route.Route{}, "loop.test", "")
+	dropLoopback(&d, route.Route{}, "loop.test")
+	if d.Fail == nil || d.Fail.Enhanced != "5.4.6" || d.Fail.Code != 554 || d.Fail.Temporary() {
+		t.Errorf("loop.test: %v", d.Fail)
+	}
+	d = lookupDestination(ctx, res, route.Route{}, "mixed.test", "")
+	dropLoopback(&d, route.Route{}, "mixed.test")
+	if d.Fail != nil || names(d) != "a.mixed.test; b.mixed.test 192.0.2.7; " || d.Hosts[0].Err == nil {
+		t.Errorf("mixed.test: %q %v", names(d), d.Fail)
+	}
+	r := route.Route{Host: "mx.loop.test"}
+	d = lookupDestination(ctx, res, r, "any.test", "")
+	dropLoopback(&d, r, "any.test")
+	// mx.loop.test has no MX of its own: its addresses are its implicit MX.
+	if d.Fail != nil || len(d.Hosts) != 1 || len(d.Hosts[0].Addrs) != 2 {
+		t.Errorf("named route: %q %v", names(d), d.Fail)
+	}
+}

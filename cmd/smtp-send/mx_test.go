@@ -95,7 +95,7 @@ func (l *mxLab) env(extra ...string) []string {
 	return append([]string{"SMTP_SPOOL_DIR=" + l.spool, "SMTP_HOSTNAME=sender.test",
 		"SMTP_SEND_DNS=" + l.dns.Addr, "SMTP_SEND_MX_PORT=" + strconv.Itoa(l.port),
 		"SMTP_SEND_CONNECTIONS=1", "SMTP_SEND_CONNECT_TIMEOUT=5s", "SMTP_SEND_COMMAND_TIMEOUT=20s",
-		"SMTP_SEND_LOG_LEVEL=debug"}, extra...)
+		"SMTP_SEND_LOG_LEVEL=debug", "SMTP_SEND_MX_LOOPBACK=true"}, extra...)
 }
 
 // routes writes a route table and returns its SMTP_SEND_ROUTES setting.
@@ -398,6 +398,12 @@ func TestExplain(t *testing.T) {
 	}
 	if got := l.received(); len(got) != 0 {
 		t.Errorf("--explain sent mail: %+v", got)
+	}
+	// By default an MX on loopback is not used: mail would loop.
+	r = runBinary(t, l.env("SMTP_SEND_MX_LOOPBACK=false"), "--explain", "u@c.test")
+	if !strings.Contains(r.stdout, "  hosts:   c.test (no MX records: the domain's own addresses, RFC 5321 5.1)  (no address: loopback or unspecified addresses not used: 127.0.0.8)\n") ||
+		!strings.Contains(r.stdout, "  outcome: bounce at once: 554 5.4.6 the MX hosts of c.test are on loopback addresses") {
+		t.Errorf("loopback MX:\n%s", r.stdout)
 	}
 	// Without a table or a smarthost: the domain's MX hosts.
 	r = runBinary(t, l.env(), "--explain", "u@c.test")

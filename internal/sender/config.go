@@ -60,9 +60,10 @@ type Config struct {
 	SendLogLevel       slog.Level    `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	SendDropMaxSize    int64         `split_words:"true" default:"26214400" desc:"largest file taken from drop/ (sendmail's drop helper), in bytes; a larger one is set aside"`
 
-	SendRoutes string `split_words:"true" desc:"route table file (pattern transport:nexthop [options] per line); default: the smarthost, else every recipient's MX hosts"`
-	SendDNS    string `split_words:"true" desc:"host:port of the DNS server for MX and address lookups (default: those of /etc/resolv.conf)"`
-	SendMXPort int    `split_words:"true" default:"25" desc:"TCP port MX hosts are dialled on"`
+	SendRoutes     string `split_words:"true" desc:"route table file (pattern transport:nexthop [options] per line); default: the smarthost, else every recipient's MX hosts"`
+	SendDNS        string `split_words:"true" desc:"host:port of the DNS server for MX and address lookups (default: those of /etc/resolv.conf)"`
+	SendMXPort     int    `split_words:"true" default:"25" desc:"TCP port MX hosts are dialled on"`
+	SendMXLoopback bool   `split_words:"true" default:"false" desc:"use MX hosts on loopback addresses (a test lab only)"`
 }
 
 // Load reads the configuration from the environment. It returns
@@ -180,6 +181,7 @@ func (c *Config) SendConfig() (send.Config, error) {
 		Connections: c.SendConnections, NoReuse: !c.SendReuse, MaxRecipients: c.SendMaxRecipients,
 		ConnectTimeout: c.SendConnectTimeout, CommandTimeout: c.SendCommandTimeout,
 		DataTimeout: c.SendDataTimeout, BlockTimeout: c.SendBlockTimeout, TmpMaxAge: c.SendTmpMaxAge,
-		Routes: routes, DNS: c.SendDNS, MXPort: c.SendMXPort, MTASTSCache: filepath.Join(c.SpoolDir, "mta-sts"),
+		Routes: routes, DNS: c.SendDNS, MXPort: c.SendMXPort, MXLoopback: c.SendMXLoopback,
+		MTASTSCache: filepath.Join(c.SpoolDir, "mta-sts"),
 	}, nil
 }
