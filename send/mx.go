@@ -284,7 +284,8 @@ func (t *smarthost) dialMX(ctx context.Context, i int) (*conn, *Failure) {
 // then STARTTLS when tryTLS and the host offers it; go-smtp takes the
 // connection over after that (its EHLO is the one RFC 3207 section 4.2
 // requires after TLS, and a harmless repeat without it). handshake
-// reports a failure of the TLS handshake itself.
+// reports a failure of STARTTLS: a refusal of the command or of the TLS
+// handshake.
 func (t *smarthost) openMX(ctx context.Context, i int, tryTLS bool) (_ *conn, _ *Failure, handshake bool) {
 	cfg, h := t.cfg, t.hosts.hosts[i]
 	setup := func(f *Failure) (*conn, *Failure, bool) {
@@ -322,7 +323,11 @@ func (t *smarthost) openMX(ctx context.Context, i int, tryTLS bool) (_ *conn, _ 
 			return fail(StageTLS, err)
 		}
 		if _, _, err := tr.ReadResponse(220); err != nil {
-			return fail(StageTLS, err)
+			// A refused STARTTLS (454, RFC 3207 section 4) is a failed
+			// handshake to the opportunistic policy: clear text may
+			// follow, on a new connection.
+			c, f, _ := fail(StageTLS, err)
+			return c, f, true
 		}
 		if br.Buffered() > 0 {
 			// Bytes sent before the handshake would be taken as

@@ -243,3 +243,67 @@ func TestEHLOFallsBackToHELO(t *testing.T) {
 		}
 	}
 }
+
+// An MX host that offers STARTTLS and then refuses it (454) gets the mail
+// in clear text under the default policy, on a new connection, and none
+// under tls=encrypt.
+func TestMXStartTLSRefused(t *testing.T) {
+	for _, policy := range []string{"", " tls=encrypt"} {
+		f := newMXFixture(t, "t.test. MX 10 mx.test.", "mx.test. A 127.0.0.2")
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		srv := smtptest.Start(t, smtptest.Options{})
+		// A proxy that offers STARTTLS on the first connection, refuses it
+		// with 454 and hangs up; later connections go to srv.
+		first := make(chan struct{}, 1)
+		first <- struct{}{}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				select {
+				case <-first:
+					go func() {
+						defer c.Close()
+						r := bufio.NewReader(c)
+						io.WriteString(c, "220 mx.test ESMTP\r\n")
+						r.ReadString('\n')
+						io.WriteString(c, "250-mx.test\r\n250 STARTTLS\r\n")
+						r.ReadString('\n')
+						io.WriteString(c, "454 4.7.0 TLS not available now\r\n")
+						r.ReadString('\n')
+					}()
+				default:
+					go func() {
+						defer c.Close()
+						s, err := net.Dial("tcp", srv.Addr)
+						if err != nil {
+							return
+						}
+						defer s.Close()
+						go io.Copy(s, c)
+						io.Copy(c, s)
+					}()
+				}
+			}
+		}()
+		f.mu.Lock()
+		f.hosts["127.0.0.2:25"] = ln.Addr().String()
+		f.mu.Unlock()
+		tb, err := route.Parse(strings.NewReader("t.test smtp:"+policy+"\n"), "routes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.s.Config.Routes = tb
+		f.queue("s@example.org", []string{"a@t.test"}, body("x"))
+		st := f.run(false)
+		if want := policy == ""; (st.Delivered == 1) != want || (len(srv.Transactions()) == 1) != want {
+			t.Errorf("policy %q: stats %+v", policy, st)
+		}
+	}
+}
