@@ -8,7 +8,8 @@
 // resolver takes a NODATA answer for a lame referral): the records of
 // the name and type asked, NOERROR with no answer (NODATA) for a name
 // that has records of other types only, NXDOMAIN for a name with none,
-// and SERVFAIL for a name set by ServFail.
+// and SERVFAIL for a name set by ServFail; answers about zones set by
+// Secure carry the AD bit, as from a validating resolver.
 package dnstest
 
 import (
@@ -29,6 +30,7 @@ type Server struct {
 	mu       sync.Mutex
 	rrs      map[string][]dns.RR // by lower-case FQDN
 	servfail map[string]bool
+	secure   []string // zones whose answers carry AD
 	queries  []string // "name TYPE", in order
 	udp, tcp *dns.Server
 }
@@ -107,6 +109,25 @@ func (s *Server) ServFail(name string) {
 	s.servfail[strings.ToLower(dns.Fqdn(name))] = true
 }
 
+// Secure makes the answers about zone and the names under it
+// authenticated (the AD bit set, as a validating resolver sets it for a
+// DNSSEC-signed zone) when the query asks for DNSSEC (DO or AD set).
+func (s *Server) Secure(zone string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secure = append(s.secure, strings.ToLower(dns.Fqdn(zone)))
+}
+
+// isSecure reports whether name is in a zone set by Secure.
+func (s *Server) isSecure(name string) bool {
+	for _, z := range s.secure {
+		if dns.IsSubDomain(z, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // Queries returns the questions asked so far, as "name TYPE" lines.
 func (s *Server) Queries() []string {
 	s.mu.Lock()
@@ -123,6 +144,10 @@ func (s *Server) serve(w dns.ResponseWriter, q *dns.Msg) {
 	for _, qu := range q.Question {
 		name := strings.ToLower(qu.Name)
 		s.queries = append(s.queries, name+" "+dns.TypeToString[qu.Qtype])
+		wantsAD := q.AuthenticatedData || q.IsEdns0() != nil && q.IsEdns0().Do()
+		if wantsAD && s.isSecure(name) {
+			m.AuthenticatedData = true
+		}
 		switch {
 		case s.servfail[name]:
 			m.Rcode = dns.RcodeServerFailure
