@@ -104,10 +104,22 @@ func Explain(ctx context.Context, cfg Config, res Resolver, rcpt string) Plan {
 	if !cfg.MXLoopback {
 		dropLoopback(&d, r, dom)
 	}
-	if d.Fail == nil {
+	discard := slog.New(slog.DiscardHandler)
+	dr := newDANE(&cfg)
+	if daneHosts := applyDANE(ctx, dr, r, mxName(r, dom), p.Port, &d, discard); daneHosts != nil {
+		p.TLS, p.TLSWhy = "dane", daneWhy(dr, daneHosts)
+		p.STS = "not consulted: DANE takes precedence (RFC 8461 section 2)"
+		for i := range d.Hosts {
+			if dh := daneHosts[d.Hosts[i].Name]; dh != nil {
+				d.Hosts[i].DANE = dh.describe()
+			} else {
+				d.Hosts[i].DANE = "no DANE: opportunistic TLS"
+			}
+		}
+	} else if d.Fail == nil {
 		var dial net.Dialer
 		g := newSTSGetter(&cfg, res, dial.DialContext, true)
-		plan := applyPolicy(ctx, g, r, dom, &d, slog.New(slog.DiscardHandler))
+		plan := applyPolicy(ctx, g, r, dom, &d, discard)
 		p.TLS, p.TLSWhy = plan.tls.String(), plan.why
 		if s := plan.sts; s != nil {
 			p.STS = s.Source
@@ -189,6 +201,9 @@ func (p *Plan) WriteTo(w io.Writer) (int64, error) {
 			fmt.Fprintf(&b, "  %-8s %s\n", "", desc)
 		} else {
 			line(k, desc)
+		}
+		if h.DANE != "" {
+			fmt.Fprintf(&b, "  %-8s   %s\n", "", h.DANE)
 		}
 	}
 	if p.Port != 0 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/smtp-stdio/smtp-stdio/dane"
 	"github.com/smtp-stdio/smtp-stdio/domain"
 	"github.com/smtp-stdio/smtp-stdio/mtasts"
 	"github.com/smtp-stdio/smtp-stdio/route"
@@ -28,8 +29,21 @@ var defaultRoute = route.Route{Kind: route.SMTP}
 
 // mxPolicy is how a destination's connections are made.
 type mxPolicy struct {
-	// tls is the route's policy, never route.TLSDefault (see policyOf).
+	// tls is the destination's policy, never route.TLSDefault (see
+	// policyOf and applyPolicy).
 	tls route.TLSPolicy
+	// dane holds the hosts DANE speaks for, by name; their policy is
+	// DANE's.
+	dane map[string]*daneHost
+}
+
+// hostPolicy returns the TLS policy of the MX host name, and its DANE
+// records when DANE speaks for it.
+func (p *mxPolicy) hostPolicy(name string) (route.TLSPolicy, *daneHost) {
+	if d := p.dane[name]; d != nil {
+		return d.policy(), d
+	}
+	return p.tls, nil
 }
 
 // policyOf returns the TLS policy in force for route r, and where it
@@ -54,6 +68,7 @@ type router struct {
 	res       Resolver
 	smarthost *smarthost // nil without Config.Smarthosts
 	sts       *mtasts.Getter
+	dane      *dane.Resolver // nil: DANE off
 
 	mu    sync.Mutex
 	dests map[string]*destEntry
@@ -69,7 +84,7 @@ type destEntry struct {
 
 func newRouter(cfg *Config, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error), tmp string, res Resolver) *router {
 	t := &router{cfg: cfg, log: log, dial: dial, tmp: tmp, res: res, dests: map[string]*destEntry{},
-		sts: newSTSGetter(cfg, res, dial, false)}
+		sts: newSTSGetter(cfg, res, dial, false), dane: newDANE(cfg)}
 	if len(cfg.Smarthosts) > 0 {
 		t.smarthost = newSmarthost(cfg, log, dial, tmp)
 	}
@@ -106,23 +121,34 @@ func (t *router) destination(ctx context.Context, key string, r route.Route, dom
 		if !t.cfg.MXLoopback {
 			dropLoopback(&e.dest, r, dom)
 		}
+		port := r.Port
+		if port == 0 {
+			port = t.cfg.MXPort
+		}
 		var plan stsPlan
-		if e.dest.Fail == nil {
+		daneHosts := applyDANE(ctx, t.dane, r, mxName(r, dom), port, &e.dest, t.log)
+		if daneHosts == nil && e.dest.Fail == nil {
 			plan = applyPolicy(ctx, t.sts, r, dom, &e.dest, t.log)
+		} else if daneHosts != nil {
+			plan.tls, _ = policyOf(r)
 		}
 		if e.dest.Fail != nil {
 			t.log.Warn("no MX host to deliver to", "destination", key, "err", e.dest.Fail.Error())
 			return
 		}
-		pol := plan.tls
-		port := r.Port
-		if port == 0 {
-			port = t.cfg.MXPort
-		}
 		e.relay = &smarthost{cfg: t.cfg, log: t.log, dial: t.dial, tmp: t.tmp,
-			hosts: newHostList(hostsOf(e.dest, port)), what: "MX host", mx: &mxPolicy{tls: pol}}
+			hosts: newHostList(hostsOf(e.dest, port)), what: "MX host", mx: &mxPolicy{tls: plan.tls, dane: daneHosts}}
 	})
 	return e
+}
+
+// mxName is the name whose MX records route r uses for a recipient in
+// dom.
+func mxName(r route.Route, dom string) string {
+	if r.Host != "" {
+		return r.Host
+	}
+	return dom
 }
 
 // self is our name in its canonical form, to recognise ourselves among
@@ -270,12 +296,18 @@ func (r destRecorder) Failed(rcpts []int, f *Failure) {
 // Every failure is the host's: the next one is tried.
 func (t *smarthost) dialMX(ctx context.Context, i int) (*conn, *Failure) {
 	h := t.hosts.hosts[i]
-	pol := t.mx.tls
-	c, f, handshake := t.openMX(ctx, i, pol != route.TLSNone)
+	pol, dh := t.mx.hostPolicy(h.Name)
+	if dh != nil && dh.bogus != nil {
+		// RFC 7672 section 2.1.1: bogus TLSA records make the host
+		// unusable until they validate.
+		return nil, &Failure{Stage: StageTLS, Relay: h.Addr, Enhanced: "4.7.5", setup: true,
+			Text: "DANE: the TLSA records of " + h.Name + " fail DNSSEC validation"}
+	}
+	c, f, handshake := t.openMX(ctx, i, pol, dh)
 	if handshake && pol == route.TLSMay {
 		t.log.Warn("TLS handshake failed; trying again in clear text, as the opportunistic policy allows",
 			"relay", h.Addr, "mx", h.Name, "err", f.Text)
-		c, f, _ = t.openMX(ctx, i, false)
+		c, f, _ = t.openMX(ctx, i, route.TLSNone, nil)
 	}
 	return c, f
 }
@@ -286,7 +318,8 @@ func (t *smarthost) dialMX(ctx context.Context, i int) (*conn, *Failure) {
 // requires after TLS, and a harmless repeat without it). handshake
 // reports a failure of STARTTLS: a refusal of the command or of the TLS
 // handshake.
-func (t *smarthost) openMX(ctx context.Context, i int, tryTLS bool) (_ *conn, _ *Failure, handshake bool) {
+func (t *smarthost) openMX(ctx context.Context, i int, pol route.TLSPolicy, dh *daneHost) (_ *conn, _ *Failure, handshake bool) {
+	tryTLS := pol != route.TLSNone
 	cfg, h := t.cfg, t.hosts.hosts[i]
 	setup := func(f *Failure) (*conn, *Failure, bool) {
 		f.setup = true
@@ -334,17 +367,23 @@ func (t *smarthost) openMX(ctx context.Context, i int, tryTLS bool) (_ *conn, _ 
 			// protected (CVE-2011-0411's mirror on the client).
 			return fail(StageTLS, errors.New("server sent data after its STARTTLS reply"))
 		}
-		tconn := tls.Client(tc, t.mxTLSConfig(h, &verified))
+		tconn := tls.Client(tc, mxTLSConfig(h, pol, dh, &verified))
 		if err := tconn.HandshakeContext(ctx); err != nil {
 			raw.Close()
 			_, f, _ := setup(&Failure{Stage: StageTLS, Relay: h.Addr, Err: err, Text: oneLine("TLS handshake: " + err.Error())})
 			return nil, f, true
 		}
 		out = tconn
-	} else if t.mx.tls == route.TLSEncrypt || t.mx.tls == route.TLSVerify {
+	} else if pol == route.TLSEncrypt || pol == route.TLSVerify {
 		raw.Close()
+		why := "the route requires TLS (tls=" + pol.String() + ")"
+		if dh != nil {
+			why = "DANE requires TLS (its TLSA records)"
+		} else if t.mx.tls != pol || t.mx.tls == route.TLSVerify {
+			why = "the policy requires TLS (tls=" + pol.String() + ")"
+		}
 		return setup(&Failure{Stage: StageTLS, Relay: h.Addr, Enhanced: "4.7.10",
-			Text: "STARTTLS not offered and the route requires TLS (tls=" + t.mx.tls.String() + ")"})
+			Text: "STARTTLS not offered and " + why})
 	} else if br.Buffered() > 0 {
 		return fail(StageHello, errors.New("server sent data after its EHLO reply"))
 	}
@@ -370,13 +409,24 @@ func (t *smarthost) openMX(ctx context.Context, i int, tryTLS bool) (_ *conn, _ 
 	return s, nil, false
 }
 
-// mxTLSConfig is the TLS configuration for MX host h. Under the verify
-// policy the certificate must be valid for h.Name (roots: the system's,
-// or SSL_CERT_FILE); otherwise any certificate is taken, and whether it
-// would have verified is written to *verified for the log.
-func (t *smarthost) mxTLSConfig(h Host, verified *bool) *tls.Config {
+// mxTLSConfig is the TLS configuration for MX host h under policy pol.
+// With DANE records (dh) the certificate must match them (dane.Verify);
+// under the verify policy it must be valid for h.Name (roots: the
+// system's, or SSL_CERT_FILE); otherwise any certificate is taken, and
+// whether it would have verified is written to *verified for the log.
+func mxTLSConfig(h Host, pol route.TLSPolicy, dh *daneHost, verified *bool) *tls.Config {
+	if dh != nil && len(dh.recs) > 0 {
+		c := dane.TLSConfig(h.Name, dh.recs)
+		check := c.VerifyConnection
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			err := check(cs)
+			*verified = err == nil
+			return err
+		}
+		return c
+	}
 	c := &tls.Config{ServerName: h.Name, MinVersion: tls.VersionTLS12}
-	if t.mx.tls == route.TLSVerify {
+	if pol == route.TLSVerify {
 		c.VerifyConnection = func(tls.ConnectionState) error {
 			*verified = true
 			return nil

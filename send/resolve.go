@@ -63,6 +63,9 @@ type MXHost struct {
 	Addrs []netip.Addr
 	// Err is the error of looking its addresses up, if that failed.
 	Err error
+	// DANE describes the host's DANE records for --explain, "" when DANE
+	// was not asked.
+	DANE string
 }
 
 // destination is where the mail for a group of recipients goes: the
