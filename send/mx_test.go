@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/textproto"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/dnstest"
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
@@ -305,5 +307,29 @@ func TestMXStartTLSRefused(t *testing.T) {
 		if want := policy == ""; (st.Delivered == 1) != want || (len(srv.Transactions()) == 1) != want {
 			t.Errorf("policy %q: stats %+v", policy, st)
 		}
+	}
+}
+
+// Connection reuse: messages to one destination share one connection
+// within a run; a message to another destination in between closes it.
+func TestMXConnectionReuse(t *testing.T) {
+	f := newMXFixture(t, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2", "b.test. A 127.0.0.3")
+	a, b := smtptest.Start(t, smtptest.Options{}), smtptest.Start(t, smtptest.Options{})
+	f.serve("127.0.0.2", a)
+	f.serve("127.0.0.3", b)
+	for i := range 3 {
+		f.queue("s@example.org", []string{fmt.Sprintf("r%d@a.test", i)}, body("x"))
+		f.clk.Add(time.Second)
+	}
+	f.run(false)
+	if len(a.Transactions()) != 3 || a.Conns() != 1 {
+		t.Errorf("a.test: %d transactions over %d connections", len(a.Transactions()), a.Conns())
+	}
+	f.queue("s@example.org", []string{"x@b.test"}, body("x"))
+	f.clk.Add(time.Second)
+	f.queue("s@example.org", []string{"y@a.test"}, body("x"))
+	f.run(false)
+	if len(b.Transactions()) != 1 || len(a.Transactions()) != 4 || a.Conns() != 2 {
+		t.Errorf("b.test %d, a.test %d transactions over %d connections", len(b.Transactions()), len(a.Transactions()), a.Conns())
 	}
 }
