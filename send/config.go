@@ -178,6 +178,9 @@ type Config struct {
 	// addresses (SMTP_SEND_MX_LOOPBACK), for a test lab; otherwise they
 	// are not used (dropLoopback).
 	MXLoopback bool
+	// DownFile is the file where MX addresses that timed out are
+	// remembered across runs (downMemory); "" is the spool's mx-down.
+	DownFile string
 	// MTASTSCache is the directory where MTA-STS policies are kept
 	// between runs; "" is the spool's mta-sts/ for a run, and no cache
 	// for Explain.

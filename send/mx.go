@@ -69,6 +69,7 @@ type router struct {
 	smarthost *smarthost // nil without Config.Smarthosts
 	sts       *mtasts.Getter
 	dane      *dane.Resolver // nil: DANE off
+	down      *downMemory
 
 	mu    sync.Mutex
 	dests map[string]*destEntry
@@ -82,9 +83,12 @@ type destEntry struct {
 	relay *smarthost // nil when dest.Fail
 }
 
-func newRouter(cfg *Config, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error), tmp string, res Resolver) *router {
+// newRouter returns the router of one run, with cfg (its defaults set),
+// dialling with dial, asking res, making 7-bit versions of messages in
+// tmp, and reading now for the memory of timed-out hosts.
+func newRouter(cfg *Config, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error), tmp string, res Resolver, now func() time.Time) *router {
 	t := &router{cfg: cfg, log: log, dial: dial, tmp: tmp, res: res, dests: map[string]*destEntry{},
-		sts: newSTSGetter(cfg, res, dial, false), dane: newDANE(cfg)}
+		sts: newSTSGetter(cfg, res, dial, false), dane: newDANE(cfg), down: loadDown(cfg.DownFile, tmp, now)}
 	if len(cfg.Smarthosts) > 0 {
 		t.smarthost = newSmarthost(cfg, log, dial, tmp)
 	}
@@ -93,6 +97,10 @@ func newRouter(cfg *Config, log *slog.Logger, dial func(ctx context.Context, net
 
 // NewSession implements Transport.
 func (t *router) NewSession() Session { return &routedSession{t: t} }
+
+// finish saves what the run learnt that outlives it: the MX addresses
+// that timed out. The run calls it after the last session closed.
+func (t *router) finish() error { return t.down.save() }
 
 // destKey names the destination of a recipient of domain dom on route
 // r: recipients with the same key share connections. The TLS policy is
@@ -136,8 +144,14 @@ func (t *router) destination(ctx context.Context, key string, r route.Route, dom
 			t.log.Warn("no MX host to deliver to", "destination", key, "err", e.dest.Fail.Error())
 			return
 		}
-		e.relay = &smarthost{cfg: t.cfg, log: t.log, dial: t.dial, tmp: t.tmp,
-			hosts: newHostList(hostsOf(e.dest, port)), what: "MX host", mx: &mxPolicy{tls: plan.tls, dane: daneHosts}}
+		hl := newHostList(hostsOf(e.dest, port))
+		for i, h := range hl.hosts {
+			if f := t.down.down(h.Addr); f != nil && hl.markDown(i, f) {
+				t.log.Info("MX host skipped: it timed out in an earlier run", "relay", h.Addr, "mx", h.Name, "reply", f.Text)
+			}
+		}
+		e.relay = &smarthost{cfg: t.cfg, log: t.log, dial: t.dial, tmp: t.tmp, hosts: hl, what: "MX host",
+			mx: &mxPolicy{tls: plan.tls, dane: daneHosts}, down: t.down}
 	})
 	return e
 }

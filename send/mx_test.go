@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -331,5 +332,46 @@ func TestMXConnectionReuse(t *testing.T) {
 	f.run(false)
 	if len(b.Transactions()) != 1 || len(a.Transactions()) != 4 || a.Conns() != 2 {
 		t.Errorf("b.test %d, a.test %d transactions over %d connections", len(b.Transactions()), len(a.Transactions()), a.Conns())
+	}
+}
+
+// An MX address that timed out is remembered across runs for a while
+// (qmail's tcpto): the next runs go to the next MX at once, or defer
+// without dialling; after downFor it is tried again. A refused
+// connection is not remembered.
+func TestMXTimeoutRememberedAcrossRuns(t *testing.T) {
+	f := newMXFixture(t, "a.test. MX 10 mx1.a.test.", "a.test. MX 20 mx2.a.test.",
+		"mx1.a.test. A 127.0.0.2", "mx2.a.test. A 127.0.0.3")
+	f.s.Config.ConnectTimeout = 100 * time.Millisecond
+	f.s.Config.BackoffMin, f.s.Config.BackoffMax = time.Minute, time.Minute
+	dial := f.s.Dial
+	f.s.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == "127.0.0.2:25" { // a black hole: the connection times out
+			f.mu.Lock()
+			f.dials[addr]++
+			f.mu.Unlock()
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return dial(ctx, network, addr) // 127.0.0.3 refuses
+	}
+	f.queue("s@example.org", []string{"a@a.test"}, body("x"))
+	f.run(false)
+	if f.dialCount("127.0.0.2:25") != 1 || f.dialCount("127.0.0.3:25") != 1 {
+		t.Fatalf("first run: dials %v", f.dials)
+	}
+	if _, err := os.Stat(f.sp.Path("mx-down")); err != nil {
+		t.Fatalf("nothing remembered: %v", err)
+	}
+	f.clk.Add(5 * time.Minute)
+	f.run(true)
+	if f.dialCount("127.0.0.2:25") != 1 || f.dialCount("127.0.0.3:25") != 2 ||
+		!strings.Contains(f.logs.String(), "MX host skipped: it timed out in an earlier run") {
+		t.Errorf("second run: dials %v", f.dials)
+	}
+	f.clk.Add(downFor)
+	f.run(true)
+	if f.dialCount("127.0.0.2:25") != 2 {
+		t.Errorf("after downFor: dials %v", f.dials)
 	}
 }

@@ -112,11 +112,14 @@ func (s *Sender) Run(ctx context.Context, all bool) (Stats, error) {
 			if r.cfg.MTASTSCache == "" {
 				r.cfg.MTASTSCache = s.Spool.Path("mta-sts")
 			}
+			if r.cfg.DownFile == "" {
+				r.cfg.DownFile = s.Spool.Path("mx-down")
+			}
 			res := s.Resolver
 			if res == nil {
 				res = NewResolver(r.cfg.DNS)
 			}
-			r.transport = newRouter(&r.cfg, r.log, dial, s.Spool.Path(spool.TmpDir), res)
+			r.transport = newRouter(&r.cfg, r.log, dial, s.Spool.Path(spool.TmpDir), res, r.now)
 		} else {
 			r.transport = newSmarthost(&r.cfg, r.log, dial, s.Spool.Path(spool.TmpDir))
 		}
@@ -266,6 +269,11 @@ feed:
 	}
 	close(ch)
 	wg.Wait()
+	if f, ok := r.transport.(interface{ finish() error }); ok {
+		if err := f.finish(); err != nil {
+			r.log.Warn("ending the transport", "err", err)
+		}
+	}
 	r.stats.Left = len(due) - sent
 	if r.stats.Left > 0 {
 		r.log.Warn("run stopped before the end of the queue", "left", r.stats.Left, "reason", context.Cause(ctx).Error())

@@ -34,8 +34,9 @@ type smarthost struct {
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
 	tmp   string // directory for the 7-bit versions of messages
 	hosts *hostList
-	what  string    // "smarthost" or "MX host", in log lines and texts
-	mx    *mxPolicy // nil for the configured smarthost
+	what  string      // "smarthost" or "MX host", in log lines and texts
+	mx    *mxPolicy   // nil for the configured smarthost
+	down  *downMemory // MX delivery: timeouts remembered across runs
 }
 
 // newSmarthost returns the smarthost transport of cfg (with its
@@ -109,6 +110,9 @@ func (s *smtpSession) Close() error {
 // failed takes host i out of the run when f says so (Failure.HostDown:
 // the one rule, for every place a host can fail), and logs it once.
 func (t *smarthost) failed(i int, f *Failure, reused bool) {
+	if t.down != nil {
+		t.down.note(t.hosts.hosts[i].Addr, f)
+	}
 	if f.HostDown(reused) && t.hosts.markDown(i, f) {
 		t.log.Warn(t.what+" down for this run", "relay", f.Relay, "stage", f.Stage.String(),
 			"code", f.Code, "enhanced", f.Enhanced, "reply", f.Text)
