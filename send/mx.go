@@ -413,7 +413,12 @@ func (t *smarthost) openMX(ctx context.Context, i int, pol route.TLSPolicy, dh *
 	// go-smtp sees the TLS connection through greetedConn, so it cannot
 	// tell: whether STARTTLS ran is known here.
 	_, isTLS := out.(*tls.Conn)
-	t.log.Debug("connected to MX host", "relay", h.Addr, "mx", h.Name, "tls", isTLS, "verified", verified)
+	level := slog.LevelDebug
+	if isTLS && !verified {
+		// RFC 7435: encrypted all the same, and said so.
+		level = slog.LevelInfo
+	}
+	t.log.Log(ctx, level, "connected to MX host", "relay", h.Addr, "mx", h.Name, "tls", isTLS, "verified", verified)
 	s := &conn{c: c, tc: tc, host: i, relay: h.Addr, tls: isTLS}
 	s.utf8, _ = c.Extension("SMTPUTF8")
 	s.eight, _ = c.Extension("8BITMIME")
