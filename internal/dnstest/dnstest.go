@@ -42,15 +42,20 @@ func Start(t testing.TB, rrs ...string) *Server {
 	t.Helper()
 	s := &Server{rrs: map[string][]dns.RR{}, servfail: map[string]bool{}}
 	s.Add(t, rrs...)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		t.Fatalf("dnstest: TCP on the UDP port %d: %v", port, err)
+	// A free UDP port may be taken for TCP: try again with another.
+	var pc net.PacketConn
+	var ln net.Listener
+	for try := 0; ln == nil; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err != nil {
+			pc.Close()
+			if try == 20 {
+				t.Fatalf("dnstest: no port free for both UDP and TCP: %v", err)
+			}
+		}
 	}
 	s.Addr = pc.LocalAddr().String()
 	h := dns.HandlerFunc(s.serve)
