@@ -338,6 +338,7 @@ func TestSystemdVerify(t *testing.T) {
 		{"smtp-stdio", []string{"systemd/smtp-stdio.socket", "systemd/smtp-stdio@.service"}},
 		{"smtp-submission", []string{"systemd/smtp-submission.socket", "systemd/smtp-submission@.service"}},
 		{"smtp-submissions", []string{"systemd/smtp-submissions.socket", "systemd/smtp-submissions@.service"}},
+		{"smtp-stdio-server", []string{"systemd/smtp-stdio-server.socket", "systemd/smtp-stdio-server.service"}},
 		// Written with smtp-send (docs/send.md); verified here with
 		// the other units.
 		{"smtp-send", []string{"smtp-send.service", "smtp-send.timer"}},

@@ -74,6 +74,14 @@ type Config struct {
 	TLSMode    string `split_words:"true" default:"starttls" desc:"starttls (offer STARTTLS) or implicit (TLS before the greeting, RFC 8314, port 465)"`
 	RequireTLS bool   `split_words:"true" default:"false" desc:"refuse MAIL before TLS with 530 5.7.0 (needs SMTP_TLS_CERT and SMTP_TLS_KEY)"`
 
+	// One process for many connections (server.go): only when the
+	// launcher hands over listening sockets (systemd Accept=no, inetd
+	// wait).
+	MaxConnections          int           `split_words:"true" default:"100" desc:"one-process mode: most sessions at once; more get 421 4.3.2 and are closed"`
+	MaxConnectionsPerClient int           `split_words:"true" default:"10" desc:"one-process mode: most sessions at once from one untrusted client (IPv6: one /64); more get 421 4.7.0"`
+	ShutdownGrace           time.Duration `split_words:"true" default:"30s" desc:"one-process mode: after SIGTERM, how long sessions may go on before 421 4.3.2"`
+	IdleExit                time.Duration `split_words:"true" default:"0s" desc:"one-process mode: exit after this long without a session, so socket activation frees the memory (0: never)"`
+
 	// AUTH (auth.go; RFC 4954): one of the two checkers, read at every
 	// session.
 	AuthPasswordFile   string        `split_words:"true" desc:"file of user:hash lines (bcrypt or argon2id, from --hash-password), mode 0600 or 0640; offers AUTH PLAIN LOGIN over TLS"`
@@ -156,6 +164,9 @@ func (c *Config) check() error {
 	}
 	if err := c.checkTLS(); err != nil {
 		return err
+	}
+	if c.MaxConnections < 1 || c.MaxConnectionsPerClient < 1 || c.ShutdownGrace < 0 || c.IdleExit < 0 {
+		return bad("MAX_CONNECTIONS/MAX_CONNECTIONS_PER_CLIENT/SHUTDOWN_GRACE/IDLE_EXIT", "out of range (connections at least 1, durations not negative)")
 	}
 	return c.checkAuth()
 }

@@ -1,13 +1,13 @@
 package receiver
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -79,6 +79,21 @@ func Run(args []string) int {
 	// message, exit), not a SIGPIPE that kills us mid-write.
 	signal.Ignore(syscall.SIGPIPE)
 
+	// What the launcher handed over, from the kind of each descriptor:
+	// listening sockets (systemd Accept=no, inetd wait) are served by
+	// one process (server.go); a connected socket on fd 3 (systemd
+	// Accept=yes without StandardInput=socket) is one session, as on
+	// stdin and stdout.
+	h := peer.FindHandover(os.Getenv, os.Getpid())
+	if len(h.Listeners) > 0 {
+		return serveListeners(h)
+	}
+	if h.Connected >= 0 {
+		unix.Dup2(h.Connected, 0)
+		unix.Dup2(h.Connected, 1)
+		unix.Close(h.Connected)
+	}
+
 	stdin, restoreIn := peer.PollableFile(0, "stdin")
 	defer restoreIn()
 	stdout, restoreOut := peer.PollableFile(1, "stdout")
@@ -104,14 +119,7 @@ func Run(args []string) int {
 	for _, k := range unknownSettings(os.Environ()) {
 		log.Warn("unknown setting ignored", "name", k)
 	}
-
-	// spool.New refuses a root, queue/ or tmp/ that other users could
-	// change (spool.ErrUnsafe): they could plant messages or read them.
-	sp, err := spool.New(cfg.SpoolDir)
-	if err != nil {
-		return refuse(stdout, log, exitConfig, err)
-	}
-	pol, err := relay.New(cfg.LocalDomains, cfg.RelayClients)
+	rc, err := newReceiver(cfg)
 	if err != nil {
 		return refuse(stdout, log, exitConfig, err)
 	}
@@ -119,42 +127,20 @@ func Run(args []string) int {
 		// qmail's convention, set per client by tcprules: this client
 		// may relay. qmail also appends the value to each recipient;
 		// smtp-stdio does not rewrite addresses, so a value is ignored.
-		pol.Trust()
+		rc.pol.Trust()
 		if v != "" {
 			log.Warn("RELAYCLIENT value ignored: recipients are not rewritten", "value", v)
 		}
 	}
-	if !pol.MayRelay(client) {
-		// Trusted clients (local, SMTP_RELAY_CLIENTS, RELAYCLIENT) are
-		// neither limited nor counted, as Postfix exempts $mynetworks
-		// (smtpd_client_event_limit_exceptions).
-		dec, err := velocity.Check(filepath.Join(cfg.SpoolDir, "velocity"), p.Addr.Addr(), time.Now(), cfg.Velocity())
-		switch {
-		case err != nil:
-			// A rate limiter must not stop the mail.
-			log.Warn("velocity check failed; session allowed", "err", err)
-		case !dec.Allowed:
-			log.Warn("session refused: too many connections", "limit", dec.Reason,
-				"count", dec.Count, "client_count", dec.ClientCount)
-			protocol.WriteReply(stdout, replyTooManyConnections(cfg.Hostname))
-			return exitTempFail
-		}
-	}
 	log.Debug("session start", "source", string(p.Source), "log", logDest)
-
-	// Read per session, so a renewed certificate serves the next
-	// connection; a bad key pair refuses the session (421) rather than
-	// serve it in plaintext.
-	tlsCfg, err := cfg.tlsConfig()
-	if err != nil {
-		return refuse(stdout, log, exitConfig, err)
+	fd := -1
+	if peer.IsSocket(0) {
+		fd = 0
 	}
-
-	d := &spoolDelivery{sp: sp, now: time.Now, log: log}
 	// A signal must not leave a temporary file behind. The handler is
 	// installed when the first message begins: a session that spools
 	// nothing has nothing to clean up and need not pay for it.
-	d.beforeFirst = func() {
+	onFirst := func(d *spoolDelivery) {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 		go func() {
@@ -164,40 +150,101 @@ func Run(args []string) int {
 			os.Exit(exitSession)
 		}()
 	}
+	return rc.session(stdioConn{in: stdin, out: stdout}, fd, client, start, log, onFirst, nil)
+}
 
+// receiver holds what the sessions of a process share: the settings, the
+// spool and the relay policy.
+type receiver struct {
+	cfg *Config
+	sp  *spool.Spool
+	pol *relay.Policy
+}
+
+// newReceiver opens the spool and makes the relay policy of cfg. The
+// error is a configuration error: spool.New refuses a root, queue/ or
+// tmp/ that other users could change (spool.ErrUnsafe), as they could
+// plant messages or read them.
+func newReceiver(cfg *Config) (*receiver, error) {
+	sp, err := spool.New(cfg.SpoolDir)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := relay.New(cfg.LocalDomains, cfg.RelayClients)
+	if err != nil {
+		return nil, err
+	}
+	return &receiver{cfg: cfg, sp: sp, pol: pol}, nil
+}
+
+// session serves one SMTP session on c, a connection to client: the
+// velocity limits, the key pair, the timing checks on the socket fd (-1
+// for none), then protocol.Session. onFirst, when not nil, runs before
+// the session's first message begins; started, when not nil, is given
+// the session before it serves (for a server that must be able to stop
+// it). It logs the end of the session and returns the exit status of a
+// one-session process: 0, 1 for a session that ended badly, 75 for a
+// client over a velocity limit, 78 for a bad key pair.
+func (rc *receiver) session(c net.Conn, fd int, client protocol.Client, start time.Time, log *slog.Logger,
+	onFirst func(*spoolDelivery), started func(*protocol.Session)) int {
+	cfg := rc.cfg
+	if !rc.pol.MayRelay(client) {
+		// Trusted clients (local, SMTP_RELAY_CLIENTS, RELAYCLIENT) are
+		// neither limited nor counted, as Postfix exempts $mynetworks
+		// (smtpd_client_event_limit_exceptions).
+		dec, err := velocity.Check(filepath.Join(cfg.SpoolDir, "velocity"), client.Addr.Addr(), time.Now(), cfg.Velocity())
+		switch {
+		case err != nil:
+			// A rate limiter must not stop the mail.
+			log.Warn("velocity check failed; session allowed", "err", err)
+		case !dec.Allowed:
+			log.Warn("session refused: too many connections", "limit", dec.Reason,
+				"count", dec.Count, "client_count", dec.ClientCount)
+			protocol.WriteReply(c, replyTooManyConnections(cfg.Hostname))
+			return exitTempFail
+		}
+	}
+
+	// Read per session, so a renewed certificate serves the next
+	// connection; a bad key pair refuses the session (421) rather than
+	// serve it in plaintext.
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return refuse(c, log, exitConfig, err)
+	}
+
+	d := &spoolDelivery{sp: rc.sp, now: time.Now, log: log}
+	if onFirst != nil {
+		d.beforeFirst = func() { onFirst(d) }
+	}
 	pc := cfg.Protocol(start)
 	// A client that stops reading must not hold the process much past
 	// the session deadline; the grace lets the final 421 be written when
 	// the deadline ends a read.
-	stdout.SetWriteDeadline(pc.Deadline.Add(writeGrace))
-	var dl protocol.Deadliner
-	if stdin.SetReadDeadline(time.Time{}) == nil {
-		dl = stdin
-	}
-	onSocket := peer.IsSocket(0)
-	if onSocket { // abuse.go
+	c.SetWriteDeadline(pc.Deadline.Add(writeGrace))
+	if fd >= 0 { // abuse.go
 		// Under implicit TLS the client speaks first: its ClientHello
 		// (RFC 8314 section 3.3).
-		if cfg.TLSMode != "implicit" && earlyTalker(cfg, 0, log) {
-			protocol.WriteReply(stdout, replyEarlyTalker)
-			lingerClose(stdin)
+		if cfg.TLSMode != "implicit" && earlyTalker(cfg, fd, log) {
+			protocol.WriteReply(c, replyEarlyTalker)
+			lingerClose(c)
 			return exitSession
 		}
-		socketChecks(cfg, &pc, 0)
+		socketChecks(cfg, &pc, fd)
 	}
 	pc.TLS, pc.ImplicitTLS, pc.RequireTLS = tlsCfg, cfg.TLSMode == "implicit", cfg.RequireTLS
 	var onAuthFailure func()
-	if !pol.MayRelay(client) { // trusted clients are not counted (above)
+	if !rc.pol.MayRelay(client) { // trusted clients are not counted (above)
 		onAuthFailure = countAuthFailure(cfg, client, log)
 	}
 	pc.Auth = cfg.authenticator(onAuthFailure)
-	sess := protocol.NewSession(pc, client, pol, d, log)
-	if tlsCfg != nil {
-		// crypto/tls needs a net.Conn: the two descriptors joined.
-		err = sess.ServeConn(stdioConn{in: stdin, out: stdout})
-	} else {
-		err = sess.Serve(bufio.NewReaderSize(stdin, 64<<10), stdout, dl)
+	sess := protocol.NewSession(pc, client, rc.pol, d, log)
+	if started != nil {
+		started(sess)
 	}
+	// ServeConn reads through a buffer on c and, with a key pair, runs
+	// crypto/tls on c itself.
+	err = sess.ServeConn(c)
 	d.abortCurrent()
 	dur := time.Since(start).Round(time.Millisecond)
 	switch {
@@ -209,8 +256,8 @@ func Run(args []string) int {
 		return exitOK
 	default:
 		log.Warn("session end", "reason", err.Error(), "messages", sess.Messages(), "duration", dur)
-		if onSocket {
-			lingerClose(stdin)
+		if fd >= 0 {
+			lingerClose(c)
 		}
 		return exitSession
 	}
@@ -230,12 +277,14 @@ const (
 // boundedly. Closing a socket with unread input makes the kernel send a
 // reset, which can destroy the reply before the client reads it (RFC 1122
 // section 4.2.2.13).
-func lingerClose(stdin *os.File) {
-	unix.Shutdown(1, unix.SHUT_WR)
-	if stdin.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	if c.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
 		return
 	}
-	io.Copy(io.Discard, io.LimitReader(stdin, lingerBytes))
+	io.Copy(io.Discard, io.LimitReader(c, lingerBytes))
 }
 
 // refuse answers 421 to the client, reports err on the log and returns

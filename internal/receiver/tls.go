@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TLS for smtp-stdio: the settings' checks, the key pair read at each
@@ -93,6 +95,23 @@ func (c stdioConn) Close() error {
 		err = err2
 	}
 	return err
+}
+
+// CloseWrite shuts down the sending side of standard output when it is
+// a socket, so that the client reads the last reply and then the end
+// of the stream (lingerClose); on a pipe it does nothing.
+func (c stdioConn) CloseWrite() error {
+	// Through SyscallConn: Fd would put the descriptor in blocking mode
+	// and end its deadlines.
+	rc, err := c.out.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 // LocalAddr implements net.Conn with a stand-in (see stdioAddr).
