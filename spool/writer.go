@@ -53,7 +53,8 @@ var castagnoli = sync.OnceValue(func() *crc32.Table { return crc32.MakeTable(crc
 
 // Spool is a spool root directory. The zero value is not usable; use New.
 type Spool struct {
-	root string
+	root    string
+	dirSync *DirSyncer // ShareDirSyncs; nil: each commit syncs on its own
 }
 
 // New returns the spool rooted at dir. It first checks that dir is safe
@@ -103,8 +104,9 @@ func NewQueueID(now time.Time) (string, error) {
 // visible in queue/ until Commit returns nil. A Writer is not safe for
 // concurrent use.
 type Writer struct {
-	dir     string // queue directory, fsync'd after the rename
-	dest    string // final path in queue/
+	sync    *DirSyncer // shares the directory fsync (group.go); nil: its own
+	dir     string     // queue directory, fsync'd after the rename
+	dest    string     // final path in queue/
 	pf      *renameio.PendingFile
 	bw      *bufio.Writer
 	crc     hash.Hash32
@@ -134,6 +136,7 @@ func (s *Spool) Create(env *Envelope) (*Writer, error) {
 		return nil, fmt.Errorf("spool: create %s: %w", env.QueueID, err)
 	}
 	w := &Writer{
+		sync: s.dirSync,
 		dir:  s.Path(QueueDir),
 		dest: dest,
 		pf:   pf,
@@ -239,7 +242,11 @@ func (w *Writer) commit() error {
 	if err := w.pf.CloseAtomicallyReplace(); err != nil {
 		return fmt.Errorf("spool: commit: %w", err)
 	}
-	if err := SyncDir(w.dir); err != nil {
+	syncDir := SyncDir
+	if w.sync != nil {
+		syncDir = w.sync.Sync
+	}
+	if err := syncDir(w.dir); err != nil {
 		// The file is in place but its directory entry may not be on
 		// disk: we must not claim durability. Take it back out so the
 		// client's retry cannot produce a duplicate.

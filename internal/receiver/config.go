@@ -81,6 +81,7 @@ type Config struct {
 	MaxConnectionsPerClient int           `split_words:"true" default:"10" desc:"one-process mode: most sessions at once from one untrusted client (IPv6: one /64); more get 421 4.7.0"`
 	ShutdownGrace           time.Duration `split_words:"true" default:"30s" desc:"one-process mode: after SIGTERM, how long sessions may go on before 421 4.3.2"`
 	IdleExit                time.Duration `split_words:"true" default:"0s" desc:"one-process mode: exit after this long without a session, so socket activation frees the memory (0: never)"`
+	GroupCommit             bool          `split_words:"true" default:"true" desc:"one-process mode: messages committed at the same time share the queue directory's fsync (no 250 before the sync that covers it)"`
 
 	// AUTH (auth.go; RFC 4954): one of the two checkers, read at every
 	// session.

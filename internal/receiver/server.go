@@ -78,6 +78,9 @@ func serveListeners(h peer.Handover) int {
 		log.Error("cannot serve", "err", err)
 		return exitConfig
 	}
+	if cfg.GroupCommit {
+		rc.sp.ShareDirSyncs()
+	}
 	s := &server{rc: rc, log: log, sessions: map[*protocol.Session]bool{}, byClient: map[netip.Prefix]int{}}
 	var ls []net.Listener
 	for i, f := range h.Listeners {
