@@ -103,6 +103,14 @@ func lookupDestination(ctx context.Context, res Resolver, r route.Route, dom, se
 	name := dom
 	if r.Host != "" {
 		name = r.Host
+	} else if strings.HasPrefix(dom, "[") {
+		// An address literal (RFC 5321 section 4.1.3): that address, no
+		// DNS at all.
+		ip, err := addressLiteral(dom)
+		if err != nil {
+			return destination{Fail: localFailure("", "5.1.2", err.Error())}
+		}
+		return destination{Hosts: []MXHost{{Name: dom, Implicit: true, Addrs: []netip.Addr{ip}}}}
 	}
 	mxs, err := res.LookupMX(ctx, fqdn(name))
 	var de *net.DNSError
@@ -208,6 +216,18 @@ func dropLoopback(d *destination, r route.Route, dom string) {
 		d.Fail = &Failure{Stage: StageLocal, Code: 554, Enhanced: "5.4.6",
 			Text: "the MX hosts of " + dom + " are on loopback addresses: mail would loop back to this machine"}
 	}
+}
+
+// addressLiteral parses "[192.0.2.1]" or "[IPv6:2001:db8::1]" (RFC 5321
+// section 4.1.3).
+func addressLiteral(d string) (netip.Addr, error) {
+	in, ok := strings.CutSuffix(strings.TrimPrefix(d, "["), "]")
+	v6, isV6 := strings.CutPrefix(in, "ipv6:") // canonical form: lower case
+	ip, err := netip.ParseAddr(v6)
+	if !ok || err != nil || isV6 != ip.Is6() || ip.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("bad address literal %s", d)
+	}
+	return ip.Unmap(), nil
 }
 
 // fqdn returns name with the root dot, so that no search domain of

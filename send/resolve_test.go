@@ -64,6 +64,11 @@ func TestLookupDestination(t *testing.T) {
 		{"anything.test", route.Route{Host: "relay.test", Literal: true}, "relay.test 127.0.0.8; ", ""},
 		{"anything.test", route.Route{Host: "192.0.2.1", Literal: true}, "192.0.2.1 192.0.2.1; ", ""},
 		{"anything.test", route.Route{Host: "missing.test", Literal: true}, "", "4.4.3"},
+		{"[192.0.2.9]", route.Route{}, "[192.0.2.9] 192.0.2.9; ", ""},
+		{"[ipv6:2001:db8::9]", route.Route{}, "[ipv6:2001:db8::9] 2001:db8::9; ", ""},
+		{"[2001:db8::9]", route.Route{}, "", "5.1.2"},
+		{"[ipv6:192.0.2.9]", route.Route{}, "", "5.1.2"},
+		{"[192.0.2.9", route.Route{}, "", "5.1.2"},
 	} {
 		d := lookupDestination(ctx, res, tc.r, tc.dom, "me.test")
 		got := ""
