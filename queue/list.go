@@ -135,3 +135,17 @@ func fill(le *ListEntry, m *spool.Message, now time.Time) {
 	le.Age = now.Sub(m.Received).Truncate(time.Second).String()
 	le.Rcpts = NewState(&m.Envelope).Rcpts
 }
+
+// ArrivalSecond returns the arrival time, to the second, that a queue id
+// made by spool.NewQueueID begins with ("20261121T111825.…"), and false
+// for a name that does not begin so.
+func ArrivalSecond(id string) (time.Time, bool) {
+	if len(id) < len(idTimeLayout) {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(idTimeLayout, id[:len(idTimeLayout)])
+	return t, err == nil
+}
+
+// idTimeLayout is the arrival second at the start of a queue id.
+const idTimeLayout = "20060102T150405"

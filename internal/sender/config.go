@@ -64,6 +64,8 @@ type Config struct {
 	SendDNS        string `split_words:"true" desc:"host:port of the DNS server for MX and address lookups (default: those of /etc/resolv.conf)"`
 	SendMXPort     int    `split_words:"true" default:"25" desc:"TCP port MX hosts are dialled on"`
 	SendMXLoopback bool   `split_words:"true" default:"false" desc:"use MX hosts on loopback addresses (a test lab only)"`
+
+	SendMetricsFile string `split_words:"true" desc:"file for node_exporter's textfile collector (name ending in .prom), rewritten atomically at the end of each run; empty: none"`
 }
 
 // Load reads the configuration from the environment. It returns

@@ -133,14 +133,20 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		log.Error("configuration", "err", err)
 		return exitConfig
 	}
+	metrics := startMetrics(cfg.SendMetricsFile, time.Now(), log)
 	if err := pickup(q, cfg.SendDropMaxSize, sc, log); err != nil {
 		log.Error("picking up drop/", "err", err)
 		return exitIOErr
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	s := &send.Sender{Spool: sp, Config: sc, Log: log}
+	s := &send.Sender{Spool: sp, Config: sc, Log: metrics.Logger(log)}
 	st, err := s.Run(ctx, o.all)
+	if !errors.Is(err, send.ErrBusy) {
+		if werr := metrics.write(q, time.Now(), err); werr != nil {
+			log.Error("writing the metrics file", "file", cfg.SendMetricsFile, "err", werr)
+		}
+	}
 	switch {
 	case errors.Is(err, send.ErrBusy):
 		log.Info("another smtp-send run holds the spool; nothing to do", "dir", cfg.SpoolDir)
