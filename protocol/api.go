@@ -23,7 +23,7 @@ const (
 
 // Extensions is a set of the ESMTP extensions that the EHLO reply can
 // leave out (Config.Withhold). PIPELINING, SIZE and ENHANCEDSTATUSCODES
-// are always offered.
+// are always offered; the zero set leaves out nothing.
 type Extensions uint8
 
 const (
@@ -34,6 +34,13 @@ const (
 	// SMTPUTF8 parameter gets 555 5.5.4, and so a non-ASCII address
 	// gets 553 5.6.7 (RFC 6531 section 3.4).
 	ExtSMTPUTF8
+	// ExtDSN is DSN (RFC 3461): withheld, MAIL FROM with RET= or ENVID=
+	// and RCPT TO with NOTIFY= or ORCPT= get 555 5.5.4.
+	ExtDSN
+	// ExtCHUNKING is CHUNKING (RFC 3030): withheld, BDAT gets 502 5.5.1
+	// in every state (its chunk is still read when its size is
+	// readable, so that no chunk is taken for commands).
+	ExtCHUNKING
 )
 
 // Config holds the limits, names and hooks of a session. Zero durations
@@ -356,6 +363,27 @@ type Envelope struct {
 	// (RFC 4954), "" when it did not. It lasts for the session (STARTTLS
 	// clears it) and grants what the Policy says it grants.
 	AuthUser string
+	// Ret is MAIL FROM's RET= (RFC 3461 section 4.3): "FULL", "HDRS",
+	// or "" when absent (the reporting MTA chooses).
+	Ret string
+	// EnvID is MAIL FROM's ENVID= decoded from xtext (RFC 3461 section
+	// 4.4), "" when absent: it goes into every notice about the message
+	// as Original-Envelope-Id (RFC 3464 section 2.2.1).
+	EnvID string
+	// DSN holds the DSN parameters of the recipients (RFC 3461 sections
+	// 4.1 and 4.2): DSN[i] is those of To[i]. The session keeps it as
+	// long as To; an Envelope built elsewhere may have it shorter or
+	// nil, so read it through RcptDSN.
+	DSN []RcptDSN
+}
+
+// RcptDSN returns the DSN parameters of To[i]: the zero RcptDSN (none
+// given) when DSN does not reach that far.
+func (e *Envelope) RcptDSN(i int) RcptDSN {
+	if i >= 0 && i < len(e.DSN) {
+		return e.DSN[i]
+	}
+	return RcptDSN{}
 }
 
 // Policy decides which recipients a session may use: the relay check.

@@ -159,7 +159,7 @@ func TestAuthOverTLS(t *testing.T) {
 	if r := td.expect("EHLO c.example", "250-"); strings.Contains(r, "AUTH") {
 		t.Errorf("AUTH offered before TLS: %q", r)
 	}
-	td.expect("HELP", "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY STARTTLS AUTH;")
+	td.expect("HELP", "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH;")
 	td.expect("AUTH PLAIN "+b64("\x00alice\x00s3cret pass"), "538 5.7.11 ")
 	td.expect("STARTTLS", "220 ")
 	td.upgrade(client)

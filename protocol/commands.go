@@ -61,6 +61,10 @@ var commands = [...]command{
 	{VerbMAIL, states(StateHelo), inGroup, parseMail, (*Session).mail, nil},
 	{VerbRCPT, states(StateMail, StateRcpt), inGroup, parseRcpt, (*Session).rcpt, nil},
 	{VerbDATA, states(StateRcpt), endsGroup, noArgs, (*Session).data, nil},
+	// RFC 3030 section 2: the first chunk after RCPT, the others after
+	// it (StateBdat); its chunk is read whatever the reply (bdat.go).
+	// BDAT may be pipelined, LAST included (RFC 3030 section 4.2).
+	{VerbBDAT, states(StateRcpt, StateBdat), inGroup, parseBdat, (*Session).bdat, (*Session).offersChunking},
 	{VerbRSET, anyState, inGroup, noArgs, (*Session).rset, nil},
 	{VerbNOOP, anyState, endsGroup, anyArgs, (*Session).noop, nil},
 	{VerbQUIT, always, endsSession, noArgs, (*Session).quit, nil},
@@ -83,7 +87,6 @@ var commands = [...]command{
 	{"TURN", states(), endsGroup, nil, nil, nil}, // RFC 821, insecure
 	{"ETRN", states(), inGroup, nil, nil, nil},   // RFC 1985
 	{"ATRN", states(), inGroup, nil, nil, nil},   // RFC 2645
-	{"BDAT", states(), inGroup, nil, nil, nil},   // RFC 3030, CHUNKING is not advertised
 	{"SEND", states(), inGroup, nil, nil, nil},   // RFC 821, removed by RFC 5321
 	{"SOML", states(), inGroup, nil, nil, nil},
 	{"SAML", states(), inGroup, nil, nil, nil},
@@ -145,7 +148,7 @@ func needArg(r *Reply) func(Command) (Command, error) {
 }
 
 // The handlers of the small commands; EHLO, HELO, MAIL and RCPT are in
-// session.go, DATA in data.go.
+// session.go, DATA in data.go, BDAT in bdat.go.
 
 // rset ends the mail transaction (RFC 5321 section 4.1.1.5).
 func (s *Session) rset(Command) (*Reply, error) {

@@ -2,11 +2,7 @@ package protocol
 
 import (
 	"bufio"
-	"bytes"
 	"io"
-	"sync"
-
-	"github.com/smtp-stdio/smtp-stdio/ascii"
 )
 
 // DataOptions are the rules ReadData applies.
@@ -65,24 +61,32 @@ type DataResult struct {
 // data, or an error from opt.BeforeRead; the result then covers what was
 // read.
 func ReadData(r *bufio.Reader, w io.Writer, opt DataOptions) (DataResult, error) {
-	buf := outBufs.Get().(*[]byte)
-	defer outBufs.Put(buf)
-	d := dataReader{w: w, out: (*buf)[:0], opt: opt, header: true}
+	body := newBodyWriter(w, opt)
+	if err := readDotted(r, body, opt.BeforeRead); err != nil {
+		return body.stop(), err
+	}
+	return body.finish(), nil
+}
+
+// readDotted is the DATA framing of the one body path (body.go): it reads
+// from r up to and including the end-of-data line and writes the
+// dot-unstuffed text to body, which judges it. beforeRead, when not nil,
+// is DataOptions.BeforeRead. It returns the errors ReadData returns.
+func readDotted(r *bufio.Reader, body *bodyWriter, beforeRead func(read int64) error) error {
+	d := dotFramer{body: body}
 	var read int64
 	for {
 		if r.Buffered() == 0 {
-			if opt.BeforeRead != nil {
-				if err := opt.BeforeRead(read); err != nil {
-					d.flush()
-					return d.res, err
+			if beforeRead != nil {
+				if err := beforeRead(read); err != nil {
+					return err
 				}
 			}
 			if _, err := r.Peek(1); err != nil {
-				d.flush()
 				if err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}
-				return d.res, err
+				return err
 			}
 		}
 		p, _ := r.Peek(r.Buffered())
@@ -90,61 +94,57 @@ func ReadData(r *bufio.Reader, w io.Writer, opt DataOptions) (DataResult, error)
 		r.Discard(n)
 		read += int64(n)
 		if done {
-			d.flush()
-			d.res.TooBig = opt.MaxSize > 0 && d.res.Size > opt.MaxSize
-			return d.res, nil
+			return nil
 		}
 	}
 }
 
-// outBufs holds the output buffers of ReadData, so that a short message
-// does not cost a fresh 32 KiB.
-var outBufs = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
-
-// dataState is the state of the DATA reader between two input bytes.
-type dataState uint8
+// dotState is the state of the DATA framer between two input bytes. It
+// follows lines only as far as the end of data and dot-stuffing need:
+// what a bare CR or LF means to the message is the bodyWriter's business.
+type dotState uint8
 
 const (
 	// atBOL: at the beginning of a line that follows a CR LF, or of the
 	// first line. A "." here is unstuffed and may start the end of data.
-	atBOL dataState = iota
+	atBOL dotState = iota
 	// atBOLBare: at the beginning of a line that follows a bare CR or LF.
 	// A "." here is unstuffed but can never start the end of data.
 	atBOLBare
 	// inText: inside a line.
 	inText
-	// sawCR: after a CR; an LF next makes it a line ending CR LF,
-	// anything else makes it a bare CR.
+	// sawCR: after a CR, passed on; an LF next makes it a line ending CR
+	// LF, anything else makes it a bare CR.
 	sawCR
-	// sawDot: after a "." at atBOL. CR LF next is the end of data;
-	// anything else makes the dot a stuffing dot, dropped.
+	// sawDot: after a "." at atBOL, held back. CR LF next is the end of
+	// data; a CR is held too; an LF makes the dot content; anything else
+	// makes it a stuffing dot, dropped.
 	sawDot
-	// sawDotBare: after a "." at atBOLBare: dropped before text; kept as
-	// the line "." before a line ending.
+	// sawDotBare: after a "." at atBOLBare, held back: dropped before
+	// text; content before a CR or LF.
 	sawDotBare
-	// sawDotCR: after "." CR at atBOL. LF next ends the data.
+	// sawDotCR: after "." CR at atBOL, both held back. LF next ends the
+	// data; anything else makes them content (a bare CR).
 	sawDotCR
 )
 
-// dataReader is the state machine of ReadData: one transition per input
-// byte, except inside a line, where it jumps to the next CR or LF.
-type dataReader struct {
-	w       io.Writer
-	out     []byte // output not yet written to w; fixed capacity
-	opt     DataOptions
-	state   dataState
-	res     DataResult
-	discard bool // write no more: bare line ending rejected, size or write error
-	header  bool // still in the header section
-	name    [16]byte
-	nameLen int // bytes of the current line in name; 0 for an empty line
+// dotFramer is the DATA framing (RFC 5321 sections 4.1.1.4 and 4.5.2):
+// it finds the end of data and undoes dot-stuffing, and writes the rest
+// of its input to body as it came: one transition per input byte, except
+// inside a line, where it jumps to the next CR or LF.
+type dotFramer struct {
+	body  *bodyWriter
+	state dotState
 }
 
-var crlf = []byte("\r\n")
+var (
+	dot   = []byte(".")
+	dotCR = []byte(".\r")
+)
 
 // scan runs the machine over p. It returns how many bytes it consumed and
 // whether they included the end of data; it consumes all of p otherwise.
-func (d *dataReader) scan(p []byte) (int, bool) {
+func (d *dotFramer) scan(p []byte) (int, bool) {
 	i := 0
 	for i < len(p) {
 		c := p[i]
@@ -154,21 +154,17 @@ func (d *dataReader) scan(p []byte) (int, bool) {
 			k := indexCRorLF(rest)
 			switch {
 			case k < 0: // the line goes on past p
-				d.content(rest)
+				d.body.Write(rest)
 				return len(p), false
 			case rest[k] == '\n':
-				d.content(rest[:k])
-				d.bare()
 				d.state = atBOLBare
 			case k+1 < len(rest) && rest[k+1] == '\n': // the usual CR LF
-				d.content(rest[:k])
-				d.endLine()
 				d.state = atBOL
 				k++
 			default: // a CR, its partner unknown yet
-				d.content(rest[:k])
 				d.state = sawCR
 			}
+			d.body.Write(rest[:k+1])
 			i += k + 1
 			continue
 		case atBOL, atBOLBare:
@@ -179,45 +175,26 @@ func (d *dataReader) scan(p []byte) (int, bool) {
 				} else {
 					d.state = sawDotBare
 				}
-			case '\r':
-				d.state = sawCR
-			case '\n':
-				d.bare()
-				d.state = atBOLBare
 			default:
 				d.state = inText
 				continue // the text scan takes c
 			}
 		case sawCR:
 			if c != '\n' {
-				d.bare()
 				d.state = atBOLBare
 				continue // c starts the next line
 			}
-			d.endLine()
+			d.body.Write(p[i : i+1])
 			d.state = atBOL
-		case sawDot:
-			switch c {
-			case '\r':
+		case sawDot, sawDotBare:
+			switch {
+			case c == '\r' && d.state == sawDot:
 				d.state = sawDotCR
-			case '\n':
-				d.content(dot)
-				d.bare()
-				d.state = atBOLBare
-			default: // a stuffing dot
+			case c == '\r' || c == '\n':
+				d.body.Write(dot) // the line "." ended by a bare line ending
 				d.state = inText
 				continue
-			}
-		case sawDotBare:
-			switch c {
-			case '\r':
-				d.content(dot)
-				d.state = sawCR
-			case '\n':
-				d.content(dot)
-				d.bare()
-				d.state = atBOLBare
-			default:
+			default: // a stuffing dot
 				d.state = inText
 				continue
 			}
@@ -225,109 +202,11 @@ func (d *dataReader) scan(p []byte) (int, bool) {
 			if c == '\n' { // CR LF "." CR LF: the end
 				return i + 1, true
 			}
-			d.content(dot) // the line "." ended by a bare CR
-			d.bare()
+			d.body.Write(dotCR) // the line "." ended by a bare CR
 			d.state = atBOLBare
 			continue
 		}
 		i++
 	}
 	return len(p), false
-}
-
-var dot = []byte(".")
-
-// indexCRorLF returns the index of the first CR or LF in p, or -1.
-func indexCRorLF(p []byte) int {
-	lf := bytes.IndexByte(p, '\n')
-	if lf < 0 {
-		return bytes.IndexByte(p, '\r')
-	}
-	if cr := bytes.IndexByte(p[:lf], '\r'); cr >= 0 {
-		return cr
-	}
-	return lf
-}
-
-// bare records a bare CR or LF, which ends the current line: rejected, it
-// stops the output; normalized, it is written as CR LF.
-func (d *dataReader) bare() {
-	d.res.Bare = true
-	if d.opt.BareLineEndings == RejectBare {
-		d.discard = true
-	}
-	d.endLine()
-}
-
-// content takes bytes of the current line.
-func (d *dataReader) content(p []byte) {
-	if d.header && d.nameLen < len(d.name) && len(p) > 0 {
-		d.nameLen += copy(d.name[d.nameLen:], p)
-	}
-	d.emit(p)
-}
-
-// endLine ends the current line with CR LF and, in the header section,
-// counts Received: fields; an empty line ends the header section (RFC
-// 5322 section 2.1).
-func (d *dataReader) endLine() {
-	if d.header {
-		if d.nameLen == 0 {
-			d.header = false
-		} else if isReceived(d.name[:d.nameLen]) {
-			d.res.Received++
-		}
-		d.nameLen = 0
-	}
-	d.emit(crlf)
-}
-
-// isReceived reports whether line starts a Received: header field; the
-// name is case-insensitive, and obsolete syntax allows white space before
-// the colon (RFC 5322 sections 1.2.2 and 4.5).
-func isReceived(line []byte) bool {
-	const name = "received"
-	if len(line) <= len(name) || !ascii.EqualFold(line[:len(name)], name) {
-		return false
-	}
-	rest := bytes.TrimLeft(line[len(name):], " \t")
-	return len(rest) > 0 && rest[0] == ':'
-}
-
-// emit counts p and buffers it for w unless writing has stopped.
-func (d *dataReader) emit(p []byte) {
-	d.res.Size += int64(len(p))
-	if d.discard {
-		return
-	}
-	if d.opt.MaxSize > 0 && d.res.Size > d.opt.MaxSize {
-		d.discard = true
-		return
-	}
-	if len(d.out)+len(p) > cap(d.out) {
-		d.flush()
-		if len(p) > cap(d.out) {
-			d.write(p)
-			return
-		}
-	}
-	d.out = append(d.out, p...)
-}
-
-// flush writes the buffered output.
-func (d *dataReader) flush() {
-	if len(d.out) > 0 {
-		d.write(d.out)
-		d.out = d.out[:0]
-	}
-}
-
-func (d *dataReader) write(p []byte) {
-	if d.res.WriteErr != nil {
-		return
-	}
-	if _, err := d.w.Write(p); err != nil {
-		d.res.WriteErr = err
-		d.discard = true
-	}
 }

@@ -1,7 +1,10 @@
 // Package protocol is the server side of one SMTP session (RFC 5321, with
-// the ESMTP extensions PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES and
-// SMTPUTF8, of which Config.Withhold can leave out 8BITMIME and SMTPUTF8):
-// command parser, command table, replies and a strict DATA reader. It
+// the ESMTP extensions PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES,
+// DSN, CHUNKING and SMTPUTF8, of which Config.Withhold can leave out
+// 8BITMIME, DSN, CHUNKING and SMTPUTF8): command parser, command table,
+// replies, a strict DATA reader and a BDAT reader that feed one body
+// path (body.go), so that every rule on a message's content holds
+// however it was framed. It
 // reads commands from a *bufio.Reader and writes replies to an io.Writer,
 // so it runs the same over stdin/stdout (inetd, systemd, tcpserver), a
 // net.Conn or a test pipe. It knows nothing of files or the
@@ -33,7 +36,8 @@
 //   - the message: Config.CheckHeader sees its header section;
 //     Delivery.Begin gets the envelope, MessageWriter.QueueID names the
 //     message, and MessageWriter.Commit, or what a DeliveryFunc returns,
-//     decides the reply to the end of DATA (RFC 5321 section 4.1.1.4);
+//     decides the reply to the end of DATA (RFC 5321 section 4.1.1.4)
+//     or to BDAT LAST (RFC 3030 section 2);
 //   - the end of the session: Config.OnClose is told what Serve returns
 //     and the counts (POE's on_disconnect).
 //

@@ -45,6 +45,28 @@ type Command struct {
 	// the client well enough to trust who it says submitted the
 	// message.
 	Auth string
+	// Ret is the RET= parameter of MAIL FROM in upper case, "FULL" or
+	// "HDRS" (RFC 3461 section 4.3); "" when absent.
+	Ret string
+	// EnvID is the ENVID= parameter of MAIL FROM decoded from xtext (RFC
+	// 3461 section 4.4): printable ASCII or space, at most 100
+	// characters; "" when absent.
+	EnvID string
+	// Notify is the NOTIFY= parameter of RCPT TO (RFC 3461 section 4.1);
+	// zero when absent.
+	Notify Notify
+	// ORcpt is the ORCPT= parameter of RCPT TO (RFC 3461 section 4.2) in
+	// the form of RcptDSN.ORcpt; "" when absent.
+	ORcpt string
+	// Chunk is true when BDAT's chunk-size read (RFC 3030 section 2),
+	// even if the rest of its arguments did not: the session then reads
+	// the chunk, whatever the reply. False for every other verb.
+	Chunk bool
+	// ChunkSize is BDAT's chunk-size in octets, when Chunk is true.
+	ChunkSize int64
+	// Last is true for BDAT with the end-marker LAST: the chunk ends the
+	// message.
+	Last bool
 }
 
 // Length limits of RFC 5321 section 4.5.3.1, in octets.
@@ -104,8 +126,9 @@ func parseMail(cmd Command) (Command, error) {
 	return cmd, nil
 }
 
-// parseRcpt parses "TO:<forward-path>" (RFC 5321 section 4.1.1.3). No
-// RCPT parameter is supported (we advertise no DSN).
+// parseRcpt parses "TO:<forward-path> [params]" (RFC 5321 section
+// 4.1.1.3); the parameters are DSN's (RFC 3461 section 4), NOTIFY= and
+// ORCPT=.
 func parseRcpt(cmd Command) (Command, error) {
 	rest, ok := cutPrefixFold(cmd.Arg, "TO:")
 	if !ok {
@@ -117,17 +140,45 @@ func parseRcpt(cmd Command) (Command, error) {
 		return cmd, replyRecipientLong
 	case err != nil || params != "" && params[0] != ' ':
 		return cmd, replyBadRecipient
-	case params != "":
-		return cmd, replyRcptParams
 	}
 	cmd.Path = path
+	if params != "" {
+		if r := parseRcptParams(&cmd, params); r != nil {
+			return cmd, r
+		}
+	}
 	return cmd, nil
 }
 
-// parseMailParams parses the Mail-parameters after the reverse-path,
-// s starting with a space: esmtp-keyword ["=" esmtp-value], separated by
-// spaces (RFC 5321 section 4.1.2).
-func parseMailParams(cmd *Command, s string) *Reply {
+// parseRcptParams parses the Rcpt-parameters after the forward-path
+// (RFC 5321 section 4.1.2), as eachParam does.
+func parseRcptParams(cmd *Command, s string) *Reply {
+	return eachParam(cmd, s, func(key, val string, hasVal bool) *Reply {
+		var ok bool
+		switch key {
+		case "NOTIFY": // RFC 3461 section 4.1
+			cmd.Notify, ok = ParseNotify(val)
+			if !ok {
+				return replyNotifySyntax
+			}
+		case "ORCPT": // RFC 3461 section 4.2
+			cmd.ORcpt, ok = parseORcpt(val)
+			if !ok {
+				return replyORcptSyntax
+			}
+		default:
+			return replyParamUnknown
+		}
+		return nil
+	})
+}
+
+// eachParam runs set on each parameter of s, which starts with a space:
+// esmtp-keyword ["=" esmtp-value], separated by spaces (RFC 5321 section
+// 4.1.2), the keyword in upper case. A parameter that is not of that
+// form, or comes twice, is refused here; set returns nil or the reply
+// that refuses its value.
+func eachParam(cmd *Command, s string, set func(key, val string, hasVal bool) *Reply) *Reply {
 	seen := map[string]bool{}
 	for _, p := range strings.Split(s, " ") {
 		if p == "" {
@@ -143,6 +194,17 @@ func parseMailParams(cmd *Command, s string) *Reply {
 			return replyParamTwice
 		}
 		seen[key] = true
+		if r := set(key, val, hasVal); r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
+// parseMailParams parses the Mail-parameters after the reverse-path (RFC
+// 5321 section 4.1.2), as eachParam does.
+func parseMailParams(cmd *Command, s string) *Reply {
+	return eachParam(cmd, s, func(key, val string, hasVal bool) *Reply {
 		switch key {
 		case "SIZE": // RFC 1870: size-value = 1*20DIGIT
 			if !hasVal || len(val) > 20 || strings.Trim(val, "0123456789") != "" {
@@ -171,11 +233,23 @@ func parseMailParams(cmd *Command, s string) *Reply {
 				return replyAuthParamSyntax
 			}
 			cmd.Auth = v
+		case "RET": // RFC 3461 section 4.3
+			v, ok := parseRet(val)
+			if !ok {
+				return replyRetSyntax
+			}
+			cmd.Ret = v
+		case "ENVID": // RFC 3461 section 4.4
+			v, ok := parseEnvID(val)
+			if !ok {
+				return replyEnvIDSyntax
+			}
+			cmd.EnvID = v
 		default:
 			return replyParamUnknown
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 var (

@@ -37,7 +37,16 @@ func TestParseCommand(t *testing.T) {
 		{line: "AUTH PLAIN dXNlcgB1c2VyAHB3", want: Command{Verb: VerbAUTH, Arg: "PLAIN dXNlcgB1c2VyAHB3"}},
 		{line: "AUTH", err: "501 5.5.4"},
 		{line: "AUTH PLAIN a b", err: "501 5.5.4"},
-		{line: "BDAT 10 LAST", err: "502 5.5.1"},
+		{line: "BDAT 10 LAST", want: Command{Verb: VerbBDAT, Arg: "10 LAST", Chunk: true, ChunkSize: 10, Last: true}},
+		{line: "bdat 0 last", want: Command{Verb: VerbBDAT, Arg: "0 last", Chunk: true, Last: true}},
+		{line: "BDAT 65536", want: Command{Verb: VerbBDAT, Arg: "65536", Chunk: true, ChunkSize: 65536}},
+		{line: "BDAT", err: "501 5.5.4"},
+		{line: "BDAT x LAST", err: "501 5.5.4"},
+		{line: "BDAT -1", err: "501 5.5.4"},
+		{line: "BDAT +1", err: "501 5.5.4"},
+		{line: "BDAT 1234567890123456789", err: "501 5.5.4"},
+		{line: "BDAT 10 LAST X", err: "501 5.5.4", want: Command{Verb: VerbBDAT, Arg: "10 LAST X", Chunk: true, ChunkSize: 10, Last: true}},
+		{line: "BDAT 10 FIRST", err: "501 5.5.4", want: Command{Verb: VerbBDAT, Arg: "10 FIRST", Chunk: true, ChunkSize: 10}},
 		{line: "TURN", err: "502 5.5.1"},
 		{line: "FOO", err: "500 5.5.2"},
 		{line: "", err: "500 5.5.2"},
@@ -121,7 +130,8 @@ func TestParseCommand(t *testing.T) {
 		{line: "RCPT TO:b@c.example", err: "501 5.1.3"},
 		{line: "RCPT FROM:<b@c.example>", err: "501 5.5.4"},
 		{line: "RCPT TO:<b@c.example>x", err: "501 5.1.3"},
-		{line: "RCPT TO:<b@c.example> NOTIFY=NEVER", err: "555 5.5.4"},
+		{line: "RCPT TO:<b@c.example> NOTIFY=NEVER", want: Command{Verb: VerbRCPT, Path: "b@c.example", Params: true, Notify: NotifyNever}},
+		{line: "RCPT TO:<b@c.example> X-FOO", err: "555 5.5.4"},
 		{line: "RCPT TO:<b@c.example> ", want: rcpt("b@c.example")},
 
 		// Parameters.
@@ -155,7 +165,7 @@ func TestParseCommand(t *testing.T) {
 		{line: "MAIL FROM:<a@b.example> AUTH=a+2", err: "501 5.5.4"},
 		{line: "MAIL FROM:<a@b.example> AUTH=a+2b", err: "501 5.5.4"},
 		{line: "MAIL FROM:<a@b.example> AUTH=a+", err: "501 5.5.4"},
-		{line: "MAIL FROM:<a@b.example> RET=HDRS", err: "555 5.5.4"},
+		{line: "MAIL FROM:<a@b.example> RET=HDRS", want: Command{Verb: VerbMAIL, Path: "a@b.example", Params: true, Ret: "HDRS"}},
 	}
 	for _, tc := range tests {
 		got, err := ParseCommand([]byte(tc.line))
@@ -167,6 +177,9 @@ func TestParseCommand(t *testing.T) {
 			}
 			if s := strings.TrimSpace(r.Error()); !strings.HasPrefix(s, tc.err+" ") {
 				t.Errorf("ParseCommand(%q) error %q, want %s", tc.line, s, tc.err)
+			}
+			if tc.want.Verb == VerbBDAT && (got.Chunk != tc.want.Chunk || got.ChunkSize != tc.want.ChunkSize) {
+				t.Errorf("ParseCommand(%q) = %+v; want the chunk of %+v", tc.line, got, tc.want)
 			}
 			continue
 		}

@@ -32,6 +32,12 @@ func replyEHLO(host, helo string, maxSize int64, withhold Extensions, starttls, 
 		lines = append(lines, "8BITMIME") // RFC 6152
 	}
 	lines = append(lines, size, "ENHANCEDSTATUSCODES") // RFC 1870, RFC 2034
+	if withhold&ExtDSN == 0 {
+		lines = append(lines, "DSN") // RFC 3461
+	}
+	if withhold&ExtCHUNKING == 0 {
+		lines = append(lines, "CHUNKING") // RFC 3030
+	}
 	if withhold&ExtSMTPUTF8 == 0 {
 		lines = append(lines, "SMTPUTF8") // RFC 6531
 	}
@@ -42,6 +48,11 @@ func replyEHLO(host, helo string, maxSize int64, withhold Extensions, starttls, 
 		lines = append(lines, "AUTH "+authMechanisms) // RFC 4954 section 3
 	}
 	return &Reply{Code: 250, Lines: lines}
+}
+
+// replyChunkOK answers a BDAT chunk without LAST (RFC 3030 section 2).
+func replyChunkOK(n int64) *Reply {
+	return &Reply{Code: 250, Enhanced: "2.0.0", Lines: []string{strconv.FormatInt(n, 10) + " octets received"}}
 }
 
 // replyHELO is the HELO reply (RFC 5321 section 4.1.1.1).
@@ -56,7 +67,7 @@ func replyBye(host string) *Reply {
 
 // replyHelp answers HELP (RFC 5321 section 4.1.1.8) with the verbs
 // carried out, made from the command table (commands.go):
-// "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY; see RFC 5321".
+// "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY; see RFC 5321".
 func replyHelp(verbs string) *Reply {
 	return &Reply{Code: 214, Enhanced: "2.0.0", Lines: []string{"Commands: " + verbs + "; see RFC 5321"}}
 }
@@ -112,36 +123,51 @@ var (
 	replyStartData = &Reply{Code: 354, Lines: []string{"Start mail input; end with <CRLF>.<CRLF>"}}
 
 	// Command syntax (RFC 5321 section 4.2.4, RFC 3463 X.5.x).
-	replyLineTooLong   = reply(500, "5.5.2", "Line too long")
-	replyBadCharacter  = reply(500, "5.5.2", "Invalid character in command (NUL, CR or invalid UTF-8)")
-	replyUnrecognized  = reply(500, "5.5.2", "Command unrecognized")
-	replyNotImpl       = reply(502, "5.5.1", "Command not implemented")
-	replyNoArguments   = reply(501, "5.5.4", "Syntax error: no arguments allowed")
-	replyHeloSyntax    = reply(501, "5.5.4", "Syntax: EHLO or HELO followed by your domain name")
-	replyVRFYSyntax    = reply(501, "5.5.4", "Syntax: VRFY <address>")
-	replyMailSyntax    = reply(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]")
-	replyRcptSyntax    = reply(501, "5.5.4", "Syntax: RCPT TO:<address>")
-	replyParamSyntax   = reply(501, "5.5.4", "Bad parameter syntax")
-	replyParamTwice    = reply(501, "5.5.4", "Parameter given twice")
-	replySizeSyntax    = reply(501, "5.5.4", "Bad SIZE value")
-	replyBodySyntax    = reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
-	replyUTF8Syntax    = reply(501, "5.5.4", "SMTPUTF8 takes no value")
-	replyParamUnknown  = reply(555, "5.5.4", "Unsupported parameter")
-	replyParamNoEHLO   = reply(555, "5.5.4", "Parameters need EHLO")
-	replyRcptParams    = reply(555, "5.5.4", "RCPT TO takes no parameters")
+	replyLineTooLong  = reply(500, "5.5.2", "Line too long")
+	replyBadCharacter = reply(500, "5.5.2", "Invalid character in command (NUL, CR or invalid UTF-8)")
+	replyUnrecognized = reply(500, "5.5.2", "Command unrecognized")
+	replyNotImpl      = reply(502, "5.5.1", "Command not implemented")
+	replyNoArguments  = reply(501, "5.5.4", "Syntax error: no arguments allowed")
+	replyHeloSyntax   = reply(501, "5.5.4", "Syntax: EHLO or HELO followed by your domain name")
+	replyVRFYSyntax   = reply(501, "5.5.4", "Syntax: VRFY <address>")
+	replyMailSyntax   = reply(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]")
+	replyRcptSyntax   = reply(501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]")
+	replyParamSyntax  = reply(501, "5.5.4", "Bad parameter syntax")
+	replyParamTwice   = reply(501, "5.5.4", "Parameter given twice")
+	replySizeSyntax   = reply(501, "5.5.4", "Bad SIZE value")
+	replyBodySyntax   = reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
+	replyUTF8Syntax   = reply(501, "5.5.4", "SMTPUTF8 takes no value")
+	replyParamUnknown = reply(555, "5.5.4", "Unsupported parameter")
+	replyParamNoEHLO  = reply(555, "5.5.4", "Parameters need EHLO")
+	// DSN parameters (RFC 3461 section 4), worded as Postfix's.
+	replyNotifySyntax  = reply(501, "5.5.4", "Bad NOTIFY parameter syntax")
+	replyORcptSyntax   = reply(501, "5.5.4", "Bad ORCPT parameter syntax")
+	replyRetSyntax     = reply(501, "5.5.4", "Bad RET parameter syntax")
+	replyEnvIDSyntax   = reply(501, "5.5.4", "Bad ENVID parameter syntax")
 	replyBadSender     = reply(501, "5.1.7", "Bad sender address syntax")
 	replyBadRecipient  = reply(501, "5.1.3", "Bad recipient address syntax")
 	replySenderLong    = reply(501, "5.1.7", "Sender address too long (RFC 5321 section 4.5.3.1)")
 	replyRecipientLong = reply(501, "5.1.3", "Recipient address too long (RFC 5321 section 4.5.3.1)")
+	// BDAT (RFC 3030 section 2): a bad size loses the framing, so the
+	// session ends after the reply (ErrChunkSize); with a good size the
+	// chunk is read and dropped.
+	replyBdatSize     = reply(501, "5.5.4", "Syntax: BDAT <size> [LAST]; the chunk size is unreadable, closing connection")
+	replyBdatSyntax   = reply(501, "5.5.4", "Syntax: BDAT <size> [LAST]")
+	replyBdatNeedEHLO = reply(503, "5.5.1", "BDAT needs EHLO (CHUNKING, RFC 3030)")
 	// RFC 6531 section 3.4: a non-ASCII address without SMTPUTF8.
 	replyNeedSMTPUTF8 = reply(553, "5.6.7", "Non-ASCII address needs SMTPUTF8")
 
 	// Bad sequence of commands, chosen by outOfSequence (state.go).
-	replyNeedHelo     = reply(503, "5.5.1", "Send EHLO/HELO first")
-	replyNestedMail   = reply(503, "5.5.1", "Nested MAIL command")
-	replyNeedMailRcpt = reply(503, "5.5.1", "Need MAIL before RCPT")
-	replyNeedMailData = reply(503, "5.5.1", "Need MAIL before DATA")
-	replyNoRecipients = reply(503, "5.5.1", "No valid recipients: need RCPT before DATA")
+	replyNeedHelo         = reply(503, "5.5.1", "Send EHLO/HELO first")
+	replyNestedMail       = reply(503, "5.5.1", "Nested MAIL command")
+	replyNeedMailRcpt     = reply(503, "5.5.1", "Need MAIL before RCPT")
+	replyNeedMailData     = reply(503, "5.5.1", "Need MAIL before DATA")
+	replyNoRecipients     = reply(503, "5.5.1", "No valid recipients: need RCPT before DATA")
+	replyNeedMailBdat     = reply(503, "5.5.1", "Need MAIL before BDAT")
+	replyNoRecipientsBdat = reply(503, "5.5.1", "No valid recipients: need RCPT before BDAT")
+	// RFC 3030 section 2: between chunks only BDAT goes on with the
+	// message (DATA, MAIL, RCPT, STARTTLS and AUTH do not).
+	replyInBdat = reply(503, "5.5.1", "Message in BDAT chunks under way: send BDAT, or RSET")
 	// RFC 5321 section 3.1: after a 554 greeting, every command but QUIT.
 	replyNeedQuit = reply(503, "5.5.1", "Session refused: only QUIT is accepted")
 

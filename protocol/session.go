@@ -43,6 +43,11 @@ var (
 	// channel, so the session ends after the reply (RFC 5321 section
 	// 3.8).
 	ErrShutdown = errors.New("protocol: 421, closing the transmission channel")
+	// ErrChunkSize is returned by Serve when a BDAT command's chunk size
+	// could not be read: where its chunk ends is unknown, so nothing
+	// after it can be read as a command (RFC 3030 section 2). The
+	// session replied 501 5.5.4.
+	ErrChunkSize = errors.New("protocol: BDAT chunk size unreadable")
 
 	errQuit        = errors.New("quit")
 	errLineTooLong = errors.New("line too long")
@@ -76,6 +81,7 @@ type Session struct {
 	messages int             // messages committed
 	line     []byte          // buffer for command lines
 	header   []byte          // buffer for the header section, for CheckHeader
+	chunked  *message        // the message of BDAT chunks under way (StateBdat), or nil
 	slow     bool            // the read deadline set is MinDataRate's (dataDeadline)
 	stopping atomic.Bool     // Shutdown was called (shutdown.go)
 }
@@ -136,7 +142,8 @@ func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log
 // Serve writes the 220 greeting, then reads commands from r and writes
 // replies to w until the session ends. It returns nil after QUIT and 221;
 // an error wrapping io.EOF or io.ErrUnexpectedEOF when r ends;
-// ErrTimeout after 421 4.4.2 when a read times out or DATA is too slow;
+// ErrTimeout after 421 4.4.2 when a read times out or DATA or BDAT is
+// too slow; ErrChunkSize after 501 5.5.4 for BDAT without a readable size;
 // ErrTooManyErrors after 421 4.7.0; ErrImproperPipelining after 554
 // 5.5.0; ErrNonSMTP after 221 2.7.0; ErrRefused after Config.Greet's
 // refusal; ErrShutdown after any other 421 (RFC 5321 section 3.8); or
@@ -147,6 +154,10 @@ func NewSession(cfg Config, client Client, policy Policy, delivery Delivery, log
 func (s *Session) Serve(r *bufio.Reader, w io.Writer, d Deadliner) error {
 	s.r, s.w, s.d = r, bufio.NewWriter(w), d
 	err := s.serve()
+	if s.chunked != nil { // the session ended between BDAT chunks
+		s.abortMessage(s.chunked)
+		s.chunked = nil
+	}
 	if ferr := s.w.Flush(); errors.Is(err, errQuit) {
 		err = nil
 		if ferr != nil {
@@ -231,21 +242,28 @@ func (s *Session) execute() (*Reply, error) {
 	}
 	cmd, perr := ParseCommand(line)
 	c := lookup(cmd.Verb)
-	if s.improperPipelining(c) {
+	if s.improperPipelining(c, cmd) {
 		s.log.Warn("improper pipelining", "verb", string(cmd.Verb), "state", s.state.String())
 		return replyImproperPipelining, ErrImproperPipelining
 	}
+	var r *Reply
 	switch {
 	case c == nil || c.run == nil: // unknown, or known and not carried out
-		return s.refuse(cmd.Verb, replyFor(perr)), nil
+		r = replyFor(perr)
 	case !c.isOffered(s): // carried out, but not in this session
-		return s.refuse(cmd.Verb, replyNotImpl), nil
+		r = replyNotImpl
 	case !c.after.has(s.state):
-		return s.refuse(cmd.Verb, outOfSequence(cmd.Verb, s.state)), nil
+		r = outOfSequence(cmd.Verb, s.state)
 	case perr != nil:
-		return s.refuse(cmd.Verb, replyFor(perr)), nil
+		r = replyFor(perr)
+	default:
+		return c.run(s, cmd)
 	}
-	return c.run(s, cmd)
+	r = s.refuse(cmd.Verb, r)
+	if cmd.Verb == VerbBDAT { // its chunk follows, refused or not
+		return s.skipChunk(cmd, r)
+	}
+	return r, nil
 }
 
 // answer is the one place where the reply to a command is written (send
@@ -313,6 +331,7 @@ func (s *Session) mail(cmd Command) (*Reply, error) {
 	}
 	env := s.env
 	env.From, env.Body, env.SMTPUTF8, env.Size, env.To = cmd.Path, cmd.Body, cmd.SMTPUTF8, cmd.Size, nil
+	env.Ret, env.EnvID, env.DSN = cmd.Ret, cmd.EnvID, nil
 	if s.cfg.CheckSender != nil {
 		check := env
 		if r := s.cfg.CheckSender(&check); r != nil {
@@ -328,18 +347,26 @@ func (s *Session) mail(cmd Command) (*Reply, error) {
 	return replyMailOK, nil
 }
 
-// withheld reports whether MAIL FROM cmd carries a parameter of an
-// extension the EHLO reply did not offer (Config.Withhold): BODY= of
-// 8BITMIME (RFC 6152 section 2), SMTPUTF8 of SMTPUTF8 (RFC 6531 section
-// 3.4). RFC 5321 section 4.1.1.11 answers such a parameter with 555.
+// withheld reports whether MAIL FROM or RCPT TO cmd carries a parameter
+// of an extension the EHLO reply did not offer (Config.Withhold): BODY=
+// of 8BITMIME (RFC 6152 section 2), SMTPUTF8 of SMTPUTF8 (RFC 6531
+// section 3.4), RET=, ENVID=, NOTIFY= or ORCPT= of DSN (RFC 3461 section
+// 4). RFC 5321 section 4.1.1.11 answers such a parameter with 555.
 func withheld(cmd Command, w Extensions) bool {
-	return cmd.Body != "" && w&Ext8BITMIME != 0 || cmd.SMTPUTF8 && w&ExtSMTPUTF8 != 0
+	dsn := cmd.Ret != "" || cmd.EnvID != "" || cmd.Notify != 0 || cmd.ORcpt != ""
+	return cmd.Body != "" && w&Ext8BITMIME != 0 || cmd.SMTPUTF8 && w&ExtSMTPUTF8 != 0 || dsn && w&ExtDSN != 0
 }
 
 // rcpt carries out RCPT TO (RFC 5321 section 4.1.1.3).
 func (s *Session) rcpt(cmd Command) (*Reply, error) {
 	if !s.env.SMTPUTF8 && !isASCII(cmd.Path) { // RFC 6531 section 3.4
 		return s.refuse(cmd.Verb, replyNeedSMTPUTF8), nil
+	}
+	if cmd.Params && s.env.Protocol != "ESMTP" {
+		return s.refuse(cmd.Verb, replyParamNoEHLO), nil
+	}
+	if withheld(cmd, s.cfg.Withhold) {
+		return s.refuse(cmd.Verb, replyParamUnknown), nil
 	}
 	path := cmd.Path
 	if path == "postmaster" { // the parser's name for <postmaster> in any case
@@ -357,6 +384,7 @@ func (s *Session) rcpt(cmd Command) (*Reply, error) {
 			r = refusal(pr)
 		} else {
 			s.env.To = append(s.env.To, path)
+			s.env.DSN = append(s.env.DSN, RcptDSN{Notify: cmd.Notify, ORcpt: cmd.ORcpt})
 			if s.rcpts == nil {
 				s.rcpts = map[string]bool{}
 			}
@@ -391,8 +419,13 @@ func rcptKey(path string) string {
 }
 
 // reset ends the mail transaction (RFC 5321 section 4.1.1.5), keeping
-// what EHLO or HELO said.
+// what EHLO or HELO said. A message of BDAT chunks under way is aborted
+// (RFC 3030 section 2: RSET abandons it).
 func (s *Session) reset() {
+	if s.chunked != nil {
+		s.abortMessage(s.chunked)
+		s.chunked = nil
+	}
 	s.env = Envelope{Client: s.env.Client, Helo: s.env.Helo, Protocol: s.env.Protocol,
 		TLSVersion: s.env.TLSVersion, TLSCipher: s.env.TLSCipher, AuthUser: s.env.AuthUser}
 	clear(s.rcpts)

@@ -228,7 +228,7 @@ func TestWithhold(t *testing.T) {
 		"MAIL FROM:<\u00e9@c.example> SMTPUTF8\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<\u00e9@d.example>\r\nQUIT\r\n"
 	const (
 		ehlo     = "250-mx.example.net greets c.example\r\n250-PIPELINING\r\n"
-		rest     = "250-SIZE 10485760\r\n250-ENHANCEDSTATUSCODES\r\n"
+		rest     = "250-SIZE 10485760\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-CHUNKING\r\n"
 		unsupp   = "555 5.5.4 Unsupported parameter\r\n"
 		senderOK = "250 2.1.0 Sender OK\r\n"
 		needUTF8 = "553 5.6.7 Non-ASCII address needs SMTPUTF8\r\n"
@@ -240,8 +240,8 @@ func TestWithhold(t *testing.T) {
 	}{
 		{"none", 0, ehlo + "250-8BITMIME\r\n" + rest + "250 SMTPUTF8\r\n" + senderOK + "503 5.5.1 Nested MAIL command\r\n"},
 		{"8BITMIME", Ext8BITMIME, ehlo + rest + "250 SMTPUTF8\r\n" + unsupp + unsupp + senderOK + "503 5.5.1 Nested MAIL command\r\n"},
-		{"SMTPUTF8", ExtSMTPUTF8, ehlo + "250-8BITMIME\r\n" + "250-SIZE 10485760\r\n250 ENHANCEDSTATUSCODES\r\n" + senderOK + "503 5.5.1 Nested MAIL command\r\n"},
-		{"both", Ext8BITMIME | ExtSMTPUTF8, ehlo + "250-SIZE 10485760\r\n250 ENHANCEDSTATUSCODES\r\n" + unsupp + unsupp + unsupp + senderOK + needUTF8},
+		{"SMTPUTF8", ExtSMTPUTF8, ehlo + "250-8BITMIME\r\n" + "250-SIZE 10485760\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 CHUNKING\r\n" + senderOK + "503 5.5.1 Nested MAIL command\r\n"},
+		{"both", Ext8BITMIME | ExtSMTPUTF8, ehlo + "250-SIZE 10485760\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 CHUNKING\r\n" + unsupp + unsupp + unsupp + senderOK + needUTF8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig()
@@ -268,6 +268,9 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte("EHLO x\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"), false)
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nDATA\r\nSubject: x\r\n\r\nb\r\n.\r\n"), false)
 	f.Add([]byte("EHLO x\r\nAUTH LOGIN\r\nYWxpY2U=\r\n*\r\nAUTH PLAIN AGFsaWNlAHMzY3JldCBwYXNz\r\nMAIL FROM:<a@b> AUTH=<>\r\nQUIT\r\n"), false)
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 7\r\nA: 1\r\n\rBDAT 3\r\n\nb\nDATA\r\nBDAT 1x\r\nBDAT 2 LAST\r\n\r\nBDAT 0 LAST\r\nQUIT\r\n"), false)
+	f.Add([]byte("EHLO x\r\nBDAT 6\r\nQUIT\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 5000\r\nRSET\r\n"), true)
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b> RET=HDRS ENVID=x+2By\r\nRCPT TO:<c@d> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;c@d\r\nRCPT TO:<e@d> NOTIFY=NEVER,SUCCESS\r\nDATA\r\n\r\nb\r\n.\r\nQUIT\r\n"), false)
 	for _, v := range smugglingVectors {
 		in := []byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello" + v + smuggled + "\r\n.\r\nQUIT\r\n")
 		f.Add(in, false)

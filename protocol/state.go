@@ -15,6 +15,10 @@ const (
 	StateMail
 	// StateRcpt is after at least one accepted RCPT TO.
 	StateRcpt
+	// StateBdat is inside a message sent in BDAT chunks (RFC 3030):
+	// after a chunk without LAST. Only more BDAT ends the message; RSET,
+	// EHLO, HELO and QUIT abandon it.
+	StateBdat
 	// StateRefused is after a 554 greeting from Config.Greet: the
 	// server refuses the session and waits for QUIT (RFC 5321 section
 	// 3.1).
@@ -22,7 +26,7 @@ const (
 	numStates
 )
 
-var stateNames = [numStates]string{"Init", "Helo", "Mail", "Rcpt", "Refused"}
+var stateNames = [numStates]string{"Init", "Helo", "Mail", "Rcpt", "Bdat", "Refused"}
 
 // String returns the state's name, e.g. "Mail".
 func (s State) String() string {
@@ -51,6 +55,8 @@ const (
 	VerbSTARTTLS Verb = "STARTTLS"
 	// VerbAUTH authenticates the client (RFC 4954).
 	VerbAUTH Verb = "AUTH"
+	// VerbBDAT sends a chunk of the message (RFC 3030).
+	VerbBDAT Verb = "BDAT"
 )
 
 // stateSet is a set of States, one bit each.
@@ -70,7 +76,7 @@ func (set stateSet) has(s State) bool { return set&(1<<s) != 0 }
 // column of the commands that may come at any time. Only QUIT may follow
 // a refusal (always).
 var (
-	anyState = states(StateInit, StateHelo, StateMail, StateRcpt)
+	anyState = states(StateInit, StateHelo, StateMail, StateRcpt, StateBdat)
 	always   = anyState | states(StateRefused)
 )
 
@@ -84,12 +90,18 @@ func outOfSequence(v Verb, s State) *Reply {
 		return replyNeedQuit
 	case s == StateInit:
 		return replyNeedHelo
+	case s == StateBdat:
+		return replyInBdat
 	case v == VerbSTARTTLS:
 		return replyTLSInTransaction
 	case v == VerbMAIL:
 		return replyNestedMail
 	case v == VerbRCPT:
 		return replyNeedMailRcpt
+	case v == VerbBDAT && s == StateHelo:
+		return replyNeedMailBdat
+	case v == VerbBDAT:
+		return replyNoRecipientsBdat
 	case s == StateHelo:
 		return replyNeedMailData
 	default:

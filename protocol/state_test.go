@@ -12,22 +12,24 @@ import (
 // deliberate one.
 func TestAntecedentTable(t *testing.T) {
 	want := map[Verb][numStates]bool{
-		//         Init   Helo   Mail   Rcpt   Refused
-		VerbHELO: {true, true, true, true, false},
-		VerbEHLO: {true, true, true, true, false},
-		VerbMAIL: {false, true, false, false, false},
-		VerbRCPT: {false, false, true, true, false},
-		VerbDATA: {false, false, false, true, false},
-		VerbRSET: {true, true, true, true, false},
-		VerbNOOP: {true, true, true, true, false},
-		VerbQUIT: {true, true, true, true, true},
-		VerbHELP: {true, true, true, true, false},
-		VerbVRFY: {true, true, true, true, false},
+		//         Init   Helo   Mail   Rcpt   Bdat   Refused
+		VerbHELO: {true, true, true, true, true, false},
+		VerbEHLO: {true, true, true, true, true, false},
+		VerbMAIL: {false, true, false, false, false, false},
+		VerbRCPT: {false, false, true, true, false, false},
+		VerbDATA: {false, false, false, true, false, false},
+		VerbRSET: {true, true, true, true, true, false},
+		VerbNOOP: {true, true, true, true, true, false},
+		VerbQUIT: {true, true, true, true, true, true},
+		VerbHELP: {true, true, true, true, true, false},
+		VerbVRFY: {true, true, true, true, true, false},
+		// Offered unless CHUNKING is withheld: bdat_test.go.
+		VerbBDAT: {false, false, false, true, true, false},
 		// Only when offered (Config.TLS, ServeConn): tls_test.go.
-		VerbSTARTTLS: {false, true, false, false, false},
+		VerbSTARTTLS: {false, true, false, false, false, false},
 		// Only when offered (Config.Auth); in Init it says "Send EHLO
 		// first": auth_test.go.
-		VerbAUTH: {true, true, false, false, false},
+		VerbAUTH: {true, true, false, false, false, false},
 	}
 	if n := len(carriedOut()); n != len(want) {
 		t.Errorf("table has %d verbs, want %d", n, len(want))
@@ -50,6 +52,7 @@ func TestSessionStates(t *testing.T) {
 		StateHelo:    "EHLO c.example\r\n",
 		StateMail:    "EHLO c.example\r\nMAIL FROM:<a@c.example>\r\n",
 		StateRcpt:    "EHLO c.example\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<b@d.example>\r\n",
+		StateBdat:    "EHLO c.example\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<b@d.example>\r\nBDAT 3\r\nabc",
 		StateRefused: "", // Config.Greet refuses with 554
 	}
 	commands := map[Verb]struct {
@@ -88,7 +91,7 @@ func TestSessionStates(t *testing.T) {
 			// Skip the greeting and the replies to the prefix.
 			skip := 1 + strings.Count(prefixes[s], "\r\n")
 			if s > StateInit && s != StateRefused {
-				skip += 5 // EHLO's extension lines
+				skip += 7 // EHLO's extension lines
 			}
 			if len(replies) <= skip {
 				t.Errorf("%s in %s: no reply in %q", v, s, out.String())
@@ -150,7 +153,7 @@ func replyLines(s string) []string {
 }
 
 func TestStateString(t *testing.T) {
-	for s, want := range map[State]string{StateInit: "Init", StateHelo: "Helo", StateMail: "Mail", StateRcpt: "Rcpt", StateRefused: "Refused", 9: "State(9)"} {
+	for s, want := range map[State]string{StateInit: "Init", StateHelo: "Helo", StateMail: "Mail", StateRcpt: "Rcpt", StateBdat: "Bdat", StateRefused: "Refused", 9: "State(9)"} {
 		if got := s.String(); got != want {
 			t.Errorf("State(%d).String() = %q, want %q", s, got, want)
 		}
@@ -180,10 +183,13 @@ func TestCommandTable(t *testing.T) {
 		}
 	}
 	var verbs []string
-	for _, v := range alwaysOffered() {
-		verbs = append(verbs, string(v))
+	s := NewSession(Config{}, Client{}, nil, nil, nil)
+	for _, c := range commands {
+		if c.run != nil && c.isOffered(s) {
+			verbs = append(verbs, string(c.verb))
+		}
 	}
-	help, _ := NewSession(Config{}, Client{}, nil, nil, nil).help(Command{})
+	help, _ := s.help(Command{})
 	if got, want := help.Lines[0], "Commands: "+strings.Join(verbs, " ")+"; see RFC 5321"; got != want {
 		t.Errorf("HELP says %q, want %q", got, want)
 	}

@@ -141,7 +141,7 @@ func TestSTARTTLS(t *testing.T) {
 	if r := td.expect("EHLO c.example", "250-"); !strings.HasSuffix(r, "\n250 STARTTLS") {
 		t.Errorf("EHLO before TLS does not offer STARTTLS last: %q", r)
 	}
-	td.expect("HELP", "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY STARTTLS;")
+	td.expect("HELP", "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS;")
 	td.expect("MAIL FROM:<x@c.example>", "250 ")
 	td.expect("STARTTLS", "503 5.5.1 STARTTLS not allowed during a mail transaction")
 	td.expect("RCPT TO:<b@d.example>", "250 ")
@@ -155,7 +155,7 @@ func TestSTARTTLS(t *testing.T) {
 	if r := td.expect("EHLO c.example", "250-"); strings.Contains(r, "STARTTLS") {
 		t.Errorf("EHLO over TLS offers STARTTLS: %q", r)
 	}
-	td.expect("HELP", "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY;")
+	td.expect("HELP", "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY;")
 	td.expect("STARTTLS", "502 5.5.1")
 	td.expect("MAIL FROM:<a@c.example>", "250 ")
 	td.expect("RCPT TO:<b@d.example>", "250 ")

@@ -19,7 +19,7 @@ import (
 // pipes, in the format of package transcript (its package comment has
 // it all): C: and R: lines are the client's, S: lines the replies, "="
 // how Serve ends (nil, eof, timeout, too-many-errors, improper-pipelining,
-// non-smtp or refused), M: lines the committed messages, and "!" lines
+// non-smtp, refused or chunk-size), M: lines the committed messages, and "!" lines
 // set the session up (see setOption). The session runs on testConfig's
 // fake clock, so that Received: headers compare exactly. Besides the
 // replies, every message the session began must be committed or aborted.
@@ -191,6 +191,8 @@ func resultIs(err error, want string) bool {
 		return errors.Is(err, ErrNonSMTP)
 	case "refused":
 		return errors.Is(err, ErrRefused)
+	case "chunk-size":
+		return errors.Is(err, ErrChunkSize)
 	}
 	return false
 }

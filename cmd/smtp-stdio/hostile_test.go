@@ -199,7 +199,7 @@ func TestPipelinedBurst(t *testing.T) {
 		{"RCPT TO:<y@example.org>", "250 2.1.5 Recipient OK"},
 		{"VRFY x@example.org", "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"},
 		{"RSET", "250 2.0.0 OK"},
-		{"HELP", "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY; see RFC 5321"},
+		{"HELP", "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY; see RFC 5321"},
 	}
 	var in, out strings.Builder
 	in.WriteString("C: EHLO c.example\n")
