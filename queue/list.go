@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io/fs"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -36,36 +38,272 @@ type ListEntry struct {
 	Rcpts    []Rcpt    `json:"recipients"`
 }
 
-// List reads the queue without the run lock (a run may be going on):
-// every message in queue/, with its state, ordered by arrival; with all,
-// also failed/ and corrupt/. It takes each message's lock shared and at
-// once lets it go, only to tell whether a run is delivering it. A message
-// that cannot be read is listed with its error; List itself returns only
-// the error of reading a directory.
+// ListFilter selects the messages Walk shows. Its zero value selects
+// every message.
+type ListFilter struct {
+	// From selects messages whose sender contains it, in ASCII case
+	// folding; "<>" selects the null sender only.
+	From string
+	// To selects messages with a recipient that contains it, as From.
+	// The messages are shown with all their recipients.
+	To string
+	// OlderThan selects messages that arrived more than this long
+	// before now.
+	OlderThan time.Duration
+}
+
+// zero reports whether f selects every message.
+func (f *ListFilter) zero() bool { return *f == ListFilter{} }
+
+// tooYoung reports, from a file name alone, that the message cannot be
+// older than f.OlderThan: a queue id begins with its arrival second, so
+// the message arrived no earlier than that second. It spares opening
+// the files a filter on age would drop.
+func (f *ListFilter) tooYoung(name string, now time.Time) bool {
+	t, ok := ArrivalSecond(name)
+	return f.OlderThan > 0 && ok && now.Sub(t) <= f.OlderThan
+}
+
+// match reports whether f selects le.
+func (f *ListFilter) match(le *ListEntry, now time.Time) bool {
+	if f.OlderThan > 0 {
+		arr := le.Arrival
+		if arr.IsZero() {
+			arr, _ = ArrivalSecond(le.ID)
+		}
+		if arr.IsZero() || now.Sub(arr) <= f.OlderThan {
+			return false
+		}
+	}
+	if f.From != "" && !addrMatch(le.From, f.From) {
+		return false
+	}
+	if f.To != "" {
+		return slices.ContainsFunc(le.Rcpts, func(r Rcpt) bool { return addrMatch(r.Addr, f.To) })
+	}
+	return true
+}
+
+// addrMatch: addr contains pat, in ASCII case folding (a domain's case
+// does not matter, and a local part's nearly never does); "<>" is the
+// null sender, "".
+func addrMatch(addr, pat string) bool {
+	if pat == "<>" {
+		return addr == ""
+	}
+	return strings.Contains(ascii.Lower(addr), ascii.Lower(pat))
+}
+
+// List returns Walk's entries as one slice: the whole queue in memory,
+// for tests and small queues. Errors are Walk's.
 func (q *Queue) List(now time.Time, all bool) ([]ListEntry, error) {
-	sc, err := q.Scan()
+	var out []ListEntry
+	err := q.Walk(now, all, ListFilter{}, func(le *ListEntry) error {
+		out = append(out, *le)
+		return nil
+	})
+	return out, err
+}
+
+// Walk reads the queue without the run lock (a run may be going on) and
+// calls fn with each message in queue/, with its state, ordered by
+// arrival; with all, also those in failed/ and corrupt/; only those f
+// selects. It takes each message's lock shared and at once lets it go,
+// only to tell whether a run is delivering it. A message that cannot be
+// read is shown with its error.
+//
+// Walk streams: it holds the file names of queue/ and state/ (tens of
+// bytes a message) and one message at a time, never the whole list, so
+// its memory stays flat with 100,000 messages. The order comes from the
+// names: a queue id begins with its arrival second (spool.NewQueueID),
+// so sorted ids are in arrival order to the second; messages of one
+// second are opened once more to be put in arrival order (to the
+// nanosecond, then by id), and a name that is not a queue id stands
+// alone where it sorts. fn must not keep the *ListEntry it is given.
+//
+// Walk returns fn's first error, which stops it, or the error of reading
+// a directory.
+func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) error) error {
+	// queue/ first, state/ second: a message arriving meanwhile has no
+	// state yet, so none is mistaken for another's (as Scan).
+	qnames, err := readNames(q.sp.Path(spool.QueueDir))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := make([]ListEntry, 0, len(sc.Entries))
-	for i := range sc.Entries {
-		out = append(out, q.listQueued(&sc.Entries[i], now))
+	snames, err := readNames(q.sp.Path(StateDir))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
+	// Names that are not ours (temporary, foreign) are left out, then
+	// the rest sorted by their message's id, to be merged with queue/.
+	snames = slices.DeleteFunc(snames, func(n string) bool {
+		_, _, _, ok := parseStateName(n)
+		return !ok
+	})
+	slices.SortFunc(snames, func(a, b string) int {
+		return cmp.Or(cmp.Compare(stateID(a), stateID(b)), cmp.Compare(a, b))
+	})
+	slices.Sort(qnames)
+	areas := []areaNames{{area: spool.QueueDir, names: qnames}}
 	if all {
 		for _, area := range []string{FailedDir, CorruptDir} {
 			names, err := q.Area(area)
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
+				return err
 			}
-			for _, n := range names {
-				out = append(out, q.listArea(area, n, now))
-			}
+			slices.Sort(names)
+			areas = append(areas, areaNames{area: area, names: names})
 		}
 	}
-	slices.SortFunc(out, func(a, b ListEntry) int {
-		return cmp.Or(a.Arrival.Compare(b.Arrival), cmp.Compare(a.ID, b.ID))
+	w := walker{q: q, now: now, f: f, fn: fn, states: snames}
+	for {
+		ref, ok := nextRef(areas)
+		if !ok {
+			break
+		}
+		if len(w.group) > 0 && groupKey(ref.name) != groupKey(w.group[0].name) {
+			if err := w.flush(); err != nil {
+				return err
+			}
+		}
+		w.group = append(w.group, ref)
+	}
+	return w.flush()
+}
+
+// areaNames are the sorted names of one area still to be walked.
+type areaNames struct {
+	area  string
+	names []string
+}
+
+// listRef is one message file to list: its name and area.
+type listRef struct {
+	name, area string
+	arrival    time.Time // for ordering within a group of one second
+}
+
+// nextRef takes the smallest name left in areas (a merge of their
+// sorted names), false when none is left.
+func nextRef(areas []areaNames) (listRef, bool) {
+	best := -1
+	for i := range areas {
+		if len(areas[i].names) > 0 && (best < 0 || areas[i].names[0] < areas[best].names[0]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return listRef{}, false
+	}
+	a := &areas[best]
+	ref := listRef{name: a.names[0], area: a.area}
+	a.names[0] = "" // let the collector have what was shown
+	a.names = a.names[1:]
+	return ref, true
+}
+
+// groupKey is the arrival second at the start of a queue id, or the
+// whole name when it is not one.
+func groupKey(name string) string {
+	if _, ok := ArrivalSecond(name); ok {
+		return name[:len(idTimeLayout)]
+	}
+	return name
+}
+
+// stateID is the message id of a name in state/.
+func stateID(name string) string {
+	id, _, _ := strings.Cut(name, nameSep)
+	return id
+}
+
+// walker is the state of one Walk.
+type walker struct {
+	q      *Queue
+	now    time.Time
+	f      ListFilter
+	fn     func(*ListEntry) error
+	states []string  // names in state/ not yet matched, sorted by id
+	group  []listRef // the messages of one arrival second
+}
+
+// flush lists the group in arrival order and empties it.
+func (w *walker) flush() error {
+	g := w.group
+	if len(g) == 0 {
+		return nil
+	}
+	last := g[len(g)-1].name // the group is in name order until sorted below
+	defer func() {
+		w.forget(last)
+		clear(w.group)
+		w.group = w.group[:0]
+	}()
+	if len(g) > 1 {
+		// One second's messages: their arrival, to the nanosecond,
+		// is in their envelopes.
+		for i := range g {
+			if m, err := spool.Open(w.q.sp.Path(g[i].area, g[i].name)); err == nil {
+				g[i].arrival = m.Received
+				m.Close()
+			}
+		}
+		slices.SortStableFunc(g, func(a, b listRef) int {
+			return cmp.Or(a.arrival.Compare(b.arrival), cmp.Compare(a.name, b.name))
+		})
+	}
+	for i := range g {
+		if err := w.list(&g[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// list shows one message, if the filter selects it.
+func (w *walker) list(ref *listRef) error {
+	if w.f.tooYoung(ref.name, w.now) {
+		return nil
+	}
+	var le ListEntry
+	if ref.area == spool.QueueDir {
+		e := w.stateOf(ref.name)
+		le = w.q.listQueued(&e, w.now)
+	} else {
+		le = w.q.listArea(ref.area, ref.name, w.now)
+	}
+	if !w.f.zero() && !w.f.match(&le, w.now) {
+		return nil
+	}
+	return w.fn(&le)
+}
+
+// stateOf returns the Entry of message id with its names in state/.
+func (w *walker) stateOf(id string) Entry {
+	e := Entry{ID: id}
+	i, _ := slices.BinarySearchFunc(w.states, id, func(n, id string) int { return cmp.Compare(stateID(n), id) })
+	for ; i < len(w.states) && stateID(w.states[i]) == id; i++ {
+		n := w.states[i]
+		if strings.HasSuffix(n, journalSuffix) {
+			e.Journal = true
+		} else {
+			e.States = append(e.States, n)
+		}
+	}
+	return e
+}
+
+// forget drops the names in state/ of messages up to last, in id order:
+// those shown, and those of messages gone meanwhile.
+func (w *walker) forget(last string) {
+	i, _ := slices.BinarySearchFunc(w.states, last, func(n, id string) int {
+		return cmp.Or(cmp.Compare(stateID(n), id), -1)
 	})
-	return out, nil
+	for i < len(w.states) && stateID(w.states[i]) == last {
+		i++
+	}
+	clear(w.states[:i])
+	w.states = w.states[i:]
 }
 
 func (q *Queue) listQueued(e *Entry, now time.Time) ListEntry {

@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/json"
@@ -13,10 +14,34 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/queue"
 )
 
-// writeList prints entries (from queue.Queue.List) to w, for smtp-send
-// --list: with asJSON one JSON object per line,
-// else a block per message (id, status, age, size, sender, attempts, next
-// try) and one line per recipient (status, address, last reply), then a
+// listQueue prints the queue to w for smtp-send --list as it reads it
+// (queue.Queue.Walk): one message at a time, never the whole list in
+// memory. all adds failed/ and corrupt/; f selects the messages. It
+// returns the error of reading the spool or of writing to w.
+func listQueue(w io.Writer, q *queue.Queue, now time.Time, all, asJSON bool, f queue.ListFilter) error {
+	lw := newListWriter(w, now, asJSON)
+	if err := q.Walk(now, all, f, lw.entry); err != nil {
+		return err
+	}
+	return lw.finish(f != queue.ListFilter{})
+}
+
+// writeList prints entries with a listWriter, as listQueue prints the
+// queue.
+func writeList(w io.Writer, entries []queue.ListEntry, now time.Time, asJSON bool) error {
+	lw := newListWriter(w, now, asJSON)
+	for i := range entries {
+		if err := lw.entry(&entries[i]); err != nil {
+			return err
+		}
+	}
+	return lw.finish(false)
+}
+
+// listWriter prints the entries of a listing one at a time, for smtp-send
+// --list: with asJSON one JSON object per line (as postqueue -j), else a
+// block per message (id, status, age, size, sender, attempts, next try)
+// and one line per recipient (status, address, last reply), then a
 // summary line.
 //
 // Addresses, reply texts and file names come from clients, smarthosts and
@@ -26,65 +51,92 @@ import (
 // drive the terminal nor disguise a line. The JSON form is valid JSON
 // whatever the strings hold (encoding/json writes invalid UTF-8 as U+FFFD),
 // with the same characters written as \u escapes by textsafe.EscapeJSON.
-func writeList(w io.Writer, entries []queue.ListEntry, now time.Time, asJSON bool) error {
-	if asJSON {
-		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		for i := range entries {
-			if err := enc.Encode(&entries[i]); err != nil {
-				return err
-			}
+type listWriter struct {
+	w      *bufio.Writer
+	now    time.Time
+	asJSON bool
+	js     bytes.Buffer // one entry's JSON
+	enc    *json.Encoder
+	counts map[string]int // messages by status
+	n      int
+}
+
+func newListWriter(w io.Writer, now time.Time, asJSON bool) *listWriter {
+	lw := &listWriter{w: bufio.NewWriterSize(w, 64<<10), now: now, asJSON: asJSON, counts: map[string]int{}}
+	lw.enc = json.NewEncoder(&lw.js)
+	return lw
+}
+
+// entry prints one message. It returns the error of writing (sticky:
+// after one, nothing more is written).
+func (l *listWriter) entry(e *queue.ListEntry) error {
+	l.n++
+	if l.asJSON {
+		l.js.Reset()
+		if err := l.enc.Encode(e); err != nil {
+			return err
 		}
-		_, err := w.Write(textsafe.EscapeJSON(b.Bytes()))
+		_, err := l.w.Write(textsafe.EscapeJSON(l.js.Bytes()))
 		return err
 	}
-	q := textsafe.Escape
-	var b strings.Builder
-	counts := map[string]int{}
-	for _, e := range entries {
-		counts[e.Status]++
-		next := "-"
-		if !e.Next.IsZero() {
-			next = e.Next.UTC().Format(time.RFC3339) + " (in " + e.Next.Sub(now).Truncate(time.Second).String() + ")"
-		} else if e.Status == queue.ListNew {
-			next = "now"
-		}
-		fmt.Fprintf(&b, "%s  %s  age %s  %d bytes  from <%s>  attempts %d  next %s\n",
-			q(e.ID), q(e.Status), q(cmp.Or(e.Age, "?")), e.Size, q(e.From), e.Attempts, next)
-		if e.Error != "" {
-			fmt.Fprintf(&b, "    error: %s\n", q(e.Error))
-		}
-		for _, rc := range e.Rcpts {
-			fmt.Fprintf(&b, "    %-8s <%s>", q(rc.Status.String()), q(rc.Addr))
-			if rc.Stage != "" {
-				fmt.Fprintf(&b, "  %s:", q(rc.Stage))
-				if rc.Code != 0 {
-					fmt.Fprintf(&b, " %d", rc.Code)
-				}
-				if rc.Enhanced != "" {
-					fmt.Fprintf(&b, " %s", q(rc.Enhanced))
-				}
-				fmt.Fprintf(&b, " %s", q(rc.Text))
-			}
-			if rc.Relay != "" {
-				fmt.Fprintf(&b, "  (relay %s)", q(rc.Relay))
-			}
-			if rc.DSN != "" {
-				fmt.Fprintf(&b, "  (dsn %s)", q(rc.DSN))
-			}
-			b.WriteByte('\n')
-		}
+	b, q := l.w, textsafe.Escape
+	l.counts[e.Status]++
+	next := "-"
+	if !e.Next.IsZero() {
+		next = e.Next.UTC().Format(time.RFC3339) + " (in " + e.Next.Sub(l.now).Truncate(time.Second).String() + ")"
+	} else if e.Status == queue.ListNew {
+		next = "now"
 	}
-	var parts []string
-	for _, s := range []string{queue.ListNew, queue.ListDeferred, queue.ListActive, queue.ListUnreadable, queue.ListCorrupt, queue.ListFailed} {
-		if counts[s] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+	fmt.Fprintf(b, "%s  %s  age %s  %d bytes  from <%s>  attempts %d  next %s\n",
+		q(e.ID), q(e.Status), q(cmp.Or(e.Age, "?")), e.Size, q(e.From), e.Attempts, next)
+	if e.Error != "" {
+		fmt.Fprintf(b, "    error: %s\n", q(e.Error))
+	}
+	for _, rc := range e.Rcpts {
+		fmt.Fprintf(b, "    %-8s <%s>", q(rc.Status.String()), q(rc.Addr))
+		if rc.Stage != "" {
+			fmt.Fprintf(b, "  %s:", q(rc.Stage))
+			if rc.Code != 0 {
+				fmt.Fprintf(b, " %d", rc.Code)
+			}
+			if rc.Enhanced != "" {
+				fmt.Fprintf(b, " %s", q(rc.Enhanced))
+			}
+			fmt.Fprintf(b, " %s", q(rc.Text))
 		}
+		if rc.Relay != "" {
+			fmt.Fprintf(b, "  (relay %s)", q(rc.Relay))
+		}
+		if rc.DSN != "" {
+			fmt.Fprintf(b, "  (dsn %s)", q(rc.DSN))
+		}
+		b.WriteByte('\n')
 	}
-	if len(parts) == 0 {
-		parts = []string{"empty"}
-	}
-	fmt.Fprintf(&b, "-- %d messages: %s\n", len(entries), strings.Join(parts, ", "))
-	_, err := io.WriteString(w, b.String())
+	// bufio.Writer keeps its first error: this is the write's error, or
+	// nil while all went well.
+	_, err := b.Write(nil)
 	return err
+}
+
+// finish prints the text form's summary line (of the messages shown,
+// "matching" when filtered), and flushes. It returns the error of
+// writing.
+func (l *listWriter) finish(filtered bool) error {
+	if !l.asJSON {
+		var parts []string
+		for _, s := range []string{queue.ListNew, queue.ListDeferred, queue.ListActive, queue.ListUnreadable, queue.ListCorrupt, queue.ListFailed} {
+			if l.counts[s] > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", l.counts[s], s))
+			}
+		}
+		if len(parts) == 0 {
+			parts = []string{"empty"}
+		}
+		what := "messages"
+		if filtered {
+			what = "messages matching"
+		}
+		fmt.Fprintf(l.w, "-- %d %s: %s\n", l.n, what, strings.Join(parts, ", "))
+	}
+	return l.w.Flush()
 }

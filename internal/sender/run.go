@@ -34,6 +34,7 @@ const name = "smtp-send"
 // options are smtp-send's flags.
 type options struct {
 	list, asJSON, all, explain bool
+	filter                     queue.ListFilter // with --list
 }
 
 // flagSet returns the flag set of smtp-send, filling o, writing its
@@ -44,6 +45,9 @@ func (o *options) flagSet(w io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.list, "list", false, "print the queue instead of delivering")
 	fs.BoolVar(&o.asJSON, "json", false, "with --list: one JSON object per message per line")
 	fs.BoolVar(&o.all, "all", false, "deliver every queued message now, ignoring retry times; with --list: include failed/ and corrupt/")
+	fs.StringVar(&o.filter.From, "from", "", "with --list: only messages whose sender contains `TEXT` (ASCII case ignored; <> the null sender)")
+	fs.StringVar(&o.filter.To, "to", "", "with --list: only messages with a recipient that contains `TEXT`")
+	fs.DurationVar(&o.filter.OlderThan, "older-than", 0, "with --list: only messages that arrived more than `DURATION` ago (\"1h\", \"90m\")")
 	fs.BoolVar(&o.explain, "explain", false, "print how each ADDRESS argument would be delivered (route and why, MX hosts and addresses, TLS policy), sending nothing")
 	return fs
 }
@@ -52,7 +56,7 @@ func (o *options) flagSet(w io.Writer) *flag.FlagSet {
 // setting with its type and default (envnames.Usage, generated from
 // Config), and its exit statuses. It returns w's error.
 func Usage(w io.Writer) error {
-	fmt.Fprintf(w, "Usage: %s [--all] [--list [--json]]\n       %s --explain ADDRESS...\n\n", name, name)
+	fmt.Fprintf(w, "Usage: %s [--all] [--list [--json] [--from TEXT] [--to TEXT] [--older-than DURATION]]\n       %s --explain ADDRESS...\n\n", name, name)
 	new(options).flagSet(w).PrintDefaults()
 	fmt.Fprintln(w)
 	if err := envnames.Usage(w, &Config{}); err != nil {
@@ -83,7 +87,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	if fs.NArg() > 0 && !o.explain || o.asJSON && !o.list || o.explain && (fs.NArg() == 0 || o.list || o.all) {
+	if fs.NArg() > 0 && !o.explain || (o.asJSON || o.filter != queue.ListFilter{}) && !o.list || o.explain && (fs.NArg() == 0 || o.list || o.all) {
 		fmt.Fprintf(stderr, "%s: unexpected arguments; see --help\n", name)
 		return exitUsage
 	}
@@ -118,11 +122,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	if o.list {
-		entries, err := q.List(time.Now(), o.all)
-		if err == nil {
-			err = writeList(stdout, entries, time.Now(), o.asJSON)
-		}
-		if err != nil {
+		if err := listQueue(stdout, q, time.Now(), o.all, o.asJSON, o.filter); err != nil {
 			log.Error("listing the queue", "err", err)
 			return exitIOErr
 		}
