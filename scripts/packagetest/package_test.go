@@ -51,10 +51,16 @@ func TestPackage(t *testing.T) {
 
 	contents := run(t, "dpkg-deb", "--contents", deb)
 	for _, f := range []string{
-		"./usr/sbin/smtp-stdio", "./usr/sbin/smtp-send",
+		"./usr/sbin/smtp-stdio", "./usr/sbin/smtp-send", "./usr/sbin/sendmail", "./usr/sbin/smtp-drop",
 		"./usr/share/man/man8/smtp-stdio.8.gz", "./usr/share/man/man8/smtp-send.8.gz",
-		"./usr/share/man/man5/smtp-spool.5.gz",
+		"./usr/share/man/man8/sendmail.8.gz", "./usr/share/man/man5/smtp-spool.5.gz",
 		"./usr/lib/systemd/system/smtp-stdio.socket", "./usr/lib/systemd/system/smtp-stdio@.service",
+		"./usr/lib/systemd/system/smtp-stdio-server.socket", "./usr/lib/systemd/system/smtp-stdio-server.service",
+		"./usr/lib/systemd/system/smtp-submission.socket", "./usr/lib/systemd/system/smtp-submission@.service",
+		"./usr/lib/systemd/system/smtp-submissions.socket", "./usr/lib/systemd/system/smtp-submissions@.service",
+		"./etc/smtp-stdio/sendmail.conf",
+		"./usr/share/doc/smtp-stdio/examples/inetd-wait.conf",
+		"./usr/share/doc/smtp-stdio/examples/tcpserver.submission/run",
 		"./usr/lib/systemd/system/smtp-send.service", "./usr/lib/systemd/system/smtp-send.timer",
 		"./etc/default/smtp-stdio", "./etc/default/smtp-send",
 		"./usr/share/doc/smtp-stdio/copyright",
@@ -64,10 +70,15 @@ func TestPackage(t *testing.T) {
 			t.Errorf("the package has no %s", f)
 		}
 	}
+	for _, l := range []string{"./usr/bin/mailq -> ../sbin/sendmail", "./usr/bin/newaliases -> ../sbin/sendmail"} {
+		if !strings.Contains(contents, " "+l+"\n") {
+			t.Errorf("the package has no %s", l)
+		}
+	}
 	if strings.Contains(contents, "/var/spool") {
 		t.Error("the spool is a file of the package: removing it would delete mail")
 	}
-	if c := run(t, "dpkg-deb", "--info", deb, "conffiles"); c != "/etc/default/smtp-stdio\n/etc/default/smtp-send\n" {
+	if c := run(t, "dpkg-deb", "--info", deb, "conffiles"); c != "/etc/default/smtp-stdio\n/etc/default/smtp-send\n/etc/smtp-stdio/sendmail.conf\n" {
 		t.Errorf("conffiles:\n%s", c)
 	}
 
@@ -125,24 +136,39 @@ func TestInstall(t *testing.T) {
 	deb := build(t)
 	script := "set -eu\n" + overlays + `
 as() { setpriv --reuid=smtp-stdio --regid=smtp-stdio --init-groups "$@"; }
-dpkg -i "$1" >/dev/null
+# The test machine has Postfix (the test suite drives it), which also
+# provides mail-transport-agent and /usr/sbin/sendmail: on this throwaway
+# overlay, install over it, as apt would after removing it.
+install_deb() { dpkg --force-conflicts,overwrite -i "$1" >/dev/null 2>&1 || dpkg --force-conflicts,overwrite -i "$1"; }
+install_deb "$1"
 id smtp-stdio
+stat -c 'spool %U:%G %a' /var/spool/smtp-stdio
+stat -c 'drop %U:%G %a' /var/spool/smtp-stdio/drop
+stat -c 'helper %U:%G %a' /usr/sbin/smtp-drop
+chmod 0750 /var/spool/smtp-stdio
+install_deb "$1"
+stat -c 'again %U:%G %a' /var/spool/smtp-stdio
 chmod 0710 /var/spool/smtp-stdio
-dpkg -i "$1" >/dev/null
-stat -c '%U:%G %a' /var/spool/smtp-stdio
+# Any user queues mail through sendmail and the setgid helper.
+printf 'Subject: from nobody\n\nhi\n' | setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/sbin/sendmail r@example.org
+echo dropped: $(ls /var/spool/smtp-stdio/drop | wc -l)
 printf 'EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nSubject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n' |
 	as env SMTP_LOCAL_DOMAINS=example.org SMTP_LOG=off /usr/sbin/smtp-stdio
 as /usr/sbin/smtp-send --list
 if command -v systemd-analyze >/dev/null; then
 	systemd-analyze verify /usr/lib/systemd/system/smtp-stdio.socket \
 		/usr/lib/systemd/system/smtp-stdio@.service \
+		/usr/lib/systemd/system/smtp-stdio-server.socket /usr/lib/systemd/system/smtp-stdio-server.service \
+		/usr/lib/systemd/system/smtp-submission.socket /usr/lib/systemd/system/smtp-submission@.service \
+		/usr/lib/systemd/system/smtp-submissions.socket /usr/lib/systemd/system/smtp-submissions@.service \
 		/usr/lib/systemd/system/smtp-send.service /usr/lib/systemd/system/smtp-send.timer
 	echo units verified
 fi
 man -w smtp-stdio smtp-send smtp-spool
-dpkg -r smtp-stdio >/dev/null
+man -w 8 sendmail
+dpkg -r smtp-stdio >/dev/null 2>&1
 echo removed: $(ls /var/spool/smtp-stdio/queue | wc -l) queued
-dpkg -P smtp-stdio >/dev/null
+dpkg -P smtp-stdio
 echo purged: $(ls /var/spool/smtp-stdio/queue | wc -l) queued
 `
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", deb)
@@ -153,11 +179,16 @@ echo purged: $(ls /var/spool/smtp-stdio/queue | wc -l) queued
 	}
 	wants := []string{
 		"(smtp-stdio) gid=",
+		"spool smtp-stdio:smtp-drop 710\n",
+		"drop smtp-stdio:smtp-drop 1730\n",
+		"helper root:smtp-drop 2755\n",
 		// Installing again leaves an existing spool's mode alone.
-		"smtp-stdio:smtp-stdio 710\n",
+		"again smtp-stdio:smtp-drop 750\n",
+		"dropped: 1\n",
 		"250 2.0.0 OK queued as",
 		"-- 1 messages: 1 new",
 		"/usr/share/man/man5/smtp-spool.5.gz",
+		"/usr/share/man/man8/sendmail.8.gz",
 		"removed: 1 queued",
 		"purge keeps /var/spool/smtp-stdio",
 		"purged: 1 queued",
