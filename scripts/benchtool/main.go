@@ -407,6 +407,44 @@ func bigMessage(stdio, base string, mib int) error {
 		fmt.Printf("one %d MiB message, %s: %.0f MiB/s, peak RSS %.1f MiB (VmHWM), CPU %v\n",
 			mib, in.name, float64(mib)/u.wall.Seconds(), float64(u.peakKiB)/1024, u.cpu.Round(time.Millisecond))
 	}
+	return ddRatio(stdio, env, f, spoolDir, mib)
+}
+
+// ddRatio measures the large message against its floor in the same run,
+// interleaved: smtp-stdio reading the session from the file f, and dd
+// writing the same bytes from f into the same file system with
+// conv=fsync. It prints the median MiB/s of each over 3 rounds and their
+// ratio.
+func ddRatio(stdio string, env []string, f *os.File, spoolDir string, mib int) error {
+	dd, err := exec.LookPath("dd")
+	if err != nil {
+		return nil
+	}
+	var ours, floor []float64
+	for range 3 {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		u, out, err := spawn(stdio, nil, env, f)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(out), "\r\n250 2.0.0") {
+			return fmt.Errorf("big message not accepted: %q", out)
+		}
+		ours = append(ours, float64(mib)/u.wall.Seconds())
+		dst := filepath.Join(spoolDir, "tmp", "dd.out")
+		start := time.Now()
+		if out, err := exec.Command(dd, "if="+f.Name(), "of="+dst, "bs=1M", "conv=fsync", "status=none").CombinedOutput(); err != nil {
+			return fmt.Errorf("dd: %v %s", err, out)
+		}
+		floor = append(floor, float64(mib)/time.Since(start).Seconds())
+		os.Remove(dst)
+	}
+	slices.Sort(ours)
+	slices.Sort(floor)
+	fmt.Printf("one %d MiB message from a file, interleaved with dd conv=fsync of the same bytes: %.0f MiB/s vs dd %.0f MiB/s, ratio %.2f (goal >= 0.85)\n",
+		mib, ours[1], floor[1], ours[1]/floor[1])
 	return nil
 }
 
