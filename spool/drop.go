@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"io"
 	"os"
 	"strconv"
@@ -63,7 +62,7 @@ func NewDropWriter(w io.Writer, env *Envelope) (*DropWriter, error) {
 		return nil, err
 	}
 	hdr := encodeEnvelope(env)
-	d := &DropWriter{bw: bufio.NewWriterSize(w, 64<<10), crc: crc32.New(castagnoli())}
+	d := &DropWriter{bw: bufio.NewWriterSize(w, 64<<10), crc: newCRC()}
 	d.sizeOff = int64(len(hdr.prefix))
 	d.crcOff = d.sizeOff + sizeWidth + int64(len(hdr.middle))
 	if _, err := io.WriteString(d.bw, hdr.prefix+zeros(sizeWidth)+hdr.middle+zeros(crcWidth)+hdr.suffix); err != nil {

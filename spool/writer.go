@@ -141,7 +141,7 @@ func (s *Spool) Create(env *Envelope) (*Writer, error) {
 		dest: dest,
 		pf:   pf,
 		bw:   bufio.NewWriterSize(pf, 64<<10),
-		crc:  crc32.New(castagnoli()),
+		crc:  newCRC(),
 	}
 	hdr := encodeEnvelope(env)
 	w.sizeOff = int64(len(hdr.prefix))

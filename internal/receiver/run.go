@@ -1,12 +1,11 @@
 package receiver
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
@@ -317,10 +316,12 @@ type syslogSetting struct {
 	SyslogSocket string `split_words:"true"`
 }
 
+// sessionID names a session in the log: 12 hex digits from the
+// runtime's random source (seeded from the system's at start), not
+// crypto/rand, whose first use would cost a short session more: the
+// name correlates log lines, it guards nothing.
 func sessionID() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return fmt.Sprintf("%012x", rand.Uint64()&(1<<48-1))
 }
 
 func clientString(p peer.Peer) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -79,7 +80,10 @@ const (
 	maxSec = 1 << 40
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// castagnoli is made at first use, not at start-up: a session with the
+// limits off never checks a page, and building hash/crc32's tables costs
+// a fresh process about 0.2 ms.
+var castagnoli = sync.OnceValue(func() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) })
 
 type page [pageSize]byte
 
@@ -88,12 +92,12 @@ type header struct{ page }
 
 func (h *header) valid() bool {
 	return string(h.page[:len(magic)]) == magic &&
-		binary.LittleEndian.Uint32(h.page[offCRC:]) == crc32.Checksum(h.page[offCRC+4:], castagnoli)
+		binary.LittleEndian.Uint32(h.page[offCRC:]) == crc32.Checksum(h.page[offCRC+4:], castagnoli())
 }
 
 func (h *header) seal() {
 	copy(h.page[:], magic)
-	binary.LittleEndian.PutUint32(h.page[offCRC:], crc32.Checksum(h.page[offCRC+4:], castagnoli))
+	binary.LittleEndian.PutUint32(h.page[offCRC:], crc32.Checksum(h.page[offCRC+4:], castagnoli()))
 }
 
 func (h *header) head() int64         { return int64(binary.LittleEndian.Uint64(h.page[offHead:])) }
@@ -115,8 +119,8 @@ type set struct{ page }
 func (s *set) sum(key []byte, n int) uint32 {
 	var num [4]byte
 	binary.LittleEndian.PutUint32(num[:], uint32(n))
-	c := crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, num[:])
-	return crc32.Update(c, castagnoli, s.page[4:])
+	c := crc32.Update(crc32.Checksum(key, castagnoli()), castagnoli(), num[:])
+	return crc32.Update(c, castagnoli(), s.page[4:])
 }
 
 func (s *set) valid(key []byte, n int) bool {

@@ -309,7 +309,7 @@ func v1Page() []byte {
 	binary.LittleEndian.PutUint64(p[12:], base)
 	binary.LittleEndian.PutUint64(p[20:], 5)
 	binary.LittleEndian.PutUint32(p[32+4*(base%ringLen):], 5)
-	binary.LittleEndian.PutUint32(p[offCRC:], crc32.Checksum(p[offCRC+4:], castagnoli))
+	binary.LittleEndian.PutUint32(p[offCRC:], crc32.Checksum(p[offCRC+4:], castagnoli()))
 	return p
 }
 
