@@ -418,7 +418,6 @@ func TestAcceptYesOnFD3(t *testing.T) {
 	}
 }
 
-
 // TestSystemdServer: the Accept=no pair as shipped: the socket hands
 // over a listening socket (Accept=no), the service runs with the
 // Environment= lines of the unit under systemd-socket-activate without

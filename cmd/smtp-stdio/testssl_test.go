@@ -74,4 +74,3 @@ func lookTestssl(t *testing.T) string {
 	t.Skip("testssl not installed")
 	return ""
 }
-
