@@ -84,18 +84,10 @@ func reapSessions(t *testing.T, spoolDir string) {
 	t.Cleanup(func() {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			var pids []int
-			ents, _ := os.ReadDir("/proc")
-			for _, e := range ents {
-				pid, err := strconv.Atoi(e.Name())
-				if err != nil {
-					continue
-				}
-				env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-				if bytes.Contains(append([]byte{0}, env...), want) {
-					pids = append(pids, pid)
-				}
-			}
+			pids := processes(func(dir string) bool {
+				env, _ := os.ReadFile(filepath.Join(dir, "environ"))
+				return bytes.Contains(append([]byte{0}, env...), want)
+			})
 			if len(pids) == 0 {
 				return
 			}
@@ -109,6 +101,38 @@ func reapSessions(t *testing.T, spoolDir string) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// processes returns the pids of the processes whose /proc directory
+// match accepts.
+func processes(match func(dir string) bool) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err == nil && match(filepath.Join("/proc", e.Name())) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// startRunScript starts a run script of scripts/tcpserver (cmd, its
+// knobs set) listening on addr, its output (tcpserver's log and the
+// sessions') kept and shown if the test fails.
+func startRunScript(t *testing.T, addr string, cmd *exec.Cmd) *testutil.LockedBuffer {
+	t.Helper()
+	// The run script sends standard error to standard output (for
+	// multilog): that is where tcpserver's and smtp-stdio's logs go.
+	logs := &testutil.LockedBuffer{}
+	cmd.Stdout = logs
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("run script output:\n%s", logs.String())
+		}
+	})
+	startDaemon(t, addr, cmd)
+	return logs
 }
 
 // dialFrom connects to addr from a given loopback address: all of
@@ -253,16 +277,7 @@ func TestTCPServerRun(t *testing.T) {
 		"TCPSERVER_USER=", // run the sessions as ourselves
 		"TCPSERVER_ENVDIR=" + envDir,
 	}
-	// The run script sends standard error to standard output (for
-	// multilog): that is where tcpserver's and smtp-stdio's logs go.
-	var logs testutil.LockedBuffer
-	run.Stdout = &logs
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("run script output:\n%s", logs.String())
-		}
-	})
-	startDaemon(t, addr, run)
+	logs := startRunScript(t, addr, run)
 
 	// 127.0.0.1: RELAYCLIENT from the example's 127. rule.
 	body := "Subject: via tcpserver\r\n\r\nrelayed\r\n"

@@ -86,24 +86,15 @@ func TestServerClients(t *testing.T) {
 
 // childrenOf lists the processes whose parent is pid.
 func childrenOf(pid int) []int {
-	var kids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
+	return processes(func(dir string) bool {
+		b, err := os.ReadFile(filepath.Join(dir, "stat"))
 		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
+			return false
 		}
 		// pid (comm) state ppid ...
 		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			kids = append(kids, p)
-		}
-	}
-	return kids
+		return len(f) > 1 && f[1] == strconv.Itoa(pid)
+	})
 }
 
 // TestServerLimits: past SMTP_MAX_CONNECTIONS a connection gets 421

@@ -147,14 +147,7 @@ func TestTCPServerSubmission(t *testing.T) {
 				"TCPSERVER_RULES=" + cdb,
 				"TCPSERVER_USER=",
 			}
-			var logs testutil.LockedBuffer
-			run.Stdout = &logs
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("run script output:\n%s", logs.String())
-				}
-			})
-			startDaemon(t, addr, run)
+			startRunScript(t, addr, run)
 			checkSubmission(t, addr, svc.swaksTLS, sd)
 		})
 	}
