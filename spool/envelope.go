@@ -16,9 +16,24 @@ import (
 	"time"
 )
 
-// Version is the spool file format version written by this package. The
-// first line of every message file is Magic, a space and this number.
-const Version = 1
+// Version is the newest spool file format version, the one this package
+// writes for an envelope that needs it. The first line of every message
+// file is Magic, a space and its version. The writer writes the oldest
+// version that holds the envelope: VersionDSN when it carries a DSN
+// parameter, else Version1, so that a reader of version 1 still reads
+// every file that it would not misread. The reader reads both.
+const Version = VersionDSN
+
+// The versions of the format (FORMAT.md).
+const (
+	// Version1 is the first format.
+	Version1 = 1
+	// VersionDSN adds the DSN parameters (RFC 3461): ret and envid per
+	// message, notify and orcpt per recipient after its rcpt-to line. A
+	// reader of version 1 would drop a NOTIFY=NEVER and bounce, so such a
+	// file is version 2.
+	VersionDSN = 2
+)
 
 // Magic is the first word of every message file.
 const Magic = "smtp-spool"
@@ -61,6 +76,69 @@ type Envelope struct {
 	// AuthUser is the user name the client authenticated as with AUTH
 	// (RFC 4954), "" without. Optional as TLSVersion.
 	AuthUser string
+
+	// Ret is MAIL FROM's RET= (RFC 3461 section 4.3): "FULL", "HDRS", or
+	// "" when absent (the reporting MTA then chooses).
+	Ret string
+	// EnvID is MAIL FROM's ENVID= decoded from xtext (RFC 3461 section
+	// 4.4), at most MaxEnvIDLen octets; "" when absent. It goes into
+	// every notice about the message as Original-Envelope-Id (RFC 3464
+	// section 2.2.1) and, xtext-encoded again, to the next hop.
+	EnvID string
+	// DSN holds the recipients' DSN parameters: DSN[i] is those of To[i].
+	// It may be shorter than To, nil when no recipient gave any: read it
+	// through RcptDSN.
+	DSN []RcptDSN
+}
+
+// RcptDSN is the DSN parameters of one recipient (RFC 3461 sections 4.1
+// and 4.2); the zero value is a recipient that gave none.
+type RcptDSN struct {
+	// Notify is RCPT TO's NOTIFY= (RFC 3461 section 4.1): "NEVER", or
+	// one or more of "SUCCESS", "FAILURE" and "DELAY" joined by commas in
+	// that order; "" when absent, where the default holds (a notice of
+	// failure, and of delay at the MTA's choice).
+	Notify string
+	// ORcpt is RCPT TO's ORCPT= (RFC 3461 section 4.2): the addr-type in
+	// lower case, ";", and the original address decoded (from xtext, or
+	// for "utf-8" from RFC 6533's form), as "rfc822;bob@example.org";
+	// "" when absent. It goes into notices as Original-Recipient (RFC
+	// 3464 section 2.3.1) and, encoded again for its type, to the next
+	// hop.
+	ORcpt string
+}
+
+// RcptDSN returns the DSN parameters of To[i]: the zero RcptDSN (none
+// given) when DSN does not reach that far.
+func (e *Envelope) RcptDSN(i int) RcptDSN {
+	if i >= 0 && i < len(e.DSN) {
+		return e.DSN[i]
+	}
+	return RcptDSN{}
+}
+
+// hasDSN reports whether e carries any DSN parameter: its file is then
+// VersionDSN.
+func (e *Envelope) hasDSN() bool {
+	if e.Ret != "" || e.EnvID != "" {
+		return true
+	}
+	for _, d := range e.DSN {
+		if d != (RcptDSN{}) {
+			return true
+		}
+	}
+	return false
+}
+
+// validNotify reports whether s is a Notify value of RcptDSN.
+func validNotify(s string) bool {
+	switch s {
+	case "", "NEVER", "SUCCESS", "FAILURE", "DELAY", "SUCCESS,FAILURE", "SUCCESS,DELAY",
+		"FAILURE,DELAY", "SUCCESS,FAILURE,DELAY":
+		return true
+	}
+	return false
 }
 
 // Limits of the envelope. The writer (Create) refuses an envelope over
@@ -79,6 +157,13 @@ const (
 	// receiver takes paths of at most 256 octets with the brackets
 	// (section 4.5.3.1.3); the rest is room for addresses it qualifies.
 	MaxAddrLen = 64 + 1 + 255
+	// MaxEnvIDLen is the longest ENVID, in octets (RFC 3461 section 4.4:
+	// 100 characters).
+	MaxEnvIDLen = 100
+	// MaxORcptLen is the longest ORCPT value stored, addr-type and ";"
+	// included, in octets: RFC 3461 section 4.2 bounds the parameter at
+	// 500 characters.
+	MaxORcptLen = 600
 )
 
 // Validate reports whether e can be written into a message file: every
@@ -104,6 +189,9 @@ func (e *Envelope) Validate() error {
 			return fmt.Errorf("spool: rcpt-to is longer than %d octets", MaxAddrLen)
 		}
 	}
+	if err := e.validateDSN(); err != nil {
+		return err
+	}
 	check := func(name, v string) error {
 		if strings.ContainsAny(v, "\r\n\x00") {
 			return fmt.Errorf("spool: envelope field %s contains CR, LF or NUL", name)
@@ -114,7 +202,7 @@ func (e *Envelope) Validate() error {
 		{"client", e.Client}, {"helo", e.Helo}, {"protocol", e.Protocol},
 		{"body", e.Body}, {"mail-from", e.From},
 		{"tls-version", e.TLSVersion}, {"tls-cipher", e.TLSCipher},
-		{"auth-user", e.AuthUser},
+		{"auth-user", e.AuthUser}, {"envid", e.EnvID},
 	} {
 		if err := check(f[0], f[1]); err != nil {
 			return err
@@ -123,6 +211,32 @@ func (e *Envelope) Validate() error {
 	for _, r := range e.To {
 		if err := check("rcpt-to", r); err != nil {
 			return err
+		}
+	}
+	for _, d := range e.DSN {
+		if err := check("orcpt", d.ORcpt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateDSN checks the DSN fields of e (see Validate).
+func (e *Envelope) validateDSN() error {
+	switch {
+	case e.Ret != "" && e.Ret != "FULL" && e.Ret != "HDRS":
+		return fmt.Errorf("spool: ret is %q, not FULL or HDRS", e.Ret)
+	case len(e.EnvID) > MaxEnvIDLen:
+		return fmt.Errorf("spool: envid is longer than %d octets", MaxEnvIDLen)
+	case len(e.DSN) > len(e.To):
+		return fmt.Errorf("spool: DSN parameters for %d recipients of %d", len(e.DSN), len(e.To))
+	}
+	for _, d := range e.DSN {
+		if !validNotify(d.Notify) {
+			return fmt.Errorf("spool: notify is %q", d.Notify)
+		}
+		if typ, addr, ok := strings.Cut(d.ORcpt, ";"); d.ORcpt != "" && (!ok || typ == "" || addr == "" || len(d.ORcpt) > MaxORcptLen) {
+			return fmt.Errorf("spool: orcpt is not addr-type;address of at most %d octets", MaxORcptLen)
 		}
 	}
 	return nil

@@ -41,6 +41,10 @@ const (
 	fTLSVer   = "tls-version" // optional: only for a message over TLS
 	fTLSCiph  = "tls-cipher"  // optional: only for a message over TLS
 	fAuthUser = "auth-user"   // optional: only for a message after AUTH
+	fRet      = "ret"         // version 2, optional: MAIL FROM RET=
+	fEnvID    = "envid"       // version 2, optional: MAIL FROM ENVID=
+	fNotify   = "notify"      // version 2, optional, after its rcpt-to: NOTIFY=
+	fORcpt    = "orcpt"       // version 2, optional, after its rcpt-to: ORCPT=
 	fSize     = "message-size"
 	fCRC      = "message-crc32c"
 )
@@ -53,7 +57,11 @@ type encodedEnvelope struct {
 
 func encodeEnvelope(e *Envelope) encodedEnvelope {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %d\n", Magic, Version)
+	version := Version1
+	if e.hasDSN() {
+		version = VersionDSN
+	}
+	fmt.Fprintf(&b, "%s %d\n", Magic, version)
 	line := func(k, v string) {
 		b.WriteString(k)
 		b.WriteString(": ")
@@ -82,9 +90,22 @@ func encodeEnvelope(e *Envelope) encodedEnvelope {
 	if e.AuthUser != "" {
 		line(fAuthUser, e.AuthUser)
 	}
+	if e.Ret != "" {
+		line(fRet, e.Ret)
+	}
+	if e.EnvID != "" {
+		line(fEnvID, e.EnvID)
+	}
 	line(fFrom, "<"+e.From+">")
-	for _, r := range e.To {
+	for i, r := range e.To {
 		line(fTo, "<"+r+">")
+		d := e.RcptDSN(i)
+		if d.Notify != "" {
+			line(fNotify, d.Notify)
+		}
+		if d.ORcpt != "" {
+			line(fORcpt, d.ORcpt)
+		}
 	}
 	b.WriteString(fSize + ": ")
 	prefix := b.String()
@@ -101,6 +122,8 @@ type Message struct {
 	Envelope
 	// Size is the length of the message bytes, in bytes.
 	Size int64
+	// Version is the file's format version: Version1 or VersionDSN.
+	Version int
 	// CRC32C is the Castagnoli CRC of the message bytes.
 	CRC32C uint32
 
@@ -171,10 +194,13 @@ func parse(f *os.File) (*Message, error) {
 	if !ok || magic != Magic {
 		return nil, fmt.Errorf("%w: not a spool file", ErrCorrupt)
 	}
-	if ver != strconv.Itoa(Version) {
+	if ver != strconv.Itoa(Version1) && ver != strconv.Itoa(VersionDSN) {
 		return nil, fmt.Errorf("%w: unknown version %q", ErrCorrupt, ver)
 	}
-	m := &Message{f: f}
+	m := &Message{f: f, Version: Version1}
+	if ver != strconv.Itoa(Version1) {
+		m.Version = VersionDSN
+	}
 	seen := map[string]bool{}
 	for n := 0; ; n++ {
 		if n > maxEnvelopeLines {
@@ -196,7 +222,7 @@ func parse(f *os.File) (*Message, error) {
 				return nil, fmt.Errorf("%w: bad envelope line %q", ErrCorrupt, line)
 			}
 		}
-		if k != fTo && seen[k] {
+		if k != fTo && k != fNotify && k != fORcpt && seen[k] {
 			return nil, fmt.Errorf("%w: duplicate field %s", ErrCorrupt, k)
 		}
 		seen[k] = true
@@ -213,6 +239,9 @@ func parse(f *os.File) (*Message, error) {
 	// every message read has a state that smtp-send can write.
 	if err := m.Envelope.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if m.hasDSN() && m.Version == Version1 {
+		return nil, fmt.Errorf("%w: DSN fields in a version 1 file", ErrCorrupt)
 	}
 	fi, err := f.Stat()
 	if err != nil {
@@ -256,6 +285,28 @@ func (m *Message) set(k, v string) error {
 		m.TLSCipher = v
 	case fAuthUser:
 		m.AuthUser = v
+	case fRet:
+		m.Ret = v
+	case fEnvID:
+		m.EnvID = v
+	case fNotify, fORcpt:
+		// Per recipient: of the rcpt-to line before, once each.
+		i := len(m.To) - 1
+		if i < 0 {
+			return fmt.Errorf("%w: %s before any rcpt-to", ErrCorrupt, k)
+		}
+		for len(m.DSN) <= i {
+			m.DSN = append(m.DSN, RcptDSN{})
+		}
+		d := &m.DSN[i]
+		if k == fNotify && d.Notify != "" || k == fORcpt && d.ORcpt != "" || v == "" {
+			return bad()
+		}
+		if k == fNotify {
+			d.Notify = v
+		} else {
+			d.ORcpt = v
+		}
 	case fUTF8:
 		switch v {
 		case "yes":

@@ -30,6 +30,16 @@ func FuzzOpen(f *testing.F) {
 	good, _ := os.ReadFile(filepath.Join(dir, QueueDir, id))
 	f.Add(good)
 	f.Add(good[:len(good)/2])
+	id2, _ := NewQueueID(time.Unix(1763723906, 0))
+	w, _ = s.Create(&Envelope{QueueID: id2, Received: time.Unix(1763723906, 0), Helo: "h", Protocol: "ESMTP",
+		From: "a@b.example", To: []string{"c@d.example", "e@f.example"}, Ret: "HDRS", EnvID: "x y",
+		DSN: []RcptDSN{{Notify: "SUCCESS,DELAY", ORcpt: "rfc822;C@d.example"}}})
+	io.WriteString(w, "Subject: x\r\n\r\nbody\r\n")
+	if err := w.Commit(); err != nil {
+		f.Fatal(err)
+	}
+	good2, _ := os.ReadFile(filepath.Join(dir, QueueDir, id2))
+	f.Add(good2)
 	f.Add([]byte("smtp-spool 1\n\n"))
 	f.Add([]byte("smtp-spool 2\nqueue-id: x\n\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

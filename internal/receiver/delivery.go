@@ -78,6 +78,10 @@ func (d *spoolDelivery) Begin(env *protocol.Envelope) (protocol.MessageWriter, e
 		TLSVersion: env.TLSVersion,
 		TLSCipher:  env.TLSCipher,
 		AuthUser:   env.AuthUser,
+
+		Ret:   env.Ret,
+		EnvID: env.EnvID,
+		DSN:   spoolDSN(env),
 	})
 	if err != nil {
 		d.log.Error("spool create failed", "err", err)
@@ -88,6 +92,24 @@ func (d *spoolDelivery) Begin(env *protocol.Envelope) (protocol.MessageWriter, e
 	d.cur = m
 	d.mu.Unlock()
 	return m, nil
+}
+
+// spoolDSN returns the recipients' DSN parameters of env in the spool's
+// form (spool.RcptDSN), one per recipient of env.To, or nil when none
+// gave any, so that such a message stays a version 1 file.
+func spoolDSN(env *protocol.Envelope) []spool.RcptDSN {
+	var out []spool.RcptDSN
+	for i := range env.To {
+		d := env.RcptDSN(i)
+		if d == (protocol.RcptDSN{}) {
+			continue
+		}
+		if out == nil {
+			out = make([]spool.RcptDSN, len(env.To))
+		}
+		out[i] = spool.RcptDSN{Notify: d.Notify.String(), ORcpt: d.ORcpt}
+	}
+	return out
 }
 
 // abortCurrent discards the message being written, if any; for signal
