@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -447,4 +448,80 @@ func TestSystemdServer(t *testing.T) {
 	if kids := childrenOf(cmd.Process.Pid); len(kids) != 0 {
 		t.Errorf("child processes %v", kids)
 	}
+}
+
+// TestServerNamedSockets: one process serves three sockets named as
+// systemd's FileDescriptorName= names them: "smtp" with the settings
+// as they are, "submission" with STARTTLS and AUTH required, and
+// "submissions" with implicit TLS and AUTH required. Without a key pair
+// the submission sockets are not served (the log says why) and smtp
+// still is.
+func TestServerNamedSockets(t *testing.T) {
+	ssa := testutil.Need(t, "systemd-socket-activate")
+	pki, pw := newPKI(t), passwordFile(t)
+	start := func(sd string, env ...string) []string {
+		var addrs []string
+		args := []string{"--fdname=smtp:submission:submissions"}
+		for range 3 {
+			a := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			addrs = append(addrs, a)
+			args = append(args, "--listen="+a)
+		}
+		for _, kv := range baseEnv(sd, env...) {
+			args = append(args, "-E", kv)
+		}
+		cmd := exec.Command(ssa, append(args, binary(t))...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		startDaemon(t, addrs[0], cmd)
+		return addrs
+	}
+	sd := newSpool(t)
+	addrs := start(sd, pki.env("SMTP_AUTH_PASSWORD_FILE="+pw, "SMTP_AUTH_FAILURE_DELAY=0s", stranger)...)
+
+	// smtp: as configured; a local recipient needs no AUTH.
+	s := dialRaw(t, "127.0.0.1", addrs[0])
+	s.expect("", "220 ")
+	s.expect("EHLO c.example", "250 STARTTLS")
+	s.expect("MAIL FROM:<a@example.net>", "250 ")
+	s.expect("RCPT TO:<r@example.org>", "250 ")
+	s.expect("QUIT", "221 ")
+
+	// submission: TLS first, then AUTH, then anything may be relayed.
+	s = dialRaw(t, "127.0.0.1", addrs[1])
+	s.expect("", "220 ")
+	s.expect("EHLO c.example", "250 STARTTLS")
+	s.expect("MAIL FROM:<a@example.net>", "530 5.7.0 Must issue a STARTTLS command first")
+	s.starttls(pki.client())
+	s.expect("EHLO c.example", "250 AUTH PLAIN LOGIN")
+	s.expect("MAIL FROM:<a@example.net>", "530 5.7.0 Authentication required")
+	s.expect("AUTH PLAIN "+b64("\x00"+authUser+"\x00"+authPass), "235 ")
+	s.expect("MAIL FROM:<a@example.net>", "250 ")
+	s.expect("RCPT TO:<far@elsewhere.example>", "250 ")
+	s.expect("QUIT", "221 ")
+
+	// submissions: TLS from the first byte.
+	c := dialFrom(t, "127.0.0.1", addrs[2])
+	tc := tls.Client(c, pki.client())
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("submissions: %v", err)
+	}
+	s = &rawSession{t: t, raw: c, conn: tc, r: bufio.NewReader(tc)}
+	s.expect("", "220 ")
+	s.expect("EHLO c.example", "250 AUTH PLAIN LOGIN")
+	s.expect("MAIL FROM:<a@example.net>", "530 5.7.0 Authentication required")
+	s.expect("QUIT", "221 ")
+
+	// No key pair: only smtp is served.
+	addrs = start(newSpool(t), stranger)
+	if c, err := net.DialTimeout("tcp", addrs[1], time.Second); err == nil {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if l, _ := bufio.NewReader(c).ReadString('\n'); strings.HasPrefix(l, "220") {
+			t.Errorf("submission without a key pair greeted: %q", l)
+		}
+		c.Close()
+	}
+	s = dialRaw(t, "127.0.0.1", addrs[0])
+	s.expect("", "220 ")
+	s.expect("QUIT", "221 ")
 }

@@ -83,7 +83,14 @@ func serveListeners(h peer.Handover) int {
 	}
 	s := &server{rc: rc, log: log, sessions: map[*protocol.Session]bool{}, byClient: map[netip.Prefix]int{}}
 	var ls []net.Listener
+	var rcs []*receiver
 	for i, f := range h.Listeners {
+		name := h.Names[i]
+		lrc, err := rc.forSocket(name)
+		if err != nil {
+			log.Error("listening socket not served", "fd", f.Fd(), "name", name, "err", err)
+			continue
+		}
 		// FileListener works on a duplicate: closing it leaves the
 		// launcher's socket open and, for a unix socket, in place.
 		l, err := net.FileListener(f)
@@ -91,8 +98,9 @@ func serveListeners(h peer.Handover) int {
 			log.Error("not a usable listening socket", "fd", f.Fd(), "err", err)
 			continue
 		}
-		ls = append(ls, l)
-		log.Info("listening", "addr", l.Addr().String(), "name", h.Names[i], "log", logDest,
+		ls, rcs = append(ls, l), append(rcs, lrc)
+		log.Info("listening", "addr", l.Addr().String(), "name", name, "tls_mode", lrc.cfg.TLSMode,
+			"auth_required", lrc.cfg.AuthRequired, "log", logDest,
 			"max_connections", cfg.MaxConnections, "max_connections_per_client", cfg.MaxConnectionsPerClient)
 	}
 	if len(ls) == 0 {
@@ -100,11 +108,11 @@ func serveListeners(h peer.Handover) int {
 	}
 	done := make(chan struct{})
 	var acceptors sync.WaitGroup
-	for _, l := range ls {
+	for i, l := range ls {
 		acceptors.Add(1)
 		go func() {
 			defer acceptors.Done()
-			s.acceptLoop(l)
+			s.acceptLoop(l, rcs[i])
 		}()
 	}
 	if cfg.IdleExit > 0 {
@@ -163,7 +171,7 @@ func (s *server) drain(grace time.Duration) {
 }
 
 // acceptLoop accepts connections on l until it is closed.
-func (s *server) acceptLoop(l net.Listener) {
+func (s *server) acceptLoop(l net.Listener, rc *receiver) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -175,13 +183,13 @@ func (s *server) acceptLoop(l net.Listener) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		s.admit(c)
+		s.admit(c, rc)
 	}
 }
 
 // admit counts the connection c and serves it, or refuses it with 421
 // over a limit or while stopping.
-func (s *server) admit(c net.Conn) {
+func (s *server) admit(c net.Conn, rc *receiver) {
 	cfg := s.rc.cfg
 	client := connClient(c)
 	key := clientKey(client)
@@ -212,16 +220,16 @@ func (s *server) admit(c net.Conn) {
 		go func() { lingerClose(c); c.Close() }()
 		return
 	}
-	go s.serve(c, client, key)
+	go s.serve(c, rc, client, key)
 }
 
 // serve runs one session on c and then closes it and uncounts it.
-func (s *server) serve(c net.Conn, client protocol.Client, key netip.Prefix) {
+func (s *server) serve(c net.Conn, rc *receiver, client protocol.Client, key netip.Prefix) {
 	defer s.wg.Done()
 	start := time.Now()
 	log := s.log.With("sid", sessionID(), "client", client.Addr.String())
 	var sess *protocol.Session
-	s.rc.session(c, connFD(c), client, start, log, nil, func(ss *protocol.Session) {
+	rc.session(c, connFD(c), client, start, log, nil, func(ss *protocol.Session) {
 		sess = ss
 		s.mu.Lock()
 		s.sessions[ss] = true
@@ -242,6 +250,35 @@ func (s *server) serve(c net.Conn, client protocol.Client, key netip.Prefix) {
 		s.idle.Reset(s.rc.cfg.IdleExit)
 	}
 	s.mu.Unlock()
+}
+
+// forSocket returns the receiver for the listening socket systemd named
+// name (FileDescriptorName=, LISTEN_FDNAMES), as chasquid names its
+// sockets: "submission" is message submission on port 587 (RFC 6409:
+// STARTTLS, TLS before MAIL or AUTH, AUTH before MAIL), "submissions"
+// submission over implicit TLS on port 465 (RFC 8314), and any other
+// name, or none, the settings as they are (port 25). The two submission
+// names need a key pair and an AUTH checker: without them the error
+// says which setting is missing, and the socket is not served.
+func (rc *receiver) forSocket(name string) (*receiver, error) {
+	cfg := *rc.cfg
+	switch name {
+	case "submission":
+		cfg.TLSMode, cfg.RequireTLS, cfg.AuthRequired = "starttls", true, true
+	case "submissions":
+		cfg.TLSMode, cfg.AuthRequired = "implicit", true
+	default:
+		return rc, nil
+	}
+	if err := cfg.checkTLS(); err != nil {
+		return nil, fmt.Errorf("socket %q needs a key pair: %w", name, err)
+	}
+	if err := cfg.checkAuth(); err != nil {
+		return nil, fmt.Errorf("socket %q needs AUTH: %w", name, err)
+	}
+	c := *rc
+	c.cfg = &cfg
+	return &c, nil
 }
 
 // replyShuttingDownServer refuses a connection accepted while the
