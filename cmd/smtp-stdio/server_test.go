@@ -525,3 +525,30 @@ func TestServerNamedSockets(t *testing.T) {
 	s.expect("", "220 ")
 	s.expect("QUIT", "221 ")
 }
+
+// TestServerVelocityInMemory: in one-process mode the velocity limits
+// count in memory, with the meaning they have in the shared file: a
+// client over SMTP_RATE_MAX_PER_CLIENT gets 421 4.7.0, another is
+// served, and no state file is written.
+func TestServerVelocityInMemory(t *testing.T) {
+	sd := newSpool(t)
+	addr, _ := startServer(t, sd, "SMTP_RATE_MAX_PER_CLIENT=2", stranger)
+	greet := func(src string) string {
+		c := dialFrom(t, src, addr)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		l, _ := bufio.NewReader(c).ReadString('\n')
+		return l
+	}
+	for i, want := range []string{"220 ", "220 ", "421 4.7.0 "} {
+		if l := greet("127.0.0.5"); !strings.HasPrefix(l, want) {
+			t.Errorf("session %d: %q, want %q", i+1, l, want)
+		}
+	}
+	if l := greet("127.0.0.6"); !strings.HasPrefix(l, "220 ") {
+		t.Errorf("another client: %q", l)
+	}
+	if _, err := os.Stat(filepath.Join(sd, "velocity")); err == nil {
+		t.Errorf("a velocity file was written in one-process mode")
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/authcheck"
-	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
 
@@ -82,10 +81,9 @@ func (f feedFailures) Authenticate(c protocol.Client, user, pass string) error {
 // failed AUTH counts as one more session of it toward the velocity
 // limits (SMTP_RATE_MAX_PER_CLIENT), so that a password guesser that
 // reconnects after SMTP_MAX_ERRORS soon gets 421 4.7.0 at the greeting.
-func countAuthFailure(cfg *Config, client protocol.Client, log *slog.Logger) func() {
+func countAuthFailure(rc *receiver, client protocol.Client, log *slog.Logger) func() {
 	return func() {
-		_, err := velocity.Check(filepath.Join(cfg.SpoolDir, "velocity"), client.Addr.Addr(), time.Now(), cfg.Velocity())
-		if err != nil {
+		if _, err := rc.rate(client.Addr.Addr(), time.Now()); err != nil {
 			log.Warn("velocity count of an AUTH failure failed", "err", err)
 		}
 	}

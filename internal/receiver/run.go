@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -153,11 +154,16 @@ func Run(args []string) int {
 }
 
 // receiver holds what the sessions of a process share: the settings, the
-// spool and the relay policy.
+// spool, the relay policy and the velocity state.
 type receiver struct {
 	cfg *Config
 	sp  *spool.Spool
 	pol *relay.Policy
+	// rate records one session of client at now against the velocity
+	// limits and says whether it is within them: in the shared state
+	// file $SMTP_SPOOL_DIR/velocity, or in memory in one-process mode
+	// (velocity.Memory, the same counts).
+	rate func(client netip.Addr, now time.Time) (velocity.Decision, error)
 }
 
 // newReceiver opens the spool and makes the relay policy of cfg. The
@@ -173,7 +179,11 @@ func newReceiver(cfg *Config) (*receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &receiver{cfg: cfg, sp: sp, pol: pol}, nil
+	file := filepath.Join(cfg.SpoolDir, "velocity")
+	rate := func(client netip.Addr, now time.Time) (velocity.Decision, error) {
+		return velocity.Check(file, client, now, cfg.Velocity())
+	}
+	return &receiver{cfg: cfg, sp: sp, pol: pol, rate: rate}, nil
 }
 
 // session serves one SMTP session on c, a connection to client: the
@@ -191,7 +201,7 @@ func (rc *receiver) session(c net.Conn, fd int, client protocol.Client, start ti
 		// Trusted clients (local, SMTP_RELAY_CLIENTS, RELAYCLIENT) are
 		// neither limited nor counted, as Postfix exempts $mynetworks
 		// (smtpd_client_event_limit_exceptions).
-		dec, err := velocity.Check(filepath.Join(cfg.SpoolDir, "velocity"), client.Addr.Addr(), time.Now(), cfg.Velocity())
+		dec, err := rc.rate(client.Addr.Addr(), time.Now())
 		switch {
 		case err != nil:
 			// A rate limiter must not stop the mail.
@@ -234,7 +244,7 @@ func (rc *receiver) session(c net.Conn, fd int, client protocol.Client, start ti
 	pc.TLS, pc.ImplicitTLS, pc.RequireTLS = tlsCfg, cfg.TLSMode == "implicit", cfg.RequireTLS
 	var onAuthFailure func()
 	if !rc.pol.MayRelay(client) { // trusted clients are not counted (above)
-		onAuthFailure = countAuthFailure(cfg, client, log)
+		onAuthFailure = countAuthFailure(rc, client, log)
 	}
 	pc.Auth = cfg.authenticator(onAuthFailure)
 	sess := protocol.NewSession(pc, client, rc.pol, d, log)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/peer"
+	"github.com/smtp-stdio/smtp-stdio/internal/velocity"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 )
 
@@ -80,6 +81,16 @@ func serveListeners(h peer.Handover) int {
 	}
 	if cfg.GroupCommit {
 		rc.sp.ShareDirSyncs()
+	}
+	// The velocity limits in memory: every session is this process's,
+	// so no file needs to be shared (velocity.Memory counts the same).
+	mem, err := velocity.NewMemory()
+	if err != nil {
+		log.Error("cannot serve", "err", err)
+		return exitSession
+	}
+	rc.rate = func(client netip.Addr, now time.Time) (velocity.Decision, error) {
+		return mem.Check(client, now, cfg.Velocity())
 	}
 	s := &server{rc: rc, log: log, sessions: map[*protocol.Session]bool{}, byClient: map[netip.Prefix]int{}}
 	var ls []net.Listener
