@@ -9,6 +9,7 @@ package main
 
 import (
 	"encoding/base64"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -360,5 +361,36 @@ func TestAuthBadPasswordFile(t *testing.T) {
 				t.Errorf("log:\n%s", log)
 			}
 		})
+	}
+}
+
+// TestHashPasswordTerminal: on a terminal (script(1) gives the binary a
+// pseudo-terminal) --hash-password asks twice, prints the hash of the
+// password, and refuses two that differ.
+func TestHashPasswordTerminal(t *testing.T) {
+	script := testutil.Need(t, "script")
+	run := func(first, second string) (string, error) {
+		cmd := exec.Command(script, "-qec", binary(t)+" --hash-password", "/dev/null")
+		pr, pw, _ := os.Pipe()
+		cmd.Stdin = pr
+		go func() {
+			// The second line after the prompt for it, as a person types.
+			io.WriteString(pw, first+"\n")
+			time.Sleep(300 * time.Millisecond)
+			io.WriteString(pw, second+"\n")
+			time.Sleep(300 * time.Millisecond)
+			pw.Close()
+		}()
+		out, err := cmd.CombinedOutput()
+		pr.Close()
+		return string(out), err
+	}
+	out, err := run("pw on a tty", "pw on a tty")
+	if err != nil || !strings.Contains(out, "Password: ") || !strings.Contains(out, "Again: ") || !strings.Contains(out, "$argon2id$v=19$") {
+		t.Fatalf("%v\n%q", err, out)
+	}
+	out, err = run("one", "two")
+	if err == nil || !strings.Contains(out, "differ") || strings.Contains(out, "$argon2id$") {
+		t.Errorf("two different passwords: %v\n%q", err, out)
 	}
 }
