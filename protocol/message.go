@@ -56,7 +56,7 @@ func (s *Session) openMessage() (*message, *Reply) {
 	return m, nil
 }
 
-// abort discards m after its input broke off (a failed read, or the
+// abortMessage discards m after its input broke off (a failed read, or the
 // session ending in the middle of BDAT chunks).
 func (s *Session) abortMessage(m *message) {
 	m.body.stop()
