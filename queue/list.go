@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"io/fs"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/ascii"
@@ -113,13 +115,15 @@ func (q *Queue) List(now time.Time, all bool) ([]ListEntry, error) {
 // read is shown with its error.
 //
 // Walk streams: it holds the file names of queue/ and state/ (tens of
-// bytes a message) and one message at a time, never the whole list, so
-// its memory stays flat with 100,000 messages. The order comes from the
-// names: a queue id begins with its arrival second (spool.NewQueueID),
-// so sorted ids are in arrival order to the second; messages of one
-// second are opened once more to be put in arrival order (to the
-// nanosecond, then by id), and a name that is not a queue id stands
-// alone where it sorts. fn must not keep the *ListEntry it is given.
+// bytes a message) and a bounded window of messages, never the whole
+// list, so its memory stays flat with 100,000 messages. The order comes
+// from the names: a queue id begins with its arrival second
+// (spool.NewQueueID), so sorted ids are in arrival order to the second;
+// the messages of one second are then put in arrival order (to the
+// nanosecond, then by id), in batches of up to maxSecond messages; a name
+// that is not a queue id stands alone where it sorts. Messages are read
+// by several goroutines at once (most of the cost is system calls), and
+// handed to fn in order. fn must not keep the *ListEntry it is given.
 //
 // Walk returns fn's first error, which stops it, or the error of reading
 // a directory.
@@ -155,20 +159,103 @@ func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) 
 			areas = append(areas, areaNames{area: area, names: names})
 		}
 	}
-	w := walker{q: q, now: now, f: f, fn: fn, states: snames}
-	for {
-		ref, ok := nextRef(areas)
-		if !ok {
-			break
+
+	// The producer hands each message to the workers and, in order, to
+	// the consumer below, which waits for each one's entry.
+	workers := max(4, 2*runtime.GOMAXPROCS(0))
+	jobs := make(chan *listJob)
+	order := make(chan *listJob, 4*workers)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if j.ref.area == spool.QueueDir {
+					j.out <- q.listQueued(&j.e, now)
+				} else {
+					j.out <- q.listArea(j.ref.area, j.ref.name, now)
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(jobs)
+		defer close(order)
+		st := stateNames(snames)
+		for {
+			ref, ok := nextRef(areas)
+			if !ok {
+				return
+			}
+			if f.tooYoung(ref.name, now) {
+				continue
+			}
+			j := &listJob{ref: ref, out: make(chan ListEntry, 1)}
+			if ref.area == spool.QueueDir {
+				j.e = st.of(ref.name)
+			}
+			select {
+			case order <- j:
+			case <-done:
+				return
+			}
+			select {
+			case jobs <- j:
+			case <-done:
+				return
+			}
 		}
-		if len(w.group) > 0 && groupKey(ref.name) != groupKey(w.group[0].name) {
-			if err := w.flush(); err != nil {
+	}()
+	defer func() {
+		close(done)
+		wg.Wait()
+	}()
+
+	var group []ListEntry // one arrival second's, selected
+	flush := func() error {
+		slices.SortStableFunc(group, func(a, b ListEntry) int {
+			return cmp.Or(a.Arrival.Compare(b.Arrival), cmp.Compare(a.ID, b.ID))
+		})
+		for i := range group {
+			if err := fn(&group[i]); err != nil {
 				return err
 			}
 		}
-		w.group = append(w.group, ref)
+		clear(group)
+		group = group[:0]
+		return nil
 	}
-	return w.flush()
+	key := ""
+	for j := range order {
+		le := <-j.out
+		if k := groupKey(le.ID); k != key || len(group) == maxSecond {
+			if err := flush(); err != nil {
+				return err
+			}
+			key = k
+		}
+		if f.zero() || f.match(&le, now) {
+			group = append(group, le)
+		}
+	}
+	return flush()
+}
+
+// maxSecond bounds the messages of one arrival second that Walk holds to
+// put them in order: a burst of more is shown in batches of this many,
+// each in arrival order.
+const maxSecond = 1000
+
+// listJob is one message for Walk's workers: its file, its names in
+// state/, and where its entry goes.
+type listJob struct {
+	ref listRef
+	e   Entry
+	out chan ListEntry // buffered: a worker never waits
 }
 
 // areaNames are the sorted names of one area still to be walked.
@@ -180,7 +267,6 @@ type areaNames struct {
 // listRef is one message file to list: its name and area.
 type listRef struct {
 	name, area string
-	arrival    time.Time // for ordering within a group of one second
 }
 
 // nextRef takes the smallest name left in areas (a merge of their
@@ -217,93 +303,28 @@ func stateID(name string) string {
 	return id
 }
 
-// walker is the state of one Walk.
-type walker struct {
-	q      *Queue
-	now    time.Time
-	f      ListFilter
-	fn     func(*ListEntry) error
-	states []string  // names in state/ not yet matched, sorted by id
-	group  []listRef // the messages of one arrival second
-}
+// stateNames are the names in state/ not yet matched to a message,
+// sorted by message id.
+type stateNames []string
 
-// flush lists the group in arrival order and empties it.
-func (w *walker) flush() error {
-	g := w.group
-	if len(g) == 0 {
-		return nil
-	}
-	last := g[len(g)-1].name // the group is in name order until sorted below
-	defer func() {
-		w.forget(last)
-		clear(w.group)
-		w.group = w.group[:0]
-	}()
-	if len(g) > 1 {
-		// One second's messages: their arrival, to the nanosecond,
-		// is in their envelopes.
-		for i := range g {
-			if m, err := spool.Open(w.q.sp.Path(g[i].area, g[i].name)); err == nil {
-				g[i].arrival = m.Received
-				m.Close()
-			}
-		}
-		slices.SortStableFunc(g, func(a, b listRef) int {
-			return cmp.Or(a.arrival.Compare(b.arrival), cmp.Compare(a.name, b.name))
-		})
-	}
-	for i := range g {
-		if err := w.list(&g[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// list shows one message, if the filter selects it.
-func (w *walker) list(ref *listRef) error {
-	if w.f.tooYoung(ref.name, w.now) {
-		return nil
-	}
-	var le ListEntry
-	if ref.area == spool.QueueDir {
-		e := w.stateOf(ref.name)
-		le = w.q.listQueued(&e, w.now)
-	} else {
-		le = w.q.listArea(ref.area, ref.name, w.now)
-	}
-	if !w.f.zero() && !w.f.match(&le, w.now) {
-		return nil
-	}
-	return w.fn(&le)
-}
-
-// stateOf returns the Entry of message id with its names in state/.
-func (w *walker) stateOf(id string) Entry {
+// of returns the Entry of message id with its names in state/, and drops
+// the names up to id: ids are asked for in increasing order, and the
+// names of a message no longer in queue/ are skipped.
+func (s *stateNames) of(id string) Entry {
 	e := Entry{ID: id}
-	i, _ := slices.BinarySearchFunc(w.states, id, func(n, id string) int { return cmp.Compare(stateID(n), id) })
-	for ; i < len(w.states) && stateID(w.states[i]) == id; i++ {
-		n := w.states[i]
+	names := *s
+	i, _ := slices.BinarySearchFunc(names, id, func(n, id string) int { return cmp.Compare(stateID(n), id) })
+	for ; i < len(names) && stateID(names[i]) == id; i++ {
+		n := names[i]
 		if strings.HasSuffix(n, journalSuffix) {
 			e.Journal = true
 		} else {
 			e.States = append(e.States, n)
 		}
 	}
+	clear(names[:i])
+	*s = names[i:]
 	return e
-}
-
-// forget drops the names in state/ of messages up to last, in id order:
-// those shown, and those of messages gone meanwhile.
-func (w *walker) forget(last string) {
-	i, _ := slices.BinarySearchFunc(w.states, last, func(n, id string) int {
-		return cmp.Or(cmp.Compare(stateID(n), id), -1)
-	})
-	for i < len(w.states) && stateID(w.states[i]) == last {
-		i++
-	}
-	clear(w.states[:i])
-	w.states = w.states[i:]
 }
 
 func (q *Queue) listQueued(e *Entry, now time.Time) ListEntry {
