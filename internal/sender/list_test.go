@@ -2,8 +2,10 @@ package sender
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -247,5 +249,181 @@ func TestListEscapesEveryField(t *testing.T) {
 		if !json.Valid(js.Bytes()) {
 			t.Errorf("%q: invalid JSON %s", h, js.String())
 		}
+	}
+}
+
+// writeListOld is writeList as it was before the listing streamed: the
+// whole text built in memory, then written. listQueue must print the
+// same bytes.
+func writeListOld(w io.Writer, entries []queue.ListEntry, now time.Time, asJSON bool) error {
+	if asJSON {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		for i := range entries {
+			if err := enc.Encode(&entries[i]); err != nil {
+				return err
+			}
+		}
+		_, err := w.Write(textsafe.EscapeJSON(b.Bytes()))
+		return err
+	}
+	q := textsafe.Escape
+	var b strings.Builder
+	counts := map[string]int{}
+	for _, e := range entries {
+		counts[e.Status]++
+		next := "-"
+		if !e.Next.IsZero() {
+			next = e.Next.UTC().Format(time.RFC3339) + " (in " + e.Next.Sub(now).Truncate(time.Second).String() + ")"
+		} else if e.Status == queue.ListNew {
+			next = "now"
+		}
+		fmt.Fprintf(&b, "%s  %s  age %s  %d bytes  from <%s>  attempts %d  next %s\n",
+			q(e.ID), q(e.Status), q(cmp.Or(e.Age, "?")), e.Size, q(e.From), e.Attempts, next)
+		if e.Error != "" {
+			fmt.Fprintf(&b, "    error: %s\n", q(e.Error))
+		}
+		for _, rc := range e.Rcpts {
+			fmt.Fprintf(&b, "    %-8s <%s>", q(rc.Status.String()), q(rc.Addr))
+			if rc.Stage != "" {
+				fmt.Fprintf(&b, "  %s:", q(rc.Stage))
+				if rc.Code != 0 {
+					fmt.Fprintf(&b, " %d", rc.Code)
+				}
+				if rc.Enhanced != "" {
+					fmt.Fprintf(&b, " %s", q(rc.Enhanced))
+				}
+				fmt.Fprintf(&b, " %s", q(rc.Text))
+			}
+			if rc.Relay != "" {
+				fmt.Fprintf(&b, "  (relay %s)", q(rc.Relay))
+			}
+			if rc.DSN != "" {
+				fmt.Fprintf(&b, "  (dsn %s)", q(rc.DSN))
+			}
+			b.WriteByte('\n')
+		}
+	}
+	var parts []string
+	for _, s := range []string{queue.ListNew, queue.ListDeferred, queue.ListActive, queue.ListUnreadable, queue.ListCorrupt, queue.ListFailed} {
+		if counts[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+		}
+	}
+	if len(parts) == 0 {
+		parts = []string{"empty"}
+	}
+	fmt.Fprintf(&b, "-- %d messages: %s\n", len(entries), strings.Join(parts, ", "))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// TestListStreamsAsBefore: on a small queue (deferred and new messages,
+// several in one second, failed/), the streamed listing prints what the
+// old one printed, in text and in JSON.
+func TestListStreamsAsBefore(t *testing.T) {
+	sp, q := testQueue(t)
+	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	spoolMessage(t, sp, now, "s@example.org", []string{"a@x.test", "b@x.test"})
+	s := &send.Sender{Spool: sp, Config: send.Config{Hostname: "client.test", Connections: 1},
+		Now: func() time.Time { return now }, Transport: deferB{}}
+	if _, err := s.Run(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		spoolMessage(t, sp, now.Add(time.Minute+time.Duration(900-100*i)*time.Millisecond), "t@example.org", []string{"c@x.test"})
+	}
+	now = now.Add(2 * time.Minute)
+	for _, all := range []bool{false, true} {
+		entries, err := q.List(now, all)
+		if err != nil || len(entries) != 6 {
+			t.Fatalf("%d entries, %v", len(entries), err)
+		}
+		for _, asJSON := range []bool{false, true} {
+			var got, want bytes.Buffer
+			if err := listQueue(&got, q, now, all, asJSON, queue.ListFilter{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeListOld(&want, entries, now, asJSON); err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != want.String() {
+				t.Errorf("all=%v json=%v: the streamed listing differs:\n%s\nwant:\n%s", all, asJSON, got.String(), want.String())
+			}
+		}
+	}
+}
+
+// failWriter fails every write after the first n bytes.
+type failWriter struct{ n int }
+
+func (w *failWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		return 0, fmt.Errorf("disk full")
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+// TestListRunFlags runs smtp-send --list with filters: JSON lines that
+// parse, one per selected message; the text form's summary says
+// "matching"; a filter without --list, or a bad duration, is a usage
+// error; a failed write of the listing is exit 74.
+func TestListRunFlags(t *testing.T) {
+	sp, _ := testQueue(t)
+	t.Setenv("SMTP_SPOOL_DIR", sp.Root())
+	old := time.Now().Add(-2 * time.Hour)
+	a := spoolMessage(t, sp, old, "alice@example.org", []string{"x@one.test"})
+	b := spoolMessage(t, sp, time.Now(), "Bob@Example.net", []string{"y@two.test", "z@one.test"})
+	c := spoolMessage(t, sp, time.Now(), "", []string{"alice@example.org"})
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := Run(append([]string{"smtp-send"}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	for _, c := range []struct {
+		args []string
+		ids  []string
+	}{
+		{[]string{"--list", "--json"}, []string{a, b, c}},
+		{[]string{"--list", "--json", "--from", "example"}, []string{a, b}},
+		{[]string{"--list", "--json", "--from", "bob@EXAMPLE.NET"}, []string{b}},
+		{[]string{"--list", "--json", "--from", "<>"}, []string{c}},
+		{[]string{"--list", "--json", "--to", "one.test"}, []string{a, b}},
+		{[]string{"--list", "--json", "--to", "alice"}, []string{c}},
+		{[]string{"--list", "--json", "--older-than", "1h"}, []string{a}},
+		{[]string{"--list", "--json", "--older-than", "3h"}, nil},
+		{[]string{"--list", "--json", "--to", "one.test", "--older-than=1h30m"}, []string{a}},
+	} {
+		code, out, stderr := run(c.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", c.args, code, stderr)
+		}
+		var ids []string
+		for line := range strings.Lines(out) {
+			var e queue.ListEntry
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatalf("%v: %v in %q", c.args, err, line)
+			}
+			ids = append(ids, e.ID)
+		}
+		if fmt.Sprint(ids) != fmt.Sprint(c.ids) {
+			t.Errorf("%v: listed %v, want %v", c.args, ids, c.ids)
+		}
+	}
+	if code, out, _ := run("--list", "--to", "one.test"); code != 0 || !strings.HasSuffix(out, "-- 2 messages matching: 2 new\n") {
+		t.Errorf("text listing with a filter: exit %d\n%s", code, out)
+	}
+	if code, out, _ := run("--list"); code != 0 || !strings.HasSuffix(out, "-- 3 messages: 3 new\n") {
+		t.Errorf("text listing: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{{"--from", "x"}, {"--older-than", "1h"}, {"--list", "--older-than", "soon"}} {
+		if code, _, _ := run(args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+	var errb bytes.Buffer
+	if code := Run([]string{"smtp-send", "--list"}, &failWriter{n: 10}, &errb); code != exitIOErr {
+		t.Errorf("--list to a failing writer: exit %d, want %d: %s", code, exitIOErr, errb.String())
 	}
 }
