@@ -15,6 +15,9 @@ func FuzzRouteTable(f *testing.F) {
 	f.Add("* smtp:\n", "x@y")
 	f.Add("example.org smtp:[::1]:25 tls=may\n.org error:5.1.2 x\n", "a@b.org")
 	f.Add("a@b smtp:b:25\n", "A@B.")
+	f.Add("* lmtp:unix:/run/dovecot/lmtp\nb lmtp:[::1]:24\n", "x@b")
+	f.Add("* maildir:/var/vmail/%d/%u/\n", "../x@b")
+	f.Add("* pipe:/bin/deliver per=recipient timeout=10s -- -f ${sender} ${recipient} u=${user}@${domain}\n", "-x@b")
 	f.Fuzz(func(t *testing.T, text, addr string) {
 		tb, err := Parse(strings.NewReader(text), "f")
 		lines := strings.Count(text, "\n") + 1
@@ -38,8 +41,20 @@ func FuzzRouteTable(f *testing.F) {
 			}
 			return
 		}
-		again, err := parseSMTP(strings.TrimPrefix(r.Nexthop(), "smtp:"), nil)
-		if err != nil || again.Host != r.Host || again.Literal != r.Literal || again.Port != r.Port {
+		if r.Kind == Maildir {
+			if _, err := r.MaildirPath(addr); err == nil {
+				p, _ := r.MaildirPath(addr)
+				if strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") {
+					t.Fatalf("maildir path %q from %q", p, addr)
+				}
+			}
+		}
+		if r.Kind == Pipe {
+			r.Pipe.Args(Vars{Sender: addr, Rcpts: []string{addr, addr}})
+		}
+		again, err := parseTransport(r.Nexthop(), nil)
+		if err != nil || again.Kind != r.Kind || again.Host != r.Host || again.Literal != r.Literal || again.Port != r.Port ||
+			again.Socket != r.Socket || again.Maildir != r.Maildir {
 			t.Fatalf("nexthop %q parses to %+v, %v; was %+v", r.Nexthop(), again, err, r)
 		}
 	})

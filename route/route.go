@@ -21,6 +21,12 @@
 //	smtp:host[:port]     the MX hosts of host instead
 //	smtp:[host][:port]   host itself, no MX lookup (Postfix's brackets)
 //	error:5.x.y text     refuse at once: a bounce with that status (RFC 3463)
+//	lmtp:unix:/path      LMTP (RFC 2033) to a unix socket
+//	lmtp:[host][:port]   LMTP over TCP (port 24 unless given)
+//	maildir:/template    a Maildir per recipient (see Route.Maildir)
+//	pipe:/cmd [arg ...]  a command, the message on its standard input
+//
+// The local transports (lmtp, maildir, pipe) are in local.go.
 //
 // Options, after the next hop of an smtp route, are key=value words:
 //
@@ -54,18 +60,28 @@ const (
 	SMTP Kind = iota
 	// Error refuses the recipient with a permanent failure.
 	Error
+	// LMTP delivers over LMTP (RFC 2033) to a unix socket or a host.
+	LMTP
+	// Maildir writes the message into a Maildir per recipient.
+	Maildir
+	// Pipe runs a command with the message on its standard input.
+	Pipe
 )
 
-// String returns "smtp" or "error", as in the table.
+var kindNames = [...]string{SMTP: "smtp", Error: "error", LMTP: "lmtp", Maildir: "maildir", Pipe: "pipe"}
+
+// String returns the transport's name as in the table: "smtp",
+// "error", "lmtp", "maildir" or "pipe".
 func (k Kind) String() string {
-	switch k {
-	case SMTP:
-		return "smtp"
-	case Error:
-		return "error"
+	if k < 0 || int(k) >= len(kindNames) {
+		return "kind(" + strconv.Itoa(int(k)) + ")"
 	}
-	return "kind(" + strconv.Itoa(int(k)) + ")"
+	return kindNames[k]
 }
+
+// Local reports whether the transport delivers on this machine (LMTP,
+// Maildir, Pipe): a final delivery, not a relay.
+func (k Kind) Local() bool { return k == LMTP || k == Maildir || k == Pipe }
 
 // TLSPolicy is what a route requires of TLS (RFC 7435's terms). The zero
 // value, TLSDefault, leaves the decision to the transport: opportunistic
@@ -126,6 +142,14 @@ type Route struct {
 	// Status and Text are an error route's RFC 3463 status (5.x.y) and
 	// reply text.
 	Status, Text string
+	// Socket is the unix socket of an LMTP route, "" for one over TCP
+	// (Host, Literal and Port then).
+	Socket string
+	// Maildir is the path template of a maildir route (see
+	// ExpandMaildir).
+	Maildir string
+	// Pipe is the command of a pipe route.
+	Pipe *Command
 	// Pattern is the table's pattern that chose this route, as written;
 	// Line is its line number (from 1) and File the table's name. A
 	// route that no table line chose has Line 0.
@@ -137,8 +161,17 @@ type Route struct {
 // Nexthop returns the route's transport:nexthop as the table spells it
 // ("smtp:", "smtp:[mx.example]:2525", "error:5.1.1").
 func (r *Route) Nexthop() string {
-	if r.Kind == Error {
+	switch r.Kind {
+	case Error:
 		return "error:" + r.Status
+	case Maildir:
+		return "maildir:" + r.Maildir
+	case Pipe:
+		return "pipe:" + r.Pipe.Path
+	case LMTP:
+		if r.Socket != "" {
+			return "lmtp:unix:" + r.Socket
+		}
 	}
 	h := r.Host
 	if r.Literal {
@@ -147,7 +180,7 @@ func (r *Route) Nexthop() string {
 	if r.Port != 0 {
 		h += ":" + strconv.Itoa(r.Port)
 	}
-	return "smtp:" + h
+	return r.Kind.String() + ":" + h
 }
 
 // Table is a parsed route table. The zero value matches nothing.
@@ -295,15 +328,21 @@ func canonicalDomain(d string) (string, error) {
 func parseTransport(tr string, rest []string) (*Route, error) {
 	kind, hop, ok := strings.Cut(tr, ":")
 	if !ok {
-		return nil, fmt.Errorf("transport %q without a colon (want smtp: or error:)", tr)
+		return nil, fmt.Errorf("transport %q without a colon (want smtp:, error:, lmtp:, maildir: or pipe:)", tr)
 	}
 	switch ascii.Lower(kind) {
 	case "error":
 		return parseError(hop, rest)
 	case "smtp":
 		return parseSMTP(hop, rest)
+	case "lmtp":
+		return parseLMTP(hop, rest)
+	case "maildir":
+		return parseMaildir(hop, rest)
+	case "pipe":
+		return parsePipe(hop, rest)
 	}
-	return nil, fmt.Errorf("unknown transport %q (want smtp: or error:)", kind+":")
+	return nil, fmt.Errorf("unknown transport %q (want smtp:, error:, lmtp:, maildir: or pipe:)", kind+":")
 }
 
 // parseError parses "5.x.y" and the text of an error route.

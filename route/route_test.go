@@ -84,7 +84,7 @@ func TestParseErrors(t *testing.T) {
 		want string
 	}{
 		{"example.org", 1, "without a transport"},
-		{"# c\n\nexample.org lmtp:x", 3, "unknown transport"},
+		{"# c\n\nexample.org uucp:x", 3, "unknown transport"},
 		{"example.org smtp", 1, "without a colon"},
 		{"example.org error:4.1.1 later", 1, "permanent"},
 		{"example.org error:5.1", 1, "permanent"},

@@ -76,6 +76,10 @@ func Explain(ctx context.Context, cfg Config, res Resolver, rcpt string) Plan {
 		p.Outcome = "bounce at once: " + r.Status + " " + r.Text
 		return p
 	}
+	if r.Kind.Local() {
+		p.Target, p.Outcome = localTarget(r, rcpt)
+		return p
+	}
 	if r.Line == 0 {
 		p.Why += " and no SMTP_SMARTHOST: the domain's MX hosts"
 	}

@@ -195,6 +195,7 @@ type routedSession struct {
 	sh     Session
 	cur    *smtpSession
 	curKey string
+	local  map[string]Session // by localKey
 }
 
 // group is the recipients of one message that go to one place.
@@ -224,6 +225,8 @@ func (s *routedSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) 
 		case r.Kind == route.Error:
 			rec.Failed([]int{i}, &Failure{Stage: StageLocal, Enhanced: r.Status, Text: r.Text})
 			continue
+		case r.Kind.Local():
+			key = localKey(r)
 		default:
 			raw, _ := domain.Of(addr)
 			dom, _ = domain.Canonical(raw)
@@ -249,6 +252,20 @@ func (s *routedSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) 
 				s.sh = t.smarthost.NewSession()
 			}
 			if err := s.sh.Deliver(ctx, &sub, rec); err != nil {
+				return err
+			}
+			continue
+		}
+		if g.route.Kind.Local() {
+			ls := s.local[g.key]
+			if ls == nil {
+				if s.local == nil {
+					s.local = map[string]Session{}
+				}
+				ls = t.newLocalSession(g.route)
+				s.local[g.key] = ls
+			}
+			if err := ls.Deliver(ctx, &sub, rec); err != nil {
 				return err
 			}
 			continue
@@ -281,6 +298,9 @@ func (s *routedSession) Close() error {
 	}
 	if s.sh != nil {
 		s.sh.Close()
+	}
+	for _, ls := range s.local {
+		ls.Close()
 	}
 	return nil
 }
