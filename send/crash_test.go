@@ -15,6 +15,7 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/queue"
+	"github.com/smtp-stdio/smtp-stdio/route"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -36,7 +37,8 @@ func crashScript() smtptest.Script {
 // with SEND_CRASH_* set, and this runs a Sender that kills its own process
 // with SIGKILL at the named step. With SEND_CRASH_SINK set it delivers
 // over memTransport, to crashScript, appending what it delivers to that
-// file.
+// file. With SEND_CRASH_ROUTES set it delivers through that route table
+// instead of the smarthost (TestKillMaildirAtEachStep).
 func TestCrashHelper(t *testing.T) {
 	if os.Getenv("SEND_CRASH_STEP") == "" {
 		t.Skip("helper process for TestKillAtEachStep")
@@ -58,6 +60,13 @@ func TestCrashHelper(t *testing.T) {
 				select {} // never returns
 			}
 		}},
+	}
+	if routes := os.Getenv("SEND_CRASH_ROUTES"); routes != "" {
+		tb, err := route.Load(routes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Config.Smarthosts, s.Config.Routes = nil, tb
 	}
 	if sink := os.Getenv("SEND_CRASH_SINK"); sink != "" {
 		s.Transport = &memTransport{srv: smtptest.New(smtptest.Options{Script: crashScript()}), relay: os.Getenv("SEND_CRASH_ADDR"), sink: sink}

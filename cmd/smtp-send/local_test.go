@@ -69,3 +69,40 @@ func TestLMTPDownDefers(t *testing.T) {
 		t.Fatalf("exit %d, %d messages\n%s", r.code, dv.count("alice@mail.test"), r.stderr)
 	}
 }
+
+// maildir: through the binary: each recipient's file in its maildir
+// (made on the way), LF line ends with Return-Path: and Delivered-To:
+// on top, mode 0600, nothing left in tmp/; Dovecot, given the files as
+// its mail user would own them, reads every message (doveadm search).
+func TestMaildirDovecot(t *testing.T) {
+	dv := startDovecot(t, "carol@maildir.test", "dave@maildir.test")
+	dir := t.TempDir()
+	queue(t, dir, "carol@maildir.test", "Dave@MAILDIR.test")
+	queue(t, dir, "carol@maildir.test")
+	r := runBinary(t, localEnv(t, dir, "maildir.test maildir:"+dv.Mail+"/%d/%u/Maildir/\n"))
+	if r.code != 0 || strings.Count(r.stderr, "status=sent relay=maildir") != 3 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	carol := filepath.Join(dv.Mail, "maildir.test", "carol", "Maildir")
+	files, _ := filepath.Glob(filepath.Join(carol, "new", "*"))
+	if len(files) != 2 {
+		t.Fatalf("carol's new/: %q", files)
+	}
+	b, _ := os.ReadFile(files[0])
+	if want := "Return-Path: <s@example.org>\nDelivered-To: carol@maildir.test\nSubject: test\n\nbody\n"; string(b) != want {
+		t.Errorf("file %q, want %q", b, want)
+	}
+	if fi, _ := os.Stat(files[0]); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode())
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(carol, "tmp")); len(tmp) != 0 {
+		t.Errorf("tmp/ holds %d files", len(tmp))
+	}
+	giveToMailUser(t, filepath.Join(dv.Mail, "maildir.test"))
+	if n, m := dv.count("carol@maildir.test"), dv.count("dave@maildir.test"); n != 2 || m != 1 {
+		t.Errorf("Dovecot sees %d messages for carol, %d for dave", n, m)
+	}
+	if got := dv.doveadm("fetch", "-u", "dave@maildir.test", "hdr.delivered-to", "mailbox", "INBOX", "all"); !strings.Contains(got, "Dave@MAILDIR.test") {
+		t.Errorf("dave's message: %q", got)
+	}
+}
