@@ -118,11 +118,16 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 		bw.field("Final-Recipient", finalRecipient(rc.Addr))
 		bw.field("Action", "failed")
 		bw.field("Status", dsnStatus(rc))
-		if relay := relayName(rc.Relay); relay != "" {
+		if relay := relayName(rc.Relay); relay != "" && !localRelay(rc.Relay) {
 			bw.field("Remote-MTA", "dns; "+dsText(relay))
 		}
-		if rc.Code != 0 {
+		switch {
+		case rc.Code != 0:
 			bw.field("Diagnostic-Code", "smtp; "+dsText(replyLine(rc)))
+		case localRelay(rc.Relay) && rc.Text != "":
+			// A local delivery's own words (a command's exit status
+			// and output), typed as Postfix types them.
+			bw.field("Diagnostic-Code", "x-unix; "+dsText(rc.Text))
 		}
 		if !rc.At.IsZero() {
 			bw.field("Last-Attempt-Date", rc.At.Format(time.RFC1123Z))
@@ -302,6 +307,12 @@ func (f *fieldWriter) field(name, value string) {
 		b = append([]byte{' '}, b[maxLine:]...)
 	}
 	f.line(string(b))
+}
+
+// localRelay reports whether a relay is a local delivery (a command, a
+// maildir, an LMTP unix socket), which has no Remote-MTA.
+func localRelay(relay string) bool {
+	return strings.HasPrefix(relay, "pipe:") || strings.HasPrefix(relay, "unix:") || relay == maildirRelay
 }
 
 // relayName is the host part of a relay address, for Remote-MTA.
