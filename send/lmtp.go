@@ -118,8 +118,8 @@ func (s *lmtpSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) er
 // transaction sends the message to batch: MAIL, one RCPT each, DATA,
 // the data, and reads one reply per accepted recipient (RFC 2033 section
 // 4.2). Refusals go to rec as they come; the accepted recipients are
-// recorded as delivered, each with its own reply, before anything else
-// is sent. It returns the recipients a 452 left for another transaction
+// recorded as delivered, each with its own reply and all in one record,
+// before anything else is sent. It returns the recipients a 452 left for another transaction
 // (RFC 5321 section 4.5.3.1.10), or with lost the connection failure and
 // the recipients it left without an outcome; err is an error reading
 // the message or recording an outcome.
@@ -128,6 +128,12 @@ func (s *lmtpSession) transaction(d *Delivery, batch []int, rec Recorder) (carry
 	utf8 := env.SMTPUTF8 || !isASCII(env.From)
 	for _, i := range batch {
 		utf8 = utf8 || !isASCII(env.To[i])
+	}
+	if ok, _ := s.c.Extension("SMTPUTF8"); utf8 && !ok {
+		// RFC 6531 section 3.2, as over SMTP; go-smtp would refuse to
+		// send MAIL with an error that is no reply.
+		rec.Failed(batch, localFailure(relay, "5.6.7", "the LMTP server does not offer SMTPUTF8 (RFC 6531), which this message needs"))
+		return nil, nil, nil
 	}
 	if err := s.c.Mail(env.From, &smtp.MailOptions{Size: d.Size, UTF8: utf8}); err != nil {
 		f := classify(StageMail, relay, err)
@@ -183,19 +189,26 @@ func (s *lmtpSession) transaction(d *Delivery, batch []int, rec Recorder) (carry
 	resp, err := w.CloseWithLMTPResponse()
 	var refused smtp.LMTPDataError
 	errors.As(err, &refused)
-	var missing []int
+	var missing, done []int
+	var reps []Reply
 	for _, i := range accepted {
 		a := env.To[i]
 		switch {
 		case resp[a] != nil:
 			enh, text := splitEnhanced(oneLine(resp[a].StatusText))
-			if err := rec.Delivered([]int{i}, Reply{Stage: StageDot, Code: 250, Enhanced: enh, Text: text, Relay: relay}); err != nil {
-				return nil, nil, err
-			}
+			done = append(done, i)
+			reps = append(reps, Reply{Stage: StageDot, Code: 250, Enhanced: enh, Text: text, Relay: relay})
 		case refused[a] != nil:
 			rec.Failed([]int{i}, classify(StageDot, relay, refused[a]))
 		default:
 			missing = append(missing, i)
+		}
+	}
+	if len(done) > 0 {
+		// Every 250 of the transaction in one record, before anything
+		// else is sent.
+		if err := rec.DeliveredEach(done, reps); err != nil {
+			return nil, nil, err
 		}
 	}
 	if len(missing) > 0 {

@@ -44,6 +44,15 @@ func (r *testRecorder) Delivered(rcpts []int, rep Reply) error {
 	return nil
 }
 
+func (r *testRecorder) DeliveredEach(rcpts []int, reps []Reply) error {
+	for n, i := range rcpts {
+		if err := r.Delivered([]int{i}, reps[n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (r *testRecorder) Failed(rcpts []int, f *Failure) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -199,13 +208,14 @@ func TestMaildirFailures(t *testing.T) {
 	}
 }
 
-// kill -9 of a run at each step of recording a maildir delivery (the
-// helper process dies at the step; the next runs recover): every
-// recipient has the message exactly once, even killed between the link
-// and the record (queue.StepAccepted), where SMTP has its duplicate
-// window; the notification of an error route, delivered into a maildir
-// too, exists once.
-func TestKillMaildirAtEachStep(t *testing.T) {
+// kill -9 of a run at each step of recording a local delivery (the
+// helper process dies at the step; the next runs recover), over each
+// local transport. maildir: every recipient has the message exactly
+// once, even killed between the link and the record (queue.StepAccepted),
+// where the others have their duplicate window: LMTP sends the
+// transaction again, pipe runs the command again. The notification of an
+// error route, delivered into a maildir, exists once.
+func TestKillLocalAtEachStep(t *testing.T) {
 	scenarios := []struct {
 		name  string
 		rcpts []string
@@ -215,64 +225,104 @@ func TestKillMaildirAtEachStep(t *testing.T) {
 			[]queue.Step{queue.StepAccepted, queue.StepRecorded, queue.StepBounceIntent, queue.StepBounceSpooled, queue.StepFinished}},
 		{"done", []string{"ok@m.test", "ok2@m.test"}, []queue.Step{queue.StepAccepted, queue.StepRecorded}},
 	}
-	for _, sc := range scenarios {
-		for _, step := range sc.steps {
-			t.Run(sc.name+"/"+step.String(), func(t *testing.T) {
-				mail := t.TempDir()
-				table := "m.test maildir:" + mail + "/%d/%u/\nexample.org maildir:" + mail + "/%d/%u/\nerr.test error:5.1.1 no such user\n"
-				routes := filepath.Join(t.TempDir(), "routes")
-				if err := os.WriteFile(routes, []byte(table), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				f := newFixture(t)
-				tb, err := route.Load(routes)
-				if err != nil {
-					t.Fatal(err)
-				}
-				f.s.Config.Routes = tb
-				f.queue("sender@example.org", sc.rcpts, body("crash"))
-
-				cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
-				cmd.Env = append(os.Environ(), "SEND_CRASH_STEP="+step.String(), "SEND_CRASH_DIR="+f.sp.Root(),
-					"SEND_CRASH_ADDR=127.0.0.1:1", "SEND_CRASH_ROUTES="+routes,
-					"SEND_CRASH_NOW="+strconv.FormatInt(f.clk.Now().UnixNano(), 10))
-				out, err := cmd.CombinedOutput()
-				var ee *exec.ExitError
-				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-					t.Fatalf("helper not killed at %s: %v\n%s", step, err, out)
-				}
-				f.run(false)
-				f.run(true)
-				for _, r := range sc.rcpts {
-					if strings.HasSuffix(r, "@err.test") {
-						continue
-					}
-					local, dom, _ := strings.Cut(r, "@")
-					if n := len(maildirFiles(t, filepath.Join(mail, dom, local), "new")); n != 1 {
-						t.Errorf("%s has %d copies", r, n)
-					}
-					// Killed after the record, the second link in tmp/
-					// stays (no space of its own; Dovecot removes tmp/
-					// files after 36 hours).
-					box := filepath.Join(mail, dom, local)
-					for _, n := range maildirFiles(t, box, "tmp") {
-						fi, err := os.Stat(filepath.Join(box, "tmp", n))
-						if step != queue.StepRecorded || err != nil || fi.Sys().(*syscall.Stat_t).Nlink != 2 {
-							t.Errorf("%s has %s in tmp/", r, n)
-						}
-					}
-				}
-				wantDSN := 0
-				if sc.name == "failed" {
-					wantDSN = 1
-				}
-				if n := len(maildirFiles(t, filepath.Join(mail, "example.org", "sender"), "new")); n != wantDSN {
-					t.Errorf("%d notifications, want %d", n, wantDSN)
-				}
-				if q := f.names(spool.QueueDir); len(q) != 0 {
-					t.Errorf("left in queue/: %v", q)
-				}
-			})
+	for _, tr := range []string{"maildir", "pipe", "lmtp"} {
+		for _, sc := range scenarios {
+			for _, step := range sc.steps {
+				t.Run(tr+"/"+sc.name+"/"+step.String(), func(t *testing.T) {
+					killLocalAt(t, tr, sc.rcpts, step, sc.name == "failed")
+				})
+			}
 		}
+	}
+}
+
+func killLocalAt(t *testing.T, tr string, rcpts []string, step queue.Step, dsn bool) {
+	mail := t.TempDir()
+	var route0 string
+	var count func(rcpt string) int
+	switch tr {
+	case "maildir":
+		route0 = "maildir:" + mail + "/%d/%u/"
+		count = func(rcpt string) int {
+			local, dom, _ := strings.Cut(rcpt, "@")
+			box := filepath.Join(mail, dom, local)
+			// Killed after the record, the second link in tmp/ stays
+			// (no space of its own; Dovecot removes tmp/ files after 36
+			// hours).
+			for _, n := range maildirFiles(t, box, "tmp") {
+				fi, err := os.Stat(filepath.Join(box, "tmp", n))
+				if step != queue.StepRecorded || err != nil || fi.Sys().(*syscall.Stat_t).Nlink != 2 {
+					t.Errorf("%s has %s in tmp/", rcpt, n)
+				}
+			}
+			return len(maildirFiles(t, box, "new"))
+		}
+	case "pipe":
+		script := filepath.Join(mail, "deliver")
+		log := filepath.Join(mail, "log")
+		if err := os.WriteFile(script, []byte("#!/bin/sh\ncat >/dev/null\necho \"$1\" >> "+log+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		route0 = "pipe:" + script + " per=recipient ${recipient}"
+		count = func(rcpt string) int {
+			b, _ := os.ReadFile(log)
+			return strings.Count(string(b), rcpt+"\n")
+		}
+	case "lmtp":
+		ls, sock := startLMTP(t)
+		route0 = "lmtp:unix:" + sock
+		count = func(rcpt string) int {
+			ls.mu.Lock()
+			defer ls.mu.Unlock()
+			return ls.received[rcpt]
+		}
+	}
+	table := "m.test " + route0 + "\nexample.org maildir:" + mail + "/%d/%u/\nerr.test error:5.1.1 no such user\n"
+	routes := filepath.Join(t.TempDir(), "routes")
+	if err := os.WriteFile(routes, []byte(table), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	tb, err := route.Load(routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s.Config.Routes = tb
+	f.queue("sender@example.org", rcpts, body("crash"))
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SEND_CRASH_STEP="+step.String(), "SEND_CRASH_DIR="+f.sp.Root(),
+		"SEND_CRASH_ADDR=127.0.0.1:1", "SEND_CRASH_ROUTES="+routes,
+		"SEND_CRASH_NOW="+strconv.FormatInt(f.clk.Now().UnixNano(), 10))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("helper not killed at %s: %v\n%s", step, err, out)
+	}
+	f.run(false)
+	f.run(true)
+	for _, r := range rcpts {
+		if strings.HasSuffix(r, "@err.test") {
+			continue
+		}
+		want := 1
+		if step == queue.StepAccepted && (tr == "lmtp" || r == rcpts[0] && tr == "pipe") {
+			// The window: killed before the outcome was recorded, of the
+			// transaction (LMTP) or of the first run of the command.
+			want = 2
+		}
+		if n := count(r); n != want {
+			t.Errorf("%s has %d copies, want %d", r, n, want)
+		}
+	}
+	wantDSN := 0
+	if dsn {
+		wantDSN = 1
+	}
+	if n := len(maildirFiles(t, filepath.Join(mail, "example.org", "sender"), "new")); n != wantDSN {
+		t.Errorf("%d notifications, want %d", n, wantDSN)
+	}
+	if q := f.names(spool.QueueDir); len(q) != 0 {
+		t.Errorf("left in queue/: %v", q)
 	}
 }

@@ -108,17 +108,23 @@ func (s *pipeSession) run(ctx context.Context, d *Delivery, rcpts []int, rec Rec
 	bw := bufio.NewWriterSize(stdin, 32<<10)
 	lw := &lfWriter{w: bw}
 	cerr := copyMessage(lw, d.Content())
-	lw.flush()
-	bw.Flush()
+	var rerr *readError
+	if errors.As(cerr, &rerr) {
+		// The message could not be read to its end: the command must
+		// not see an end of input that would make a truncated message
+		// look whole, so it dies first.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	} else {
+		lw.flush()
+		bw.Flush()
+	}
 	stdin.Close()
 	werr := cmd.Wait()
 	timer.Stop()
 	mu.Lock()
 	killed := timedOut
 	mu.Unlock()
-	var rerr *readError
-	if errors.As(cerr, &rerr) {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if rerr != nil {
 		return rerr.err
 	}
 	f := pipeOutcome(werr, killed, c.Timeout, out.String())

@@ -76,6 +76,12 @@ type Recorder interface {
 	// the reply that took them, and returns once that is durable; an
 	// error means it could not be recorded (see Session.Deliver).
 	Delivered(rcpts []int, r Reply) error
+	// DeliveredEach is Delivered with a reply of its own for each
+	// recipient, reps[n] for rcpts[n], recorded in one durable write: the
+	// replies of LMTP after the data (RFC 2033 section 4.2), so that a
+	// crash cannot record some of one transaction's recipients and not
+	// the others.
+	DeliveredEach(rcpts []int, reps []Reply) error
 	// Failed notes f for the recipients rcpts: deferred if
 	// f.Temporary(), else failed for good (a notification follows). It
 	// is recorded when the attempt ends; a later outcome for the same

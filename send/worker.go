@@ -126,10 +126,21 @@ func (w *worker) attempt(ctx context.Context, x *msg, todo []int) error {
 // the session sends anything else (queue.Item.RecordAccepted). A failure
 // to record stops the run.
 func (x *msg) Delivered(rcpts []int, rep Reply) error {
+	reps := make([]Reply, len(rcpts))
+	for n := range reps {
+		reps[n] = rep
+	}
+	return x.DeliveredEach(rcpts, reps)
+}
+
+// DeliveredEach implements Recorder: Delivered with a reply for each
+// recipient, in one durable record.
+func (x *msg) DeliveredEach(rcpts []int, reps []Reply) error {
 	r, st := x.w.r, x.it.State
 	now := r.now()
 	set := make([]queue.Update, 0, len(rcpts))
-	for _, i := range rcpts {
+	for n, i := range rcpts {
+		rep := reps[n]
 		set = append(set, queue.Update{Index: i, Rcpt: queue.Rcpt{Addr: st.Rcpts[i].Addr, Status: queue.Done,
 			Code: rep.Code, Enhanced: rep.Enhanced, Text: rep.Text, Stage: rep.Stage.String(), Relay: rep.Relay, At: now}})
 	}
