@@ -38,7 +38,7 @@ func crashScript() smtptest.Script {
 // with SIGKILL at the named step. With SEND_CRASH_SINK set it delivers
 // over memTransport, to crashScript, appending what it delivers to that
 // file. With SEND_CRASH_ROUTES set it delivers through that route table
-// instead of the smarthost (TestKillMaildirAtEachStep).
+// instead of the smarthost (TestKillLocalAtEachStep).
 func TestCrashHelper(t *testing.T) {
 	if os.Getenv("SEND_CRASH_STEP") == "" {
 		t.Skip("helper process for TestKillAtEachStep")
