@@ -1,8 +1,10 @@
 package protocol
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // TestDSNParams: RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT (RFC
@@ -131,4 +133,53 @@ func TestDSNEnvelope(t *testing.T) {
 	if strings.Contains(out, "DSN") || strings.Count(out, "555 5.5.4 Unsupported parameter") != 2 || !strings.Contains(out, "555 5.5.4 Parameters need EHLO") {
 		t.Errorf("DSN withheld:\n%s", out)
 	}
+}
+
+// encodeUTF8AddrXtext is the test's own encoder of RFC 6533 section 3's
+// utf-8-addr-xtext: ASCII but controls, space, "+", "=" and "\" as they
+// are, every other character as \x{HEX}.
+func encodeUTF8AddrXtext(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r > ' ' && r < 0x7f && r != '+' && r != '=' && r != '\\' {
+			b.WriteRune(r)
+		} else {
+			fmt.Fprintf(&b, "\\x{%X}", r)
+		}
+	}
+	return b.String()
+}
+
+// FuzzORcpt holds the ORCPT parser against the test's encoders (xtext
+// for rfc822, RFC 6533 for utf-8): an address that may be stored (no
+// control character, not empty, within the limit; printable ASCII for
+// rfc822) survives encoding and parsing; whatever the parser accepts
+// holds no control character, and parses back from its own encoding.
+func FuzzORcpt(f *testing.F) {
+	for _, s := range []string{"b@c.example", "j\u00e9r\u00f4me@c.example", "a+b=c\\d", "\x01", "", "\"a b\"@c"} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, addr string, utf bool) {
+		if utf && !utf8.ValidString(addr) {
+			return // no utf-8-addr-xtext holds it
+		}
+		typ, enc := "rfc822", encodeXtext(addr)
+		if utf {
+			typ, enc = "utf-8", encodeUTF8AddrXtext(addr)
+		}
+		storable := addr != "" && len(addr) <= maxORcpt && utf8.ValidString(addr) && !strings.ContainsFunc(addr, func(r rune) bool {
+			return r < ' ' || r == 0x7f || !utf && r > '~'
+		})
+		got, ok := parseORcpt(typ + ";" + enc)
+		if ok != storable || ok && got != typ+";"+addr {
+			t.Fatalf("parseORcpt(%q) = %q, %v; storable %v", typ+";"+enc, got, ok, storable)
+		}
+		if !ok {
+			return
+		}
+		if strings.ContainsFunc(got, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			t.Fatalf("parseORcpt accepted a control character: %q", got)
+		}
+	})
 }
