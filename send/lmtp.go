@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 
 	"github.com/emersion/go-smtp"
 
@@ -25,8 +26,32 @@ type lmtpSession struct {
 	log   *slog.Logger
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
 	route route.Route
+	down  *serverDown // shared by the workers' sessions of the route
 	c     *smtp.Client
 	txs   int // transactions on c
+}
+
+// serverDown remembers, for the rest of a run, that a route's LMTP
+// server could not be reached or refused LHLO, as a smarthost is marked
+// down (RFC 5321 section 4.5.4.1): its other messages are deferred at
+// once instead of each waiting for a connection timeout.
+type serverDown struct {
+	mu sync.Mutex
+	f  *Failure
+}
+
+// get returns the failure that took the server down, nil if it is up.
+func (d *serverDown) get() *Failure {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.f
+}
+
+// set marks the server down with f.
+func (d *serverDown) set(f *Failure) {
+	d.mu.Lock()
+	d.f = f
+	d.mu.Unlock()
 }
 
 // lmtpAddr is the address of route r's server: "unix:/path" or
@@ -77,8 +102,13 @@ func (s *lmtpSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) er
 	todo, retried := d.Rcpts, false
 	for len(todo) > 0 {
 		if s.c == nil {
+			if f := s.down.get(); f != nil {
+				rec.Failed(todo, f)
+				return nil
+			}
 			if f := s.connect(ctx); f != nil {
-				s.log.Warn("LMTP server unreachable", "relay", f.Relay, "stage", f.Stage.String(), "err", f.Text)
+				s.log.Warn("LMTP server down for this run", "relay", f.Relay, "stage", f.Stage.String(), "err", f.Text)
+				s.down.set(f)
 				rec.Failed(todo, f)
 				return nil
 			}
@@ -119,10 +149,10 @@ func (s *lmtpSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) er
 // the data, and reads one reply per accepted recipient (RFC 2033 section
 // 4.2). Refusals go to rec as they come; the accepted recipients are
 // recorded as delivered, each with its own reply and all in one record,
-// before anything else is sent. It returns the recipients a 452 left for another transaction
-// (RFC 5321 section 4.5.3.1.10), or with lost the connection failure and
-// the recipients it left without an outcome; err is an error reading
-// the message or recording an outcome.
+// before anything else is sent. It returns the recipients a 452 left for
+// another transaction (RFC 5321 section 4.5.3.1.10), or with lost the
+// connection failure and the recipients it left without an outcome; err
+// is an error reading the message or recording an outcome.
 func (s *lmtpSession) transaction(d *Delivery, batch []int, rec Recorder) (carry []int, lost *Failure, err error) {
 	env, relay := d.Envelope, lmtpAddr(s.route)
 	utf8 := env.SMTPUTF8 || !isASCII(env.From)

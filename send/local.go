@@ -26,7 +26,8 @@ func localKey(r route.Route) string {
 func (t *router) newLocalSession(r route.Route) Session {
 	switch r.Kind {
 	case route.LMTP:
-		return &lmtpSession{cfg: t.cfg, log: t.log, dial: t.dial, route: r}
+		d, _ := t.lmtpDown.LoadOrStore(localKey(r), &serverDown{})
+		return &lmtpSession{cfg: t.cfg, log: t.log, dial: t.dial, route: r, down: d.(*serverDown)}
 	case route.Maildir:
 		return &maildirSession{cfg: t.cfg, route: r}
 	case route.Pipe:

@@ -73,6 +73,8 @@ type router struct {
 
 	mu    sync.Mutex
 	dests map[string]*destEntry
+	// lmtpDown holds a *serverDown per LMTP route (localKey).
+	lmtpDown sync.Map
 }
 
 // destEntry is one destination of a run: looked up once, shared by the
