@@ -28,9 +28,14 @@
 //
 // The local transports (lmtp, maildir, pipe) are in local.go.
 //
-// Options, after the next hop of an smtp route, are key=value words:
+// Options, after the next hop, are key=value words:
 //
-//	tls=none|may|encrypt|verify   the TLS policy of the route (see TLSPolicy)
+//	tls=none|may|encrypt|verify   smtp: the TLS policy of the route (see TLSPolicy)
+//	per=message|recipient         pipe: one run per message or per recipient
+//	timeout=duration              pipe: the command's time limit
+//
+// A pipe route's arguments follow its options (after "--", or from the
+// first word that is not an option).
 //
 // Package route knows nothing of DNS or SMTP: it parses and matches.
 package route
