@@ -127,6 +127,15 @@ func StartGroup(t testing.TB, cmd *exec.Cmd) {
 		// The group is the one we started; end exactly that group.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		cmd.Wait()
+		// Its other members (a launcher's sessions) may still be
+		// removing their files: wait until none is left, so that the
+		// test's directories are not removed under them.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if syscall.Kill(-cmd.Process.Pid, 0) != nil {
+				return
+			}
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	})
 }
 
