@@ -10,14 +10,18 @@
 //	mx1     192.0.2.11   smtp-stdio under tcpserver (a process per connection)
 //	mx2     192.0.2.12   smtp-stdio in one process (systemd-socket-activate, Accept=no)
 //	mx3     192.0.2.13   smtp-stdio under inetd "wait" (one process, idle exit)
+//	relay1  192.0.2.31   a private Postfix instance, relaying to final
+//	relay2  192.0.2.32   another, the receivers' second smarthost (failover)
 //	final   192.0.2.20   the destination: smtp-stdio in one process, whose spool is the record
 //	client  192.0.2.10   smtp-send in MX mode, its queue filled with the messages
 //
 // Each receiver has its own spool and its own smtp-send run in a loop, as
-// cron would, relaying to final. The faults, while the mail flows: kill -9
-// of mx1's sessions and of mx1's smtp-send; mx3 cut off (its link down)
-// and restored; and, with -full, kill -9 of mx2's one process (restarted,
-// as systemd would) and mx2's spool filled (a small tmpfs) and freed.
+// cron would, relaying through the relays to final. The faults, while
+// the mail flows: kill -9 of mx1's sessions and of mx1's smtp-send; mx3
+// cut off (its link down) and restored; and, with -full, mx1 and mx2
+// cut off together, kill -9 of mx2's one process (restarted, as systemd
+// would), mx1's spool (a small tmpfs) filled and freed, relay1 stopped
+// (SIGSTOP) and resumed, final stopped and resumed.
 // Then everything drains, and the lab counts each message by its
 // Message-ID in final's spool: sent, delivered once, delivered twice,
 // lost, with each host's queue. It exits 1 on a loss or a duplicate, 2
@@ -46,6 +50,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
@@ -93,6 +98,7 @@ type lab struct {
 	// the client to send that message again. One per session killed.
 	window int
 	mounts []string // to unmount at the end
+	relays []string // the relays' configuration directories, to stop
 }
 
 func (l *lab) logf(format string, a ...any) {
@@ -187,7 +193,7 @@ func (l *lab) network() error {
 	}
 	for i, h := range []struct{ name, addr string }{
 		{"dns", "192.0.2.53"}, {"client", "192.0.2.10"}, {"mx1", "192.0.2.11"}, {"mx2", "192.0.2.12"},
-		{"mx3", "192.0.2.13"}, {"final", "192.0.2.20"},
+		{"mx3", "192.0.2.13"}, {"final", "192.0.2.20"}, {"relay1", "192.0.2.31"}, {"relay2", "192.0.2.32"},
 	} {
 		hh := &host{name: h.name, addr: h.addr, ns: l.id + "-" + h.name, veth: fmt.Sprintf("%sh%d", l.id, i)}
 		l.hosts[h.name] = hh
@@ -280,6 +286,11 @@ func (l *lab) start() error {
 	if _, err := l.inNS("final", "final", nil, l.oneProcess("final", "192.0.2.20:25", l.receiverEnv("final"))...); err != nil {
 		return err
 	}
+	for _, n := range []string{"relay1", "relay2"} {
+		if err := l.startRelay(n); err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
+	}
 	if err := l.startMX1(); err != nil {
 		return err
 	}
@@ -290,10 +301,10 @@ func (l *lab) start() error {
 		return err
 	}
 	for _, n := range []string{"mx1", "mx2", "mx3"} {
-		l.startLoop(n+"-send", n, l.spool(n), []string{"SMTP_SMARTHOST=[192.0.2.20]:25", "SMTP_SMARTHOST_TLS=none"})
+		l.startLoop(n+"-send", n, l.spool(n), l.nextHops())
 	}
 	// Wait until every receiver answers.
-	for _, n := range []string{"final", "mx1", "mx2", "mx3"} {
+	for _, n := range []string{"final", "relay1", "relay2", "mx1", "mx2", "mx3"} {
 		if err := l.waitSMTP(n); err != nil {
 			return err
 		}
@@ -343,6 +354,117 @@ func (l *lab) startMX3() error {
 	}
 	_, err := l.inNS("mx3", "mx3", nil, inetd, "-d", conf)
 	return err
+}
+
+// nextHops is the smarthost setting of the receivers' smtp-send: the two
+// relays, tried in order (failover).
+func (l *lab) nextHops() []string {
+	return []string{"SMTP_SMARTHOST=[192.0.2.31]:25,[192.0.2.32]:25", "SMTP_SMARTHOST_TLS=none"}
+}
+
+// postfixMaster is the master.cf of a relay: smtpd on port 25 and what a
+// message needs from there to the SMTP client, none chrooted.
+const postfixMaster = `smtp      inet  n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+scache    unix  -       -       n       -       1       scache
+anvil     unix  -       -       n       -       1       anvil
+postlog   unix-dgram n  -       n       -       1       postlogd
+`
+
+// startRelay starts a private Postfix instance in host name's namespace:
+// its own configuration, queue and log under the lab's directory,
+// accepting from the lab's network and relaying everything to final.
+func (l *lab) startRelay(name string) error {
+	postfix := "/usr/sbin/postfix"
+	if _, err := os.Stat(postfix); err != nil {
+		return fmt.Errorf("postfix not installed")
+	}
+	dir := filepath.Join(l.dir, name)
+	conf := filepath.Join(dir, "etc")
+	for _, d := range []string{conf, filepath.Join(dir, "queue")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	os.Chmod(dir, 0o755)
+	os.Chmod(l.dir, 0o755) // the postfix user walks to its queue
+	mainCF := strings.Join([]string{
+		"compatibility_level = 3.6",
+		"queue_directory = " + filepath.Join(dir, "queue"),
+		"data_directory = " + filepath.Join(dir, "data"),
+		"maillog_file = " + filepath.Join(dir, "maillog"),
+		"maillog_file_prefixes = " + dir,
+		"myhostname = " + name + ".lab.example",
+		"mydestination =",
+		"inet_interfaces = " + l.hosts[name].addr,
+		"inet_protocols = ipv4",
+		"mynetworks = 192.0.2.0/24",
+		"relayhost = [192.0.2.20]:25",
+		"alias_maps =",
+		"alias_database =",
+		"smtpd_peername_lookup = no",
+		"smtp_dns_support_level = disabled",
+		"smtpd_banner = $myhostname ESMTP",
+		"smtp_tls_security_level = none",
+		"smtpd_tls_security_level = none",
+		"default_process_limit = 30",
+		"",
+	}, "\n")
+	if err := os.WriteFile(filepath.Join(conf, "main.cf"), []byte(mainCF), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(conf, "master.cf"), []byte(postfixMaster), 0o644); err != nil {
+		return err
+	}
+	out, err := exec.Command("ip", "netns", "exec", l.hosts[name].ns, postfix, "-c", conf, "start").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("postfix start: %v: %s", err, out)
+	}
+	l.mu.Lock()
+	l.relays = append(l.relays, conf)
+	l.mu.Unlock()
+	return nil
+}
+
+// relayPIDs returns the processes of the relay whose configuration is
+// conf: its master (from its pid file) and every process of its session.
+func relayPIDs(conf string) []int {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(conf), "queue", "pid", "master.pid"))
+	if err != nil {
+		return nil
+	}
+	master, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if sid, err := unix.Getsid(pid); err == nil && sid == master {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // startLoop runs smtp-send on host's spool once a second, as cron would
@@ -412,7 +534,7 @@ func (l *lab) faults(deadline time.Time) {
 	l.logf("fault: kill -9 of mx1's sessions and its smtp-send (%s)", l.progress())
 	l.window += l.killChildren("mx1")
 	l.stop("mx1-send", syscall.SIGKILL)
-	l.startLoop("mx1-send", "mx1", l.spool("mx1"), []string{"SMTP_SMARTHOST=[192.0.2.20]:25", "SMTP_SMARTHOST_TLS=none"})
+	l.startLoop("mx1-send", "mx1", l.spool("mx1"), l.nextHops())
 	if !l.full {
 		l.logf("fault: mx3 cut off for 3 s (%s)", l.progress())
 		cut(3*time.Second, "mx3")
@@ -441,6 +563,10 @@ func (l *lab) faults(deadline time.Time) {
 		time.Sleep(4 * time.Second)
 		os.Remove(filler)
 	}
+	l.logf("fault: relay1 (Postfix) stopped (SIGSTOP) for 15 s: the receivers fail over to relay2 (%s)", l.progress())
+	l.signalRelay(0, syscall.SIGSTOP)
+	time.Sleep(15 * time.Second)
+	l.signalRelay(0, syscall.SIGCONT)
 	l.logf("fault: final stopped (SIGSTOP) for 5 s (%s)", l.progress())
 	l.stop("final", syscall.SIGSTOP)
 	time.Sleep(5 * time.Second)
@@ -449,11 +575,22 @@ func (l *lab) faults(deadline time.Time) {
 	cut(3*time.Second, "mx3")
 }
 
+// signalRelay sends sig to every process of relay i.
+func (l *lab) signalRelay(i int, sig syscall.Signal) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i < len(l.relays) {
+		for _, pid := range relayPIDs(l.relays[i]) {
+			syscall.Kill(pid, sig)
+		}
+	}
+}
+
 // progress says where the mail is: queued on the client, on the
 // receivers, and arrived at final.
 func (l *lab) progress() string {
-	return fmt.Sprintf("client %d queued, receivers %d, final %d", queued(l.spool("client")),
-		queued(l.spool("mx1"))+queued(l.spool("mx2"))+queued(l.spool("mx3")), queued(l.spool("final")))
+	return fmt.Sprintf("client %d queued, receivers %d, relays %d, final %d", queued(l.spool("client")),
+		queued(l.spool("mx1"))+queued(l.spool("mx2"))+queued(l.spool("mx3")), l.relayQueued(), queued(l.spool("final")))
 }
 
 // killChildren sends SIGKILL to the smtp-stdio processes of a role whose
@@ -492,12 +629,29 @@ func (l *lab) drain(deadline time.Time) bool {
 		for _, n := range []string{"client", "mx1", "mx2", "mx3"} {
 			left += queued(l.spool(n))
 		}
+		left += l.relayQueued()
 		if left == 0 {
 			return true
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	return false
+}
+
+// relayQueued counts the messages in the relays' Postfix queues.
+func (l *lab) relayQueued() int {
+	n := 0
+	for _, r := range []string{"relay1", "relay2"} {
+		for _, q := range []string{"maildrop", "incoming", "active", "deferred", "hold"} {
+			filepath.WalkDir(filepath.Join(l.dir, r, "queue", q), func(_ string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					n++
+				}
+				return nil
+			})
+		}
+	}
+	return n
 }
 
 func queued(spoolDir string) int {
@@ -521,6 +675,11 @@ func (l *lab) count(sent map[string]bool, drained bool) int {
 			line := sc.Text()
 			if line == "" {
 				break
+			}
+			for _, n := range []string{"mx1", "mx2", "mx3"} {
+				if strings.Contains(line, "by "+n+".lab.example ") {
+					via[n]++
+				}
 			}
 			if v, ok := strings.CutPrefix(line, "Message-ID: "); ok {
 				got[strings.TrimSpace(v)]++
@@ -546,13 +705,17 @@ func (l *lab) count(sent map[string]bool, drained bool) int {
 	}
 	fmt.Printf("\n| sent | delivered once | delivered twice or more | duplicate window | lost | unknown | drained |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	fmt.Printf("| %d | %d | %d | %d | %d | %d | %v |\n\n", len(sent), once, twice, l.window, lost, foreign, drained)
-	fmt.Printf("| host | relayed to final | queued at the end | corrupt/ | failed/ |\n| --- | --- | --- | --- | --- |\n")
+	fmt.Printf("| host | messages through it | queued at the end | corrupt/ | failed/ |\n| --- | --- | --- | --- | --- |\n")
 	names := []string{"client", "mx1", "mx2", "mx3"}
 	sort.Strings(names)
 	for _, n := range names {
 		sd := l.spool(n)
 		fmt.Printf("| %s | %d | %d | %d | %d |\n", n, via[n], queued(sd), count(filepath.Join(sd, "corrupt")), count(filepath.Join(sd, "failed")))
 	}
+	for _, r := range []string{"relay1", "relay2"} {
+		fmt.Printf("| %s (Postfix) | %d | | | |\n", r, via[r])
+	}
+	fmt.Printf("| all | %d | %d | | |\n", len(ents), l.relayQueued())
 	if lost > 0 || twice > l.window || foreign > 0 || !drained {
 		for _, r := range []string{"client", "mx1-send", "mx2", "final"} {
 			tail(filepath.Join(l.dir, r+".log"), 15)
@@ -592,6 +755,13 @@ func (l *lab) cleanup() {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		}
 	}
+	for _, conf := range l.relays {
+		for _, pid := range relayPIDs(conf) {
+			syscall.Kill(pid, syscall.SIGCONT)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	l.relays = nil
 	for _, m := range l.mounts {
 		exec.Command("umount", "-l", m).Run()
 	}
