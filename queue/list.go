@@ -162,7 +162,7 @@ func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) 
 
 	// The producer hands each message to the workers and, in order, to
 	// the consumer below, which waits for each one's entry.
-	workers := max(4, 2*runtime.GOMAXPROCS(0))
+	workers := min(max(4, 2*runtime.GOMAXPROCS(0)), 16)
 	jobs := make(chan *listJob)
 	order := make(chan *listJob, 4*workers)
 	done := make(chan struct{})
