@@ -29,6 +29,10 @@ import (
 // systemd's sockets are never closed or unlinked: the next instance
 // serves the connections that wait in the kernel meanwhile.
 
+// stopWriteGrace is how long a session stopped after the grace may still
+// write (its 421), in seconds' worth.
+const stopWriteGrace = 5 * time.Second
+
 // replyServerFull refuses a connection over SMTP_MAX_CONNECTIONS: 421
 // 4.3.2, the system is not accepting network messages (RFC 3463).
 func replyServerFull(host string) *protocol.Reply {
@@ -48,7 +52,7 @@ type server struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	sessions map[*protocol.Session]bool // serving now, for Shutdown
+	sessions map[*protocol.Session]net.Conn // serving now, for Shutdown
 	conns    int                        // accepted and not yet closed
 	byClient map[netip.Prefix]int       // conns per client (clientKey)
 	idle     *time.Timer                // SMTP_IDLE_EXIT, when set
@@ -92,7 +96,7 @@ func serveListeners(h peer.Handover) int {
 	rc.rate = func(client netip.Addr, now time.Time) (velocity.Decision, error) {
 		return mem.Check(client, now, cfg.Velocity())
 	}
-	s := &server{rc: rc, log: log, sessions: map[*protocol.Session]bool{}, byClient: map[netip.Prefix]int{}}
+	s := &server{rc: rc, log: log, sessions: map[*protocol.Session]net.Conn{}, byClient: map[netip.Prefix]int{}}
 	var ls []net.Listener
 	var rcs []*receiver
 	for i, f := range h.Listeners {
@@ -173,8 +177,11 @@ func (s *server) drain(grace time.Duration) {
 	}
 	s.mu.Lock()
 	n := len(s.sessions)
-	for sess := range s.sessions {
+	for sess, c := range s.sessions {
 		sess.Shutdown()
+		// A client that does not read must not hold the stop: the 421
+		// gets a few seconds to go out, then writes fail.
+		c.SetWriteDeadline(time.Now().Add(stopWriteGrace))
 	}
 	s.mu.Unlock()
 	s.log.Info("grace over; stopping sessions", "sessions", n)
@@ -243,7 +250,7 @@ func (s *server) serve(c net.Conn, rc *receiver, client protocol.Client, key net
 	rc.session(c, connFD(c), client, start, log, nil, func(ss *protocol.Session) {
 		sess = ss
 		s.mu.Lock()
-		s.sessions[ss] = true
+		s.sessions[ss] = c
 		stopping := s.stopping
 		s.mu.Unlock()
 		if stopping {
