@@ -169,6 +169,9 @@ func startMetrics(path string, start time.Time, log *slog.Logger) *runMetrics {
 	if path == "" {
 		return nil
 	}
+	if !strings.HasSuffix(path, ".prom") {
+		log.Warn("node_exporter's textfile collector reads only files named *.prom", "file", path)
+	}
 	c := &runCounts{msgs: map[string]uint8{}, hostsDown: map[string]int{}}
 	return &runMetrics{path: path, start: start, c: c,
 		log: slog.New(countingHandler{inner: log.Handler(), c: c})}

@@ -239,6 +239,11 @@ func TestMetricsBadPreviousFile(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("mode %v, %v", fi.Mode(), err)
 	}
+	logb.Reset()
+	startMetrics(path+".txt", time.Now(), slog.New(slog.NewTextHandler(&logb, nil)))
+	if !strings.Contains(logb.String(), "*.prom") {
+		t.Errorf("no warning for a name without .prom:\n%s", logb.String())
+	}
 }
 
 // TestMetricsThroughRun: smtp-send with SMTP_SEND_METRICS_FILE and a
