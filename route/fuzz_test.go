@@ -17,6 +17,7 @@ func FuzzRouteTable(f *testing.F) {
 	f.Add("a@b smtp:b:25\n", "A@B.")
 	f.Add("* lmtp:unix:/run/dovecot/lmtp\nb lmtp:[::1]:24\n", "x@b")
 	f.Add("* maildir:/var/vmail/%d/%u/\n", "../x@b")
+	f.Add("* mbox:/var/mail/%u\n", ".x@b")
 	f.Add("* pipe:/bin/deliver per=recipient timeout=10s -- -f ${sender} ${recipient} u=${user}@${domain}\n", "-x@b")
 	f.Fuzz(func(t *testing.T, text, addr string) {
 		tb, err := Parse(strings.NewReader(text), "f")
@@ -41,9 +42,9 @@ func FuzzRouteTable(f *testing.F) {
 			}
 			return
 		}
-		if r.Kind == Maildir {
-			if _, err := r.MaildirPath(addr); err == nil {
-				p, _ := r.MaildirPath(addr)
+		if r.Kind == Maildir || r.Kind == Mbox {
+			if _, err := r.Expand(addr); err == nil {
+				p, _ := r.Expand(addr)
 				if strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") {
 					t.Fatalf("maildir path %q from %q", p, addr)
 				}
@@ -54,7 +55,7 @@ func FuzzRouteTable(f *testing.F) {
 		}
 		again, err := parseTransport(r.Nexthop(), nil)
 		if err != nil || again.Kind != r.Kind || again.Host != r.Host || again.Literal != r.Literal || again.Port != r.Port ||
-			again.Socket != r.Socket || again.Maildir != r.Maildir {
+			again.Socket != r.Socket || again.Path != r.Path {
 			t.Fatalf("nexthop %q parses to %+v, %v; was %+v", r.Nexthop(), again, err, r)
 		}
 	})

@@ -10,7 +10,7 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/domain"
 )
 
-// The local transports: lmtp:, maildir: and pipe:. Package route only
+// The local transports: lmtp:, maildir:, mbox: and pipe:. Package route only
 // parses them and expands their templates; package send delivers.
 
 // DefaultLMTPPort is the port of an LMTP route over TCP that names none.
@@ -48,46 +48,49 @@ func parseLMTP(hop string, opts []string) (*Route, error) {
 	return r, nil
 }
 
-// parseMaildir parses a maildir route's path template.
-func parseMaildir(tmpl string, opts []string) (*Route, error) {
+// parseTemplate parses the path template of a maildir or mbox route.
+func parseTemplate(kind Kind, tmpl string, opts []string) (*Route, error) {
 	if len(opts) > 0 {
-		return nil, fmt.Errorf("maildir: takes no options, not %q", opts[0])
+		return nil, fmt.Errorf("%s: takes no options, not %q", kind, opts[0])
 	}
 	if !strings.HasPrefix(tmpl, "/") {
-		return nil, fmt.Errorf("maildir: needs an absolute path template, not %q", tmpl)
+		return nil, fmt.Errorf("%s: needs an absolute path template, not %q", kind, tmpl)
+	}
+	if kind == Mbox && strings.HasSuffix(tmpl, "/") {
+		return nil, fmt.Errorf("mbox: the template %q names a directory, not a file", tmpl)
 	}
 	for i := 0; i < len(tmpl); i++ {
 		if tmpl[i] != '%' {
 			continue
 		}
 		if i+1 == len(tmpl) || !strings.ContainsRune("dur%", rune(tmpl[i+1])) {
-			return nil, fmt.Errorf("maildir: template %q: %% must be followed by d, u, r or %%", tmpl)
+			return nil, fmt.Errorf("%s: template %q: %% must be followed by d, u, r or %%", kind, tmpl)
 		}
 		i++
 	}
 	for _, c := range strings.Split(tmpl, "/") {
 		if c == ".." {
-			return nil, fmt.Errorf("maildir: template %q has a .. component", tmpl)
+			return nil, fmt.Errorf("%s: template %q has a .. component", kind, tmpl)
 		}
 	}
-	return &Route{Kind: Maildir, Maildir: tmpl}, nil
+	return &Route{Kind: kind, Path: tmpl}, nil
 }
 
-// MaildirPath returns the maildir of recipient addr under the route's
-// template: %d is the domain (its canonical form: ASCII lower case, the
+// Expand returns the maildir or mbox file of recipient addr under the
+// route's template: %d is the domain (its canonical form: ASCII lower case, the
 // IDNA A-label), %u the local part in ASCII lower case, %r the whole
 // address so folded, %% a percent sign. Each is made safe to be a part of
 // a path: "/", NUL and control characters become "_", a leading "." does
 // too (so no "..", no hidden directory), and an empty value is "_". It
 // returns an error for an address without a usable domain when the
 // template needs one.
-func (r *Route) MaildirPath(addr string) (string, error) {
+func (r *Route) Expand(addr string) (string, error) {
 	local, dom := addr, ""
 	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
 		local, dom = addr[:i], addr[i+1:]
 	}
 	local = ascii.Lower(local)
-	if strings.Contains(r.Maildir, "%d") || strings.Contains(r.Maildir, "%r") {
+	if strings.Contains(r.Path, "%d") || strings.Contains(r.Path, "%r") {
 		c, err := domain.Canonical(dom)
 		if err != nil || c == "" {
 			return "", fmt.Errorf("recipient %q has no domain for the maildir template", addr)
@@ -95,7 +98,7 @@ func (r *Route) MaildirPath(addr string) (string, error) {
 		dom = c
 	}
 	var b strings.Builder
-	t := r.Maildir
+	t := r.Path
 	for i := 0; i < len(t); i++ {
 		if t[i] != '%' || i+1 == len(t) {
 			b.WriteByte(t[i])

@@ -13,6 +13,7 @@ a.test        lmtp:unix:/run/dovecot/lmtp
 b.test        lmtp:[127.0.0.1]
 c.test        lmtp:[::1]:2424
 d.test        maildir:/var/vmail/%d/%u/
+g.test        mbox:/var/mail/%u
 e.test        pipe:/usr/bin/deliver per=recipient timeout=30s -- -f ${sender} ${user}+x@${domain}
 f.test        pipe:/usr/bin/rmail -- ${recipient} id=${queue_id}
 `), "t")
@@ -27,6 +28,7 @@ f.test        pipe:/usr/bin/rmail -- ${recipient} id=${queue_id}
 		{"x@b.test", "lmtp:[127.0.0.1]", LMTP},
 		{"x@c.test", "lmtp:[::1]:2424", LMTP},
 		{"x@d.test", "maildir:/var/vmail/%d/%u/", Maildir},
+		{"x@g.test", "mbox:/var/mail/%u", Mbox},
 		{"x@e.test", "pipe:/usr/bin/deliver", Pipe},
 	} {
 		r, ok := tb.Lookup(tc.addr)
@@ -62,6 +64,8 @@ func TestLocalRouteErrors(t *testing.T) {
 		{"* maildir:var/mail/%u", "absolute"},
 		{"* maildir:/var/%x/", "followed by"},
 		{"* maildir:/var/../%u", ".."},
+		{"* mbox:/var/mail/", "names a directory"},
+		{"* mbox:mail/%u", "absolute"},
 		{"* pipe:bin/x", "absolute path"},
 		{"* pipe:/bin/x per=rcpt", "per=message or per=recipient"},
 		{"* pipe:/bin/x timeout=2h", "timeout="},
@@ -77,8 +81,8 @@ func TestLocalRouteErrors(t *testing.T) {
 	}
 }
 
-func TestMaildirPath(t *testing.T) {
-	r := Route{Kind: Maildir, Maildir: "/m/%d/%u/%r/100%%"}
+func TestExpand(t *testing.T) {
+	r := Route{Kind: Maildir, Path: "/m/%d/%u/%r/100%%"}
 	for _, tc := range []struct{ addr, want string }{
 		{"Bob@Example.ORG", "/m/example.org/bob/bob@example.org/100%"},
 		{"../../etc@b.test", "/m/b.test/_._.._etc/_._.._etc@b.test/100%"},
@@ -86,12 +90,12 @@ func TestMaildirPath(t *testing.T) {
 		{"x@BÜCHER.example", "/m/xn--bcher-kva.example/x/x@xn--bcher-kva.example/100%"},
 		{"a\nb@b.test", "/m/b.test/a_b/a_b@b.test/100%"},
 	} {
-		got, err := r.MaildirPath(tc.addr)
+		got, err := r.Expand(tc.addr)
 		if err != nil || got != tc.want {
-			t.Errorf("MaildirPath(%q) = %q, %v; want %q", tc.addr, got, err, tc.want)
+			t.Errorf("Expand(%q) = %q, %v; want %q", tc.addr, got, err, tc.want)
 		}
 	}
-	if _, err := r.MaildirPath("postmaster"); err == nil {
+	if _, err := r.Expand("postmaster"); err == nil {
 		t.Error("an address without a domain expanded")
 	}
 }

@@ -23,7 +23,8 @@
 //	error:5.x.y text     refuse at once: a bounce with that status (RFC 3463)
 //	lmtp:unix:/path      LMTP (RFC 2033) to a unix socket
 //	lmtp:[host][:port]   LMTP over TCP (port 24 unless given)
-//	maildir:/template    a Maildir per recipient (see Route.Maildir)
+//	maildir:/template    a Maildir per recipient (see Route.Expand)
+//	mbox:/template       an mbox file per recipient (see Route.Expand)
 //	pipe:/cmd [arg ...]  a command, the message on its standard input
 //
 // The local transports (lmtp, maildir, pipe) are in local.go.
@@ -71,12 +72,14 @@ const (
 	Maildir
 	// Pipe runs a command with the message on its standard input.
 	Pipe
+	// Mbox appends the message to an mbox file per recipient.
+	Mbox
 )
 
-var kindNames = [...]string{SMTP: "smtp", Error: "error", LMTP: "lmtp", Maildir: "maildir", Pipe: "pipe"}
+var kindNames = [...]string{SMTP: "smtp", Error: "error", LMTP: "lmtp", Maildir: "maildir", Pipe: "pipe", Mbox: "mbox"}
 
 // String returns the transport's name as in the table: "smtp",
-// "error", "lmtp", "maildir" or "pipe".
+// "error", "lmtp", "maildir", "pipe" or "mbox".
 func (k Kind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {
 		return "kind(" + strconv.Itoa(int(k)) + ")"
@@ -85,8 +88,8 @@ func (k Kind) String() string {
 }
 
 // Local reports whether the transport delivers on this machine (LMTP,
-// Maildir, Pipe): a final delivery, not a relay.
-func (k Kind) Local() bool { return k == LMTP || k == Maildir || k == Pipe }
+// Maildir, Pipe, Mbox): a final delivery, not a relay.
+func (k Kind) Local() bool { return k == LMTP || k == Maildir || k == Pipe || k == Mbox }
 
 // TLSPolicy is what a route requires of TLS (RFC 7435's terms). The zero
 // value, TLSDefault, leaves the decision to the transport: opportunistic
@@ -150,9 +153,9 @@ type Route struct {
 	// Socket is the unix socket of an LMTP route, "" for one over TCP
 	// (Host, Literal and Port then).
 	Socket string
-	// Maildir is the path template of a maildir route (see
-	// ExpandMaildir).
-	Maildir string
+	// Path is the path template of a maildir or mbox route (see
+	// Expand).
+	Path string
 	// Pipe is the command of a pipe route.
 	Pipe *Command
 	// Pattern is the table's pattern that chose this route, as written;
@@ -169,8 +172,8 @@ func (r *Route) Nexthop() string {
 	switch r.Kind {
 	case Error:
 		return "error:" + r.Status
-	case Maildir:
-		return "maildir:" + r.Maildir
+	case Maildir, Mbox:
+		return r.Kind.String() + ":" + r.Path
 	case Pipe:
 		return "pipe:" + r.Pipe.Path
 	case LMTP:
@@ -333,7 +336,7 @@ func canonicalDomain(d string) (string, error) {
 func parseTransport(tr string, rest []string) (*Route, error) {
 	kind, hop, ok := strings.Cut(tr, ":")
 	if !ok {
-		return nil, fmt.Errorf("transport %q without a colon (want smtp:, error:, lmtp:, maildir: or pipe:)", tr)
+		return nil, fmt.Errorf("transport %q without a colon (want smtp:, error:, lmtp:, maildir:, mbox: or pipe:)", tr)
 	}
 	switch ascii.Lower(kind) {
 	case "error":
@@ -343,11 +346,13 @@ func parseTransport(tr string, rest []string) (*Route, error) {
 	case "lmtp":
 		return parseLMTP(hop, rest)
 	case "maildir":
-		return parseMaildir(hop, rest)
+		return parseTemplate(Maildir, hop, rest)
+	case "mbox":
+		return parseTemplate(Mbox, hop, rest)
 	case "pipe":
 		return parsePipe(hop, rest)
 	}
-	return nil, fmt.Errorf("unknown transport %q (want smtp:, error:, lmtp:, maildir: or pipe:)", kind+":")
+	return nil, fmt.Errorf("unknown transport %q (want smtp:, error:, lmtp:, maildir:, mbox: or pipe:)", kind+":")
 }
 
 // parseError parses "5.x.y" and the text of an error route.

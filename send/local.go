@@ -8,7 +8,7 @@ import (
 )
 
 // The local transports of the route table: LMTP (lmtp.go), a maildir
-// (maildir.go) and a command (pipe.go). Each is a Session of its own,
+// (maildir.go), an mbox file (mbox.go) and a command (pipe.go). Each is a Session of its own,
 // which a worker's routedSession keeps per table line, so that an LMTP
 // connection is reused across messages as an SMTP one is. Local delivery
 // is final delivery: what the message becomes after it is no longer our
@@ -32,6 +32,8 @@ func (t *router) newLocalSession(r route.Route) Session {
 		return &maildirSession{cfg: t.cfg, route: r}
 	case route.Pipe:
 		return &pipeSession{cfg: t.cfg, log: t.log, route: r}
+	case route.Mbox:
+		return &mboxSession{cfg: t.cfg, route: r, now: t.now}
 	}
 	return nil
 }
@@ -43,11 +45,17 @@ func localTarget(r route.Route, rcpt string) (target, outcome string) {
 	case route.LMTP:
 		return "LMTP (RFC 2033) to " + lmtpAddr(r), "deliver over LMTP; the server answers for each recipient after the data"
 	case route.Maildir:
-		p, err := r.MaildirPath(rcpt)
+		p, err := r.Expand(rcpt)
 		if err != nil {
 			return "a maildir (" + r.Nexthop() + ")", "bounce at once: 5.1.3 " + err.Error()
 		}
 		return "the maildir " + p, "write the message into " + p + "new/ (tmp/, fsync, link)"
+	case route.Mbox:
+		p, err := r.Expand(rcpt)
+		if err != nil {
+			return "an mbox file (" + r.Nexthop() + ")", "bounce at once: 5.1.3 " + err.Error()
+		}
+		return "the mbox file " + p, "append the message to " + p + " (fcntl and dot-lock, fsync)"
 	case route.Pipe:
 		per := "once per message"
 		if r.Pipe.PerRecipient {

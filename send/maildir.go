@@ -54,7 +54,7 @@ const maildirRelay = "maildir"
 func (s *maildirSession) Deliver(_ context.Context, d *Delivery, rec Recorder) error {
 	for _, i := range d.Rcpts {
 		addr := d.Envelope.To[i]
-		dir, err := s.route.MaildirPath(addr)
+		dir, err := s.route.Expand(addr)
 		if err != nil {
 			rec.Failed([]int{i}, localFailure(maildirRelay, "5.1.3", oneLine(err.Error())))
 			continue

@@ -94,7 +94,7 @@ func testDelivery(rcpts ...string) *Delivery {
 // cases and makes the address safe.
 func TestMaildirDelivery(t *testing.T) {
 	root := t.TempDir()
-	s := &maildirSession{cfg: &Config{Hostname: "mx/1:a"}, route: route.Route{Kind: route.Maildir, Maildir: root + "/%d/%u/"}}
+	s := &maildirSession{cfg: &Config{Hostname: "mx/1:a"}, route: route.Route{Kind: route.Maildir, Path: root + "/%d/%u/"}}
 	d := testDelivery("Bob@Example.ORG", "../x@example.org")
 	rec := newTestRecorder()
 	if err := s.Deliver(context.Background(), d, rec); err != nil {
@@ -139,7 +139,7 @@ func TestMaildirDelivery(t *testing.T) {
 func TestMaildirExactlyOnce(t *testing.T) {
 	for _, moved := range []bool{false, true} {
 		root := t.TempDir()
-		s := &maildirSession{cfg: &Config{Hostname: "mx"}, route: route.Route{Kind: route.Maildir, Maildir: root + "/%u/"}}
+		s := &maildirSession{cfg: &Config{Hostname: "mx"}, route: route.Route{Kind: route.Maildir, Path: root + "/%u/"}}
 		d := testDelivery("bob@example.org")
 		rec := newTestRecorder()
 		rec.fail = errors.New("killed")
@@ -164,7 +164,7 @@ func TestMaildirExactlyOnce(t *testing.T) {
 	}
 
 	root := t.TempDir()
-	s := &maildirSession{cfg: &Config{Hostname: "mx"}, route: route.Route{Kind: route.Maildir, Maildir: root + "/%u/"}}
+	s := &maildirSession{cfg: &Config{Hostname: "mx"}, route: route.Route{Kind: route.Maildir, Path: root + "/%u/"}}
 	d := testDelivery("bob@example.org")
 	bob := filepath.Join(root, "bob")
 	if err := makeMaildir(bob); err != nil {
@@ -191,7 +191,7 @@ func TestMaildirFailures(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "file"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &maildirSession{cfg: &Config{Hostname: "mx"}, route: route.Route{Kind: route.Maildir, Maildir: root + "/%u/%d"}}
+	s := &maildirSession{cfg: &Config{Hostname: "mx"}, route: route.Route{Kind: route.Maildir, Path: root + "/%u/%d"}}
 	d := testDelivery("file@x.test", "ok@x.test", "nodomain")
 	rec := newTestRecorder()
 	if err := s.Deliver(context.Background(), d, rec); err != nil {
@@ -213,7 +213,7 @@ func TestMaildirFailures(t *testing.T) {
 // local transport. maildir: every recipient has the message exactly
 // once, even killed between the link and the record (queue.StepAccepted),
 // where the others have their duplicate window: LMTP sends the
-// transaction again, pipe runs the command again. The notification of an
+// transaction again, pipe runs the command again, mbox appends again. The notification of an
 // error route, delivered into a maildir, exists once.
 func TestKillLocalAtEachStep(t *testing.T) {
 	scenarios := []struct {
@@ -225,7 +225,7 @@ func TestKillLocalAtEachStep(t *testing.T) {
 			[]queue.Step{queue.StepAccepted, queue.StepRecorded, queue.StepBounceIntent, queue.StepBounceSpooled, queue.StepFinished}},
 		{"done", []string{"ok@m.test", "ok2@m.test"}, []queue.Step{queue.StepAccepted, queue.StepRecorded}},
 	}
-	for _, tr := range []string{"maildir", "pipe", "lmtp"} {
+	for _, tr := range []string{"maildir", "pipe", "lmtp", "mbox"} {
 		for _, sc := range scenarios {
 			for _, step := range sc.steps {
 				t.Run(tr+"/"+sc.name+"/"+step.String(), func(t *testing.T) {
@@ -268,6 +268,13 @@ func killLocalAt(t *testing.T, tr string, rcpts []string, step queue.Step, dsn b
 			b, _ := os.ReadFile(log)
 			return strings.Count(string(b), rcpt+"\n")
 		}
+	case "mbox":
+		route0 = "mbox:" + mail + "/%d/%u"
+		count = func(rcpt string) int {
+			local, dom, _ := strings.Cut(rcpt, "@")
+			b, _ := os.ReadFile(filepath.Join(mail, dom, local))
+			return strings.Count(string(b), "\nDelivered-To: "+rcpt+"\n")
+		}
 	case "lmtp":
 		ls, sock := startLMTP(t)
 		route0 = "lmtp:unix:" + sock
@@ -306,7 +313,7 @@ func killLocalAt(t *testing.T, tr string, rcpts []string, step queue.Step, dsn b
 			continue
 		}
 		want := 1
-		if step == queue.StepAccepted && (tr == "lmtp" || r == rcpts[0] && tr == "pipe") {
+		if step == queue.StepAccepted && (tr == "lmtp" || r == rcpts[0] && (tr == "pipe" || tr == "mbox")) {
 			// The window: killed before the outcome was recorded, of the
 			// transaction (LMTP) or of the first run of the command.
 			want = 2
@@ -334,7 +341,7 @@ func killLocalAt(t *testing.T, tr string, rcpts []string, step queue.Step, dsn b
 // -benchtime 1000x ./send).
 func BenchmarkMaildir(b *testing.B) {
 	root := b.TempDir()
-	s := &maildirSession{cfg: &Config{Hostname: "mx"}, route: route.Route{Kind: route.Maildir, Maildir: root + "/%d/%u/"}}
+	s := &maildirSession{cfg: &Config{Hostname: "mx"}, route: route.Route{Kind: route.Maildir, Path: root + "/%d/%u/"}}
 	data := "Subject: bench\r\n\r\n" + strings.Repeat(strings.Repeat("x", 78)+"\r\n", 2048/80)
 	rec := newTestRecorder()
 	b.ResetTimer()

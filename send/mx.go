@@ -75,6 +75,7 @@ type router struct {
 	dests map[string]*destEntry
 	// lmtpDown holds a *serverDown per LMTP route (localKey).
 	lmtpDown sync.Map
+	now      func() time.Time // the run's clock (mbox From_ lines)
 }
 
 // destEntry is one destination of a run: looked up once, shared by the
@@ -90,7 +91,7 @@ type destEntry struct {
 // tmp, and reading now for the memory of timed-out hosts.
 func newRouter(cfg *Config, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error), tmp string, res Resolver, now func() time.Time) *router {
 	t := &router{cfg: cfg, log: log, dial: dial, tmp: tmp, res: res, dests: map[string]*destEntry{},
-		sts: newSTSGetter(cfg, res, dial, false), dane: newDANE(cfg), down: loadDown(cfg.DownFile, tmp, now)}
+		sts: newSTSGetter(cfg, res, dial, false), dane: newDANE(cfg), down: loadDown(cfg.DownFile, tmp, now), now: now}
 	if len(cfg.Smarthosts) > 0 {
 		t.smarthost = newSmarthost(cfg, log, dial, tmp)
 	}

@@ -310,9 +310,9 @@ func (f *fieldWriter) field(name, value string) {
 }
 
 // localRelay reports whether a relay is a local delivery (a command, a
-// maildir, an LMTP unix socket), which has no Remote-MTA.
+// maildir, an mbox file, an LMTP unix socket), which has no Remote-MTA.
 func localRelay(relay string) bool {
-	return strings.HasPrefix(relay, "pipe:") || strings.HasPrefix(relay, "unix:") || relay == maildirRelay
+	return strings.HasPrefix(relay, "pipe:") || strings.HasPrefix(relay, "unix:") || relay == maildirRelay || relay == mboxRelay
 }
 
 // relayName is the host part of a relay address, for Remote-MTA.

@@ -2,9 +2,12 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 )
 
 // localEnv is the environment of a run with the route table table and
@@ -111,5 +114,23 @@ func TestMaildirDovecot(t *testing.T) {
 	}
 	if got := dv.doveadm("fetch", "-u", "dave@maildir.test", "hdr.delivered-to", "mailbox", "INBOX", "all"); !strings.Contains(got, "Dave@MAILDIR.test") {
 		t.Errorf("dave's message: %q", got)
+	}
+}
+
+// mbox: through the binary, two messages appended to one mbox file,
+// which s-nail lists (-H: the header summary) as two messages.
+func TestMboxSNail(t *testing.T) {
+	snail := testutil.Need(t, "s-nail")
+	dir := t.TempDir()
+	mail := t.TempDir()
+	queue(t, dir, "erin@mbox.test")
+	queue(t, dir, "Erin@MBOX.test")
+	r := runBinary(t, localEnv(t, dir, "mbox.test mbox:"+mail+"/%u\n"))
+	if r.code != 0 || strings.Count(r.stderr, "status=sent relay=mbox") != 2 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	out, err := exec.Command(snail, "-:/", "-Hf", filepath.Join(mail, "erin")).CombinedOutput()
+	if err != nil || strings.Count(string(out), "s@example.org") != 2 || strings.Count(string(out), " test") != 2 {
+		t.Errorf("s-nail: %v\n%s", err, out)
 	}
 }
