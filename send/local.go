@@ -61,7 +61,7 @@ func localTarget(r route.Route, rcpt string) (target, outcome string) {
 		if r.Pipe.PerRecipient {
 			per = "once per recipient"
 		}
-		return fmt.Sprintf("the command %s %q", r.Pipe.Path, r.Pipe.Args(route.Vars{Rcpts: []string{rcpt}})),
+		return fmt.Sprintf("the command %s %q", r.Pipe.Path, r.Pipe.Args(route.Vars{Sender: "${sender}", QueueID: "${queue_id}", Rcpts: []string{rcpt}})),
 			"run the command " + per + ", the message on its standard input, at most " + r.Pipe.Timeout.String()
 	}
 	return r.Nexthop(), ""
