@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -258,13 +259,15 @@ func (it *Item) RecordAccepted(set []Update) error {
 // recipients and the id are journalled first, then the notification is
 // spooled (rule 2); Settle must follow. A message from the null sender is
 // never bounced (RFC 5321 section 4.5.5; a notification about a
-// notification could loop): for it, and when failed is empty, Bounce does
+// notification could loop), and recipients whose NOTIFY excludes FAILURE
+// are left out (wantFailureNotice): when none is left, Bounce does
 // nothing and returns "". now is the notification's arrival time. An
 // error leaves the item broken: stop the run.
 func (it *Item) Bounce(now time.Time, failed []int) (string, error) {
 	if it.err != nil {
 		return "", it.err
 	}
+	failed = it.wantFailureNotice(failed)
 	if len(failed) == 0 || it.msg.From == "" {
 		return "", nil
 	}
@@ -274,6 +277,23 @@ func (it *Item) Bounce(now time.Time, failed []int) (string, error) {
 		return "", err
 	}
 	return id, nil
+}
+
+// wantFailureNotice keeps of failed the recipients whose sender wants to
+// hear of a failure: those without NOTIFY and those whose NOTIFY names
+// FAILURE (RFC 3461 section 4.1). NOTIFY=NEVER, or SUCCESS and DELAY
+// without FAILURE, means no notification of failure: such a recipient
+// is failed in silence (its message still goes to failed/, and the log
+// says so).
+func (it *Item) wantFailureNotice(failed []int) []int {
+	keep := failed[:0:0]
+	for _, i := range failed {
+		n := it.msg.RcptDSN(i).Notify
+		if n == "" || strings.Contains(n, "FAILURE") {
+			keep = append(keep, i)
+		}
+	}
+	return keep
 }
 
 func (it *Item) bounce(now time.Time, failed []int) (string, error) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
 	"github.com/smtp-stdio/smtp-stdio/queue"
+	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
 // maxReturnedHeaders bounds the original header section returned in a
@@ -110,11 +111,18 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 	bw.field("Content-Description", "Delivery report")
 	bw.field("Content-Type", "message/delivery-status")
 	bw.line("")
+	if id := n.Envelope.EnvID; id != "" && printableASCII(id) {
+		// RFC 3464 section 2.2.1: the sender's ENVID, first.
+		bw.field("Original-Envelope-Id", dsText(id))
+	}
 	bw.field("Reporting-MTA", "dns; "+host)
 	bw.field("X-Original-Queue-ID", dsText(n.Envelope.QueueID))
 	bw.field("Arrival-Date", n.Arrival.Format(time.RFC1123Z))
 	for _, rc := range n.Rcpts {
 		bw.line("")
+		if o := originalRecipient(n.Envelope, rc.Addr); o != "" {
+			bw.field("Original-Recipient", o)
+		}
 		bw.field("Final-Recipient", finalRecipient(rc.Addr))
 		bw.field("Action", "failed")
 		bw.field("Status", dsnStatus(rc))
@@ -321,4 +329,32 @@ func relayName(addr string) string {
 		addr = addr[:i]
 	}
 	return strings.Trim(addr, "[]")
+}
+
+// originalRecipient is the Original-Recipient field (RFC 3464 section
+// 2.3.1) of the recipient addr of env: its ORCPT as the sender gave it
+// (RFC 3461 section 4.2), "rfc822;" and the address; "" when it gave
+// none, or one that cannot stand in a 7-bit report.
+func originalRecipient(env *spool.Envelope, addr string) string {
+	for i, to := range env.To {
+		if to != addr {
+			continue
+		}
+		typ, a, ok := strings.Cut(env.RcptDSN(i).ORcpt, ";")
+		if !ok || typ != "rfc822" || !printableASCII(a) {
+			return ""
+		}
+		return "rfc822;" + dsText(a)
+	}
+	return ""
+}
+
+// printableASCII reports whether s is printable ASCII, space included.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
 // txResult is how a transaction ended for the connection.
@@ -85,7 +87,7 @@ func (ss *smtpSession) transaction(m *smtpMsg, batch []int) (carry []int, res tx
 	}
 	s.txs++
 	s.open = true
-	if err := s.c.Mail(env.From, &smtp.MailOptions{Size: size, UTF8: utf8}); err != nil {
+	if err := s.c.Mail(env.From, mailOptions(env, size, utf8)); err != nil {
 		s.open = false // MAIL refused: no transaction began
 		if f := classify(StageMail, s.relay, err); f.connLevel() {
 			res.conn = f
@@ -101,7 +103,7 @@ func (ss *smtpSession) transaction(m *smtpMsg, batch []int) (carry []int, res tx
 	}
 	var accepted []int
 	for n, i := range send {
-		err := s.c.Rcpt(env.To[i], nil)
+		err := s.c.Rcpt(env.To[i], rcptOptions(env, i))
 		if err == nil {
 			accepted = append(accepted, i)
 			continue
@@ -213,4 +215,47 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// mailOptions are the MAIL FROM parameters for env: SIZE and SMTPUTF8,
+// and the DSN parameters the message came with (RFC 3461 section 4.3
+// and 4.4, RET and ENVID), which go-smtp sends only to a next hop that
+// offers DSN. A next hop without DSN gets none, and the notices that
+// the sender asked for are then this MTA's to give.
+func mailOptions(env *spool.Envelope, size int64, utf8 bool) *smtp.MailOptions {
+	o := &smtp.MailOptions{Size: size, UTF8: utf8, EnvelopeID: env.EnvID}
+	switch env.Ret {
+	case "FULL":
+		o.Return = smtp.DSNReturnFull
+	case "HDRS":
+		o.Return = smtp.DSNReturnHeaders
+	}
+	return o
+}
+
+// rcptOptions are the RCPT TO parameters of env.To[i]: its NOTIFY and
+// ORCPT (RFC 3461 sections 4.1 and 4.2), passed on as given when the
+// next hop offers DSN (go-smtp encodes them again: xtext for rfc822,
+// RFC 6533's form for utf-8); an ORCPT of another address type is not
+// passed on, as go-smtp has no way to write it. nil without any.
+func rcptOptions(env *spool.Envelope, i int) *smtp.RcptOptions {
+	d := env.RcptDSN(i)
+	if d == (spool.RcptDSN{}) {
+		return nil
+	}
+	o := &smtp.RcptOptions{}
+	if d.Notify != "" {
+		for _, n := range strings.Split(d.Notify, ",") {
+			o.Notify = append(o.Notify, smtp.DSNNotify(n))
+		}
+	}
+	if typ, addr, ok := strings.Cut(d.ORcpt, ";"); ok {
+		switch typ {
+		case "rfc822":
+			o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeRFC822, addr
+		case "utf-8":
+			o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeUTF8, addr
+		}
+	}
+	return o
 }

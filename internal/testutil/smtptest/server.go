@@ -107,6 +107,12 @@ type Tx struct {
 	Size     int64
 	// TLS is true when the transaction went over TLS.
 	TLS bool
+	// Ret and EnvID are MAIL FROM's RET= and ENVID= (RFC 3461), and
+	// Notify and ORcpt each accepted recipient's NOTIFY= (as
+	// protocol.Notify's String) and ORCPT=, "" where absent: what a
+	// DSN-capable next hop was given.
+	Ret, EnvID    string
+	Notify, ORcpt []string
 	// Data is the message as the client sent it, dot-unstuffed, without
 	// the Received: header that the server adds.
 	Data []byte

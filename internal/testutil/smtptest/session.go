@@ -56,7 +56,18 @@ func (s *Server) serve(nc net.Conn) {
 		if !ok {
 			return Reply(451, "4.3.0", "smtptest: no Received: header of its own in front of the message")
 		}
-		tx := Tx{From: env.From, To: env.To, Body: env.Body, SMTPUTF8: env.SMTPUTF8, Size: env.Size, TLS: isTLS, Data: data}
+		tx := Tx{From: env.From, To: env.To, Body: env.Body, SMTPUTF8: env.SMTPUTF8, Size: env.Size, TLS: isTLS, Data: data,
+			Ret: env.Ret, EnvID: env.EnvID}
+		if len(env.DSN) > 0 {
+			for i := range env.To {
+				d := env.RcptDSN(i)
+				n := ""
+				if d.Notify != 0 {
+					n = d.Notify.String()
+				}
+				tx.Notify, tx.ORcpt = append(tx.Notify, n), append(tx.ORcpt, d.ORcpt)
+			}
+		}
 		if r := c.Data(tx); r != nil {
 			return r
 		}
