@@ -120,18 +120,8 @@ func (s *Session) readChunk(cmd Command, w io.Writer) error {
 func readChunk(r *bufio.Reader, n int64, w io.Writer, beforeRead func(read int64) error) error {
 	var read int64
 	for read < n {
-		if r.Buffered() == 0 {
-			if beforeRead != nil {
-				if err := beforeRead(read); err != nil {
-					return err
-				}
-			}
-			if _, err := r.Peek(1); err != nil {
-				if err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				return err
-			}
+		if err := awaitInput(r, read, beforeRead); err != nil {
+			return err
 		}
 		k := int(min(int64(r.Buffered()), n-read))
 		p, _ := r.Peek(k)

@@ -72,22 +72,36 @@ func ReadData(r *bufio.Reader, w io.Writer, opt DataOptions) (DataResult, error)
 // from r up to and including the end-of-data line and writes the
 // dot-unstuffed text to body, which judges it. beforeRead, when not nil,
 // is DataOptions.BeforeRead. It returns the errors ReadData returns.
+// awaitInput returns once r holds input: at once when bytes are
+// buffered, else after beforeRead(read) (which sets the deadline of the
+// next read, read being the bytes of text read so far) and a read. It
+// returns io.ErrUnexpectedEOF when r ends, or the error of the read or
+// of beforeRead. Both framings of message text, DATA's and BDAT's, wait
+// for their input through it.
+func awaitInput(r *bufio.Reader, read int64, beforeRead func(read int64) error) error {
+	if r.Buffered() > 0 {
+		return nil
+	}
+	if beforeRead != nil {
+		if err := beforeRead(read); err != nil {
+			return err
+		}
+	}
+	if _, err := r.Peek(1); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
+}
+
 func readDotted(r *bufio.Reader, body *bodyWriter, beforeRead func(read int64) error) error {
 	d := dotFramer{body: body}
 	var read int64
 	for {
-		if r.Buffered() == 0 {
-			if beforeRead != nil {
-				if err := beforeRead(read); err != nil {
-					return err
-				}
-			}
-			if _, err := r.Peek(1); err != nil {
-				if err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				return err
-			}
+		if err := awaitInput(r, read, beforeRead); err != nil {
+			return err
 		}
 		p, _ := r.Peek(r.Buffered())
 		n, done := d.scan(p)
