@@ -68,10 +68,6 @@ func ReadData(r *bufio.Reader, w io.Writer, opt DataOptions) (DataResult, error)
 	return body.finish(), nil
 }
 
-// readDotted is the DATA framing of the one body path (body.go): it reads
-// from r up to and including the end-of-data line and writes the
-// dot-unstuffed text to body, which judges it. beforeRead, when not nil,
-// is DataOptions.BeforeRead. It returns the errors ReadData returns.
 // awaitInput returns once r holds input: at once when bytes are
 // buffered, else after beforeRead(read) (which sets the deadline of the
 // next read, read being the bytes of text read so far) and a read. It
@@ -96,6 +92,10 @@ func awaitInput(r *bufio.Reader, read int64, beforeRead func(read int64) error) 
 	return nil
 }
 
+// readDotted is the DATA framing of the one body path (body.go): it reads
+// from r up to and including the end-of-data line and writes the
+// dot-unstuffed text to body, which judges it. beforeRead, when not nil,
+// is DataOptions.BeforeRead. It returns the errors ReadData returns.
 func readDotted(r *bufio.Reader, body *bodyWriter, beforeRead func(read int64) error) error {
 	d := dotFramer{body: body}
 	var read int64
