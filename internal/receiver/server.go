@@ -53,9 +53,9 @@ type server struct {
 
 	mu       sync.Mutex
 	sessions map[*protocol.Session]net.Conn // serving now, for Shutdown
-	conns    int                        // accepted and not yet closed
-	byClient map[netip.Prefix]int       // conns per client (clientKey)
-	idle     *time.Timer                // SMTP_IDLE_EXIT, when set
+	conns    int                            // accepted and not yet closed
+	byClient map[netip.Prefix]int           // conns per client (clientKey)
+	idle     *time.Timer                    // SMTP_IDLE_EXIT, when set
 	stopping bool
 	wg       sync.WaitGroup
 }
