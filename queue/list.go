@@ -38,6 +38,19 @@ type ListEntry struct {
 	Next     time.Time `json:"next_attempt,omitzero"`
 	Error    string    `json:"error,omitempty"`
 	Rcpts    []Rcpt    `json:"recipients"`
+	// Ret and EnvID are the message's DSN parameters RET and ENVID (RFC
+	// 3461 sections 4.3 and 4.4), and DSN its recipients' NOTIFY and
+	// ORCPT, in Rcpts' order; empty when the sender gave none.
+	Ret   string    `json:"ret,omitempty"`
+	EnvID string    `json:"envid,omitempty"`
+	DSN   []ListDSN `json:"dsn,omitempty"`
+}
+
+// ListDSN is one recipient's DSN parameters in a ListEntry (RFC 3461
+// sections 4.1 and 4.2): NOTIFY, and ORCPT as "rfc822;addr".
+type ListDSN struct {
+	Notify string `json:"notify,omitempty"`
+	ORcpt  string `json:"orcpt,omitempty"`
 }
 
 // ListFilter selects the messages Walk shows. Its zero value selects
@@ -393,6 +406,14 @@ func fill(le *ListEntry, m *spool.Message, now time.Time) {
 	le.Arrival, le.Size, le.From = m.Received, m.Size, m.From
 	le.Age = now.Sub(m.Received).Truncate(time.Second).String()
 	le.Rcpts = NewState(&m.Envelope).Rcpts
+	le.Ret, le.EnvID = m.Ret, m.EnvID
+	if len(m.DSN) > 0 {
+		le.DSN = make([]ListDSN, len(m.To))
+		for i := range m.To {
+			d := m.RcptDSN(i)
+			le.DSN[i] = ListDSN{Notify: d.Notify, ORcpt: d.ORcpt}
+		}
+	}
 }
 
 // ArrivalSecond returns the arrival time, to the second, that a queue id

@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -339,6 +340,34 @@ func TestArrivalSecond(t *testing.T) {
 	for _, s := range []string{"", "20261121", "notanid.0000", strings.Repeat("x", 40)} {
 		if _, ok := ArrivalSecond(s); ok {
 			t.Errorf("ArrivalSecond(%q) is ok", s)
+		}
+	}
+}
+
+// TestWalkShowsDSN: a message's DSN parameters (RFC 3461) are in its
+// entry, and so in --list --json; a message without them has none.
+func TestWalkShowsDSN(t *testing.T) {
+	q := newQueue(t)
+	plain := listMessage(t, q, listT0, "s@example.org", "a@x.test")
+	id, err := spool.NewQueueID(listT0)
+	must(t, err)
+	w, err := q.sp.Create(&spool.Envelope{QueueID: id, Received: listT0, Helo: "c", Protocol: "ESMTP", From: "s@example.org",
+		To: []string{"a@x.test", "b@x.test"}, Ret: "HDRS", EnvID: "E1",
+		DSN: []spool.RcptDSN{{Notify: "NEVER"}, {Notify: "SUCCESS,FAILURE", ORcpt: "rfc822;B@x.test"}}})
+	must(t, err)
+	w.Write([]byte("Subject: dsn\r\n\r\nx\r\n"))
+	must(t, w.Commit())
+	for _, e := range walkAll(t, q, listT0.Add(time.Second), false, ListFilter{}) {
+		b, _ := json.Marshal(e)
+		switch e.ID {
+		case plain:
+			if e.Ret != "" || e.EnvID != "" || e.DSN != nil || strings.Contains(string(b), `"dsn"`) {
+				t.Errorf("a message without DSN parameters: %s", b)
+			}
+		case id:
+			if want := `"ret":"HDRS","envid":"E1","dsn":[{"notify":"NEVER"},{"notify":"SUCCESS,FAILURE","orcpt":"rfc822;B@x.test"}]`; !strings.Contains(string(b), want) {
+				t.Errorf("entry %s, want %s in it", b, want)
+			}
 		}
 	}
 }
