@@ -69,10 +69,13 @@ func TestNotifyDecidesTheNotice(t *testing.T) {
 			t.Errorf("the notice lacks %q:\n%s", want, text)
 		}
 	}
-	// All NEVER: no notice at all.
+	// All NEVER: no notice at all, and the log says why.
 	f2 := newFixtureOver(t, "smarthost", ts)
 	f2.queue("sender@example.org", []string{"never@example.net"}, body("dsn"), withDSN("", "", spool.RcptDSN{Notify: "NEVER"}))
 	if st := f2.run(false); st.Failed != 1 || st.DSNs != 0 || len(f2.queuedFrom("")) != 0 {
 		t.Errorf("NOTIFY=NEVER: stats %+v, %d notices", st, len(f2.queuedFrom("")))
+	}
+	if log := f2.logs.String(); !strings.Contains(log, "the sender asked for none (NOTIFY)") || strings.Contains(log, "from <>") {
+		t.Errorf("the log does not say why there is no notice:\n%s", log)
 	}
 }

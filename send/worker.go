@@ -216,8 +216,11 @@ func (w *worker) finish(x *msg, attempted bool) {
 			return
 		case dsn != "":
 			r.count(func(s *Stats) { s.DSNs++ })
-		default:
+		case x.it.Message().From == "":
 			r.log.Warn("no notification for a message from <>", "id", st.ID)
+		default:
+			// RFC 3461 section 4.1: NOTIFY without FAILURE.
+			r.log.Info("no notification: the sender asked for none (NOTIFY)", "id", st.ID)
 		}
 	}
 	if attempted && len(st.Pending()) > 0 {
