@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -248,60 +247,7 @@ func TestDSNSmtplib(t *testing.T) {
 // SASL: smtp-stdio takes loopback as a relay client.
 func startPostfixRelay(t *testing.T, addr string) *privatePostfix {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("a private Postfix instance needs root")
-	}
-	postfix := testutil.Need(t, "/usr/sbin/postfix")
-	dir, err := os.MkdirTemp("/tmp", "smtp-stdio-postfix-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	p := &privatePostfix{dir: dir, conf: filepath.Join(dir, "etc"), log: filepath.Join(dir, "maillog")}
-	for _, d := range []string{p.conf, filepath.Join(dir, "queue")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	host, port, _ := net.SplitHostPort(addr)
-	mainCF := strings.Join([]string{
-		"compatibility_level = 3.6",
-		"queue_directory = " + filepath.Join(dir, "queue"),
-		"data_directory = " + filepath.Join(dir, "data"),
-		"maillog_file = " + p.log,
-		"maillog_file_prefixes = " + dir,
-		"myhostname = postfix.test.example",
-		"mydomain = test.example",
-		"myorigin = $myhostname",
-		"mydestination =",
-		"inet_interfaces = loopback-only",
-		"inet_protocols = ipv4",
-		"alias_maps =",
-		"alias_database =",
-		fmt.Sprintf("relayhost = [%s]:%s", host, port),
-		"smtp_tls_security_level = none",
-		"",
-	}, "\n")
-	if err := os.WriteFile(filepath.Join(p.conf, "main.cf"), []byte(mainCF), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(p.conf, "master.cf"), []byte(postfixMasterCF), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(postfix, "-c", p.conf, "start").CombinedOutput(); err != nil {
-		t.Fatalf("postfix start: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(postfix, "-c", p.conf, "stop").CombinedOutput(); err != nil {
-			t.Logf("postfix stop: %v\n%s", err, out)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("Postfix's log:\n%s", b)
-		}
-	})
-	return p
+	return startPostfixWith(t, addr, func(string) []string { return []string{"smtp_tls_security_level = none"} })
 }
 
 // TestDSNPostfixClient: a private Postfix relays through smtp-stdio and

@@ -54,6 +54,37 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 // byte when implicit.
 func startPostfix(t *testing.T, addr, caFile, user, pass, mech string, implicit bool) *privatePostfix {
 	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	next := fmt.Sprintf("[%s]:%s", host, port)
+	wrapper := "no"
+	if implicit {
+		wrapper = "yes"
+	}
+	return startPostfixWith(t, addr, func(conf string) []string {
+		if err := os.WriteFile(filepath.Join(conf, "sasl_passwd"), []byte(next+" "+user+":"+pass+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{
+			"smtp_tls_security_level = encrypt",
+			"smtp_tls_CAfile = " + caFile,
+			"smtp_tls_wrappermode = " + wrapper,
+			"smtp_sasl_auth_enable = yes",
+			"smtp_sasl_password_maps = texthash:" + filepath.Join(conf, "sasl_passwd"),
+			"smtp_sasl_security_options = noanonymous",
+			"smtp_sasl_tls_security_options = noanonymous",
+			"smtp_sasl_mechanism_filter = " + mech,
+			"smtp_tls_note_starttls_offer = yes",
+		}
+	})
+}
+
+// startPostfixWith starts a private Postfix instance whose relayhost is
+// addr: its own configuration directory, queue and log in a directory
+// of its own, no smtpd, the main.cf lines every instance needs and
+// those extra returns for its configuration directory (TLS, SASL). It
+// is stopped, and its log shown if the test failed, at the test's end.
+func startPostfixWith(t *testing.T, addr string, extra func(conf string) []string) *privatePostfix {
+	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("a private Postfix instance needs root")
 	}
@@ -77,13 +108,7 @@ func startPostfix(t *testing.T, addr, caFile, user, pass, mech string, implicit 
 	// Postfix makes the queue's subdirectories, not the queue itself.
 	must(os.MkdirAll(filepath.Join(dir, "queue"), 0o755))
 	host, port, _ := net.SplitHostPort(addr)
-	next := fmt.Sprintf("[%s]:%s", host, port)
-	must(os.WriteFile(filepath.Join(p.conf, "sasl_passwd"), []byte(next+" "+user+":"+pass+"\n"), 0o600))
-	wrapper := "no"
-	if implicit {
-		wrapper = "yes"
-	}
-	mainCF := strings.Join([]string{
+	lines := append([]string{
 		"compatibility_level = 3.6",
 		"queue_directory = " + filepath.Join(dir, "queue"),
 		"data_directory = " + filepath.Join(dir, "data"),
@@ -97,19 +122,9 @@ func startPostfix(t *testing.T, addr, caFile, user, pass, mech string, implicit 
 		"inet_protocols = ipv4",
 		"alias_maps =",
 		"alias_database =",
-		"relayhost = " + next,
-		"smtp_tls_security_level = encrypt",
-		"smtp_tls_CAfile = " + caFile,
-		"smtp_tls_wrappermode = " + wrapper,
-		"smtp_sasl_auth_enable = yes",
-		"smtp_sasl_password_maps = texthash:" + filepath.Join(p.conf, "sasl_passwd"),
-		"smtp_sasl_security_options = noanonymous",
-		"smtp_sasl_tls_security_options = noanonymous",
-		"smtp_sasl_mechanism_filter = " + mech,
-		"smtp_tls_note_starttls_offer = yes",
-		"",
-	}, "\n")
-	must(os.WriteFile(filepath.Join(p.conf, "main.cf"), []byte(mainCF), 0o644))
+		fmt.Sprintf("relayhost = [%s]:%s", host, port),
+	}, extra(p.conf)...)
+	must(os.WriteFile(filepath.Join(p.conf, "main.cf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644))
 	must(os.WriteFile(filepath.Join(p.conf, "master.cf"), []byte(postfixMasterCF), 0o644))
 	if out, err := exec.Command(postfix, "-c", p.conf, "start").CombinedOutput(); err != nil {
 		// Postfix writes a fatal error before its log service runs only
