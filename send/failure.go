@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/emersion/go-smtp"
 
@@ -188,6 +189,17 @@ func classify(stage Stage, relay string, err error) *Failure {
 // code makes it permanent); it carries no reply code.
 func localFailure(relay, enhanced, text string) *Failure {
 	return &Failure{Stage: StageLocal, Relay: relay, Enhanced: enhanced, Text: text}
+}
+
+// localWriteFailure is the deferral of a local delivery whose write into
+// what (a maildir, an mbox) failed with err: 4.2.2 (mailbox full, RFC
+// 3463) when the disk or quota is full, else 4.3.0.
+func localWriteFailure(relay, what string, err error) *Failure {
+	enh := "4.3.0"
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		enh = "4.2.2"
+	}
+	return localFailure(relay, enh, oneLine(what+": "+err.Error()))
 }
 
 // oneLine joins a multi-line reply and strips control characters, so a

@@ -66,11 +66,7 @@ func (s *maildirSession) Deliver(_ context.Context, d *Delivery, rec Recorder) e
 		case errors.As(err, &rerr):
 			return rerr.err
 		case err != nil:
-			enh := "4.3.0"
-			if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-				enh = "4.2.2"
-			}
-			rec.Failed([]int{i}, localFailure(maildirRelay, enh, oneLine("maildir "+dir+": "+err.Error())))
+			rec.Failed([]int{i}, localWriteFailure(maildirRelay, "maildir "+dir, err))
 			continue
 		}
 		text := "delivered to " + done

@@ -58,11 +58,7 @@ func (s *mboxSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) er
 		case errors.As(err, &rerr):
 			return rerr.err
 		case err != nil:
-			enh := "4.3.0"
-			if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-				enh = "4.2.2"
-			}
-			rec.Failed([]int{i}, localFailure(mboxRelay, enh, oneLine("mbox "+path+": "+err.Error())))
+			rec.Failed([]int{i}, localWriteFailure(mboxRelay, "mbox "+path, err))
 			continue
 		}
 		if err := rec.Delivered([]int{i}, Reply{Stage: StageLocal, Enhanced: "2.0.0", Text: oneLine("delivered to " + path), Relay: mboxRelay}); err != nil {
