@@ -105,7 +105,9 @@ func maildirName(d *Delivery, i int, host string) string {
 // the maildir.
 type readError struct{ err error }
 
+// Error implements error: the read error's text.
 func (e *readError) Error() string { return e.err.Error() }
+// Unwrap returns the read error, for errors.Is and errors.As.
 func (e *readError) Unwrap() error { return e.err }
 
 // writeMaildir delivers d for addr into the maildir dir under name and

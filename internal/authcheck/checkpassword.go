@@ -95,6 +95,8 @@ type limited struct {
 	n int
 }
 
+// Write implements io.Writer; it never fails, so the program never
+// sees a broken pipe for writing too much.
 func (l *limited) Write(p []byte) (int, error) {
 	if room := l.n - l.b.Len(); room > 0 {
 		l.b.Write(p[:min(room, len(p))])
