@@ -107,6 +107,7 @@ type readError struct{ err error }
 
 // Error implements error: the read error's text.
 func (e *readError) Error() string { return e.err.Error() }
+
 // Unwrap returns the read error, for errors.Is and errors.As.
 func (e *readError) Unwrap() error { return e.err }
 
