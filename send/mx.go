@@ -70,6 +70,7 @@ type router struct {
 	sts       *mtasts.Getter
 	dane      *dane.Resolver // nil: DANE off
 	down      *downMemory
+	pool      *connPool // idle connections to MX hosts, shared by the workers
 
 	mu    sync.Mutex
 	dests map[string]*destEntry
@@ -91,7 +92,8 @@ type destEntry struct {
 // tmp, and reading now for the memory of timed-out hosts.
 func newRouter(cfg *Config, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error), tmp string, res Resolver, now func() time.Time) *router {
 	t := &router{cfg: cfg, log: log, dial: dial, tmp: tmp, res: res, dests: map[string]*destEntry{},
-		sts: newSTSGetter(cfg, res, dial, false), dane: newDANE(cfg), down: loadDown(cfg.DownFile, tmp, now), now: now}
+		sts: newSTSGetter(cfg, res, dial, false), dane: newDANE(cfg), down: loadDown(cfg.DownFile, tmp, now), now: now,
+		pool: &connPool{max: max(4*cfg.Connections, 16)}}
 	if len(cfg.Smarthosts) > 0 {
 		t.smarthost = newSmarthost(cfg, log, dial, tmp)
 	}
@@ -101,9 +103,13 @@ func newRouter(cfg *Config, log *slog.Logger, dial func(ctx context.Context, net
 // NewSession implements Transport.
 func (t *router) NewSession() Session { return &routedSession{t: t} }
 
-// finish saves what the run learnt that outlives it: the MX addresses
-// that timed out. The run calls it after the last session closed.
-func (t *router) finish() error { return t.down.save() }
+// finish ends the idle connections to MX hosts and saves what the run
+// learnt that outlives it: the MX addresses that timed out. The run calls
+// it after the last session closed.
+func (t *router) finish() error {
+	t.pool.close()
+	return t.down.save()
+}
 
 // destKey names the destination of a recipient of domain dom on route
 // r: recipients with the same key share connections. The TLS policy is
@@ -154,7 +160,7 @@ func (t *router) destination(ctx context.Context, key string, r route.Route, dom
 			}
 		}
 		e.relay = &smarthost{cfg: t.cfg, log: t.log, dial: t.dial, tmp: t.tmp, hosts: hl, what: "MX host",
-			mx: &mxPolicy{tls: plan.tls, dane: daneHosts}, down: t.down}
+			mx: &mxPolicy{tls: plan.tls, dane: daneHosts}, down: t.down, pool: t.pool}
 	})
 	return e
 }
@@ -191,14 +197,13 @@ func (c *Config) Route(addr string) (r route.Route, smarthost bool) {
 	return defaultRoute, false
 }
 
-// routedSession is one worker's: the smarthost session, and the
-// connection to the destination it delivered to last.
+// routedSession is one worker's: the smarthost session and the local
+// sessions. Its connections to MX hosts are taken from the run's pool
+// for each destination of a message and put back after it (connPool).
 type routedSession struct {
-	t      *router
-	sh     Session
-	cur    *smtpSession
-	curKey string
-	local  map[string]Session // by localKey
+	t     *router
+	sh    Session
+	local map[string]Session // by localKey
 }
 
 // group is the recipients of one message that go to one place.
@@ -280,25 +285,19 @@ func (s *routedSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) 
 			rec.Failed(g.rcpts, &f)
 			continue
 		}
-		if s.cur != nil && s.curKey != g.key {
-			s.cur.Close()
-			s.cur = nil
-		}
-		if s.cur == nil {
-			s.cur, s.curKey = &smtpSession{t: e.relay}, g.key
-		}
-		if err := s.cur.Deliver(ctx, &sub, destRecorder{rec}); err != nil {
+		ss := &smtpSession{t: e.relay}
+		err := ss.Deliver(ctx, &sub, destRecorder{rec})
+		ss.release()
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Close implements Session: QUIT on every open connection.
+// Close implements Session: QUIT on every open connection but those to
+// MX hosts, which the pool holds until the run ends (router.finish).
 func (s *routedSession) Close() error {
-	if s.cur != nil {
-		s.cur.Close()
-	}
 	if s.sh != nil {
 		s.sh.Close()
 	}

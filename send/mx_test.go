@@ -311,27 +311,46 @@ func TestMXStartTLSRefused(t *testing.T) {
 	}
 }
 
-// Connection reuse: messages to one destination share one connection
-// within a run; a message to another destination in between closes it.
+// Connection reuse: within a run, messages to one destination share one
+// connection, and so do destinations whose MX host is the same, even with
+// another destination's message in between; with several workers, an MX
+// host gets no more connections than there are workers. The next run
+// connects anew.
 func TestMXConnectionReuse(t *testing.T) {
-	f := newMXFixture(t, "a.test. MX 10 mx.a.test.", "mx.a.test. A 127.0.0.2", "b.test. A 127.0.0.3")
-	a, b := smtptest.Start(t, smtptest.Options{}), smtptest.Start(t, smtptest.Options{})
-	f.serve("127.0.0.2", a)
-	f.serve("127.0.0.3", b)
-	for i := range 3 {
-		f.queue("s@example.org", []string{fmt.Sprintf("r%d@a.test", i)}, body("x"))
+	f := newMXFixture(t, "a.test. MX 10 mx.shared.test.", "b.test. MX 10 mx.shared.test.",
+		"mx.shared.test. A 127.0.0.2", "c.test. A 127.0.0.3")
+	shared, c := smtptest.Start(t, smtptest.Options{}), smtptest.Start(t, smtptest.Options{})
+	f.serve("127.0.0.2", shared)
+	f.serve("127.0.0.3", c)
+	for _, to := range []string{"r1@a.test", "r2@a.test", "r3@c.test", "r4@b.test", "r5@a.test", "r6@b.test"} {
+		f.queue("s@example.org", []string{to}, body("x"))
 		f.clk.Add(time.Second)
 	}
-	f.run(false)
-	if len(a.Transactions()) != 3 || a.Conns() != 1 {
-		t.Errorf("a.test: %d transactions over %d connections", len(a.Transactions()), a.Conns())
+	if st := f.run(false); st.Delivered != 6 {
+		t.Fatalf("stats %+v", st)
 	}
-	f.queue("s@example.org", []string{"x@b.test"}, body("x"))
-	f.clk.Add(time.Second)
-	f.queue("s@example.org", []string{"y@a.test"}, body("x"))
-	f.run(false)
-	if len(b.Transactions()) != 1 || len(a.Transactions()) != 4 || a.Conns() != 2 {
-		t.Errorf("b.test %d, a.test %d transactions over %d connections", len(b.Transactions()), len(a.Transactions()), a.Conns())
+	if len(shared.Transactions()) != 5 || shared.Conns() != 1 {
+		t.Errorf("mx.shared.test: %d transactions over %d connections, want 5 over 1", len(shared.Transactions()), shared.Conns())
+	}
+	if len(c.Transactions()) != 1 || c.Conns() != 1 {
+		t.Errorf("c.test: %d transactions over %d connections", len(c.Transactions()), c.Conns())
+	}
+
+	f.s.Config.Connections = 3
+	for i := range 30 {
+		f.queue("s@example.org", []string{fmt.Sprintf("r%d@%c.test", i, 'a'+i%3)}, body("x"))
+		f.clk.Add(time.Second)
+	}
+	if st := f.run(false); st.Delivered != 30 {
+		t.Fatalf("stats %+v", st)
+	}
+	// a.test and b.test: 20 messages over at most 3 more connections;
+	// c.test: 10 over at most 3.
+	if n, cs := len(shared.Transactions()), shared.Conns(); n != 25 || cs < 2 || cs > 4 {
+		t.Errorf("mx.shared.test: %d transactions over %d connections, want 25 over 2 to 4", n, cs)
+	}
+	if n, cs := len(c.Transactions()), c.Conns(); n != 11 || cs < 2 || cs > 4 {
+		t.Errorf("c.test: %d transactions over %d connections, want 11 over 2 to 4", n, cs)
 	}
 }
 

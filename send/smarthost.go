@@ -37,6 +37,7 @@ type smarthost struct {
 	what  string      // "smarthost" or "MX host", in log lines and texts
 	mx    *mxPolicy   // nil for the configured smarthost
 	down  *downMemory // MX delivery: timeouts remembered across runs
+	pool  *connPool   // MX delivery: the run's idle connections; nil for the smarthost
 }
 
 // newSmarthost returns the smarthost transport of cfg (with its
@@ -107,6 +108,20 @@ func (s *smtpSession) Close() error {
 	return nil
 }
 
+// release puts the session's connection, if one is open, back into the
+// run's pool for the next message to the same host (MX delivery), or
+// ends it when there is no pool.
+func (s *smtpSession) release() {
+	switch {
+	case s.c == nil:
+	case s.t.pool == nil:
+		s.c.quit()
+	default:
+		s.t.pool.put(s.c.key, s.c)
+	}
+	s.c = nil
+}
+
 // failed takes host i out of the run when f says so (Failure.HostDown:
 // the one rule, for every place a host can fail), and logs it once.
 func (t *smarthost) failed(i int, f *Failure, reused bool) {
@@ -173,11 +188,12 @@ type conn struct {
 	tc    *timedConn
 	host  int
 	relay string
-	txs   int  // transactions started on it: >0 means reused
-	open  bool // a transaction was begun and not ended by a final reply: RSET first
-	tls   bool // the connection is TLS-protected
-	utf8  bool // SMTPUTF8 offered (RFC 6531)
-	eight bool // 8BITMIME offered (RFC 6152)
+	key   string // MX delivery: what it was made under (poolKey)
+	txs   int    // transactions started on it: >0 means reused
+	open  bool   // a transaction was begun and not ended by a final reply: RSET first
+	tls   bool   // the connection is TLS-protected
+	utf8  bool   // SMTPUTF8 offered (RFC 6531)
+	eight bool   // 8BITMIME offered (RFC 6152)
 	max   int64
 }
 
@@ -233,13 +249,24 @@ func minTime(a, b time.Time) time.Time {
 }
 
 // connect opens a connection to the first smarthost that is up, in order,
-// marking each one that fails as down. It returns the failure of the last
-// host tried, or the run's last host failure when all were down already.
+// marking each one that fails as down; for MX delivery an idle connection
+// to that host from the run's pool comes first. It returns the failure of
+// the last host tried, or the run's last host failure when all were down
+// already.
 func (t *smarthost) connect(ctx context.Context) (*conn, *Failure) {
 	var last *Failure
 	for _, i := range t.hosts.up() {
+		key := ""
+		if t.pool != nil {
+			key = t.poolKey(i)
+			if c := t.pool.get(key); c != nil {
+				c.host = i
+				return c, nil
+			}
+		}
 		c, f := t.dialHost(ctx, i)
 		if f == nil {
+			c.key = key
 			return c, nil
 		}
 		f.setup = true
