@@ -101,10 +101,13 @@ func (c *Config) Velocity() velocity.Limits {
 // Load reads the configuration from the environment and checks it. It
 // returns an error naming the bad variable.
 func Load() (*Config, error) {
-	var c Config
-	if err := envnames.Process(&c); err != nil {
+	// envconfig reads Config's generated mirror, whose field names need
+	// no word splitting (settings_gen.go).
+	var e configEnv
+	if err := envnames.Process(&e); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	c := e.config()
 	if c.Hostname == "" {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
