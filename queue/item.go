@@ -17,8 +17,8 @@ import (
 
 // The order of writes.
 //
-// This file is the only one that writes, renames or removes a file of the
-// queue: state files, journals, notifications spooled into queue/, a
+// This file (and expand.go, for rule 7) is the only one that writes,
+// renames or removes a file of the queue: state files, journals, notifications spooled into queue/, a
 // message on its way out of queue/, orphans, and dropped messages on their
 // way from drop/ into queue/ (pickup.go checks them, this file moves them). Every step below ends with the fsyncs
 // that make it durable before the next step starts, and the steps are
@@ -65,6 +65,17 @@ import (
 //     leaves it in both, and the next run queues it again: delivered
 //     twice, never lost (as Postfix's pickup). A dropped file that fails
 //     a check is renamed to corrupt/, never copied.
+//  7. An alias expansion is in queue/ before its alias recipient is
+//     recorded. The expansion of recipient i of message P is spooled as
+//     queue/<P>-a<i> (ExpansionID: derived, never random), fsync'd and
+//     renamed (spool.Writer.Commit), unless that file is already there;
+//     only then is recipient i recorded done (RecordAccepted). A crash in
+//     between leaves P with i pending and the expansion in queue/: before
+//     it delivers anything, the next run records i in P for each
+//     expansion never tried (send's prepare), so the expansion cannot be
+//     delivered, and gone, while P would still spool it again. An
+//     expansion is never expanded again. Each expanded address is thus
+//     queued exactly once.
 //
 // The tests kill a run at each Step (send's TestKillAtEachStep) and at
 // random instants (cmd/smtp-send's TestKillSendAnywhere) and check exactly
@@ -95,9 +106,12 @@ const (
 	// StepPickedUp: a dropped message is in queue/ under its new id;
 	// drop/ still holds it.
 	StepPickedUp
+	// StepExpansionSpooled: an alias expansion is in queue/ (rule 7);
+	// the alias recipient is not recorded yet.
+	StepExpansionSpooled
 )
 
-var stepNames = [...]string{"accepted", "recorded", "bounce-intent", "bounce-spooled", "state-written", "finished", "picked-up"}
+var stepNames = [...]string{"accepted", "recorded", "bounce-intent", "bounce-spooled", "state-written", "finished", "picked-up", "expansion-spooled"}
 
 // String returns the step's name.
 func (s Step) String() string {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/alias"
 	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/route"
 )
@@ -167,6 +168,10 @@ type Config struct {
 	// goes to its domain's MX hosts (RFC 5321 section 5.1). With both,
 	// the table decides and the smarthosts take what no line matches.
 	Routes *route.Table
+	// Aliases is the alias file (SMTP_SEND_ALIASES), nil for none. It
+	// applies, before routing, to the recipients that Routes sends to a
+	// local transport (alias.go).
+	Aliases *alias.Table
 	// DNS is the "host:port" of the DNS server that MX delivery asks
 	// (SMTP_SEND_DNS), "" for those of /etc/resolv.conf.
 	DNS string

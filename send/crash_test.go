@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/alias"
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
 	"github.com/smtp-stdio/smtp-stdio/queue"
@@ -67,6 +68,13 @@ func TestCrashHelper(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Config.Smarthosts, s.Config.Routes = nil, tb
+	}
+	if aliases := os.Getenv("SEND_CRASH_ALIASES"); aliases != "" {
+		al, err := alias.Load(aliases)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Config.Aliases = al
 	}
 	if sink := os.Getenv("SEND_CRASH_SINK"); sink != "" {
 		s.Transport = &memTransport{srv: smtptest.New(smtptest.Options{Script: crashScript()}), relay: os.Getenv("SEND_CRASH_ADDR"), sink: sink}

@@ -178,6 +178,10 @@ func (r *run) prepare() ([]queue.Entry, error) {
 		r.log.Info("removed orphaned state file", "file", n)
 	}
 	r.stats.Queued = len(sc.Entries)
+	r.recoverExpansions(sc.Entries)
+	if r.fatal != nil {
+		return nil, r.fatal
+	}
 	now := r.now()
 	due := make([]queue.Entry, 0, len(sc.Entries))
 	for i := range sc.Entries {
@@ -212,6 +216,36 @@ func (r *run) prepare() ([]queue.Entry, error) {
 		sorted[i] = *k.e
 	}
 	return sorted, nil
+}
+
+// recoverExpansions completes ordering rule 7 of package queue before
+// anything is delivered: for each alias expansion in entries never tried,
+// its original, if queued, records the alias recipient (recoverExpansion).
+func (r *run) recoverExpansions(entries []queue.Entry) {
+	var byID map[string]*queue.Entry
+	for i := range entries {
+		e := &entries[i]
+		orig, idx, ok := queue.ExpansionOf(e.ID)
+		if !ok || len(e.States) > 0 || e.Journal {
+			continue
+		}
+		if byID == nil {
+			byID = make(map[string]*queue.Entry, len(entries))
+			for j := range entries {
+				byID[entries[j].ID] = &entries[j]
+			}
+		}
+		if p := byID[orig]; p != nil {
+			(&worker{r: r}).recoverExpansion(p, idx, e.ID)
+		}
+	}
+}
+
+// failed reports whether a local write error stopped the run.
+func (r *run) failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fatal != nil
 }
 
 // isDue: never tried, or the next attempt has come, or it lies more than

@@ -31,15 +31,32 @@ type msg struct {
 // process delivers the pending recipients of one due message and records
 // the outcome.
 func (w *worker) process(ctx context.Context, e *queue.Entry) {
+	// The alias expansions spooled for this message are delivered right
+	// after it, once its record is durable (alias.go).
+	for _, id := range w.processOne(ctx, e) {
+		if ctx.Err() != nil || w.r.failed() {
+			return
+		}
+		w.processOne(ctx, &queue.Entry{ID: id})
+	}
+}
+
+// processOne is process for one message; it returns the queue ids of
+// the alias expansions it spooled.
+func (w *worker) processOne(ctx context.Context, e *queue.Entry) []string {
 	x := w.open(e)
 	if x == nil {
-		return
+		return nil
 	}
 	defer x.it.Close()
 	w.r.count(func(s *Stats) { s.Started++ })
 	var abort error
+	var expansions []string
 	if p := x.it.State.Pending(); len(p) > 0 {
-		abort = w.attempt(context.WithoutCancel(ctx), x, p)
+		p, expansions, abort = w.expand(x, p)
+		if abort == nil && len(p) > 0 {
+			abort = w.attempt(context.WithoutCancel(ctx), x, p)
+		}
 	}
 	switch {
 	case errors.Is(abort, spool.ErrCorrupt):
@@ -48,6 +65,7 @@ func (w *worker) process(ctx context.Context, e *queue.Entry) {
 	default:
 		w.finish(x, true)
 	}
+	return expansions
 }
 
 // recover folds a journal left by a crash and settles the message without
@@ -284,7 +302,7 @@ func (w *worker) logRcpt(x *msg, i int, status string, rc queue.Rcpt) {
 		args = append(args, "dsn", rc.DSN)
 	}
 	switch status {
-	case "sent":
+	case "sent", ExpandedStage:
 		w.r.log.Info("delivery", args...)
 	case "deferred":
 		w.r.log.Warn("delivery", args...)

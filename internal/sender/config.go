@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/alias"
 	"github.com/smtp-stdio/smtp-stdio/internal/envnames"
 	"github.com/smtp-stdio/smtp-stdio/internal/receiver"
 	"github.com/smtp-stdio/smtp-stdio/route"
@@ -61,6 +62,7 @@ type Config struct {
 	SendDropMaxSize    int64         `split_words:"true" default:"26214400" desc:"largest file taken from drop/ (sendmail's drop helper), in bytes; a larger one is set aside"`
 
 	SendRoutes     string `split_words:"true" desc:"route table file (pattern transport:nexthop [options] per line); default: the smarthost, else every recipient's MX hosts"`
+	SendAliases    string `split_words:"true" desc:"aliases(5) file (name: address, address) applied, before routing, to the recipients routed to a local transport; empty: none"`
 	SendDNS        string `split_words:"true" desc:"host:port of the DNS server for MX and address lookups (default: those of /etc/resolv.conf)"`
 	SendMXPort     int    `split_words:"true" default:"25" desc:"TCP port MX hosts are dialled on"`
 	SendMXLoopback bool   `split_words:"true" default:"false" desc:"use MX hosts on loopback addresses (a test lab only)"`
@@ -124,6 +126,12 @@ func (c *Config) SendConfig() (send.Config, error) {
 			return sc, fmt.Errorf("SMTP_SEND_ROUTES: %w", err)
 		}
 	}
+	var aliases *alias.Table
+	if c.SendAliases != "" {
+		if aliases, err = alias.Load(c.SendAliases); err != nil {
+			return sc, fmt.Errorf("SMTP_SEND_ALIASES: %w", err)
+		}
+	}
 	if c.SendDNS != "" {
 		if _, port, err := net.SplitHostPort(c.SendDNS); err != nil || port == "" {
 			return sc, fmt.Errorf("SMTP_SEND_DNS: %q is not host:port", c.SendDNS)
@@ -183,7 +191,7 @@ func (c *Config) SendConfig() (send.Config, error) {
 		Connections: c.SendConnections, NoReuse: !c.SendReuse, MaxRecipients: c.SendMaxRecipients,
 		ConnectTimeout: c.SendConnectTimeout, CommandTimeout: c.SendCommandTimeout,
 		DataTimeout: c.SendDataTimeout, BlockTimeout: c.SendBlockTimeout, TmpMaxAge: c.SendTmpMaxAge,
-		Routes: routes, DNS: c.SendDNS, MXPort: c.SendMXPort, MXLoopback: c.SendMXLoopback,
+		Routes: routes, Aliases: aliases, DNS: c.SendDNS, MXPort: c.SendMXPort, MXLoopback: c.SendMXLoopback,
 		MTASTSCache: filepath.Join(c.SpoolDir, "mta-sts"),
 	}, nil
 }

@@ -133,6 +133,11 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		log.Error("configuration", "err", err)
 		return exitConfig
 	}
+	if sc.Aliases != nil && !sc.Aliases.Has("postmaster") {
+		// RFC 5321 section 4.5.1 requires postmaster in every domain;
+		// RFC 2142 names abuse and the other roles.
+		log.Warn("the alias file has no postmaster (RFC 5321 section 4.5.1, RFC 2142); postmaster@ each local domain must reach a person", "file", sc.Aliases.File())
+	}
 	metrics := startMetrics(cfg.SendMetricsFile, time.Now(), log)
 	if err := pickup(q, cfg.SendDropMaxSize, sc, log); err != nil {
 		log.Error("picking up drop/", "err", err)
