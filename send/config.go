@@ -142,6 +142,11 @@ type Config struct {
 	// Connections is the number of parallel connections (workers).
 	// Default 8.
 	Connections int
+	// DestinationConcurrency is the most workers delivering to one MX
+	// destination at a time (see sched); 0 is a fifth of Connections,
+	// rounded up, at least 2: Postfix's default_destination_concurrency_limit
+	// (20) is a fifth of its default_process_limit (100).
+	DestinationConcurrency int
 	// NoReuse sends one message per connection.
 	NoReuse bool
 	// MaxRecipients is the most RCPT per transaction; more go to further
@@ -220,6 +225,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Connections <= 0 {
 		c.Connections = 8
+	}
+	if c.DestinationConcurrency <= 0 {
+		c.DestinationConcurrency = max(2, (c.Connections+4)/5)
 	}
 	if c.MXPort <= 0 {
 		c.MXPort = 25

@@ -53,3 +53,14 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("backoff after many attempts %v", d)
 	}
 }
+
+// The per-destination concurrency limit defaults to a fifth of the
+// connections, rounded up, at least 2; a value set is kept.
+func TestDestinationConcurrencyDefault(t *testing.T) {
+	for _, c := range []struct{ conns, set, want int }{{8, 0, 2}, {1, 0, 2}, {20, 0, 4}, {21, 0, 5}, {100, 0, 20}, {8, 7, 7}} {
+		got := Config{Connections: c.conns, DestinationConcurrency: c.set}.withDefaults().DestinationConcurrency
+		if got != c.want {
+			t.Errorf("%d connections, %d set: %d, want %d", c.conns, c.set, got, c.want)
+		}
+	}
+}

@@ -278,21 +278,47 @@ func (s *routedSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) 
 			}
 			continue
 		}
-		e := t.destination(ctx, g.key, g.route, g.dom)
-		if e.dest.Fail != nil {
-			f := *e.dest.Fail
-			f.dest = true
-			rec.Failed(g.rcpts, &f)
+		slots, limited := rec.(destSlots)
+		if limited && !slots.acquire(g.key) {
+			slots.postpone(g.key)
 			continue
 		}
-		ss := &smtpSession{t: e.relay}
-		err := ss.Deliver(ctx, &sub, destRecorder{rec})
-		ss.release()
+		err := s.deliverMX(ctx, g, &sub, rec)
+		if limited {
+			slots.release(g.key)
+		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// destSlots is what a run's Recorder offers a Session for the
+// per-destination concurrency limit (sched): a slot of the destination
+// is taken, without waiting, for the time of its delivery; without one,
+// its recipients are postponed (they get no outcome now, and the message
+// comes back in the run when a slot is free).
+type destSlots interface {
+	acquire(key string) bool
+	release(key string)
+	postpone(key string)
+}
+
+// deliverMX delivers the recipients of group g (message d) to their MX
+// destination, over a connection from the run's pool when there is one.
+func (s *routedSession) deliverMX(ctx context.Context, g *group, d *Delivery, rec Recorder) error {
+	e := s.t.destination(ctx, g.key, g.route, g.dom)
+	if e.dest.Fail != nil {
+		f := *e.dest.Fail
+		f.dest = true
+		rec.Failed(g.rcpts, &f)
+		return nil
+	}
+	ss := &smtpSession{t: e.relay}
+	err := ss.Deliver(ctx, d, destRecorder{rec})
+	ss.release()
+	return err
 }
 
 // Close implements Session: QUIT on every open connection but those to

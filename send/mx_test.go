@@ -394,3 +394,62 @@ func TestMXTimeoutRememberedAcrossRuns(t *testing.T) {
 		t.Errorf("after downFor: dials %v", f.dials)
 	}
 }
+
+// The per-destination concurrency limit: a.test's MX stalls at the end
+// of the data; with 4 workers and at most 2 per destination, b.test's
+// mail (one message of it also for a.test) is delivered while a.test's
+// are stuck, and a.test never has more than 2 connections. When a.test
+// answers, the rest of its mail follows in the same run, each message in
+// one attempt.
+func TestMXDestinationConcurrency(t *testing.T) {
+	f := newMXFixture(t, "a.test. A 127.0.0.2", "b.test. A 127.0.0.3")
+	stall := make(chan struct{})
+	slow := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Data: func(*smtptest.Conn, []byte) *protocol.Reply {
+		select {
+		case <-stall:
+		case <-time.After(20 * time.Second):
+		}
+		return nil
+	}}})
+	fast := smtptest.Start(t, smtptest.Options{})
+	f.serve("127.0.0.2", slow)
+	f.serve("127.0.0.3", fast)
+	f.s.Config.Connections, f.s.Config.DestinationConcurrency = 4, 2
+	f.s.Config.DataTimeout = time.Minute // a.test stalls longer than the wait below
+	for i := range 6 {
+		f.queue("s@example.org", []string{fmt.Sprintf("a%d@a.test", i)}, body("a"))
+		f.clk.Add(time.Second)
+	}
+	both := f.queue("s@example.org", []string{"x@a.test", "y@b.test"}, body("both"))
+	f.clk.Add(time.Second)
+	for i := range 3 {
+		f.queue("s@example.org", []string{fmt.Sprintf("b%d@b.test", i)}, body("b"))
+		f.clk.Add(time.Second)
+	}
+	done := make(chan Stats)
+	go func() {
+		st, err := f.s.Run(context.Background(), false)
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		done <- st
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(fast.Transactions()) < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n, stuck := len(fast.Transactions()), slow.Datas(); n != 4 || stuck != 2 || len(slow.Transactions()) != 0 {
+		t.Errorf("while a.test stalls: b.test got %d messages (want 4), a.test holds %d (want 2)", n, stuck)
+	}
+	close(stall)
+	st := <-done
+	if st.Delivered != 11 || st.Started != 10 || st.Left != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if n := len(slow.Transactions()); n != 7 || slow.Conns() > 2 {
+		t.Errorf("a.test: %d messages over %d connections, want 7 over at most 2", n, slow.Conns())
+	}
+	if f.state(both) != nil || strings.Contains(f.logs.String(), "attempts=2") {
+		t.Errorf("a message counted two attempts in one run, or kept a state: %v", f.state(both))
+	}
+}

@@ -82,10 +82,13 @@ type run struct {
 	all       bool
 	start     time.Time
 
+	sched *sched
+
 	mu     sync.Mutex
 	stats  Stats
 	fatal  error
 	cancel context.CancelFunc
+	tried  map[string]bool // queue ids whose attempt this run counted
 }
 
 // Run delivers the due messages (all queued messages if all is true, as
@@ -270,45 +273,38 @@ func dueTime(e *queue.Entry) time.Time {
 	return time.Time{}
 }
 
-// deliver feeds the due messages to Connections workers until the list
-// ends or ctx is done.
+// deliver hands the due messages to Connections workers (sched) until
+// the list ends or ctx is done.
 func (r *run) deliver(ctx context.Context, due []queue.Entry) {
-	ch := make(chan *queue.Entry)
+	s, unwatch := newSched(ctx, due, r.cfg.DestinationConcurrency)
+	defer unwatch()
+	r.sched = s
 	var wg sync.WaitGroup
 	for range min(r.cfg.Connections, max(len(due), 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			w := &worker{r: r}
-			for e := range ch {
-				w.process(ctx, e)
+			for {
+				e, again := s.take()
+				if e == nil {
+					break
+				}
+				w.process(ctx, e, again)
+				s.done()
 			}
 			if w.sess != nil {
 				w.sess.Close()
 			}
 		}()
 	}
-	sent := 0
-feed:
-	for i := range due {
-		if ctx.Err() != nil {
-			break
-		}
-		select {
-		case ch <- &due[i]:
-			sent++
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(ch)
 	wg.Wait()
 	if f, ok := r.transport.(interface{ finish() error }); ok {
 		if err := f.finish(); err != nil {
 			r.log.Warn("ending the transport", "err", err)
 		}
 	}
-	r.stats.Left = len(due) - sent
+	r.stats.Left = s.left()
 	if r.stats.Left > 0 {
 		r.log.Warn("run stopped before the end of the queue", "left", r.stats.Left, "reason", context.Cause(ctx).Error())
 	}

@@ -26,30 +26,46 @@ type msg struct {
 	// a refusal, a deferral or a local decision. Delivered recipients go
 	// straight into the item's state.
 	results map[int]*Failure
+	// touched is set by the first outcome of this attempt.
+	touched bool
+	// postponed is the destination that had no free slot for some
+	// recipients (destSlots), "" if none.
+	postponed string
 }
 
 // process delivers the pending recipients of one due message and records
-// the outcome.
-func (w *worker) process(ctx context.Context, e *queue.Entry) {
+// the outcome; again is true when the run postponed it before (it is not
+// counted as started twice). A message with recipients whose destination
+// had no free slot (see sched) is handed back to the run to wait for
+// it.
+func (w *worker) process(ctx context.Context, e *queue.Entry, again bool) {
 	// The alias expansions spooled for this message are delivered right
 	// after it, once its record is durable (alias.go).
-	for _, id := range w.processOne(ctx, e) {
+	exps, key := w.processOne(ctx, e, again)
+	w.r.postpone(e, key)
+	for _, id := range exps {
 		if ctx.Err() != nil || w.r.failed() {
 			return
 		}
-		w.processOne(ctx, &queue.Entry{ID: id})
+		x := &queue.Entry{ID: id}
+		_, key := w.processOne(ctx, x, false)
+		w.r.postpone(x, key)
 	}
 }
 
 // processOne is process for one message; it returns the queue ids of
-// the alias expansions it spooled.
-func (w *worker) processOne(ctx context.Context, e *queue.Entry) []string {
+// the alias expansions it spooled, and the destination that had no slot
+// for some recipients, "" when none: they wait for it, and when nothing
+// else happened, the message is left as it was.
+func (w *worker) processOne(ctx context.Context, e *queue.Entry, again bool) ([]string, string) {
 	x := w.open(e)
 	if x == nil {
-		return nil
+		return nil, ""
 	}
 	defer x.it.Close()
-	w.r.count(func(s *Stats) { s.Started++ })
+	if !again {
+		w.r.count(func(s *Stats) { s.Started++ })
+	}
 	var abort error
 	var expansions []string
 	if p := x.it.State.Pending(); len(p) > 0 {
@@ -61,11 +77,18 @@ func (w *worker) processOne(ctx context.Context, e *queue.Entry) []string {
 	switch {
 	case errors.Is(abort, spool.ErrCorrupt):
 		w.corrupt(e.ID, abort, x.it.SetCorrupt)
+		return expansions, ""
 	case abort != nil || x.it.Gone():
+		return expansions, ""
+	case x.postponed != "" && !x.touched && len(x.results) == 0 && len(expansions) == 0:
+		// Nothing happened: the message waits as it was.
 	default:
 		w.finish(x, true)
 	}
-	return expansions
+	if x.it.Gone() {
+		return expansions, ""
+	}
+	return expansions, x.postponed
 }
 
 // recover folds a journal left by a crash and settles the message without
@@ -162,6 +185,7 @@ func (x *msg) DeliveredEach(rcpts []int, reps []Reply) error {
 		set = append(set, queue.Update{Index: i, Rcpt: queue.Rcpt{Addr: st.Rcpts[i].Addr, Status: queue.Done,
 			Code: rep.Code, Enhanced: rep.Enhanced, Text: rep.Text, Stage: rep.Stage.String(), Relay: rep.Relay, At: now}})
 	}
+	x.touched = true
 	if err := x.it.RecordAccepted(set); err != nil {
 		r.setFatal(err)
 		return err
@@ -181,8 +205,34 @@ func (x *msg) DeliveredEach(rcpts []int, reps []Reply) error {
 // Failed implements Recorder: the outcome waits for the end of the
 // attempt (finish).
 func (x *msg) Failed(rcpts []int, f *Failure) {
+	x.touched = true
 	for _, i := range rcpts {
 		x.results[i] = f
+	}
+}
+
+// acquire implements destSlots: a slot of destination key, if free.
+func (x *msg) acquire(key string) bool {
+	return x.w.r.sched == nil || x.w.r.sched.acquire(key)
+}
+
+// release implements destSlots.
+func (x *msg) release(key string) {
+	if x.w.r.sched != nil {
+		x.w.r.sched.release(key)
+	}
+}
+
+// postpone implements destSlots: the recipients of key wait, without an
+// outcome, for a slot in this run.
+func (x *msg) postpone(key string) { x.postponed = key }
+
+// postpone hands message e back to the scheduler to wait for a slot of
+// destination key (none when key is ""), once the worker has let go of
+// it.
+func (r *run) postpone(e *queue.Entry, key string) {
+	if key != "" && r.sched != nil {
+		r.sched.wait(e, key)
 	}
 }
 
@@ -195,7 +245,11 @@ func (w *worker) finish(x *msg, attempted bool) {
 	r, st := w.r, x.it.State
 	now := r.now()
 	if attempted {
-		st.Attempts++
+		if r.firstTry(st.ID) {
+			// A message postponed (sched) and taken again is
+			// one attempt of the run, not two.
+			st.Attempts++
+		}
 		st.Last = now
 		if st.First.IsZero() {
 			st.First = now
@@ -294,7 +348,7 @@ func (w *worker) logRcpt(x *msg, i int, status string, rc queue.Rcpt) {
 	st := x.it.State
 	args := []any{"id", st.ID, "rcpt", rc.Addr, "status", status, "relay", rc.Relay,
 		"stage", rc.Stage, "code", rc.Code, "enhanced", rc.Enhanced, "reply", rc.Text,
-		"delay", rc.At.Sub(st.Arrival).Round(time.Millisecond).String(), "attempts", st.Attempts + boolInt(status == "sent")}
+		"delay", rc.At.Sub(st.Arrival).Round(time.Millisecond).String(), "attempts", st.Attempts + boolInt(status == "sent" && !w.r.counted(st.ID))}
 	if status == "deferred" {
 		args = append(args, "next", st.Next.UTC().Format(time.RFC3339))
 	}
@@ -309,6 +363,27 @@ func (w *worker) logRcpt(x *msg, i int, status string, rc queue.Rcpt) {
 	default:
 		w.r.log.Error("delivery", args...)
 	}
+}
+
+// firstTry reports whether the message id has its first attempt of the
+// run, and notes that it had it.
+func (r *run) firstTry(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tried == nil {
+		r.tried = map[string]bool{}
+	}
+	first := !r.tried[id]
+	r.tried[id] = true
+	return first
+}
+
+// counted reports whether the message id's attempt of this run is
+// counted already (firstTry): a message postponed and taken again.
+func (r *run) counted(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tried[id]
 }
 
 func boolInt(b bool) int {

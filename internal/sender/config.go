@@ -45,21 +45,22 @@ type Config struct {
 	SmarthostServerName     string       `split_words:"true" desc:"name the certificate must show (default: each smarthost's host)"`
 	SmarthostAuthWithoutTLS bool         `split_words:"true" default:"false" desc:"allow AUTH over a clear-text connection"`
 
-	SendQueueLifetime  time.Duration `split_words:"true" default:"120h" desc:"age after which a recipient the smarthost keeps deferring fails"`
-	SendMinAttempts    int           `split_words:"true" default:"10" desc:"attempts required, besides the age, before expiry"`
-	SendBackoffMin     time.Duration `split_words:"true" default:"5m" desc:"delay after the first deferral; doubles at each attempt"`
-	SendBackoffMax     time.Duration `split_words:"true" default:"1h" desc:"longest delay between attempts"`
-	SendRunTime        time.Duration `split_words:"true" default:"4m" desc:"budget of a run: no message is started after it"`
-	SendConnections    int           `split_words:"true" default:"8" desc:"parallel connections to the smarthost"`
-	SendReuse          bool          `split_words:"true" default:"true" desc:"send many messages per connection (RSET between them)"`
-	SendMaxRecipients  int           `split_words:"true" default:"100" desc:"most RCPT per transaction"`
-	SendConnectTimeout time.Duration `split_words:"true" default:"30s" desc:"TCP connection timeout"`
-	SendCommandTimeout time.Duration `split_words:"true" default:"5m" desc:"greeting and command reply timeout (RFC 5321 4.5.3.2)"`
-	SendDataTimeout    time.Duration `split_words:"true" default:"10m" desc:"timeout of the reply to the final dot (RFC 5321 4.5.3.2.6)"`
-	SendBlockTimeout   time.Duration `split_words:"true" default:"3m" desc:"timeout of each write of message data (RFC 5321 4.5.3.2.5)"`
-	SendTmpMaxAge      time.Duration `split_words:"true" default:"24h" desc:"age past which files in tmp/ are removed at the start of a run"`
-	SendLogLevel       slog.Level    `split_words:"true" default:"info" desc:"debug, info, warn or error"`
-	SendDropMaxSize    int64         `split_words:"true" default:"26214400" desc:"largest file taken from drop/ (sendmail's drop helper), in bytes; a larger one is set aside"`
+	SendQueueLifetime          time.Duration `split_words:"true" default:"120h" desc:"age after which a recipient the smarthost keeps deferring fails"`
+	SendMinAttempts            int           `split_words:"true" default:"10" desc:"attempts required, besides the age, before expiry"`
+	SendBackoffMin             time.Duration `split_words:"true" default:"5m" desc:"delay after the first deferral; doubles at each attempt"`
+	SendBackoffMax             time.Duration `split_words:"true" default:"1h" desc:"longest delay between attempts"`
+	SendRunTime                time.Duration `split_words:"true" default:"4m" desc:"budget of a run: no message is started after it"`
+	SendConnections            int           `split_words:"true" default:"8" desc:"parallel connections to the smarthost"`
+	SendReuse                  bool          `split_words:"true" default:"true" desc:"send many messages per connection (RSET between them)"`
+	SendDestinationConcurrency int           `split_words:"true" default:"0" desc:"most connections to one MX destination at a time; 0: a fifth of SMTP_SEND_CONNECTIONS, at least 2"`
+	SendMaxRecipients          int           `split_words:"true" default:"100" desc:"most RCPT per transaction"`
+	SendConnectTimeout         time.Duration `split_words:"true" default:"30s" desc:"TCP connection timeout"`
+	SendCommandTimeout         time.Duration `split_words:"true" default:"5m" desc:"greeting and command reply timeout (RFC 5321 4.5.3.2)"`
+	SendDataTimeout            time.Duration `split_words:"true" default:"10m" desc:"timeout of the reply to the final dot (RFC 5321 4.5.3.2.6)"`
+	SendBlockTimeout           time.Duration `split_words:"true" default:"3m" desc:"timeout of each write of message data (RFC 5321 4.5.3.2.5)"`
+	SendTmpMaxAge              time.Duration `split_words:"true" default:"24h" desc:"age past which files in tmp/ are removed at the start of a run"`
+	SendLogLevel               slog.Level    `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	SendDropMaxSize            int64         `split_words:"true" default:"26214400" desc:"largest file taken from drop/ (sendmail's drop helper), in bytes; a larger one is set aside"`
 
 	SendRoutes     string `split_words:"true" desc:"route table file (pattern transport:nexthop [options] per line); default: the smarthost, else every recipient's MX hosts"`
 	SendAliases    string `split_words:"true" desc:"aliases(5) file (name: address, address) applied, before routing, to the recipients routed to a local transport; empty: none"`
@@ -174,6 +175,9 @@ func (c *Config) SendConfig() (send.Config, error) {
 	if c.SendDropMaxSize < 1 {
 		return sc, errors.New("SMTP_SEND_DROP_MAX_SIZE must be at least 1")
 	}
+	if c.SendDestinationConcurrency < 0 {
+		return sc, errors.New("SMTP_SEND_DESTINATION_CONCURRENCY must not be negative")
+	}
 	if c.SendConnections < 1 || c.SendMaxRecipients < 1 || c.SendMinAttempts < 1 {
 		return sc, errors.New("SMTP_SEND_CONNECTIONS, SMTP_SEND_MAX_RECIPIENTS and SMTP_SEND_MIN_ATTEMPTS must be at least 1")
 	}
@@ -189,7 +193,8 @@ func (c *Config) SendConfig() (send.Config, error) {
 		Hostname: host, QueueLifetime: c.SendQueueLifetime, MinAttempts: c.SendMinAttempts,
 		BackoffMin: c.SendBackoffMin, BackoffMax: c.SendBackoffMax, RunTime: c.SendRunTime,
 		Connections: c.SendConnections, NoReuse: !c.SendReuse, MaxRecipients: c.SendMaxRecipients,
-		ConnectTimeout: c.SendConnectTimeout, CommandTimeout: c.SendCommandTimeout,
+		DestinationConcurrency: c.SendDestinationConcurrency,
+		ConnectTimeout:         c.SendConnectTimeout, CommandTimeout: c.SendCommandTimeout,
 		DataTimeout: c.SendDataTimeout, BlockTimeout: c.SendBlockTimeout, TmpMaxAge: c.SendTmpMaxAge,
 		Routes: routes, Aliases: aliases, DNS: c.SendDNS, MXPort: c.SendMXPort, MXLoopback: c.SendMXLoopback,
 		MTASTSCache: filepath.Join(c.SpoolDir, "mta-sts"),

@@ -104,6 +104,7 @@ func TestSettingsConfig(t *testing.T) {
 	t.Setenv("SMTP_SMARTHOST_USERNAME", "u")
 	t.Setenv("SMTP_SMARTHOST_PASSWORD_FILE", pw)
 	t.Setenv("SMTP_SEND_REUSE", "false")
+	t.Setenv("SMTP_SEND_DESTINATION_CONCURRENCY", "3")
 	t.Setenv("SMTP_HOSTNAME", "me.test")
 	s, err := Load()
 	if err != nil {
@@ -117,7 +118,7 @@ func TestSettingsConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Password != "s3cret" || c.Smarthosts[0].Addr != "a.test:465" || c.Smarthosts[1].Addr != "b.test:2525" ||
-		!c.NoReuse || c.Hostname != "me.test" || c.Connections != 8 || c.QueueLifetime != 120*time.Hour ||
+		!c.NoReuse || c.Hostname != "me.test" || c.Connections != 8 || c.QueueLifetime != 120*time.Hour || c.DestinationConcurrency != 3 ||
 		c.TLSConfig.ServerName != "" || c.TLSConfig.MinVersion != tls.VersionTLS12 {
 		t.Errorf("config %+v", c)
 	}
