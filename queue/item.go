@@ -76,6 +76,19 @@ import (
 //     delivered, and gone, while P would still spool it again. An
 //     expansion is never expanded again. Each expanded address is thus
 //     queued exactly once.
+//  8. A success or delay notice (RFC 3461 section 6.2) is spooled once,
+//     in rule 2's order: its intent, in the journal, names its queue id
+//     before it is spooled, and Load completes an intent whose notice
+//     queue/ lacks. A success notice's intent is the acceptance record
+//     itself: RecordAccepted's journal line sets the recipients Done with
+//     the notice's id (Rcpt.DSN, Rcpt.Action), never the cheaper removal
+//     of rule 1, which Settle does once the notice is in queue/. A delay
+//     notice's intent (Delay) leaves the recipients pending with the
+//     notice's id in Rcpt.Delayed; Settle then writes the state that
+//     names it, and a recipient whose state names a delay notice never
+//     gets another. Apply reports a Delayed id only from a pending
+//     update, so a delay notice delivered long ago is never spooled
+//     again when the same recipient's final record is folded.
 //
 // The tests kill a run at each Step (send's TestKillAtEachStep) and at
 // random instants (cmd/smtp-send's TestKillSendAnywhere) and check exactly
@@ -109,9 +122,19 @@ const (
 	// StepExpansionSpooled: an alias expansion is in queue/ (rule 7);
 	// the alias recipient is not recorded yet.
 	StepExpansionSpooled
+	// StepSuccessSpooled: the success notice of the recipients just
+	// recorded (StepRecorded) is in queue/.
+	StepSuccessSpooled
+	// StepDelayIntent: the recipients given a delay notice and its queue
+	// id are journalled; the notice is not spooled yet.
+	StepDelayIntent
+	// StepDelaySpooled: the delay notice is in queue/; the state does
+	// not name it yet.
+	StepDelaySpooled
 )
 
-var stepNames = [...]string{"accepted", "recorded", "bounce-intent", "bounce-spooled", "state-written", "finished", "picked-up", "expansion-spooled"}
+var stepNames = [...]string{"accepted", "recorded", "bounce-intent", "bounce-spooled", "state-written", "finished", "picked-up",
+	"expansion-spooled", "success-spooled", "delay-intent", "delay-spooled"}
 
 // String returns the step's name.
 func (s Step) String() string {
@@ -240,19 +263,42 @@ func (it *Item) Load(now time.Time) error {
 // transaction's final 250, and makes that durable before it returns
 // (rule 1): the transport must send nothing more until then. When no
 // recipient is left pending and none failed, the record is the removal
-// of the message; otherwise a journal line. An error (the broken item's,
-// or the write's) means the outcome is not recorded: stop the run.
-func (it *Item) RecordAccepted(set []Update) error {
+// of the message; otherwise a journal line.
+//
+// An update whose Rcpt.Action the transport set ("relayed" or
+// "delivered") gets a success notice when the sender asked for one
+// (wantSuccessNotice): those recipients are recorded with the notice's
+// queue id in Rcpt.DSN, by a journal line even when nothing is left to
+// do, and the notice is spooled before RecordAccepted returns (rule 8);
+// the other updates lose their Action. set is changed accordingly. now
+// is the notice's arrival time. An error (the broken item's, or a
+// write's) means the outcome may not be recorded: stop the run.
+func (it *Item) RecordAccepted(now time.Time, set []Update) error {
 	if it.err != nil {
 		return it.err
 	}
 	st, id := it.State, it.e.ID
+	var dsn string
+	for n := range set {
+		if !it.wantSuccessNotice(set[n]) {
+			set[n].Action = ""
+			continue
+		}
+		if dsn == "" {
+			var err error
+			if dsn, err = spool.NewQueueID(now); err != nil {
+				it.err = err
+				return err
+			}
+		}
+		set[n].DSN = dsn
+	}
 	for _, u := range set {
 		st.Rcpts[u.Index] = u.Rcpt
 	}
 	it.q.hook(StepAccepted, id)
 	var err error
-	if len(st.Pending()) == 0 && !st.AnyFailed() {
+	if dsn == "" && len(st.Pending()) == 0 && !st.AnyFailed() {
 		err = it.remove()
 		it.gone = true
 	} else {
@@ -264,7 +310,89 @@ func (it *Item) RecordAccepted(set []Update) error {
 		return err
 	}
 	it.q.hook(StepRecorded, id)
+	if dsn != "" {
+		if err := it.spoolNotice(dsn, now); err != nil {
+			it.err = err
+			return err
+		}
+		it.q.hook(StepSuccessSpooled, id)
+	}
 	return nil
+}
+
+// wantSuccessNotice reports whether the accepted recipient of u gets a
+// success notice from us: the transport offered one (Rcpt.Action: the
+// next hop will not report success, or this was the final delivery), the
+// reverse-path is not null (RFC 3461 section 6.2: never a notice for a
+// notice) and the recipient's NOTIFY names SUCCESS (section 4.1; without
+// NOTIFY, no success notice).
+func (it *Item) wantSuccessNotice(u Update) bool {
+	return u.Status == Done && u.Action != "" && it.msg.From != "" &&
+		strings.Contains(it.msg.RcptDSN(u.Index).Notify, "SUCCESS")
+}
+
+// Delay spools one delay notice (RFC 3464 Action: delayed) for those of
+// the recipients idxs, pending in State, that have none yet and whose
+// sender wants one (wantDelayNotice; byDefault answers for a recipient
+// without NOTIFY), and returns its queue id; State names it in each of
+// them (Rcpt.Delayed). Their updates and the id are journalled first,
+// then the notice is spooled (rule 8); Settle must follow. A message from
+// the null sender gets none (RFC 5321 section 4.5.5): Delay then does
+// nothing and returns "", as when no recipient is left. now is the
+// notice's arrival time. An error leaves the item broken: stop the run.
+func (it *Item) Delay(now time.Time, idxs []int, byDefault bool) (string, error) {
+	if it.err != nil {
+		return "", it.err
+	}
+	if it.msg.From == "" {
+		return "", nil
+	}
+	var keep []int
+	for _, i := range idxs {
+		if rc := it.State.Rcpts[i]; rc.Status == Pending && rc.Delayed == "" && it.wantDelayNotice(i, byDefault) {
+			keep = append(keep, i)
+		}
+	}
+	if len(keep) == 0 {
+		return "", nil
+	}
+	id, err := it.delay(now, keep)
+	if err != nil {
+		it.err = err
+		return "", err
+	}
+	return id, nil
+}
+
+// wantDelayNotice reports whether the sender of recipient i wants to hear
+// of a delay: its NOTIFY names DELAY, or it has no NOTIFY and byDefault
+// (RFC 3461 section 4.1 leaves that to the MTA). NOTIFY=NEVER, or a list
+// without DELAY, means no delay notice.
+func (it *Item) wantDelayNotice(i int, byDefault bool) bool {
+	n := it.msg.RcptDSN(i).Notify
+	return strings.Contains(n, "DELAY") || n == "" && byDefault
+}
+
+func (it *Item) delay(now time.Time, idxs []int) (string, error) {
+	id, err := spool.NewQueueID(now)
+	if err != nil {
+		return "", err
+	}
+	set := make([]Update, 0, len(idxs))
+	for _, i := range idxs {
+		it.State.Rcpts[i].Delayed = id
+		set = append(set, Update{Index: i, Rcpt: it.State.Rcpts[i]})
+	}
+	if err := it.appendJournal(JournalEntry{Set: set}); err != nil {
+		return "", err
+	}
+	it.journal = true
+	it.q.hook(StepDelayIntent, it.e.ID)
+	if err := it.spoolNotice(id, now); err != nil {
+		return "", err
+	}
+	it.q.hook(StepDelaySpooled, it.e.ID)
+	return id, nil
 }
 
 // Bounce spools one delivery status notification for the recipients
@@ -333,7 +461,8 @@ func (it *Item) bounce(now time.Time, failed []int) (string, error) {
 }
 
 // Notice is what a delivery status notification reports, as Queue.Notify
-// receives it.
+// receives it: the failure, the delay or the success of its recipients,
+// one kind a notice (see Rcpt.NoticeAction).
 type Notice struct {
 	// ID is the notification's own queue id.
 	ID string
@@ -348,8 +477,32 @@ type Notice struct {
 	// Arrival and Attempts are the original's, from its state.
 	Arrival  time.Time
 	Attempts int
-	// Rcpts are the failed recipients it reports, in envelope order.
+	// Rcpts are the recipients it reports, in envelope order: failed
+	// ones, pending ones (a delay notice) or done ones (a success
+	// notice).
 	Rcpts []Rcpt
+	// RetryUntil is when a delayed recipient will be given up (RFC 3464
+	// Will-Retry-Until): the queue leaves it zero, Queue.Notify's owner
+	// knows the queue lifetime and sets it.
+	RetryUntil time.Time
+	// ReturnFull is the most octets of message data a failure notice
+	// returns whole for RET=FULL (RFC 3461 section 4.3); a larger message
+	// gets its header section only. The queue leaves it zero (headers
+	// only); Queue.Notify's owner sets it.
+	ReturnFull int64
+}
+
+// NoticeAction is the RFC 3464 Action (section 2.3.3) with which a notice
+// reports r: "failed" for a failed recipient, "delayed" for a pending
+// one, r.Action ("relayed" or "delivered") for a done one.
+func (r Rcpt) NoticeAction() string {
+	switch r.Status {
+	case Failed:
+		return "failed"
+	case Pending:
+		return "delayed"
+	}
+	return r.Action
 }
 
 // spoolNotice spools, durably and under queue id id, the notification for
@@ -363,7 +516,7 @@ func (it *Item) spoolNotice(id string, now time.Time) error {
 	}
 	n := &Notice{ID: id, Now: now, Envelope: env, Content: it.msg.Content, Arrival: st.Arrival, Attempts: st.Attempts}
 	for _, rc := range st.Rcpts {
-		if rc.Status == Failed && rc.DSN == id {
+		if rc.Status == Pending && rc.Delayed == id || rc.Status != Pending && rc.DSN == id {
 			n.Rcpts = append(n.Rcpts, rc)
 		}
 	}
@@ -388,7 +541,11 @@ func (it *Item) spoolNotice(id string, now time.Time) error {
 	if err := wr.Commit(); err != nil {
 		return err
 	}
-	q.log().Info("notification spooled", "id", env.QueueID, "dsn", id, "to", env.From, "recipients", len(n.Rcpts))
+	kind := ""
+	if len(n.Rcpts) > 0 {
+		kind = n.Rcpts[0].NoticeAction()
+	}
+	q.log().Info("notification spooled", "id", env.QueueID, "dsn", id, "action", kind, "to", env.From, "recipients", len(n.Rcpts))
 	return nil
 }
 

@@ -95,14 +95,14 @@ func TestRecordAccepted(t *testing.T) {
 	done := func(i int) []Update {
 		return []Update{{Index: i, Rcpt: Rcpt{Addr: env.To[i], Status: Done, Code: 250, Stage: "dot"}}}
 	}
-	if err := it.RecordAccepted(done(0)); err != nil {
+	if err := it.RecordAccepted(time.Now(), done(0)); err != nil {
 		t.Fatal(err)
 	}
 	entries, torn, err := q.ReadJournal(env.QueueID)
 	if err != nil || torn || len(entries) != 1 || entries[0].Set[0].Status != Done || it.Gone() {
 		t.Fatalf("journal %+v %v %v, gone %v", entries, torn, err, it.Gone())
 	}
-	if err := it.RecordAccepted(done(1)); err != nil {
+	if err := it.RecordAccepted(time.Now(), done(1)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(q.sp.Path(spool.QueueDir, env.QueueID)); !errors.Is(err, os.ErrNotExist) || !it.Gone() {
@@ -228,7 +228,7 @@ func TestBrokenItemStops(t *testing.T) {
 	if _, err2 := it.Settle(); err2 != err {
 		t.Errorf("Settle after a failed Bounce: %v", err2)
 	}
-	if err2 := it.RecordAccepted(nil); err2 != err {
+	if err2 := it.RecordAccepted(time.Now(), nil); err2 != err {
 		t.Errorf("RecordAccepted after a failed Bounce: %v", err2)
 	}
 	if ents, _ := os.ReadDir(q.sp.Path(StateDir)); len(ents) != 1 { // the intent alone
@@ -248,7 +248,7 @@ func TestEntryKeptCurrent(t *testing.T) {
 	commit(t, q, env, "x\r\n")
 	e := &Entry{ID: env.QueueID}
 	it := openItem(t, q, e)
-	if err := it.RecordAccepted([]Update{{Index: 0, Rcpt: Rcpt{Addr: env.To[0], Status: Done}}}); err != nil {
+	if err := it.RecordAccepted(time.Now(), []Update{{Index: 0, Rcpt: Rcpt{Addr: env.To[0], Status: Done}}}); err != nil {
 		t.Fatal(err)
 	}
 	it.Close()

@@ -21,13 +21,17 @@ import (
 // be durable at once and cannot wait for the next state write. Each record
 // is one line, "<crc32c hex> <json>\n", written with one write(2) and
 // fsync'd; a crash can only tear the last line, which readers drop.
-// Folding a journal twice is harmless, since a record only sets pending
-// recipients to a final status.
+// Folding a journal twice is harmless, since a record only changes
+// pending recipients: it sets them to a final status, or, for a delay
+// notice's intent (Item.Delay), leaves them pending with the notice's
+// queue id in Rcpt.Delayed.
 
 // maxJournalSize is the longest journal a run writes and so what
-// ReadJournal reads. A journal names each recipient at most once: a
-// record only sets pending recipients to a final status, and a run folds
-// any journal into the state and removes it before it delivers anything.
+// ReadJournal reads. A journal names each recipient at most once: an
+// attempt records a recipient as accepted (RecordAccepted), failed
+// (Bounce) or, still pending, as given a delay notice (Delay), never two
+// of these, and a run folds any journal into the state and removes it
+// before it delivers anything.
 // So a journal is at most spool.MaxRecipients records of one recipient
 // each, every Rcpt bounded as in a state file (maxRcptJSON).
 const maxJournalSize = spool.MaxRecipients * (len(`00000000 {"set":[{"i":,}]}`+"\n") + jsonInt + maxRcptJSON)
@@ -110,9 +114,11 @@ func (q *Queue) ReadJournal(id string) (entries []JournalEntry, torn bool, err e
 // Apply folds journal entries into st. Done and Failed are final: an
 // update for a recipient already final is skipped, so a journal folded
 // twice changes nothing. An update for an index out of range or for
-// another address wraps spool.ErrCorrupt. It returns the DSN queue ids
-// named by the applied updates, without duplicates, in order: a state file
-// names a DSN only once it is spooled, a journal may name one not yet
+// another address wraps spool.ErrCorrupt. It returns the notification
+// queue ids named by the applied updates, without duplicates, in order:
+// Rcpt.DSN of a final update (a failure or a success notice), Rcpt.Delayed
+// of a pending one (a delay notice's intent). A state file names a
+// notification only once it is spooled, a journal may name one not yet
 // spooled.
 func (st *State) Apply(entries []JournalEntry) (dsns []string, err error) {
 	seen := map[string]bool{}
@@ -125,9 +131,13 @@ func (st *State) Apply(entries []JournalEntry) (dsns []string, err error) {
 				continue
 			}
 			st.Rcpts[u.Index] = u.Rcpt
-			if u.DSN != "" && !seen[u.DSN] {
-				seen[u.DSN] = true
-				dsns = append(dsns, u.DSN)
+			id := u.DSN
+			if u.Status == Pending {
+				id = u.Delayed
+			}
+			if id != "" && !seen[id] {
+				seen[id] = true
+				dsns = append(dsns, id)
 			}
 		}
 	}

@@ -6,7 +6,7 @@
 //
 // A run opens each message it works on as an Item, which knows its own
 // files and offers the steps that change them: RecordAccepted, Bounce,
-// Settle, SetCorrupt. Their order of writes is what makes a run killed at
+// Delay, Settle, SetCorrupt. Their order of writes is what makes a run killed at
 // any instant lose nothing; it is written down, with why, in item.go, the
 // one file that writes, renames or removes the queue's files (but for
 // CleanTmp, which removes what killed processes left in tmp/).

@@ -25,7 +25,7 @@ const StateVersion = 1
 
 // MaxText is the most octets of a recipient's reply text that a state
 // file or a journal keeps (Rcpt.Text), and of each of its other free-text
-// fields (Enhanced, Stage, Relay, DSN). A longer text is cut on a UTF-8
+// fields (Enhanced, Stage, Relay, DSN, Action, Delayed). A longer text is cut on a UTF-8
 // boundary and ends in TextCut (see ClipText). A smarthost can send a
 // reply of any length, many lines of it for each recipient; Postfix, too,
 // keeps only a few hundred bytes of it.
@@ -50,8 +50,8 @@ const (
 	jsonTime = len(`"2006-01-02T15:04:05.999999999-07:00"`)
 	// maxRcptJSON is the longest Rcpt: every key, the longest status,
 	// number and time, and every string at its limit fully escaped.
-	maxRcptJSON = len(`{"addr":"","status":"pending","code":,"enhanced":"","text":"","stage":"","relay":"","at":,"expired":true,"dsn":""}`) +
-		jsonInt + jsonTime + jsonEscape*(spool.MaxAddrLen+5*MaxText)
+	maxRcptJSON = len(`{"addr":"","status":"pending","code":,"enhanced":"","text":"","stage":"","relay":"","at":,"expired":true,"dsn":"","action":"","delayed":""}`) +
+		jsonInt + jsonTime + jsonEscape*(spool.MaxAddrLen+7*MaxText)
 	// maxStateSize is the longest state file: the fixed fields, then
 	// spool.MaxRecipients recipients, each followed by a comma or the
 	// end.
@@ -79,7 +79,7 @@ func ClipText(s string) string {
 
 // clip bounds the free-text fields of r (see MaxText).
 func (r *Rcpt) clip() {
-	for _, p := range []*string{&r.Enhanced, &r.Text, &r.Stage, &r.Relay, &r.DSN} {
+	for _, p := range []*string{&r.Enhanced, &r.Text, &r.Stage, &r.Relay, &r.DSN, &r.Action, &r.Delayed} {
 		*p = ClipText(*p)
 	}
 }
@@ -105,7 +105,8 @@ const (
 	// are never sent again.
 	Done
 	// Failed recipients failed permanently or expired; a delivery status
-	// notification was spooled for them unless the sender was <>.
+	// notification was spooled for them unless the sender was <> or
+	// their NOTIFY excludes FAILURE.
 	Failed
 )
 
@@ -165,8 +166,22 @@ type Rcpt struct {
 	// passed, not by a permanent reply.
 	Expired bool `json:"expired,omitempty"`
 	// DSN is the queue id of the delivery status notification that
-	// reported this failure.
+	// reported this recipient's final status: its failure, or, for a Done
+	// recipient whose sender asked for NOTIFY=SUCCESS, its success (see
+	// Action).
 	DSN string `json:"dsn,omitempty"`
+	// Action is, for a Done recipient, the RFC 3464 Action of a success
+	// notice: "relayed" when the next hop took the message without
+	// offering DSN, so that it will not report success (RFC 3461
+	// section 5.2.2), "delivered" for a final delivery by a local
+	// transport (section 5.2.3). In RecordAccepted's updates it is the
+	// transport's offer; it stays only when the notice is spooled (DSN
+	// names it). Absent from files written before success notices.
+	Action string `json:"action,omitempty"`
+	// Delayed is the queue id of the one delay notice (RFC 3464 Action:
+	// delayed) spooled for this recipient while it was pending (see
+	// Item.Delay). Absent from files written before delay notices.
+	Delayed string `json:"delayed,omitempty"`
 }
 
 // State is the delivery state of one queued message: state/<name>, where

@@ -257,3 +257,23 @@ func TestCleanTmp(t *testing.T) {
 		t.Errorf("removed %v, %v", removed, err)
 	}
 }
+
+// Apply reports a delay notice's id from a pending update (its intent),
+// never from a final update that still carries it: a recipient given a
+// delay notice long ago, then accepted, must not have that notice spooled
+// again (ordering rule 8).
+func TestApplyDelayed(t *testing.T) {
+	env := testEnvelope(t)
+	intent := JournalEntry{Set: []Update{{Index: 0, Rcpt: Rcpt{Addr: env.To[0], Code: 451, Delayed: "delay1"}}}}
+	st := NewState(env)
+	dsns, err := st.Apply([]JournalEntry{intent})
+	if err != nil || !slices.Equal(dsns, []string{"delay1"}) || st.Rcpts[0].Status != Pending || st.Rcpts[0].Delayed != "delay1" {
+		t.Fatalf("intent: dsns %v err %v state %+v", dsns, err, st.Rcpts[0])
+	}
+	done := JournalEntry{Set: []Update{{Index: 0, Rcpt: Rcpt{Addr: env.To[0], Status: Done, Code: 250, Delayed: "delay1",
+		Action: "relayed", DSN: "ok1"}}}}
+	dsns, err = st.Apply([]JournalEntry{done})
+	if err != nil || !slices.Equal(dsns, []string{"ok1"}) {
+		t.Errorf("done: dsns %v err %v", dsns, err)
+	}
+}

@@ -113,7 +113,7 @@ func (x *msg) recordExpanded(i int, id string, n int) error {
 		text = "alias expanded, queue id " + id
 	}
 	rc := queue.Rcpt{Addr: st.Rcpts[i].Addr, Status: queue.Done, Enhanced: "2.0.0", Stage: ExpandedStage, Text: text, At: r.now()}
-	if err := x.it.RecordAccepted([]queue.Update{{Index: i, Rcpt: rc}}); err != nil {
+	if err := x.it.RecordAccepted(rc.At, []queue.Update{{Index: i, Rcpt: rc}}); err != nil {
 		r.setFatal(err)
 		return err
 	}

@@ -184,3 +184,52 @@ func killAtEachStep(t *testing.T, tr string) {
 		}
 	}
 }
+
+// A run killed with SIGKILL at any step of recording an acceptance that
+// owes a success notice (NOTIFY=SUCCESS, a next hop without DSN) spools
+// that notice exactly once (queue ordering rule 8): killed after the
+// journal line, the next run spools the notice the line names; killed
+// after the notice, it spools none. Killed before the record (the
+// window), the message goes again and the notice follows the second
+// acceptance.
+func TestKillSuccessNotice(t *testing.T) {
+	for _, step := range []queue.Step{queue.StepAccepted, queue.StepRecorded, queue.StepSuccessSpooled, queue.StepFinished} {
+		t.Run(step.String(), func(t *testing.T) {
+			ts := smtptest.Start(t, smtptest.Options{Script: crashScript(), Withhold: protocol.ExtDSN})
+			f := newFixture(t, ts.Addr)
+			f.queue("sender@example.org", []string{"ok@x.test", "ok2@x.test"}, body("crash"),
+				withDSN("", "", spool.RcptDSN{Notify: "SUCCESS"}, spool.RcptDSN{Notify: "SUCCESS,FAILURE"}))
+			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "SEND_CRASH_STEP="+step.String(), "SEND_CRASH_DIR="+f.sp.Root(),
+				"SEND_CRASH_ADDR="+ts.Addr, "SEND_CRASH_NOW="+strconv.FormatInt(f.clk.Now().UnixNano(), 10))
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("helper not killed at %s: %v\n%s", step, err, out)
+			}
+			f.run(false)
+			f.run(true)
+			var notices []smtptest.Tx
+			for _, tx := range ts.Transactions() {
+				if tx.From == "" {
+					notices = append(notices, tx)
+				}
+			}
+			if len(notices) != 1 || len(f.names(spool.QueueDir)) != 0 || len(f.names(queue.StateDir)) != 0 {
+				t.Fatalf("%d notices delivered, want 1; left queue/ %v state/ %v", len(notices), f.names(spool.QueueDir), f.names(queue.StateDir))
+			}
+			d := string(notices[0].Data)
+			if strings.Count(d, "Action: relayed\r\n") != 2 || !strings.Contains(d, "Final-Recipient: rfc822; ok@x.test\r\n") ||
+				!strings.Contains(d, "Final-Recipient: rfc822; ok2@x.test\r\n") {
+				t.Errorf("notice:\n%s", d)
+			}
+			want := 1
+			if step == queue.StepAccepted {
+				want = 2 // the window
+			}
+			if got := smtptest.CountRcpts(ts.Transactions()); got["ok@x.test"] != want {
+				t.Errorf("delivered %d times, want %d", got["ok@x.test"], want)
+			}
+		})
+	}
+}

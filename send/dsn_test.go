@@ -1,11 +1,15 @@
 package send
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
+	"github.com/smtp-stdio/smtp-stdio/queue"
+	"github.com/smtp-stdio/smtp-stdio/route"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -77,5 +81,117 @@ func TestNotifyDecidesTheNotice(t *testing.T) {
 	}
 	if log := f2.logs.String(); !strings.Contains(log, "the sender asked for none (NOTIFY)") || strings.Contains(log, "from <>") {
 		t.Errorf("the log does not say why there is no notice:\n%s", log)
+	}
+}
+
+// TestSuccessNotice: a recipient with NOTIFY=SUCCESS gets a "relayed"
+// notice from us when the next hop took the message without offering DSN
+// (RFC 3461 section 5.2.2), and none when it offered DSN (NOTIFY was
+// passed on: the notice is the next hop's). A recipient without SUCCESS
+// in its NOTIFY, or a message from <>, never gets one. Each case against
+// both next hops.
+func TestSuccessNotice(t *testing.T) {
+	for _, hop := range []struct {
+		name     string
+		withhold protocol.Extensions
+	}{{"dsn", 0}, {"no-dsn", protocol.ExtDSN}} {
+		for _, tc := range []struct {
+			name, from, notify string
+			notice             bool // from us, to a next hop without DSN
+		}{
+			{"success", "sender@example.org", "SUCCESS", true},
+			{"success,failure,delay", "sender@example.org", "SUCCESS,FAILURE,DELAY", true},
+			{"failure", "sender@example.org", "FAILURE", false},
+			{"never", "sender@example.org", "NEVER", false},
+			{"absent", "sender@example.org", "", false},
+			{"null sender", "", "SUCCESS", false},
+		} {
+			t.Run(hop.name+"/"+tc.name, func(t *testing.T) {
+				ts := smtptest.Start(t, smtptest.Options{Withhold: hop.withhold})
+				f := newFixtureOver(t, "smarthost", ts)
+				id := f.queue(tc.from, []string{"a@example.net", "quiet@example.net"}, body("dsn"),
+					withDSN("HDRS", "ENV-9", spool.RcptDSN{Notify: tc.notify, ORcpt: "rfc822;Alias@example.net"}, spool.RcptDSN{Notify: "FAILURE"}))
+				st := f.run(false)
+				want := tc.notice && hop.withhold != 0
+				notices := f.queuedFrom("")
+				if st.Delivered != 2 || len(notices) != boolInt(want) || st.DSNs != boolInt(want) {
+					t.Fatalf("stats %+v, %d notices, want %v", st, len(notices), want)
+				}
+				if len(f.names(spool.QueueDir)) != boolInt(want) || len(f.names(queue.StateDir)) != 0 {
+					t.Errorf("left: queue/ %v, state/ %v", f.names(spool.QueueDir), f.names(queue.StateDir))
+				}
+				tx := ts.Transactions()[0]
+				if hop.withhold == 0 && strings.Join(tx.Notify, "|") != tc.notify+"|FAILURE" {
+					t.Errorf("NOTIFY not passed on: %q", tx.Notify)
+				}
+				if !want {
+					return
+				}
+				d := notices[0]
+				text := content(t, d)
+				np := checkNotice(t, text, body("dsn"), d.To[0], 1)
+				if d.To[0] != tc.from || np.perRcpt[0].Get("Action") != "relayed" || np.perRcpt[0].Get("Status") != "2.0.0" ||
+					np.perRcpt[0].Get("Final-Recipient") != "rfc822; a@example.net" ||
+					np.perRcpt[0].Get("Original-Recipient") != "rfc822;Alias@example.net" ||
+					np.perMsg.Get("Original-Envelope-Id") != "ENV-9" ||
+					!strings.HasPrefix(np.perRcpt[0].Get("Remote-MTA"), "dns; 127.0.0.1") ||
+					!strings.Contains(text, "Subject: Successful Mail Delivery Report\r\n") ||
+					np.headers == "" || strings.Contains(text, "Hello.") {
+					t.Errorf("notice to %v:\n%s", d.To, text)
+				}
+				if !strings.Contains(f.logs.String(), "dsn="+d.QueueID) || !strings.Contains(f.logs.String(), "id="+id) {
+					t.Errorf("the log does not name the notice:\n%s", f.logs.String())
+				}
+				// The notice itself is delivered, once, and never gets a
+				// notice of its own.
+				f.run(true)
+				if n := len(f.queuedFrom("")); n != 0 {
+					t.Errorf("%d notices left", n)
+				}
+				txs := ts.Transactions()
+				if len(txs) != 2 || txs[1].From != "" || string(txs[1].Data) != text {
+					t.Errorf("%d transactions; the notice was not delivered as spooled", len(txs))
+				}
+			})
+		}
+	}
+}
+
+// TestDeliveredNotice: a final delivery by a local transport (a maildir
+// route) gives a recipient with NOTIFY=SUCCESS a "delivered" notice (RFC
+// 3461 section 5.2.3), itself delivered to the sender's maildir; the
+// recipient without SUCCESS gets none.
+func TestDeliveredNotice(t *testing.T) {
+	mail := t.TempDir()
+	tb, err := route.Parse(strings.NewReader("example.org maildir:"+mail+"/%d/%u/\n"), "routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	f.s.Config.Routes = tb
+	f.queue("sender@example.org", []string{"a@example.org", "b@example.org"}, body("dsn"),
+		withDSN("", "", spool.RcptDSN{Notify: "SUCCESS"}, spool.RcptDSN{}))
+	if st := f.run(false); st.Delivered != 2 || st.DSNs != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	notices := f.queuedFrom("")
+	if len(notices) != 1 {
+		t.Fatalf("%d notices", len(notices))
+	}
+	text := content(t, notices[0])
+	np := checkNotice(t, text, body("dsn"), "sender@example.org", 1)
+	if h := np.perRcpt[0]; h.Get("Action") != "delivered" || h.Get("Final-Recipient") != "rfc822; a@example.org" ||
+		h.Get("Remote-MTA") != "" || h.Get("Diagnostic-Code") != "" || strings.Contains(text, mail) {
+		t.Errorf("per-recipient fields %v", h)
+	}
+	if st := f.run(false); st.Delivered != 1 {
+		t.Fatalf("the notice was not delivered: %+v", st)
+	}
+	got := maildirFiles(t, filepath.Join(mail, "example.org", "sender"), "new")
+	if len(got) != 1 {
+		t.Fatalf("sender's maildir holds %d messages", len(got))
+	}
+	if b, _ := os.ReadFile(filepath.Join(mail, "example.org", "sender", "new", got[0])); !strings.Contains(string(b), "Action: delivered") {
+		t.Errorf("delivered notice:\n%s", b)
 	}
 }

@@ -227,7 +227,7 @@ func (s *lmtpSession) transaction(d *Delivery, batch []int, rec Recorder) (carry
 		case resp[a] != nil:
 			enh, text := splitEnhanced(oneLine(resp[a].StatusText))
 			done = append(done, i)
-			reps = append(reps, Reply{Stage: StageDot, Code: 250, Enhanced: enh, Text: text, Relay: relay})
+			reps = append(reps, Reply{Stage: StageDot, Code: 250, Enhanced: enh, Text: text, Relay: relay, Action: actionDelivered})
 		case refused[a] != nil:
 			rec.Failed([]int{i}, classify(StageDot, relay, refused[a]))
 		default:

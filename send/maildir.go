@@ -73,7 +73,7 @@ func (s *maildirSession) Deliver(_ context.Context, d *Delivery, rec Recorder) e
 		if again {
 			text = "already delivered to " + done + " by an earlier run"
 		}
-		if err := rec.Delivered([]int{i}, Reply{Stage: StageLocal, Enhanced: "2.0.0", Text: oneLine(text), Relay: maildirRelay}); err != nil {
+		if err := rec.Delivered([]int{i}, Reply{Stage: StageLocal, Enhanced: "2.0.0", Text: oneLine(text), Relay: maildirRelay, Action: actionDelivered}); err != nil {
 			return err
 		}
 		// Recorded: the second link in tmp/ has done its job.

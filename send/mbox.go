@@ -61,7 +61,7 @@ func (s *mboxSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) er
 			rec.Failed([]int{i}, localWriteFailure(mboxRelay, "mbox "+path, err))
 			continue
 		}
-		if err := rec.Delivered([]int{i}, Reply{Stage: StageLocal, Enhanced: "2.0.0", Text: oneLine("delivered to " + path), Relay: mboxRelay}); err != nil {
+		if err := rec.Delivered([]int{i}, Reply{Stage: StageLocal, Enhanced: "2.0.0", Text: oneLine("delivered to " + path), Relay: mboxRelay, Action: actionDelivered}); err != nil {
 			return err
 		}
 	}

@@ -18,7 +18,14 @@ import (
 const maxReturnedHeaders = 256 << 10
 
 // WriteNotice writes to w the delivery status notification n, which host
-// (our name: Reporting-MTA, From) reports: multipart/report;
+// (our name: Reporting-MTA, From) reports. Its kind is its recipients'
+// RFC 3464 Action (queue.Rcpt.NoticeAction of the first, the same for
+// every recipient: one kind a notice): "failed"
+// (a bounce), "delayed" (RFC 3461 section 6.2.2.3: still being retried,
+// with Will-Retry-Until when n.RetryUntil is set) or "relayed" and
+// "delivered" (a success notice, sections 6.2.2.1 and 6.2.2.2); the
+// Subject, the human-readable text and each recipient's Status class (5
+// or 4, 4, 2) follow it. It is multipart/report;
 // report-type=delivery-status (RFC 6522, formerly RFC 3462) with
 //
 //  1. a human-readable text/plain part in UTF-8, quoted-printable (RFC
@@ -50,6 +57,10 @@ const maxReturnedHeaders = 256 << 10
 // testdata/notice hold examples). It returns the first error of reading
 // n.Content or writing to w.
 func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
+	kind := actionFailed
+	if len(n.Rcpts) > 0 {
+		kind = noticeAction(n.Rcpts[0])
+	}
 	boundary := "=_" + n.ID // "=_" is never in quoted-printable output
 	ret, err := scanReturned(n.Content(), boundary)
 	if err != nil {
@@ -63,7 +74,7 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 	if to := n.Envelope.From; headerSafe(to) {
 		bw.field("To", "<"+to+">")
 	}
-	bw.field("Subject", "Undelivered Mail Returned to Sender")
+	bw.field("Subject", noticeSubjects[kind])
 	bw.field("Message-ID", "<"+dsText(n.ID)+"@"+host+">")
 	bw.field("Auto-Submitted", "auto-replied")
 	bw.field("MIME-Version", "1.0")
@@ -82,7 +93,23 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 	}
 	q := &qpWriter{w: w}
 	fmt.Fprintf(q, "This is the mail system at host %s.\r\n\r\n", textsafe.Escape(mta))
-	fmt.Fprintf(q, "Your message could not be delivered to one or more recipients.\r\n")
+	switch kind {
+	case actionFailed:
+		fmt.Fprintf(q, "Your message could not be delivered to one or more recipients.\r\n")
+	case actionDelayed:
+		fmt.Fprintf(q, "Your message has not been delivered yet to the recipients below, %s after it arrived.\r\n",
+			n.Now.Sub(n.Arrival).Round(time.Minute))
+		if !n.RetryUntil.IsZero() {
+			fmt.Fprintf(q, "Delivery will be tried again until %s; you need not send it again.\r\n", n.RetryUntil.Format(time.RFC1123Z))
+		} else {
+			fmt.Fprintf(q, "Delivery will be tried again; you need not send it again.\r\n")
+		}
+	case actionDelivered:
+		fmt.Fprintf(q, "Your message was delivered to the mailboxes of the recipients below, as you asked to be told.\r\n")
+	default:
+		fmt.Fprintf(q, "Your message was passed on for the recipients below, as you asked to be told, to a mail\r\n")
+		fmt.Fprintf(q, "system that will not report its delivery: you may still hear of a failure from further on.\r\n")
+	}
 	switch {
 	case ret.n == 0:
 		fmt.Fprintf(q, "The details are below. The header section of your message could not be returned.\r\n\r\n")
@@ -96,7 +123,16 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 		if rc.Code != 0 {
 			why = replyLine(rc)
 		}
-		if rc.Expired {
+		switch action := kind; {
+		case action == actionDelayed:
+			why = fmt.Sprintf("still being retried (%d attempts); last error: %s", n.Attempts, why)
+		case action != actionFailed && localRelay(rc.Relay):
+			// A local delivery's words name files and commands of
+			// this host: a success notice keeps them to itself.
+			why = "delivered to the mailbox"
+		case action != actionFailed:
+			why = action + ": " + why
+		case rc.Expired:
 			why = fmt.Sprintf("still undeliverable after %s (%d attempts); last error: %s",
 				n.Now.Sub(n.Arrival).Round(time.Minute), n.Attempts, why)
 		}
@@ -124,15 +160,16 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 			bw.field("Original-Recipient", o)
 		}
 		bw.field("Final-Recipient", finalRecipient(rc.Addr))
-		bw.field("Action", "failed")
-		bw.field("Status", dsnStatus(rc))
+		action := kind
+		bw.field("Action", action)
+		bw.field("Status", actionStatus(rc, action))
 		if relay := relayName(rc.Relay); relay != "" && !localRelay(rc.Relay) {
 			bw.field("Remote-MTA", "dns; "+dsText(relay))
 		}
 		switch {
 		case rc.Code != 0:
 			bw.field("Diagnostic-Code", "smtp; "+dsText(replyLine(rc)))
-		case localRelay(rc.Relay) && rc.Text != "":
+		case localRelay(rc.Relay) && rc.Text != "" && (action == actionFailed || action == actionDelayed):
 			// A local delivery's own words (a command's exit status
 			// and output), typed as Postfix types them.
 			bw.field("Diagnostic-Code", "x-unix; "+dsText(rc.Text))
@@ -140,12 +177,19 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 		if !rc.At.IsZero() {
 			bw.field("Last-Attempt-Date", rc.At.Format(time.RFC1123Z))
 		}
+		if action == actionDelayed && !n.RetryUntil.IsZero() {
+			bw.field("Will-Retry-Until", n.RetryUntil.Format(time.RFC1123Z))
+		}
 	}
 	bw.line("")
 
 	if ret.n > 0 {
 		bw.line("--" + boundary)
-		bw.field("Content-Description", "Undelivered Message Headers")
+		desc := "Message Headers"
+		if kind == actionFailed {
+			desc = "Undelivered Message Headers"
+		}
+		bw.field("Content-Description", desc)
 		bw.field("Content-Type", "text/rfc822-headers")
 		if !ret.plain {
 			bw.field("Content-Transfer-Encoding", "quoted-printable")
@@ -172,6 +216,50 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 	}
 	bw.line("--" + boundary + "--")
 	return bw.err
+}
+
+// The RFC 3464 actions (section 2.3.3) of the notices; actionRelayed and
+// actionDelivered are in transport.go.
+const (
+	actionFailed  = "failed"
+	actionDelayed = "delayed"
+)
+
+// noticeSubjects is the Subject of each kind of notice.
+var noticeSubjects = map[string]string{
+	actionFailed:    "Undelivered Mail Returned to Sender",
+	actionDelayed:   "Delayed Mail (still being retried)",
+	actionRelayed:   "Successful Mail Delivery Report",
+	actionDelivered: "Successful Mail Delivery Report",
+}
+
+// noticeAction is the Action field of rc (queue.Rcpt.NoticeAction); a
+// done recipient whose state names no action known here reads
+// "relayed", which claims the least.
+func noticeAction(rc queue.Rcpt) string {
+	a := rc.NoticeAction()
+	if _, ok := noticeSubjects[a]; !ok {
+		return actionRelayed
+	}
+	return a
+}
+
+// actionStatus is the Status field of rc reported with action: its own
+// RFC 3463 code (dsnStatus) when of the class the action requires (RFC
+// 3464 section 2.3.4: 2 for relayed and delivered, 4 for delayed, 4 or 5
+// for failed, where 4 is an expired deferral), else the class's X.0.0.
+func actionStatus(rc queue.Rcpt, action string) string {
+	classes, other := "45", "5.0.0"
+	switch action {
+	case actionDelayed:
+		classes, other = "4", "4.0.0"
+	case actionRelayed, actionDelivered:
+		classes, other = "2", "2.0.0"
+	}
+	if s := dsnStatus(rc); strings.Contains(classes, s[:1]) {
+		return s
+	}
+	return other
 }
 
 // replyLine is a recipient's last reply as one line: code, enhanced code,

@@ -43,13 +43,25 @@ func TestNoticeGolden(t *testing.T) {
 			Code: 550, Enhanced: "5.1.1", Text: "bo\u00eete inconnue \u2014 \x1b[31mno\u202e such mailbox", Stage: "rcpt",
 			Relay: "smtp.example.org:587", At: at.Add(time.Minute)}}},
 		{"no headers", "sender@example.org", "just a body line\r\n", []queue.Rcpt{refused}},
+		// Success notices (RFC 3461 section 6.2.2): relayed to a next hop
+		// without DSN, delivered by a local transport.
+		{"relayed", "sender@example.org", plain, []queue.Rcpt{{Addr: "b@example.net", Status: queue.Done, Code: 250,
+			Enhanced: "2.0.0", Text: "Ok: queued as 4XyZ", Stage: "dot", Relay: "smtp.example.org:587", At: at.Add(time.Minute),
+			Action: "relayed", DSN: "20261121T100500.0123456789abcdef"}}},
+		{"delivered", "sender@example.org", plain, []queue.Rcpt{{Addr: "b@example.net", Status: queue.Done,
+			Enhanced: "2.0.0", Text: "delivered to maildir /var/mail/b/", Stage: "local", Relay: maildirRelay, At: at.Add(time.Minute),
+			Action: "delivered", DSN: "20261121T100500.0123456789abcdef"}}},
+		// A delay notice: still pending, the last deferral, Will-Retry-Until.
+		{"delayed", "sender@example.org", plain, []queue.Rcpt{{Addr: "c@example.net", Code: 451, Enhanced: "4.3.0",
+			Text: "try again later", Stage: "rcpt", Relay: "[192.0.2.1]:25", At: at.Add(4 * time.Hour),
+			Delayed: "20261121T100500.0123456789abcdef"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := &queue.Notice{ID: "20261121T100500.0123456789abcdef", Now: at.Add(5 * time.Minute),
 				Envelope: &spool.Envelope{QueueID: "20261121T100000.fedcba9876543210", Received: at, From: tc.from,
 					To: []string{"a@example.net", "b@example.net"}},
 				Content: func() io.Reader { return strings.NewReader(tc.orig) },
-				Arrival: at, Attempts: 3, Rcpts: tc.rcpts}
+				Arrival: at, Attempts: 3, Rcpts: tc.rcpts, RetryUntil: at.Add(5 * 24 * time.Hour)}
 			var b bytes.Buffer
 			if err := WriteNotice(&b, "mx.example.org", n); err != nil {
 				t.Fatal(err)

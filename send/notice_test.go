@@ -33,6 +33,10 @@ type noticeParts struct {
 
 var statusRE = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
 
+// actionClasses are the Status classes each Action allows (RFC 3464
+// section 2.3.4): an expired deferral fails with its 4.x.x.
+var actionClasses = map[string]string{"failed": "45", "delayed": "4", "relayed": "2", "delivered": "2"}
+
 // checkNotice checks that out is a valid notification, whatever went into
 // it, and returns its parts. The properties: every line at most maxLine
 // octets and ending CRLF; no NUL; 7-bit but for the To: field when the
@@ -41,7 +45,9 @@ var statusRE = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
 // text/plain UTF-8 part that decodes to valid UTF-8, a 7-bit
 // message/delivery-status part (RFC 3464) whose per-message and
 // per-recipient field groups parse, one group per recipient with
-// Final-Recipient, Action and a valid Status, and optionally a
+// Final-Recipient, an Action (one for the whole notice, named by its
+// Subject) and a valid Status of the class that Action allows, and
+// Will-Retry-Until only in a delay notice, and optionally a
 // text/rfc822-headers part, 7bit or quoted-printable, that decodes to a
 // prefix of the original made of whole lines; every part with a transfer
 // encoding valid for its type.
@@ -134,9 +140,16 @@ func checkNotice(t *testing.T, out, orig, sender string, rcpts int) noticeParts 
 			}
 			for _, h := range np.perRcpt {
 				fr := h.Get("Final-Recipient")
+				action, status := h.Get("Action"), h.Get("Status")
 				if !strings.HasPrefix(fr, "rfc822; ") && !strings.HasPrefix(fr, "utf-8;") ||
-					h.Get("Action") != "failed" || !statusRE.MatchString(h.Get("Status")) {
+					!statusRE.MatchString(status) || !strings.Contains(actionClasses[action], status[:1]) {
 					return fail("per-recipient group %v", h)
+				}
+				if action != np.perRcpt[0].Get("Action") || e.Header.Get("Subject") != noticeSubjects[action] {
+					return fail("one notice, two kinds: %q and %q, Subject %q", action, np.perRcpt[0].Get("Action"), e.Header.Get("Subject"))
+				}
+				if h.Get("Will-Retry-Until") != "" && action != "delayed" {
+					return fail("Will-Retry-Until in a %s notice", action)
 				}
 			}
 		case 2:
@@ -188,7 +201,7 @@ func testNotice(t *testing.T, orig, sender string, rcpts ...queue.Rcpt) string {
 	n := &queue.Notice{ID: "20261121T100000.0123456789abcdef", Now: at.Add(time.Hour),
 		Envelope: &spool.Envelope{QueueID: "20261121T090000.fedcba9876543210", From: sender},
 		Content:  func() io.Reader { return strings.NewReader(orig) },
-		Arrival:  at, Attempts: 3, Rcpts: rcpts}
+		Arrival:  at, Attempts: 3, Rcpts: rcpts, RetryUntil: at.Add(5 * 24 * time.Hour)}
 	var b bytes.Buffer
 	if err := WriteNotice(&b, "mx.example.org", n); err != nil {
 		t.Fatal(err)
@@ -202,27 +215,35 @@ func testNotice(t *testing.T, orig, sender string, rcpts ...queue.Rcpt) string {
 // the notification is valid MIME that every hop takes (checkNotice).
 func FuzzNotice(f *testing.F) {
 	hdr := "Received: from x by y; Sat, 21 Nov 2026 10:00:00 +0000\r\nSubject: hi\r\n\r\nbody\r\n"
-	f.Add(hdr, "no such user", "b@example.net", "s@example.org", false)
-	f.Add("X-Long: "+strings.Repeat("w ", 800)+strings.Repeat("x", 1500)+"\r\n\r\nb\r\n", "d\u00e9j\u00e0 vu \u202e", "d\u00e9j\u00e0@x.test", "s\u00e9@example.org", false)
-	f.Add("Subject: \xe9t\xe9\x00\r\nX: a\rb\nY: c\r\n\r\n", "a\r\nb\x00\x1b[31m\xff", "a\x01b@x", "s@x", true)
-	f.Add("no header at all\r\n", "", "\"a b\"@x", "", false)
-	f.Add("Subject: x\r\n\r\n", "0", " ", "0", false)
-	f.Add(strings.Repeat("X-H: "+strings.Repeat("y", 100)+"\r\n", 30), strings.Repeat("451-4.3.0 line of a long reply\r\n", 60), "c@x", "s@x", false)
-	f.Add("--=_20261121T100000.0123456789abcdef\r\nSubject: x\r\n\r\n", "--=_20261121T100000.0123456789abcdef--", "d@x", "s@x", false)
+	f.Add(hdr, "no such user", "b@example.net", "s@example.org", false, uint8(0))
+	f.Add("X-Long: "+strings.Repeat("w ", 800)+strings.Repeat("x", 1500)+"\r\n\r\nb\r\n", "d\u00e9j\u00e0 vu \u202e", "d\u00e9j\u00e0@x.test", "s\u00e9@example.org", false, uint8(1))
+	f.Add("Subject: \xe9t\xe9\x00\r\nX: a\rb\nY: c\r\n\r\n", "a\r\nb\x00\x1b[31m\xff", "a\x01b@x", "s@x", true, uint8(2))
+	f.Add("no header at all\r\n", "", "\"a b\"@x", "", false, uint8(3))
+	f.Add("Subject: x\r\n\r\n", "0", " ", "0", false, uint8(4))
+	f.Add(strings.Repeat("X-H: "+strings.Repeat("y", 100)+"\r\n", 30), strings.Repeat("451-4.3.0 line of a long reply\r\n", 60), "c@x", "s@x", false, uint8(1))
+	f.Add("--=_20261121T100000.0123456789abcdef\r\nSubject: x\r\n\r\n", "--=_20261121T100000.0123456789abcdef--", "d@x", "s@x", false, uint8(2))
 	f.Fuzz(checkHostileNotice)
 }
 
-// checkHostileNotice checks the notification for a message with content
-// orig from sender, refused for rcpt with text (or failed here and
-// expired, if local), and for a second recipient with an invalid
-// enhanced code.
-func checkHostileNotice(t *testing.T, orig, text, rcpt, sender string, local bool) {
-	rc := queue.Rcpt{Addr: rcpt, Status: queue.Failed, Code: 550, Enhanced: "5.1.1", Text: text,
-		Relay: "[192.0.2.1]:25", At: time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC)}
+// hostileKinds are the notice kinds checkHostileNotice builds, by kind %
+// len: the recipients' status and, for success, the transport's action.
+var hostileKinds = []struct {
+	status queue.RcptStatus
+	action string
+}{{queue.Failed, ""}, {queue.Pending, ""}, {queue.Done, "relayed"}, {queue.Done, "delivered"}, {queue.Done, "bogus"}}
+
+// checkHostileNotice checks the notification of kind (hostileKinds) for
+// a message with content orig from sender, refused (or deferred, or
+// taken) for rcpt with text (or failed here and expired, if local), and
+// for a second recipient with an invalid enhanced code.
+func checkHostileNotice(t *testing.T, orig, text, rcpt, sender string, local bool, kind uint8) {
+	k := hostileKinds[int(kind)%len(hostileKinds)]
+	rc := queue.Rcpt{Addr: rcpt, Status: k.status, Code: 550, Enhanced: "5.1.1", Text: text,
+		Relay: "[192.0.2.1]:25", At: time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC), Action: k.action}
 	if local {
 		rc.Code, rc.Enhanced, rc.Expired = 0, "5.6.3", true
 	}
-	out := testNotice(t, orig, sender, rc, queue.Rcpt{Addr: "other@example.net", Code: 552, Enhanced: "x.y", Text: "?"})
+	out := testNotice(t, orig, sender, rc, queue.Rcpt{Addr: "other@example.net", Status: k.status, Code: 552, Enhanced: "x.y", Text: "?", Action: k.action})
 	np := checkNotice(t, out, orig, sender, 2)
 	if !strings.Contains(np.text, textsafe.Escape(rcpt)) {
 		t.Errorf("human-readable part lacks the recipient %q:\n%s", textsafe.Escape(rcpt), np.text)
@@ -234,9 +255,9 @@ func checkHostileNotice(t *testing.T, orig, text, rcpt, sender string, local boo
 // returned, and a 200 kB multi-line reply with controls.
 func TestNoticeHuge(t *testing.T) {
 	checkHostileNotice(t, strings.Repeat("X-H: "+strings.Repeat("y", 100)+"\r\n", 3000),
-		strings.Repeat("451-4.3.0 line of a long reply\r\n\x1b[2J\u202e", 6000), "c@x", "s@x", false)
+		strings.Repeat("451-4.3.0 line of a long reply\r\n\x1b[2J\u202e", 6000), "c@x", "s@x", false, 0)
 	checkHostileNotice(t, "X-Long: "+strings.Repeat("z", 300<<10)+"\r\n\r\n",
-		strings.Repeat("\u00e9", 100<<10), "d\u00e9@x", "s\u00e9@x", true)
+		strings.Repeat("\u00e9", 100<<10), "d\u00e9@x", "s\u00e9@x", true, 1)
 }
 
 // A notification's lines stay within 998 octets and it stays 7-bit,

@@ -129,7 +129,7 @@ func (s *pipeSession) run(ctx context.Context, d *Delivery, rcpts []int, rec Rec
 	}
 	f := pipeOutcome(werr, killed, c.Timeout, out.String())
 	if f == nil {
-		return rec.Delivered(rcpts, Reply{Stage: StageLocal, Enhanced: "2.0.0", Relay: relay,
+		return rec.Delivered(rcpts, Reply{Stage: StageLocal, Enhanced: "2.0.0", Relay: relay, Action: actionDelivered,
 			Text: oneLine(strings.TrimSpace("delivered to the command " + c.Path + ": " + out.String()))})
 	}
 	f.Relay = relay

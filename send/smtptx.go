@@ -173,7 +173,13 @@ func (ss *smtpSession) transaction(m *smtpMsg, batch []int) (carry []int, res tx
 		return carry, res, nil
 	}
 	enh, text := splitEnhanced(oneLine(resp.StatusText))
-	err = m.rec.Delivered(accepted, Reply{Stage: StageDot, Code: 250, Enhanced: enh, Text: text, Relay: s.relay})
+	rep := Reply{Stage: StageDot, Code: 250, Enhanced: enh, Text: text, Relay: s.relay}
+	if dsn, _ := s.c.Extension("DSN"); !dsn {
+		// RFC 3461 section 5.2.2: NOTIFY went nowhere, so a sender who
+		// asked for SUCCESS hears "relayed" from us.
+		rep.Action = actionRelayed
+	}
+	err = m.rec.Delivered(accepted, rep)
 	return carry, res, err
 }
 

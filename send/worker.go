@@ -183,14 +183,20 @@ func (x *msg) DeliveredEach(rcpts []int, reps []Reply) error {
 	for n, i := range rcpts {
 		rep := reps[n]
 		set = append(set, queue.Update{Index: i, Rcpt: queue.Rcpt{Addr: st.Rcpts[i].Addr, Status: queue.Done,
-			Code: rep.Code, Enhanced: rep.Enhanced, Text: rep.Text, Stage: rep.Stage.String(), Relay: rep.Relay, At: now}})
+			Code: rep.Code, Enhanced: rep.Enhanced, Text: rep.Text, Stage: rep.Stage.String(), Relay: rep.Relay, At: now,
+			Action: rep.Action, Delayed: st.Rcpts[i].Delayed}})
 	}
 	x.touched = true
-	if err := x.it.RecordAccepted(set); err != nil {
+	// A recipient with NOTIFY=SUCCESS gets its success notice here, in
+	// the same durable record (queue ordering rule 8).
+	if err := x.it.RecordAccepted(now, set); err != nil {
 		r.setFatal(err)
 		return err
 	}
 	r.mu.Lock()
+	if slices.ContainsFunc(set, func(u queue.Update) bool { return u.DSN != "" }) {
+		r.stats.DSNs++
+	}
 	r.stats.Delivered += len(rcpts)
 	if r.stats.FirstDelivery == 0 {
 		r.stats.FirstDelivery = time.Since(r.start)
@@ -268,7 +274,7 @@ func (w *worker) finish(x *msg, attempted bool) {
 			continue
 		}
 		rc := queue.Rcpt{Addr: st.Rcpts[i].Addr, Code: f.Code, Enhanced: f.Enhanced, Text: f.Text,
-			Stage: f.Stage.String(), Relay: f.Relay, At: now}
+			Stage: f.Stage.String(), Relay: f.Relay, At: now, Delayed: st.Rcpts[i].Delayed}
 		switch {
 		case !f.Temporary():
 			rc.Status = queue.Failed
