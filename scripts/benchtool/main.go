@@ -18,6 +18,8 @@
 //     from a file and through a pipe.
 //
 // Usage: benchtool -stdio BINARY [-n sessions] [-big MiB]
+// With the argument "mxflush" it is the direct-MX flush of
+// scripts/bench-send instead (mxflush.go).
 // With the single argument "floor-child" it is the floor's trivial binary.
 package main
 
@@ -44,6 +46,12 @@ func main() {
 	}
 	if os.Getenv("FLOOR_CERT") != "" {
 		tlsFloorChild()
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "mxflush" {
+		if err := mxFlush(os.Args[2:]); err != nil {
+			die(err)
+		}
 		return
 	}
 	stdio := flag.String("stdio", "", "path of the smtp-stdio binary")
