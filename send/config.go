@@ -131,6 +131,16 @@ type Config struct {
 	// MinAttempts is the least number of attempts before expiry, so that a
 	// clock jumping forward cannot expire mail early. Default 10.
 	MinAttempts int
+	// DelayWarning is the age of a message (since its arrival) at which
+	// each recipient still deferred gets one delay notice (RFC 3461
+	// section 6.2.2.3, RFC 3464 Action: delayed): when its NOTIFY names
+	// DELAY, or when it has no NOTIFY (section 4.1 leaves that to the
+	// MTA; Postfix's delay_warning_time and sendmail's Timeout.queuewarn
+	// do the same). Zero, the default here, means no delay notices at
+	// all, NOTIFY=DELAY included, as a zero delay_warning_time does in
+	// Postfix: the setting is the only measure of "delayed" the MTA has.
+	// smtp-send's SMTP_SEND_DELAY_WARNING defaults to 4 hours.
+	DelayWarning time.Duration
 	// BackoffMin and BackoffMax bound the delay after a deferral: it
 	// doubles from BackoffMin at each attempt up to BackoffMax. A message
 	// whose next attempt is more than BackoffMax away (the clock went

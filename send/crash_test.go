@@ -36,7 +36,8 @@ func crashScript() smtptest.Script {
 
 // TestCrashHelper is not a test: TestKillAtEachStep runs the test binary
 // with SEND_CRASH_* set, and this runs a Sender that kills its own process
-// with SIGKILL at the named step. With SEND_CRASH_SINK set it delivers
+// with SIGKILL at the named step (SEND_CRASH_DELAY_WARNING sets
+// Config.DelayWarning). With SEND_CRASH_SINK set it delivers
 // over memTransport, to crashScript, appending what it delivers to that
 // file. With SEND_CRASH_ROUTES set it delivers through that route table
 // instead of the smarthost (TestKillLocalAtEachStep).
@@ -61,6 +62,11 @@ func TestCrashHelper(t *testing.T) {
 				select {} // never returns
 			}
 		}},
+	}
+	if d := os.Getenv("SEND_CRASH_DELAY_WARNING"); d != "" {
+		if s.Config.DelayWarning, err = time.ParseDuration(d); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if routes := os.Getenv("SEND_CRASH_ROUTES"); routes != "" {
 		tb, err := route.Load(routes)
@@ -229,6 +235,54 @@ func TestKillSuccessNotice(t *testing.T) {
 			}
 			if got := smtptest.CountRcpts(ts.Transactions()); got["ok@x.test"] != want {
 				t.Errorf("delivered %d times, want %d", got["ok@x.test"], want)
+			}
+		})
+	}
+}
+
+// A run killed with SIGKILL at any step of giving a deferred recipient its
+// delay notice spools that notice exactly once (queue ordering rule 8):
+// killed after the intent, the next run spools it; killed after the
+// notice, before or after the state that names it, the next run, which
+// defers the recipient again, gives it none.
+func TestKillDelayNotice(t *testing.T) {
+	for _, step := range []queue.Step{queue.StepDelayIntent, queue.StepDelaySpooled, queue.StepStateWritten} {
+		t.Run(step.String(), func(t *testing.T) {
+			ts := smtptest.Start(t, smtptest.Options{Script: crashScript()})
+			f := newFixture(t, ts.Addr)
+			f.s.Config.DelayWarning = 4 * time.Hour
+			id := f.queue("sender@example.org", []string{"later@x.test", "later2@x.test"}, body("crash"),
+				withDSN("", "", spool.RcptDSN{Notify: "FAILURE,DELAY"}, spool.RcptDSN{}))
+			f.clk.Add(5 * time.Hour)
+			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "SEND_CRASH_STEP="+step.String(), "SEND_CRASH_DIR="+f.sp.Root(),
+				"SEND_CRASH_ADDR="+ts.Addr, "SEND_CRASH_NOW="+strconv.FormatInt(f.clk.Now().UnixNano(), 10),
+				"SEND_CRASH_DELAY_WARNING=4h")
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("helper not killed at %s: %v\n%s", step, err, out)
+			}
+			for range 3 {
+				f.clk.Add(2 * time.Hour)
+				f.run(true)
+			}
+			var notices []string
+			for _, tx := range ts.Transactions() {
+				if tx.From == "" {
+					notices = append(notices, string(tx.Data))
+				}
+			}
+			if len(notices) != 1 || len(f.queuedFrom("")) != 0 {
+				t.Fatalf("%d delay notices delivered, %d queued; want 1 and 0", len(notices), len(f.queuedFrom("")))
+			}
+			if strings.Count(notices[0], "Action: delayed\r\n") != 2 {
+				t.Errorf("notice:\n%s", notices[0])
+			}
+			st := f.state(id)
+			if st == nil || st.Rcpts[0].Delayed == "" || st.Rcpts[0].Delayed != st.Rcpts[1].Delayed ||
+				!strings.Contains(notices[0], "Message-ID: <"+st.Rcpts[0].Delayed+"@") {
+				t.Errorf("state %+v does not name the notice", st)
 			}
 		})
 	}

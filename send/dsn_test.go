@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil/smtptest"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
@@ -193,5 +194,99 @@ func TestDeliveredNotice(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(mail, "example.org", "sender", "new", got[0])); !strings.Contains(string(b), "Action: delivered") {
 		t.Errorf("delivered notice:\n%s", b)
+	}
+}
+
+// TestDelayNotice: with DelayWarning 4h, a recipient still deferred once
+// the message is 4 hours old gets one delay notice (RFC 3461 section
+// 6.2.2.3) when its NOTIFY names DELAY or it has none, with Status 4.x.x
+// from the last reply and Will-Retry-Until; never for NOTIFY=NEVER or a
+// NOTIFY without DELAY, never twice over later runs, never for a message
+// from <>. Before 4 hours, none.
+func TestDelayNotice(t *testing.T) {
+	ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(_ *smtptest.Conn, to string) *protocol.Reply {
+		if strings.HasSuffix(to, "@example.net") {
+			return smtptest.Reply(451, "4.2.2", "mailbox full")
+		}
+		return nil
+	}}})
+	f := newFixtureOver(t, "smarthost", ts)
+	f.s.Config.DelayWarning = 4 * time.Hour
+	id := f.queue("sender@example.org", []string{"a@example.net", "b@example.net", "never@example.net", "fail@example.net", "ok@example.net"},
+		body("late"), withDSN("", "ENV-3", spool.RcptDSN{}, spool.RcptDSN{Notify: "FAILURE,DELAY", ORcpt: "rfc822;B@example.net"},
+			spool.RcptDSN{Notify: "NEVER"}, spool.RcptDSN{Notify: "FAILURE"}, spool.RcptDSN{Notify: "SUCCESS"}))
+	bounceID := f.queue("", []string{"a@example.net"}, body("a bounce"))
+	if st := f.run(false); st.DSNs != 0 || st.Deferred != 6 {
+		t.Fatalf("before 4h: stats %+v", st)
+	}
+	f.clk.Add(3*time.Hour + 59*time.Minute)
+	if st := f.run(true); st.DSNs != 0 {
+		t.Fatalf("at 3h59m: stats %+v", st)
+	}
+	f.clk.Add(time.Minute)
+	if st := f.run(true); st.DSNs != 1 {
+		t.Fatalf("at 4h: stats %+v", st)
+	}
+	notices := f.queuedFrom("")
+	var d *spool.Message
+	for _, m := range notices {
+		if m.QueueID != bounceID {
+			d = m
+		}
+	}
+	if len(notices) != 2 || d == nil {
+		t.Fatalf("%d messages from <> queued, want the bounce and one notice", len(notices))
+	}
+	text := content(t, d)
+	np := checkNotice(t, text, body("late"), "sender@example.org", 2)
+	for n, want := range []string{"rfc822; a@example.net", "rfc822; b@example.net"} {
+		h := np.perRcpt[n]
+		if h.Get("Final-Recipient") != want || h.Get("Action") != "delayed" || h.Get("Status") != "4.2.2" ||
+			h.Get("Diagnostic-Code") != "smtp; 451 4.2.2 mailbox full" ||
+			h.Get("Will-Retry-Until") != "Thu, 26 Nov 2026 10:00:00 +0000" {
+			t.Errorf("recipient %d: %v", n, h)
+		}
+	}
+	if np.perRcpt[1].Get("Original-Recipient") != "rfc822;B@example.net" || np.perMsg.Get("Original-Envelope-Id") != "ENV-3" ||
+		!strings.Contains(text, "Subject: Delayed Mail (still being retried)\r\n") || strings.Contains(text, "Hello.") {
+		t.Errorf("notice:\n%s", text)
+	}
+	st := f.state(id)
+	for i, r := range st.Rcpts {
+		if (r.Delayed == d.QueueID) != (i < 2) || r.Status != queue.Pending {
+			t.Errorf("state of %s: %+v", r.Addr, r)
+		}
+	}
+	// Later runs: the notice is delivered, and no other is made.
+	for range 3 {
+		f.clk.Add(2 * time.Hour)
+		if st := f.run(true); st.DSNs != 0 {
+			t.Errorf("a second delay notice: stats %+v", st)
+		}
+	}
+	n := 0
+	for _, tx := range ts.Transactions() {
+		if tx.From == "" && strings.Contains(string(tx.Data), "Action: delayed") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d delay notices delivered, want 1", n)
+	}
+}
+
+// With DelayWarning 0 no delay notice is made at all, NOTIFY=DELAY
+// included (as Postfix with delay_warning_time = 0).
+func TestDelayNoticeOff(t *testing.T) {
+	ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(_ *smtptest.Conn, to string) *protocol.Reply {
+		return smtptest.Reply(451, "4.2.2", "mailbox full")
+	}}})
+	f := newFixtureOver(t, "smarthost", ts)
+	f.queue("sender@example.org", []string{"a@example.net", "b@example.net"}, body("late"),
+		withDSN("", "", spool.RcptDSN{}, spool.RcptDSN{Notify: "DELAY"}))
+	f.run(false)
+	f.clk.Add(24 * time.Hour)
+	if st := f.run(true); st.DSNs != 0 || len(f.queuedFrom("")) != 0 {
+		t.Errorf("stats %+v, %d notices", st, len(f.queuedFrom("")))
 	}
 }

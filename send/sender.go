@@ -131,7 +131,11 @@ func (s *Sender) Run(ctx context.Context, all bool) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	q.Notify = func(w io.Writer, n *queue.Notice) error { return WriteNotice(w, r.cfg.Hostname, n) }
+	q.Notify = func(w io.Writer, n *queue.Notice) error {
+		// A delayed recipient is retried at least until it may expire.
+		n.RetryUntil = n.Arrival.Add(r.cfg.QueueLifetime)
+		return WriteNotice(w, r.cfg.Hostname, n)
+	}
 	q.Hostname, q.Hook, q.Log = r.cfg.Hostname, s.Hooks.Step, r.log
 	r.q = q
 	lock, err := q.LockRun()

@@ -303,6 +303,18 @@ func (w *worker) finish(x *msg, attempted bool) {
 	}
 	if attempted && len(st.Pending()) > 0 {
 		st.Next = now.Add(r.cfg.backoff(st.Attempts))
+		if r.cfg.DelayWarning > 0 && now.Sub(st.Arrival) >= r.cfg.DelayWarning {
+			// One delay notice per recipient, made durable with its
+			// intent before Settle (queue ordering rule 8).
+			dsn, err := x.it.Delay(now, st.Pending(), true)
+			if err != nil {
+				r.setFatal(err)
+				return
+			}
+			if dsn != "" {
+				r.count(func(s *Stats) { s.DSNs++ })
+			}
+		}
 	}
 	for _, i := range ix {
 		rc := st.Rcpts[i]
