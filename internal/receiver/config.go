@@ -52,6 +52,9 @@ type Config struct {
 	// RFC 5321 4.5.1: the domain a bare RCPT TO:<postmaster> is given.
 	PostmasterDomain string `split_words:"true" desc:"domain given to a bare RCPT TO:<postmaster> (RFC 5321 4.5.1), so the spool holds postmaster@domain (default: SMTP_HOSTNAME)"`
 
+	// Unknown local recipients (internal/relay, SetLocalRecipients).
+	LocalRecipientsFile string `split_words:"true" desc:"aliases(5) file (as SMTP_SEND_ALIASES; alice: alice lists a mailbox) naming the local parts of SMTP_LOCAL_DOMAINS; others get 550 5.1.1 at RCPT (postmaster always accepted); read at the first local recipient; empty: any"`
+
 	// Abuse handling and message checks (abuse.go, checks.go).
 	RejectEarlyTalkers       bool          `split_words:"true" default:"true" desc:"on a socket, answer 554 5.5.0 and close when the client sends before the 220 greeting"`
 	GreetPause               time.Duration `split_words:"true" default:"0s" desc:"on a socket, wait this long for an early talker before the greeting (delays every session; 0: look once)"`

@@ -119,7 +119,7 @@ func Run(args []string) int {
 	for _, k := range unknownSettings(os.Environ()) {
 		log.Warn("unknown setting ignored", "name", k)
 	}
-	rc, err := newReceiver(cfg)
+	rc, err := newReceiver(cfg, log)
 	if err != nil {
 		return refuse(stdout, log, exitConfig, err)
 	}
@@ -170,7 +170,7 @@ type receiver struct {
 // error is a configuration error: spool.New refuses a root, queue/ or
 // tmp/ that other users could change (spool.ErrUnsafe), as they could
 // plant messages or read them.
-func newReceiver(cfg *Config) (*receiver, error) {
+func newReceiver(cfg *Config, log *slog.Logger) (*receiver, error) {
 	sp, err := spool.New(cfg.SpoolDir)
 	if err != nil {
 		return nil, err
@@ -178,6 +178,11 @@ func newReceiver(cfg *Config) (*receiver, error) {
 	pol, err := relay.New(cfg.LocalDomains, cfg.RelayClients)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.LocalRecipientsFile != "" {
+		pol.SetLocalRecipients(cfg.LocalRecipientsFile, func(err error) {
+			log.Error("SMTP_LOCAL_RECIPIENTS_FILE unusable; local recipients get 451 4.3.0", "err", err)
+		})
 	}
 	file := filepath.Join(cfg.SpoolDir, "velocity")
 	rate := func(client netip.Addr, now time.Time) (velocity.Decision, error) {

@@ -78,7 +78,7 @@ func serveListeners(h peer.Handover) int {
 		// Set for the whole process, it would trust every client.
 		log.Warn("RELAYCLIENT ignored in one-process mode: use SMTP_RELAY_CLIENTS")
 	}
-	rc, err := newReceiver(cfg)
+	rc, err := newReceiver(cfg, log)
 	if err != nil {
 		log.Error("cannot serve", "err", err)
 		return exitConfig

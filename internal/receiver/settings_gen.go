@@ -25,6 +25,7 @@ var settingNames = [...]string{
 	"SMTP_HOSTNAME",
 	"SMTP_IDLE_EXIT",
 	"SMTP_LOCAL_DOMAINS",
+	"SMTP_LOCAL_RECIPIENTS_FILE",
 	"SMTP_LOG",
 	"SMTP_LOG_FORMAT",
 	"SMTP_LOG_LEVEL",
@@ -77,6 +78,7 @@ type configEnv struct {
 	LOG_FORMAT                 string `default:"text"`
 	SYSLOG_SOCKET              string
 	POSTMASTER_DOMAIN          string
+	LOCAL_RECIPIENTS_FILE      string
 	REJECT_EARLY_TALKERS       bool          `default:"true"`
 	GREET_PAUSE                time.Duration `default:"0s"`
 	FORBID_IMPROPER_PIPELINING bool          `default:"true"`
@@ -126,6 +128,7 @@ func (e *configEnv) config() Config {
 		LogFormat:                e.LOG_FORMAT,
 		SyslogSocket:             e.SYSLOG_SOCKET,
 		PostmasterDomain:         e.POSTMASTER_DOMAIN,
+		LocalRecipientsFile:      e.LOCAL_RECIPIENTS_FILE,
 		RejectEarlyTalkers:       e.REJECT_EARLY_TALKERS,
 		GreetPause:               e.GREET_PAUSE,
 		ForbidImproperPipelining: e.FORBID_IMPROPER_PIPELINING,

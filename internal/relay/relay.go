@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 
+	"github.com/smtp-stdio/smtp-stdio/alias"
 	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/domain"
 	"github.com/smtp-stdio/smtp-stdio/protocol"
@@ -20,11 +22,29 @@ import (
 // (RFC 5321 section 3.6.2; RFC 3463 5.7.1).
 var ReplyDenied = &protocol.Reply{Code: 550, Enhanced: "5.7.1", Lines: []string{"Relaying denied"}}
 
+// ReplyUnknownUser is the reply to a recipient in a local domain whose
+// local part the local recipients file does not list (RFC 5321 section
+// 3.6.2's "550 no such user"; RFC 3463 5.1.1, bad destination mailbox).
+var ReplyUnknownUser = &protocol.Reply{Code: 550, Enhanced: "5.1.1", Lines: []string{"No such user here"}}
+
+// ReplyUsersUnavailable is the reply to a recipient in a local domain
+// when the local recipients file cannot be read or parsed: the client
+// tries again later (RFC 3463 4.3.0, a system error of ours).
+var ReplyUsersUnavailable = &protocol.Reply{Code: 451, Enhanced: "4.3.0", Lines: []string{"Recipient list unavailable, try again later"}}
+
 // Policy implements protocol.Policy.
 type Policy struct {
 	local    map[string]bool // domain.Canonical forms
 	clients  []netip.Prefix
 	trustAll bool // this session's client may relay (RELAYCLIENT, local pipe)
+
+	usersFile string      // SetLocalRecipients; "" accepts any local part
+	onError   func(error) // told once when usersFile fails
+	// The file, read at the first local recipient. In one-process mode
+	// the sessions share the Policy: once guards the read.
+	once     sync.Once
+	users    *alias.Table
+	usersErr error
 }
 
 // New returns a Policy for the given local domains and relay client
@@ -112,14 +132,61 @@ func (p *Policy) IsLocal(rcpt string) bool {
 // recipient whose local part holds '%', '!' or '@' is refused to clients
 // that may not relay: a smarthost that honours the percent hack or a bang
 // path would otherwise relay it onwards (RFC 1123 section 5.2.16).
+//
+// With SetLocalRecipients, a recipient in a local domain, whoever the
+// client, must also be a known user (checkUser).
 func (p *Policy) CheckRecipient(env *protocol.Envelope, rcpt string) *protocol.Reply {
 	if p.MayRelay(env.Client) || env.AuthUser != "" {
-		return nil
+		return p.checkUser(rcpt)
 	}
 	if p.IsLocal(rcpt) && !routedLocalPart(rcpt) {
-		return nil
+		return p.checkUser(rcpt)
 	}
 	return ReplyDenied
+}
+
+// SetLocalRecipients makes the policy refuse, with ReplyUnknownUser, a
+// recipient in a local domain whose local part is not a name in the
+// alias file path (package alias: the syntax of smtp-send's
+// SMTP_SEND_ALIASES, usually that very file, where "alice: alice" lists
+// a mailbox). postmaster is always accepted (RFC 5321 section 4.5.1).
+// The file is read at the first recipient in a local domain, not before:
+// a session that has none (most, on a relay) never reads it. When it
+// cannot be read or parsed, such recipients get ReplyUsersUnavailable and
+// onError, if not nil, is called once with the error. A process reads it
+// once: in one-process mode (sessions sharing the Policy), a changed file
+// takes effect at the next start.
+func (p *Policy) SetLocalRecipients(path string, onError func(error)) {
+	p.usersFile, p.onError = path, onError
+}
+
+// checkUser returns nil for rcpt unless SetLocalRecipients was called,
+// rcpt is in a local domain, and its local part is neither postmaster
+// nor a name of the file; ReplyUsersUnavailable when the file fails.
+func (p *Policy) checkUser(rcpt string) *protocol.Reply {
+	if p.usersFile == "" || !p.IsLocal(rcpt) {
+		return nil
+	}
+	local := rcpt
+	if i := strings.LastIndexByte(rcpt, '@'); i >= 0 {
+		local = rcpt[:i]
+	}
+	if ascii.EqualFold(local, "postmaster") {
+		return nil
+	}
+	p.once.Do(func() {
+		p.users, p.usersErr = alias.Load(p.usersFile)
+		if p.usersErr != nil && p.onError != nil {
+			p.onError(p.usersErr)
+		}
+	})
+	switch {
+	case p.usersErr != nil:
+		return ReplyUsersUnavailable
+	case !p.users.Has(local):
+		return ReplyUnknownUser
+	}
+	return nil
 }
 
 func routedLocalPart(rcpt string) bool {

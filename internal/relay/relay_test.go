@@ -2,6 +2,8 @@ package relay
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/smtp-stdio/smtp-stdio/protocol"
@@ -111,5 +113,56 @@ func TestUnicodeFoldingIsNoRelay(t *testing.T) {
 		if got != tc.ok {
 			t.Errorf("rcpt %q: accepted=%v, want %v", tc.rcpt, got, tc.ok)
 		}
+	}
+}
+
+// SetLocalRecipients: the file is read at the first recipient in a
+// local domain and only then (a session with none never opens it), once
+// for all sessions sharing the policy; an unknown local part gets 550
+// 5.1.1 from any client, postmaster and known names (ASCII case
+// ignored) pass; an unreadable file defers local recipients with 451
+// 4.3.0 and is reported once.
+func TestLocalRecipients(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "aliases")
+	p, err := New([]string{"example.org"}, []string{"127.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs []error
+	p.SetLocalRecipients(path, func(err error) { errs = append(errs, err) })
+	env := &protocol.Envelope{Client: protocol.Client{Addr: netip.MustParseAddrPort("127.0.0.1:25")}}
+	if r := p.CheckRecipient(env, "x@elsewhere.net"); r != nil || len(errs) != 0 {
+		t.Fatalf("a remote recipient: %v, file errors %v (the file was read)", r, errs)
+	}
+	if err := os.WriteFile(path, []byte("staff: alice\nAlice: alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for rcpt, want := range map[string]*protocol.Reply{"alice@example.org": nil, "STAFF@Example.ORG": nil,
+		"postmaster@example.org": nil, "postmaster": nil, "bob@example.org": ReplyUnknownUser, "bob@elsewhere.net": nil} {
+		if r := p.CheckRecipient(env, rcpt); r != want {
+			t.Errorf("%s: %v, want %v", rcpt, r, want)
+		}
+	}
+	remote := &protocol.Envelope{Client: protocol.Client{Addr: netip.MustParseAddrPort("198.51.100.7:25")}}
+	if r := p.CheckRecipient(remote, "bob@example.org"); r != ReplyUnknownUser {
+		t.Errorf("remote client, unknown user: %v", r)
+	}
+	if r := p.CheckRecipient(remote, "bob@elsewhere.net"); r != ReplyDenied {
+		t.Errorf("remote client, other domain: %v", r)
+	}
+	os.Remove(path)
+	if r := p.CheckRecipient(env, "bob@example.org"); r != ReplyUnknownUser {
+		t.Errorf("the file is read once per process: %v", r)
+	}
+	q, _ := New([]string{"example.org"}, nil)
+	q.SetLocalRecipients(path, func(err error) { errs = append(errs, err) })
+	for range 2 {
+		if r := q.CheckRecipient(remote, "alice@example.org"); r != ReplyUsersUnavailable {
+			t.Errorf("missing file: %v", r)
+		}
+	}
+	if len(errs) != 1 {
+		t.Errorf("errors reported: %v, want one", errs)
 	}
 }
