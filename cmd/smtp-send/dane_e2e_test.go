@@ -1,0 +1,373 @@
+package main
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+)
+
+// The end-to-end proof of DANE (RFC 7672), once, with the real
+// components of the delivery notes' lab (section 0.2): the zone
+// dane.test, signed for this test with ldns-signzone (fresh keys and
+// signatures each run, so they never expire), served by nsd and
+// validated by unbound, both on 127.0.0.1 (SMTP_SEND_DNS names unbound,
+// whose answers carry the AD bit); a private Postfix instance is the MX
+// host of dane.test and of wrong.dane.test, with STARTTLS and a
+// self-signed certificate, on 127.0.0.71.
+//
+// dane.test's MX has a TLSA record "3 1 1" (DANE-EE, the SHA-256 of the
+// certificate's public key) that matches: the mail is delivered over
+// TLS. wrong.dane.test's MX name (the same Postfix) has one that does
+// not: its mail is deferred, never sent in clear text or over an
+// unauthenticated TLS connection, though Postfix would take it.
+
+// daneLab is the lab's DNS: nsd and unbound, started for one test.
+type daneLab struct {
+	dir      string
+	resolver string // unbound's "127.0.0.1:port", for SMTP_SEND_DNS
+}
+
+// freePort returns a port free for TCP and UDP on 127.0.0.1 now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// startDANELab signs zone (the records of dane.test, zone-file lines
+// relative to it) with new keys and serves it: nsd authoritative,
+// unbound validating with the key-signing key's DS as its trust anchor.
+// It waits until unbound answers dane.test's SOA with the AD bit.
+func startDANELab(t *testing.T, zone string) *daneLab {
+	t.Helper()
+	nsd := testutil.Need(t, "nsd", "/usr/sbin/nsd")
+	unbound := testutil.Need(t, "unbound", "/usr/sbin/unbound")
+	keygen := testutil.Need(t, "ldns-keygen")
+	signzone := testutil.Need(t, "ldns-signzone")
+	dir := t.TempDir()
+	l := &daneLab{dir: dir}
+	run := func(name string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s %v: %v %s", name, args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	head := "$ORIGIN dane.test.\n$TTL 300\n@ IN SOA ns.dane.test. admin.dane.test. 1 3600 600 86400 300\n" +
+		"@ IN NS ns.dane.test.\nns IN A 127.0.0.1\n"
+	if err := os.WriteFile(filepath.Join(dir, "dane.test.zone"), []byte(head+zone), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ksk := run(keygen, "-a", "ECDSAP256SHA256", "-k", "dane.test")
+	zsk := run(keygen, "-a", "ECDSAP256SHA256", "dane.test")
+	run(signzone, "-n", "dane.test.zone", ksk, zsk)
+
+	nsdPort, unboundPort := freePort(t), freePort(t)
+	nsdConf := fmt.Sprintf(`server:
+  ip-address: 127.0.0.1@%d
+  database: ""
+  zonelistfile: %[2]s/zone.list
+  pidfile: %[2]s/nsd.pid
+  logfile: %[2]s/nsd.log
+  xfrdfile: %[2]s/xfrd.state
+  xfrdir: %[2]s
+  zonesdir: %[2]s
+  username: ""
+  verbosity: 1
+remote-control:
+  control-enable: no
+zone:
+  name: dane.test
+  zonefile: %[2]s/dane.test.zone.signed
+`, nsdPort, dir)
+	// Unbound answers test. itself (RFC 6761) unless told not to; it
+	// asks nsd on loopback only with do-not-query-localhost off.
+	unboundConf := fmt.Sprintf(`server:
+  interface: 127.0.0.1@%d
+  port: %[1]d
+  do-ip6: no
+  num-threads: 1
+  username: ""
+  chroot: ""
+  directory: %[2]s
+  pidfile: %[2]s/unbound.pid
+  use-syslog: no
+  logfile: %[2]s/unbound.log
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "validator iterator"
+  trust-anchor-file: %[2]s/%[3]s.ds
+  local-zone: "test." nodefault
+remote-control:
+  control-enable: no
+stub-zone:
+  name: "dane.test"
+  stub-addr: 127.0.0.1@%[4]d
+`, unboundPort, dir, ksk, nsdPort)
+	for name, conf := range map[string]string{"nsd.conf": nsdConf, "unbound.conf": unboundConf} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{nsd, "-d", "-c", filepath.Join(dir, "nsd.conf")}, {unbound, "-d", "-c", filepath.Join(dir, "unbound.conf")}} {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		StartMX(t, cmd) // killed by its PID at the end
+	}
+	l.resolver = "127.0.0.1:" + strconv.Itoa(unboundPort)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, f := range []string{"nsd.log", "unbound.log"} {
+				b, _ := os.ReadFile(filepath.Join(dir, f))
+				t.Logf("%s:\n%s", f, b)
+			}
+		}
+	})
+	c := &dns.Client{Timeout: time.Second}
+	m := new(dns.Msg)
+	m.SetQuestion("dane.test.", dns.TypeSOA)
+	m.SetEdns0(1232, true)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		in, _, err := c.Exchange(m, l.resolver)
+		if err == nil && in.Rcode == dns.RcodeSuccess && in.AuthenticatedData {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unbound gives no validated answer for dane.test after 20s: %v %v", in, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// spkiSHA256 returns the hex SHA-256 of the public key of the PEM
+// certificate in file: the data of a TLSA "3 1 1" record.
+func spkiSHA256(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatal("no PEM in " + file)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:])
+}
+
+// postfixMX is a private Postfix instance that is an MX host: smtpd on
+// addr with STARTTLS (cert, key), virtual mailboxes (mbox files under
+// mail/) for the addresses of boxes, its own queue and log. It needs
+// root; the system's Postfix is never touched.
+type postfixMX struct {
+	dir, conf, log string
+}
+
+// postfixMXMaster is the master.cf of the instance, less its smtpd
+// line: the services that take a message from smtpd to a virtual
+// mailbox, none chrooted.
+const postfixMXMaster = `pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`
+
+// startPostfixMX starts the instance and waits until addr accepts
+// connections.
+func startPostfixMX(t *testing.T, addr, name, cert, key string, domains []string, boxes ...string) *postfixMX {
+	t.Helper()
+	postfix := testutil.Need(t, "/usr/sbin/postfix")
+	// The queue and the mailboxes belong to other users, who must reach
+	// them: t.TempDir's parents are mode 0700 for root.
+	dir, err := os.MkdirTemp("/tmp", "smtp-send-postfix-mx-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	p := &postfixMX{dir: dir, conf: filepath.Join(dir, "etc"), log: filepath.Join(dir, "maillog")}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(p.conf, 0o755))
+	must(os.MkdirAll(filepath.Join(dir, "queue"), 0o755))
+	must(os.MkdirAll(filepath.Join(dir, "mail"), 0o755))
+	must(os.Chown(filepath.Join(dir, "mail"), 65534, 65534))
+	var maps strings.Builder
+	for _, b := range boxes {
+		local, _, _ := strings.Cut(b, "@")
+		fmt.Fprintf(&maps, "%s %s\n", b, local)
+	}
+	must(os.WriteFile(filepath.Join(p.conf, "vmailbox"), []byte(maps.String()), 0o644))
+	main := []string{
+		"compatibility_level = 3.6",
+		"queue_directory = " + filepath.Join(dir, "queue"),
+		"data_directory = " + filepath.Join(dir, "data"),
+		"maillog_file = " + p.log,
+		"maillog_file_prefixes = " + dir,
+		"myhostname = " + name,
+		"mydomain = example.invalid",
+		"mydestination =",
+		"inet_interfaces = loopback-only", // smtpd: the address of its master.cf line
+		"inet_protocols = ipv4",
+		"alias_maps =",
+		"alias_database =",
+		"smtpd_peername_lookup = no",
+		"smtpd_tls_security_level = may",
+		"smtpd_tls_cert_file = " + cert,
+		"smtpd_tls_key_file = " + key,
+		"smtpd_tls_received_header = yes",
+		"smtpd_tls_loglevel = 1",
+		"virtual_mailbox_domains = " + strings.Join(domains, " "),
+		"virtual_mailbox_base = " + filepath.Join(dir, "mail"),
+		"virtual_mailbox_maps = texthash:" + filepath.Join(p.conf, "vmailbox"),
+		"virtual_uid_maps = static:65534",
+		"virtual_gid_maps = static:65534",
+	}
+	must(os.WriteFile(filepath.Join(p.conf, "main.cf"), []byte(strings.Join(main, "\n")+"\n"), 0o644))
+	master := postfixMXMaster + addr + " inet n - n - - smtpd\n"
+	must(os.WriteFile(filepath.Join(p.conf, "master.cf"), []byte(master), 0o644))
+	if out, err := exec.Command(postfix, "-c", p.conf, "start").CombinedOutput(); err != nil {
+		why, _ := exec.Command("script", "-qc", postfix+" -c "+p.conf+" check", "/dev/null").CombinedOutput()
+		t.Fatalf("postfix start: %v\n%s%s", err, out, why)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command(postfix, "-c", p.conf, "stop").CombinedOutput(); err != nil {
+			t.Logf("postfix stop: %v\n%s", err, out)
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			t.Logf("Postfix's log:\n%s", b)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Postfix does not listen on %s after 20s: %v", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// mailbox waits up to 20 seconds for the mbox of local part box to hold
+// a message, and returns it ("" if none came).
+func (p *postfixMX) mailbox(box string, wait time.Duration) string {
+	deadline := time.Now().Add(wait)
+	for {
+		b, err := os.ReadFile(filepath.Join(p.dir, "mail", box))
+		if err == nil && len(b) > 0 || time.Now().After(deadline) {
+			return string(b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestDANEEndToEnd(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("the DANE end-to-end test needs root (Postfix), which CI has")
+		}
+		t.Skip("the DANE end-to-end test needs root (a private Postfix)")
+	}
+	start := time.Now()
+	const ip = "127.0.0.71"
+	port := freePort(t)
+	cert, key := selfSigned(t, "mx.dane.test")
+	os.Chmod(filepath.Dir(cert), 0o755)
+	os.Chmod(key, 0o644) // Postfix reads it as root, but its checks want it readable
+	good := spkiSHA256(t, cert)
+	bad := strings.Repeat("ab", 32)
+	lab := startDANELab(t, fmt.Sprintf(`@ IN MX 10 mx.dane.test.
+mx IN A %[1]s
+_%[2]d._tcp.mx IN TLSA 3 1 1 %[3]s
+wrong IN MX 10 mxbad.dane.test.
+mxbad IN A %[1]s
+_%[2]d._tcp.mxbad IN TLSA 3 1 1 %[4]s
+`, ip, port, good, bad))
+	pf := startPostfixMX(t, net.JoinHostPort(ip, strconv.Itoa(port)), "mx.dane.test", cert, key,
+		[]string{"dane.test", "wrong.dane.test"}, "rcpt@dane.test", "x@wrong.dane.test")
+
+	spoolDir := t.TempDir()
+	env := []string{"SMTP_SPOOL_DIR=" + spoolDir, "SMTP_HOSTNAME=sender.test", "SMTP_SEND_DNS=" + lab.resolver,
+		"SMTP_SEND_MX_PORT=" + strconv.Itoa(port), "SMTP_SEND_MX_LOOPBACK=true", "SMTP_SEND_LOG_LEVEL=debug",
+		"SMTP_SEND_CONNECT_TIMEOUT=5s", "SMTP_SEND_COMMAND_TIMEOUT=20s"}
+	ex := runBinary(t, env, "--explain", "rcpt@dane.test")
+	if ex.code != 0 || !strings.Contains(ex.stdout, "DANE: TLSA 3 1 1 "+good) {
+		t.Errorf("--explain rcpt@dane.test: exit %d\n%s%s", ex.code, ex.stdout, ex.stderr)
+	}
+	id := queue(t, spoolDir, "rcpt@dane.test", "x@wrong.dane.test")
+	r := runWithin(t, 40*time.Second, env)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	got := pf.mailbox("rcpt", 20*time.Second)
+	if !strings.Contains(got, "Subject: test") || !strings.Contains(got, "(using TLS") ||
+		!strings.Contains(r.stderr, `msg="connected to MX host" relay=`+ip+`:`+strconv.Itoa(port)+` mx=mx.dane.test tls=true verified=true`) {
+		t.Errorf("rcpt@dane.test's mailbox:\n%s\nsmtp-send:\n%s", got, r.stderr)
+	}
+	if b := pf.mailbox("x", 0); b != "" {
+		t.Errorf("mail for wrong.dane.test delivered despite its TLSA mismatch:\n%s", b)
+	}
+	list := runBinary(t, env, "--list")
+	if !strings.Contains(list.stdout, id+"  deferred") || !strings.Contains(list.stdout, "pending  <x@wrong.dane.test>") ||
+		!strings.Contains(list.stdout, "done     <rcpt@dane.test>") {
+		t.Errorf("--list:\n%s\nsmtp-send:\n%s", list.stdout, r.stderr)
+	}
+	t.Logf("DANE end to end in %v", time.Since(start).Round(time.Millisecond))
+}
