@@ -142,7 +142,7 @@ func (s *Spool) Create(env *Envelope) (*Writer, error) {
 		dir:  s.Path(QueueDir),
 		dest: dest,
 		pf:   pf,
-		bw:   bufio.NewWriterSize(pf, 64<<10),
+		bw:   newBufWriter(pf),
 		crc:  newCRC(),
 	}
 	hdr := encodeEnvelope(env)
@@ -222,7 +222,29 @@ func (w *Writer) Commit() error {
 		w.pf.Cleanup()
 	}
 	w.done = true
+	// Only Commit hands the buffer back: Abort may run on another
+	// goroutine (a signal's) while Write is using it.
+	putBufWriter(w.bw)
+	w.bw = nil
 	return err
+}
+
+// bufWriters are the 64 KiB write buffers of Writers. A one-process
+// server commits hundreds of messages a second; without the pool each
+// would allocate and clear a fresh buffer and leave it to the collector.
+var bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// newBufWriter returns a 64 KiB buffered writer to f, from bufWriters.
+func newBufWriter(f io.Writer) *bufio.Writer {
+	bw := bufWriters.Get().(*bufio.Writer)
+	bw.Reset(f)
+	return bw
+}
+
+// putBufWriter gives bw back to bufWriters; it must not be used again.
+func putBufWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	bufWriters.Put(bw)
 }
 
 func (w *Writer) commit() error {
