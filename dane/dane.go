@@ -98,8 +98,11 @@ func (r TLSA) matches(c *x509.Certificate) bool {
 // DANE-EE record matching the leaf passes, whatever its name and dates;
 // a DANE-TA record matching a certificate of the chain passes if the
 // leaf chains to it (the rest of the chain as intermediates) and is
-// valid for name at now. It returns an error saying why none passed.
-func Verify(chain []*x509.Certificate, name string, recs []TLSA, now time.Time) error {
+// valid for name at now, or for one of the names also (RFC 7672 section
+// 3.2.2: the MX host name and the CNAME-expanded TLSA base domain are
+// both reference identifiers). It returns an error saying why none
+// passed.
+func Verify(chain []*x509.Certificate, name string, recs []TLSA, now time.Time, also ...string) error {
 	if len(chain) == 0 {
 		return errors.New("dane: no certificate")
 	}
@@ -127,9 +130,11 @@ func Verify(chain []*x509.Certificate, name string, recs []TLSA, now time.Time) 
 				if ta == chain[0] {
 					return nil // the leaf is its own anchor
 				}
-				_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name, CurrentTime: now})
-				if err == nil {
-					return nil
+				for _, n := range append([]string{name}, also...) {
+					_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: n, CurrentTime: now})
+					if err == nil {
+						return nil
+					}
 				}
 			}
 		}
@@ -141,14 +146,20 @@ func Verify(chain []*x509.Certificate, name string, recs []TLSA, now time.Time) 
 }
 
 // TLSConfig returns a client configuration that authenticates the
-// server by recs for name (Verify) instead of by the system's roots.
-func TLSConfig(name string, recs []TLSA) *tls.Config {
+// server by recs for name, or for the names also (Verify), instead of by
+// the system's roots. The server name sent (SNI) is the last of also
+// when there is one: the TLSA base domain (RFC 7672 section 8.1).
+func TLSConfig(name string, recs []TLSA, also ...string) *tls.Config {
+	sni := name
+	if len(also) > 0 {
+		sni = also[len(also)-1]
+	}
 	return &tls.Config{
-		ServerName:         name,
+		ServerName:         sni,
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // Verify below replaces the PKIX check
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return Verify(cs.PeerCertificates, name, recs, time.Now())
+			return Verify(cs.PeerCertificates, name, recs, time.Now(), also...)
 		},
 	}
 }
@@ -222,9 +233,43 @@ func (r *Resolver) Secure(ctx context.Context, name, qtype string) (bool, error)
 	return ad, err
 }
 
+// maxCNAME bounds the CNAME chain Expand follows.
+const maxCNAME = 8
+
+// Expand returns the name host's address records are at after the
+// CNAME chain in the resolver's answer to its A question (host itself
+// without one, the root dot dropped), whether that answer was
+// authenticated (the whole chain validated), and whether there was a
+// chain at all: for the TLSA base domain of RFC 7672 section 2.2.2. An
+// error is the resolver's (ErrBogus for SERVFAIL).
+func (r *Resolver) Expand(ctx context.Context, host string) (final string, secure, aliased bool, err error) {
+	in, ad, err := r.exchange(ctx, host, dns.TypeA)
+	if err != nil {
+		return "", false, false, err
+	}
+	cur := dns.Fqdn(host)
+	for range maxCNAME {
+		next := ""
+		for _, rr := range in.Answer {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, cur) {
+				next = c.Target
+				break
+			}
+		}
+		if next == "" {
+			break
+		}
+		cur, aliased = next, true
+	}
+	return strings.TrimSuffix(cur, "."), ad, aliased, nil
+}
+
 // LookupTLSA returns the TLSA records of host for TCP port port
 // ("_port._tcp.host", RFC 7672 section 2.2.2) and whether the answer was
-// authenticated. Records of an answer that is not are of no use.
+// authenticated. Records of an answer that is not are of no use. The
+// records may sit behind a CNAME (RFC 7671 section 7): the resolver
+// follows it, and the records of the answer are taken whatever their
+// owner name.
 func (r *Resolver) LookupTLSA(ctx context.Context, host string, port int) ([]TLSA, bool, error) {
 	name := "_" + strconv.Itoa(port) + "._tcp." + strings.TrimSuffix(host, ".")
 	in, ad, err := r.exchange(ctx, name, dns.TypeTLSA)

@@ -77,6 +77,18 @@ func TestVerify(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
+	// RFC 7672 section 3.2.2: behind a CNAME, the expanded name (the
+	// TLSA base domain) is a reference identifier too.
+	ta := []TLSA{{2, 0, 1, sum256(ca.Raw)}}
+	if err := Verify([]*x509.Certificate{leaf, ca}, "alias.test", ta, now, "mx.example.test"); err != nil {
+		t.Errorf("TA, the leaf valid for the expanded name: %v", err)
+	}
+	if err := Verify([]*x509.Certificate{leaf, ca}, "alias.test", ta, now, "elsewhere.test"); err == nil {
+		t.Error("TA, the leaf valid for neither name: passed")
+	}
+	if c := TLSConfig("alias.test", ta, "mx.example.test"); c.ServerName != "mx.example.test" {
+		t.Errorf("SNI %q, want the TLSA base domain (RFC 7672 section 8.1)", c.ServerName)
+	}
 	if (TLSA{3, 1, 1, make([]byte, 32)}).String() != "3 1 1 "+strings.Repeat("00", 32) {
 		t.Error("String")
 	}

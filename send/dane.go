@@ -18,6 +18,9 @@ import (
 type daneHost struct {
 	recs  []dane.TLSA
 	bogus error
+	// base is the CNAME-expanded name whose TLSA records these are,
+	// "" when they are the MX host name's own (RFC 7672 section 2.2.2).
+	base string
 }
 
 // policy returns the TLS policy DANE gives the host: verify (by its TLSA
@@ -41,7 +44,11 @@ func (d *daneHost) describe() string {
 	for _, r := range d.recs {
 		rs = append(rs, r.String())
 	}
-	return "DANE: TLSA " + strings.Join(rs, "; ")
+	at := ""
+	if d.base != "" {
+		at = " (at " + d.base + ", the CNAME-expanded name)"
+	}
+	return "DANE: TLSA " + strings.Join(rs, "; ") + at
 }
 
 // newDANE returns the DNSSEC resolver of DANE, or nil when DANE is off:
@@ -79,21 +86,13 @@ func applyDANE(ctx context.Context, dr *dane.Resolver, r route.Route, name strin
 		return nil
 	}
 	out := map[string]*daneHost{}
+	seen := map[string]bool{}
 	for _, h := range d.Hosts {
-		recs, ad, err := dr.LookupTLSA(ctx, h.Name, port)
-		switch {
-		case errors.Is(err, dane.ErrBogus):
-			out[h.Name] = &daneHost{bogus: err}
-		case err != nil, !ad, len(recs) == 0:
-			// Not signed, no records, or the resolver unreachable: no
-			// DANE for this host.
-		default:
-			dh := &daneHost{}
-			for _, rec := range recs {
-				if rec.Usable() {
-					dh.recs = append(dh.recs, rec)
-				}
-			}
+		if seen[h.Name] {
+			continue // another address of the same host
+		}
+		seen[h.Name] = true
+		if dh := hostTLSA(ctx, dr, h.Name, port); dh != nil {
 			out[h.Name] = dh
 		}
 	}
@@ -101,6 +100,46 @@ func applyDANE(ctx context.Context, dr *dane.Resolver, r route.Route, name strin
 		return nil
 	}
 	return out
+}
+
+// hostTLSA looks up the TLSA records of MX host name (RFC 7672 section
+// 2.2.2): when its address records come through a CNAME chain that
+// validated, those of the expanded name (the TLSA base domain) first,
+// and when there are none there, those of name itself; otherwise only
+// name's. It returns nil when DANE does not speak for the host: no
+// validated records, or the resolver unreachable.
+func hostTLSA(ctx context.Context, dr *dane.Resolver, name string, port int) *daneHost {
+	bases := []string{""}
+	final, secure, aliased, err := dr.Expand(ctx, name)
+	if errors.Is(err, dane.ErrBogus) {
+		return &daneHost{bogus: err}
+	}
+	if err == nil && secure && aliased {
+		bases = []string{final, ""}
+	}
+	for _, base := range bases {
+		at := name
+		if base != "" {
+			at = base
+		}
+		recs, ad, err := dr.LookupTLSA(ctx, at, port)
+		switch {
+		case errors.Is(err, dane.ErrBogus):
+			return &daneHost{bogus: err}
+		case err != nil, !ad, len(recs) == 0:
+			// Not signed, no records, or the resolver unreachable:
+			// the next name, if any.
+			continue
+		}
+		dh := &daneHost{base: base}
+		for _, rec := range recs {
+			if rec.Usable() {
+				dh.recs = append(dh.recs, rec)
+			}
+		}
+		return dh
+	}
+	return nil
 }
 
 // daneWhy says where a DANE policy came from, for logs and --explain.

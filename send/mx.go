@@ -483,7 +483,11 @@ func (t *smarthost) openMX(ctx context.Context, i int, pol route.TLSPolicy, dh *
 // whether it would have verified is written to *verified for the log.
 func mxTLSConfig(h Host, pol route.TLSPolicy, dh *daneHost, verified *bool) *tls.Config {
 	if dh != nil && len(dh.recs) > 0 {
-		c := dane.TLSConfig(h.Name, dh.recs)
+		var also []string
+		if dh.base != "" {
+			also = []string{dh.base}
+		}
+		c := dane.TLSConfig(h.Name, dh.recs, also...)
 		check := c.VerifyConnection
 		c.VerifyConnection = func(cs tls.ConnectionState) error {
 			err := check(cs)

@@ -33,7 +33,11 @@ import (
 // certificate's public key) that matches: the mail is delivered over
 // TLS. wrong.dane.test's MX name (the same Postfix) has one that does
 // not: its mail is deferred, never sent in clear text or over an
-// unauthenticated TLS connection, though Postfix would take it.
+// unauthenticated TLS connection, though Postfix would take it. The
+// same twice more behind CNAMEs (RFC 7672 section 2.2.2): an MX host
+// name that is an alias, whose TLSA records are at the expanded name
+// (alias.dane.test matches, badalias.dane.test does not); and a TLSA
+// name that is an alias of the records' owner (tlsalias.dane.test).
 
 // daneLab is the lab's DNS: nsd and unbound, started for one test.
 type daneLab struct {
@@ -339,19 +343,33 @@ _%[2]d._tcp.mx IN TLSA 3 1 1 %[3]s
 wrong IN MX 10 mxbad.dane.test.
 mxbad IN A %[1]s
 _%[2]d._tcp.mxbad IN TLSA 3 1 1 %[4]s
+alias IN MX 10 mxalias.dane.test.
+mxalias IN CNAME mxhost.dane.test.
+mxhost IN A %[1]s
+_%[2]d._tcp.mxhost IN TLSA 3 1 1 %[3]s
+badalias IN MX 10 mxbadalias.dane.test.
+mxbadalias IN CNAME mxbadhost.dane.test.
+mxbadhost IN A %[1]s
+_%[2]d._tcp.mxbadhost IN TLSA 3 1 1 %[4]s
+tlsalias IN MX 10 mxtl.dane.test.
+mxtl IN A %[1]s
+_%[2]d._tcp.mxtl IN CNAME keys.dane.test.
+keys IN TLSA 3 1 1 %[3]s
 `, ip, port, good, bad))
 	pf := startPostfixMX(t, net.JoinHostPort(ip, strconv.Itoa(port)), "mx.dane.test", cert, key,
-		[]string{"dane.test", "wrong.dane.test"}, "rcpt@dane.test", "x@wrong.dane.test")
+		[]string{"dane.test", "wrong.dane.test", "alias.dane.test", "badalias.dane.test", "tlsalias.dane.test"},
+		"rcpt@dane.test", "x@wrong.dane.test", "y@alias.dane.test", "z@badalias.dane.test", "w@tlsalias.dane.test")
 
 	spoolDir := t.TempDir()
 	env := []string{"SMTP_SPOOL_DIR=" + spoolDir, "SMTP_HOSTNAME=sender.test", "SMTP_SEND_DNS=" + lab.resolver,
 		"SMTP_SEND_MX_PORT=" + strconv.Itoa(port), "SMTP_SEND_MX_LOOPBACK=true", "SMTP_SEND_LOG_LEVEL=debug",
 		"SMTP_SEND_CONNECT_TIMEOUT=5s", "SMTP_SEND_COMMAND_TIMEOUT=20s"}
-	ex := runBinary(t, env, "--explain", "rcpt@dane.test")
-	if ex.code != 0 || !strings.Contains(ex.stdout, "DANE: TLSA 3 1 1 "+good) {
-		t.Errorf("--explain rcpt@dane.test: exit %d\n%s%s", ex.code, ex.stdout, ex.stderr)
+	ex := runBinary(t, env, "--explain", "rcpt@dane.test", "y@alias.dane.test")
+	if ex.code != 0 || !strings.Contains(ex.stdout, "DANE: TLSA 3 1 1 "+good+"\n") ||
+		!strings.Contains(ex.stdout, "DANE: TLSA 3 1 1 "+good+" (at mxhost.dane.test, the CNAME-expanded name)\n") {
+		t.Errorf("--explain: exit %d\n%s%s", ex.code, ex.stdout, ex.stderr)
 	}
-	id := queue(t, spoolDir, "rcpt@dane.test", "x@wrong.dane.test")
+	id := queue(t, spoolDir, "rcpt@dane.test", "x@wrong.dane.test", "y@alias.dane.test", "z@badalias.dane.test", "w@tlsalias.dane.test")
 	r := runWithin(t, 40*time.Second, env)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
@@ -361,12 +379,25 @@ _%[2]d._tcp.mxbad IN TLSA 3 1 1 %[4]s
 		!strings.Contains(r.stderr, `msg="connected to MX host" relay=`+ip+`:`+strconv.Itoa(port)+` mx=mx.dane.test tls=true verified=true`) {
 		t.Errorf("rcpt@dane.test's mailbox:\n%s\nsmtp-send:\n%s", got, r.stderr)
 	}
-	if b := pf.mailbox("x", 0); b != "" {
-		t.Errorf("mail for wrong.dane.test delivered despite its TLSA mismatch:\n%s", b)
+	// TLSA records behind CNAMEs (RFC 7672 section 2.2.2, RFC 7671
+	// section 7): the MX host an alias, the records at the expanded
+	// name; the TLSA name an alias of the records' owner.
+	for _, c := range []struct{ box, mx string }{{"y", "mxalias"}, {"w", "mxtl"}} {
+		got := pf.mailbox(c.box, 20*time.Second)
+		if !strings.Contains(got, "Subject: test") ||
+			!strings.Contains(r.stderr, `msg="connected to MX host" relay=`+ip+`:`+strconv.Itoa(port)+` mx=`+c.mx+`.dane.test tls=true verified=true`) {
+			t.Errorf("%s: mailbox:\n%s\nsmtp-send:\n%s", c.mx, got, r.stderr)
+		}
+	}
+	for _, box := range []string{"x", "z"} {
+		if b := pf.mailbox(box, 0); b != "" {
+			t.Errorf("mail for %s delivered despite its TLSA mismatch:\n%s", box, b)
+		}
 	}
 	list := runBinary(t, env, "--list")
 	if !strings.Contains(list.stdout, id+"  deferred") || !strings.Contains(list.stdout, "pending  <x@wrong.dane.test>") ||
-		!strings.Contains(list.stdout, "done     <rcpt@dane.test>") {
+		!strings.Contains(list.stdout, "done     <rcpt@dane.test>") ||
+		!strings.Contains(list.stdout, "pending  <z@badalias.dane.test>  tls: TLS handshake: dane: the certificate of mxbadalias.dane.test matches none") {
 		t.Errorf("--list:\n%s\nsmtp-send:\n%s", list.stdout, r.stderr)
 	}
 	t.Logf("DANE end to end in %v", time.Since(start).Round(time.Millisecond))
