@@ -474,6 +474,8 @@ type Notice struct {
 	// start at each call; it is streamed from the spool, never held in
 	// memory.
 	Content func() io.Reader
+	// Size is the length of the original message data, in octets.
+	Size int64
 	// Arrival and Attempts are the original's, from its state.
 	Arrival  time.Time
 	Attempts int
@@ -514,7 +516,7 @@ func (it *Item) spoolNotice(id string, now time.Time) error {
 	if q.Notify == nil {
 		return errors.New("queue: no Notify function to write a notification")
 	}
-	n := &Notice{ID: id, Now: now, Envelope: env, Content: it.msg.Content, Arrival: st.Arrival, Attempts: st.Attempts}
+	n := &Notice{ID: id, Now: now, Envelope: env, Content: it.msg.Content, Size: it.msg.Size, Arrival: st.Arrival, Attempts: st.Attempts}
 	for _, rc := range st.Rcpts {
 		if rc.Status == Pending && rc.Delayed == id || rc.Status != Pending && rc.DSN == id {
 			n.Rcpts = append(n.Rcpts, rc)

@@ -141,6 +141,13 @@ type Config struct {
 	// Postfix: the setting is the only measure of "delayed" the MTA has.
 	// smtp-send's SMTP_SEND_DELAY_WARNING defaults to 4 hours.
 	DelayWarning time.Duration
+	// NoticeReturnMax is the largest message, in octets, that a failure
+	// notice returns whole when its sender asked for RET=FULL (RFC 3461
+	// section 4.3); a larger one gets its header section only, as
+	// Postfix's bounce_size_limit does. Zero, the default here, returns
+	// the header section always. smtp-send's
+	// SMTP_SEND_NOTICE_RETURN_MAX defaults to 1 MiB.
+	NoticeReturnMax int64
 	// BackoffMin and BackoffMax bound the delay after a deferral: it
 	// doubles from BackoffMin at each attempt up to BackoffMax. A message
 	// whose next attempt is more than BackoffMax away (the clock went

@@ -1,6 +1,7 @@
 package send
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -288,5 +289,82 @@ func TestDelayNoticeOff(t *testing.T) {
 	f.clk.Add(24 * time.Hour)
 	if st := f.run(true); st.DSNs != 0 || len(f.queuedFrom("")) != 0 {
 		t.Errorf("stats %+v, %d notices", st, len(f.queuedFrom("")))
+	}
+}
+
+// TestNoticeMatrix: for each NOTIFY and RET, against a next hop that
+// offers DSN and one that does not, a message to a recipient the next hop
+// refuses and one it takes gives: a failure notice when NOTIFY is absent
+// or names FAILURE, returning the whole message for RET=FULL and the
+// header section otherwise; a "relayed" success notice, header section
+// only, when NOTIFY names SUCCESS and the next hop lacks DSN; nothing
+// else.
+func TestNoticeMatrix(t *testing.T) {
+	orig := body("matrix")
+	for _, hop := range []struct {
+		name     string
+		withhold protocol.Extensions
+	}{{"dsn", 0}, {"no-dsn", protocol.ExtDSN}} {
+		for _, notify := range []string{"", "NEVER", "FAILURE", "SUCCESS", "SUCCESS,FAILURE", "SUCCESS,FAILURE,DELAY"} {
+			for _, ret := range []string{"", "HDRS", "FULL"} {
+				t.Run(hop.name+"/notify="+notify+"/ret="+ret, func(t *testing.T) {
+					ts := smtptest.Start(t, smtptest.Options{Withhold: hop.withhold,
+						Script: smtptest.Script{Rcpt: func(_ *smtptest.Conn, to string) *protocol.Reply {
+							if to == "bad@example.net" {
+								return smtptest.Reply(550, "5.1.1", "no such user")
+							}
+							return nil
+						}}})
+					f := newFixtureOver(t, "smarthost", ts)
+					f.s.Config.NoticeReturnMax = 1 << 20
+					f.queue("sender@example.org", []string{"bad@example.net", "ok@example.net"}, orig,
+						withDSN(ret, "", spool.RcptDSN{Notify: notify}, spool.RcptDSN{Notify: notify}))
+					f.run(false)
+					want := map[string]string{} // Action → the returned part's type
+					if notify == "" || strings.Contains(notify, "FAILURE") {
+						want["failed"] = "text/rfc822-headers"
+						if ret == "FULL" {
+							want["failed"] = "message/rfc822"
+						}
+					}
+					if strings.Contains(notify, "SUCCESS") && hop.withhold != 0 {
+						want["relayed"] = "text/rfc822-headers"
+					}
+					got := map[string]string{}
+					for _, d := range f.queuedFrom("") {
+						np := checkNotice(t, content(t, d), orig, d.To[0], 1)
+						got[np.perRcpt[0].Get("Action")] = np.parts[2]["type"]
+						if np.parts[2]["type"] == "message/rfc822" && np.full != orig {
+							t.Errorf("returned message %q", np.full)
+						}
+					}
+					if fmt.Sprint(got) != fmt.Sprint(want) {
+						t.Errorf("notices %v, want %v", got, want)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestNoticeRetFullLimit: over SMTP_SEND_NOTICE_RETURN_MAX, RET=FULL
+// gets the header section, and the notice says why.
+func TestNoticeRetFullLimit(t *testing.T) {
+	ts := smtptest.Start(t, smtptest.Options{Script: smtptest.Script{Rcpt: func(_ *smtptest.Conn, to string) *protocol.Reply {
+		return smtptest.Reply(550, "5.1.1", "no such user")
+	}}})
+	f := newFixtureOver(t, "smarthost", ts)
+	orig := body("big") + strings.Repeat("0123456789abcdef\r\n", 100)
+	f.s.Config.NoticeReturnMax = int64(len(orig)) - 1
+	f.queue("sender@example.org", []string{"bad@example.net"}, orig, withDSN("FULL", "", spool.RcptDSN{}))
+	f.run(false)
+	d := f.queuedFrom("")
+	if len(d) != 1 {
+		t.Fatalf("%d notices", len(d))
+	}
+	np := checkNotice(t, content(t, d[0]), orig, "sender@example.org", 1)
+	if np.parts[2]["type"] != "text/rfc822-headers" || np.full != "" ||
+		!strings.Contains(strings.ReplaceAll(np.text, "\r\n", " "), fmt.Sprintf("%d bytes, is larger than the %d returned whole", len(orig), len(orig)-1)) {
+		t.Errorf("parts %v, text:\n%s", np.parts, np.text)
 	}
 }

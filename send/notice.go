@@ -44,15 +44,22 @@ const maxReturnedHeaders = 256 << 10
 //     CR or over-long line is returned intact and the notice stays
 //     deliverable. Header lines only: up to the blank line, the first line
 //     that is not a header field, or maxReturnedHeaders. Omitted, with a
-//     sentence saying so, when there is none.
+//     sentence saying so, when there is none. Or, in a failure notice for
+//     RET=FULL (RFC 3461 section 4.3), the whole message as
+//     message/rfc822 when it is at most n.ReturnFull octets and can be
+//     returned in 7 bits (checkFull); else the header section, and the
+//     text says why. Success and delay notices, and RET=HDRS or no RET,
+//     return the header section (section 4.3 lets the MTA choose without
+//     RET; Postfix, too, returns headers).
 //
 // So every line is at most maxLine octets (at most 78 but where a single
 // word is longer) and ends in CRLF, and the body is 7-bit: only the To:
 // field may be UTF-8, when the sender's address is (RFC 6532, and the
 // notification then goes with SMTPUTF8).
 //
-// n.ID is its Message-ID and MIME boundary; n.Content is read twice (to
-// look at the header section, then to return it), never held in memory.
+// n.ID is its Message-ID and MIME boundary; n.Content is read a few times
+// (to look at the header section, to check and convert the whole message
+// for RET=FULL, then to return it), never held in memory.
 // The notification depends on nothing but these inputs (golden files in
 // testdata/notice hold examples). It returns the first error of reading
 // n.Content or writing to w.
@@ -62,6 +69,10 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 		kind = noticeAction(n.Rcpts[0])
 	}
 	boundary := "=_" + n.ID // "=_" is never in quoted-printable output
+	full, err := checkFull(n, kind, boundary)
+	if err != nil {
+		return err
+	}
 	ret, err := scanReturned(n.Content(), boundary)
 	if err != nil {
 		return err
@@ -110,7 +121,13 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 		fmt.Fprintf(q, "Your message was passed on for the recipients below, as you asked to be told, to a mail\r\n")
 		fmt.Fprintf(q, "system that will not report its delivery: you may still hear of a failure from further on.\r\n")
 	}
+	if full.why != "" {
+		// RFC 3461 section 4.3 asks for the whole message: say why not.
+		fmt.Fprintf(q, "You asked for your message to be returned (RET=FULL): %s.\r\n", full.why)
+	}
 	switch {
+	case full.mode != fullNone:
+		fmt.Fprintf(q, "The details are below; your message follows.\r\n\r\n")
 	case ret.n == 0:
 		fmt.Fprintf(q, "The details are below. The header section of your message could not be returned.\r\n\r\n")
 	case ret.cut:
@@ -183,7 +200,19 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 	}
 	bw.line("")
 
-	if ret.n > 0 {
+	if full.mode != fullNone {
+		bw.line("--" + boundary)
+		bw.field("Content-Description", "Undelivered Message")
+		bw.field("Content-Type", "message/rfc822")
+		bw.line("")
+		if bw.err != nil {
+			return bw.err
+		}
+		if err := writeFull(w, n, full.mode); err != nil {
+			return err
+		}
+		bw.line("")
+	} else if ret.n > 0 {
 		bw.line("--" + boundary)
 		desc := "Message Headers"
 		if kind == actionFailed {

@@ -27,6 +27,7 @@ type noticeParts struct {
 	perMsg   textproto.Header    // the per-message fields of message/delivery-status
 	perRcpt  []textproto.Header  // the per-recipient fields
 	headers  string              // the returned header section, decoded; "" if none
+	full     string              // the returned message (RET=FULL); "" if none
 	headerCT string              // its Content-Transfer-Encoding
 	parts    []map[string]string // each part's Content-Type and Content-Transfer-Encoding
 }
@@ -49,8 +50,10 @@ var actionClasses = map[string]string{"failed": "45", "delayed": "4", "relayed":
 // Subject) and a valid Status of the class that Action allows, and
 // Will-Retry-Until only in a delay notice, and optionally a
 // text/rfc822-headers part, 7bit or quoted-printable, that decodes to a
-// prefix of the original made of whole lines; every part with a transfer
-// encoding valid for its type.
+// prefix of the original made of whole lines, or a 7bit message/rfc822
+// part that is the original, or a 7-bit version that go-message reads of
+// an original that was not 7-bit; every part with a transfer encoding
+// valid for its type.
 func checkNotice(t *testing.T, out, orig, sender string, rcpts int) noticeParts {
 	t.Helper()
 	var np noticeParts
@@ -153,6 +156,20 @@ func checkNotice(t *testing.T, out, orig, sender string, rcpts int) noticeParts 
 				}
 			}
 		case 2:
+			if pt == "message/rfc822" {
+				// RET=FULL: the whole message, as it is or in its 7-bit
+				// version (a composite type: no other encoding).
+				if cte != "" && cte != "7bit" {
+					return fail("message/rfc822 with Content-Transfer-Encoding %q", cte)
+				}
+				np.full = string(body)
+				if np.full != orig {
+					if _, err := message.Read(strings.NewReader(np.full)); err != nil || plainText(orig) {
+						return fail("returned message differs from the original (%v):\n%q", err, np.full)
+					}
+				}
+				break
+			}
 			if pt != "text/rfc822-headers" || cte != "" && cte != "7bit" && cte != "quoted-printable" {
 				return fail("third part %s %s", pt, cte)
 			}
@@ -168,6 +185,21 @@ func checkNotice(t *testing.T, out, orig, sender string, rcpts int) noticeParts 
 		return fail("%d parts", len(np.parts))
 	}
 	return np
+}
+
+// plainText reports whether s can be returned as it is in a 7-bit part:
+// ASCII without NUL, every line at most maxLine octets and ending CRLF,
+// no bare CR or LF.
+func plainText(s string) bool {
+	if !isASCII(s) || strings.Contains(s, "\x00") || !strings.HasSuffix(s, "\r\n") {
+		return false
+	}
+	for _, l := range strings.Split(s[:len(s)-2], "\r\n") {
+		if len(l) > maxLine || strings.ContainsAny(l, "\r\n") {
+			return false
+		}
+	}
+	return true
 }
 
 // identityEncoding reports whether a Content-Transfer-Encoding value is
@@ -196,12 +228,19 @@ func crlfOnly(s string) string {
 // testNotice builds a notification for one failed recipient of a message
 // from sender with content orig.
 func testNotice(t *testing.T, orig, sender string, rcpts ...queue.Rcpt) string {
+	return testNoticeRet(t, orig, sender, "", 0, rcpts...)
+}
+
+// testNoticeRet is testNotice for a message sent with RET=ret, a notice
+// returning up to full octets whole.
+func testNoticeRet(t *testing.T, orig, sender, ret string, full int64, rcpts ...queue.Rcpt) string {
 	t.Helper()
 	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	n := &queue.Notice{ID: "20261121T100000.0123456789abcdef", Now: at.Add(time.Hour),
-		Envelope: &spool.Envelope{QueueID: "20261121T090000.fedcba9876543210", From: sender},
-		Content:  func() io.Reader { return strings.NewReader(orig) },
-		Arrival:  at, Attempts: 3, Rcpts: rcpts, RetryUntil: at.Add(5 * 24 * time.Hour)}
+		Envelope: &spool.Envelope{QueueID: "20261121T090000.fedcba9876543210", From: sender, Ret: ret},
+		Size:     int64(len(orig)), ReturnFull: full,
+		Content: func() io.Reader { return strings.NewReader(orig) },
+		Arrival: at, Attempts: 3, Rcpts: rcpts, RetryUntil: at.Add(5 * 24 * time.Hour)}
 	var b bytes.Buffer
 	if err := WriteNotice(&b, "mx.example.org", n); err != nil {
 		t.Fatal(err)
@@ -220,6 +259,10 @@ func FuzzNotice(f *testing.F) {
 	f.Add("Subject: \xe9t\xe9\x00\r\nX: a\rb\nY: c\r\n\r\n", "a\r\nb\x00\x1b[31m\xff", "a\x01b@x", "s@x", true, uint8(2))
 	f.Add("no header at all\r\n", "", "\"a b\"@x", "", false, uint8(3))
 	f.Add("Subject: x\r\n\r\n", "0", " ", "0", false, uint8(4))
+	f.Add(hdr, "no such user", "b@example.net", "s@example.org", false, uint8(0x80))
+	f.Add("Subject: \xe9t\xe9\r\n\r\nb\xc3\xa9\r\n", "no", "b@x", "s@x", false, uint8(0x80))
+	f.Add("Subject: x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\nd\xc3\xa9j\xc3\xa0\r\n--=_20261121T100000.0123456789abcdef\r\n", "no", "b@x", "s@x", false, uint8(0x80))
+	f.Add(hdr, "no such user", "b@example.net", "s@example.org", false, uint8(0xc0))
 	f.Add(strings.Repeat("X-H: "+strings.Repeat("y", 100)+"\r\n", 30), strings.Repeat("451-4.3.0 line of a long reply\r\n", 60), "c@x", "s@x", false, uint8(1))
 	f.Add("--=_20261121T100000.0123456789abcdef\r\nSubject: x\r\n\r\n", "--=_20261121T100000.0123456789abcdef--", "d@x", "s@x", false, uint8(2))
 	f.Fuzz(checkHostileNotice)
@@ -227,6 +270,8 @@ func FuzzNotice(f *testing.F) {
 
 // hostileKinds are the notice kinds checkHostileNotice builds, by kind %
 // len: the recipients' status and, for success, the transport's action.
+// Bit 0x80 of kind adds RET=FULL, bit 0x40 a return limit of 64 octets
+// rather than 1 MiB.
 var hostileKinds = []struct {
 	status queue.RcptStatus
 	action string
@@ -237,13 +282,20 @@ var hostileKinds = []struct {
 // taken) for rcpt with text (or failed here and expired, if local), and
 // for a second recipient with an invalid enhanced code.
 func checkHostileNotice(t *testing.T, orig, text, rcpt, sender string, local bool, kind uint8) {
-	k := hostileKinds[int(kind)%len(hostileKinds)]
+	k := hostileKinds[int(kind&0x3f)%len(hostileKinds)]
 	rc := queue.Rcpt{Addr: rcpt, Status: k.status, Code: 550, Enhanced: "5.1.1", Text: text,
 		Relay: "[192.0.2.1]:25", At: time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC), Action: k.action}
 	if local {
 		rc.Code, rc.Enhanced, rc.Expired = 0, "5.6.3", true
 	}
-	out := testNotice(t, orig, sender, rc, queue.Rcpt{Addr: "other@example.net", Status: k.status, Code: 552, Enhanced: "x.y", Text: "?", Action: k.action})
+	ret, full := "", int64(1<<20)
+	if kind&0x80 != 0 {
+		ret = "FULL"
+	}
+	if kind&0x40 != 0 {
+		full = 64
+	}
+	out := testNoticeRet(t, orig, sender, ret, full, rc, queue.Rcpt{Addr: "other@example.net", Status: k.status, Code: 552, Enhanced: "x.y", Text: "?", Action: k.action})
 	np := checkNotice(t, out, orig, sender, 2)
 	if !strings.Contains(np.text, textsafe.Escape(rcpt)) {
 		t.Errorf("human-readable part lacks the recipient %q:\n%s", textsafe.Escape(rcpt), np.text)
@@ -330,6 +382,47 @@ func TestNoticeReturnedHeaders(t *testing.T) {
 			np := checkNotice(t, out, tc.orig, "s@example.org", 1)
 			if len(np.parts) != tc.parts || !strings.Contains(np.text, tc.say) {
 				t.Errorf("%d parts, text:\n%s", len(np.parts), np.text)
+			}
+		})
+	}
+}
+
+// TestNoticeRetFull: RET=FULL returns the whole message as message/rfc822
+// (RFC 3461 section 4.3) when it is within the limit and can go in 7
+// bits, as it is or in its 7-bit version; else the header section, and
+// the text says why. RET=HDRS and no RET return the header section.
+func TestNoticeRetFull(t *testing.T) {
+	rc := queue.Rcpt{Addr: "b@example.net", Status: queue.Failed, Code: 550, Enhanced: "5.1.1", Text: "no"}
+	plain := "Subject: s\r\n\r\nline\r\n.\r\n"
+	eightBody := "Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nd\xc3\xa9j\xc3\xa0\r\n"
+	for _, tc := range []struct {
+		name, orig, ret string
+		limit           int64
+		part, say       string
+	}{
+		{"plain", plain, "FULL", 1 << 20, "message/rfc822", "your message follows"},
+		{"at the limit", plain, "FULL", int64(len(plain)), "message/rfc822", "your message follows"},
+		{"over the limit", plain, "FULL", int64(len(plain)) - 1, "text/rfc822-headers", fmt.Sprintf("is larger than the %d returned whole", len(plain)-1)},
+		{"limit 0", plain, "FULL", 0, "text/rfc822-headers", "returns the header section only"},
+		{"8-bit body, converted", eightBody, "FULL", 1 << 20, "message/rfc822", "your message follows"},
+		{"long line, broken", "Subject: s\r\n\r\n" + strings.Repeat("x", 2000) + "\r\n", "FULL", 1 << 20, "message/rfc822", "your message follows"},
+		{"8-bit header", "Subject: d\xc3\xa9j\xc3\xa0\r\n\r\nx\r\n", "FULL", 1 << 20, "text/rfc822-headers", "could not be returned in 7 bits"},
+		{"boundary line", "Subject: s\r\n\r\n--=_20261121T100000.0123456789abcdef--\r\n", "FULL", 1 << 20, "text/rfc822-headers", "could not be returned in 7 bits"},
+		{"bare CR", "Subject: s\r\n\r\na\rb\r\n", "FULL", 1 << 20, "text/rfc822-headers", "could not be returned in 7 bits"},
+		{"hdrs", plain, "HDRS", 1 << 20, "text/rfc822-headers", "the headers of your message follow"},
+		{"no ret", plain, "", 1 << 20, "text/rfc822-headers", "the headers of your message follow"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := testNoticeRet(t, tc.orig, "s@example.org", tc.ret, tc.limit, rc)
+			np := checkNotice(t, out, tc.orig, "s@example.org", 1)
+			if len(np.parts) != 3 || np.parts[2]["type"] != tc.part || !strings.Contains(strings.ReplaceAll(np.text, "\r\n", " "), tc.say) {
+				t.Errorf("parts %v, text:\n%s", np.parts, np.text)
+			}
+			if tc.part == "message/rfc822" && tc.orig == plain && np.full != plain {
+				t.Errorf("returned %q", np.full)
+			}
+			if strings.HasPrefix(tc.name, "8-bit body") && !strings.Contains(np.full, "d=C3=A9j=C3=A0") {
+				t.Errorf("not the 7-bit version: %q", np.full)
 			}
 		})
 	}

@@ -134,6 +134,7 @@ func (s *Sender) Run(ctx context.Context, all bool) (Stats, error) {
 	q.Notify = func(w io.Writer, n *queue.Notice) error {
 		// A delayed recipient is retried at least until it may expire.
 		n.RetryUntil = n.Arrival.Add(r.cfg.QueueLifetime)
+		n.ReturnFull = r.cfg.NoticeReturnMax
 		return WriteNotice(w, r.cfg.Hostname, n)
 	}
 	q.Hostname, q.Hook, q.Log = r.cfg.Hostname, s.Hooks.Step, r.log

@@ -48,6 +48,7 @@ type Config struct {
 	SendQueueLifetime          time.Duration `split_words:"true" default:"120h" desc:"age after which a recipient the smarthost keeps deferring fails"`
 	SendMinAttempts            int           `split_words:"true" default:"10" desc:"attempts required, besides the age, before expiry"`
 	SendDelayWarning           time.Duration `split_words:"true" default:"4h" desc:"age at which each recipient still deferred gets one delay notice (NOTIFY=DELAY or no NOTIFY); 0: no delay notices"`
+	SendNoticeReturnMax        int64         `split_words:"true" default:"1048576" desc:"largest message, in bytes, a failure notice returns whole for RET=FULL; a larger one gets its headers only; 0: headers always"`
 	SendBackoffMin             time.Duration `split_words:"true" default:"5m" desc:"delay after the first deferral; doubles at each attempt"`
 	SendBackoffMax             time.Duration `split_words:"true" default:"1h" desc:"longest delay between attempts"`
 	SendRunTime                time.Duration `split_words:"true" default:"4m" desc:"budget of a run: no message is started after it"`
@@ -176,6 +177,9 @@ func (c *Config) SendConfig() (send.Config, error) {
 	if c.SendDropMaxSize < 1 {
 		return sc, errors.New("SMTP_SEND_DROP_MAX_SIZE must be at least 1")
 	}
+	if c.SendNoticeReturnMax < 0 {
+		return sc, errors.New("SMTP_SEND_NOTICE_RETURN_MAX must not be negative (0 returns headers only)")
+	}
 	if c.SendDelayWarning < 0 {
 		return sc, errors.New("SMTP_SEND_DELAY_WARNING must not be negative (0 turns delay notices off)")
 	}
@@ -195,7 +199,8 @@ func (c *Config) SendConfig() (send.Config, error) {
 		Smarthosts: hosts, TLS: c.SmarthostTLS, TLSConfig: tc,
 		Username: c.SmarthostUsername, Password: pass, AuthWithoutTLS: c.SmarthostAuthWithoutTLS,
 		Hostname: host, QueueLifetime: c.SendQueueLifetime, MinAttempts: c.SendMinAttempts, DelayWarning: c.SendDelayWarning,
-		BackoffMin: c.SendBackoffMin, BackoffMax: c.SendBackoffMax, RunTime: c.SendRunTime,
+		NoticeReturnMax: c.SendNoticeReturnMax,
+		BackoffMin:      c.SendBackoffMin, BackoffMax: c.SendBackoffMax, RunTime: c.SendRunTime,
 		Connections: c.SendConnections, NoReuse: !c.SendReuse, MaxRecipients: c.SendMaxRecipients,
 		DestinationConcurrency: c.SendDestinationConcurrency,
 		ConnectTimeout:         c.SendConnectTimeout, CommandTimeout: c.SendCommandTimeout,
