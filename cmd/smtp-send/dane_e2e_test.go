@@ -18,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/postfixtest"
 )
 
 // The end-to-end proof of DANE (RFC 7672), once, with the real
@@ -193,114 +194,57 @@ func spkiSHA256(t *testing.T, file string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// postfixMX is a private Postfix instance that is an MX host: smtpd on
-// addr with STARTTLS (cert, key), virtual mailboxes (mbox files under
-// mail/) for the addresses of boxes, its own queue and log. It needs
-// root; the system's Postfix is never touched.
+// postfixMX is a private Postfix instance (postfixtest) that is an MX
+// host: smtpd on addr with STARTTLS (cert, key), virtual mailboxes (mbox
+// files under mail/) for the addresses of boxes.
 type postfixMX struct {
-	dir, conf, log string
+	dir string
 }
-
-// postfixMXMaster is the master.cf of the instance, less its smtpd
-// line: the services that take a message from smtpd to a virtual
-// mailbox, none chrooted.
-const postfixMXMaster = `pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-proxymap  unix  -       -       n       -       -       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-virtual   unix  -       n       n       -       -       virtual
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`
 
 // startPostfixMX starts the instance and waits until addr accepts
 // connections.
 func startPostfixMX(t *testing.T, addr, name, cert, key string, domains []string, boxes ...string) *postfixMX {
 	t.Helper()
-	postfix := testutil.Need(t, "/usr/sbin/postfix")
-	// The queue and the mailboxes belong to other users, who must reach
-	// them: t.TempDir's parents are mode 0700 for root.
-	dir, err := os.MkdirTemp("/tmp", "smtp-send-postfix-mx-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	p := &postfixMX{dir: dir, conf: filepath.Join(dir, "etc"), log: filepath.Join(dir, "maillog")}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
+	var dir string
+	p := postfixtest.Start(t, func(conf string) []string {
+		// The mailboxes belong to nobody, who must reach them.
+		dir = filepath.Dir(conf)
+		mail := filepath.Join(dir, "mail")
+		var maps strings.Builder
+		for _, b := range boxes {
+			local, _, _ := strings.Cut(b, "@")
+			fmt.Fprintf(&maps, "%s %s\n", b, local)
 		}
-	}
-	must(os.MkdirAll(p.conf, 0o755))
-	must(os.MkdirAll(filepath.Join(dir, "queue"), 0o755))
-	must(os.MkdirAll(filepath.Join(dir, "mail"), 0o755))
-	must(os.Chown(filepath.Join(dir, "mail"), 65534, 65534))
-	var maps strings.Builder
-	for _, b := range boxes {
-		local, _, _ := strings.Cut(b, "@")
-		fmt.Fprintf(&maps, "%s %s\n", b, local)
-	}
-	must(os.WriteFile(filepath.Join(p.conf, "vmailbox"), []byte(maps.String()), 0o644))
-	main := []string{
-		"compatibility_level = 3.6",
-		"queue_directory = " + filepath.Join(dir, "queue"),
-		"data_directory = " + filepath.Join(dir, "data"),
-		"maillog_file = " + p.log,
-		"maillog_file_prefixes = " + dir,
-		"myhostname = " + name,
-		"mydomain = example.invalid",
-		"mydestination =",
-		"inet_interfaces = loopback-only", // smtpd: the address of its master.cf line
-		"inet_protocols = ipv4",
-		"alias_maps =",
-		"alias_database =",
-		"smtpd_peername_lookup = no",
-		"smtpd_tls_security_level = may",
-		"smtpd_tls_cert_file = " + cert,
-		"smtpd_tls_key_file = " + key,
-		"smtpd_tls_received_header = yes",
-		"smtpd_tls_loglevel = 1",
-		"virtual_mailbox_domains = " + strings.Join(domains, " "),
-		"virtual_mailbox_base = " + filepath.Join(dir, "mail"),
-		"virtual_mailbox_maps = texthash:" + filepath.Join(p.conf, "vmailbox"),
-		"virtual_uid_maps = static:65534",
-		"virtual_gid_maps = static:65534",
-	}
-	must(os.WriteFile(filepath.Join(p.conf, "main.cf"), []byte(strings.Join(main, "\n")+"\n"), 0o644))
-	master := postfixMXMaster + addr + " inet n - n - - smtpd\n"
-	must(os.WriteFile(filepath.Join(p.conf, "master.cf"), []byte(master), 0o644))
-	if out, err := exec.Command(postfix, "-c", p.conf, "start").CombinedOutput(); err != nil {
-		why, _ := exec.Command("script", "-qc", postfix+" -c "+p.conf+" check", "/dev/null").CombinedOutput()
-		t.Fatalf("postfix start: %v\n%s%s", err, out, why)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(postfix, "-c", p.conf, "stop").CombinedOutput(); err != nil {
-			t.Logf("postfix stop: %v\n%s", err, out)
+		for _, err := range []error{os.MkdirAll(mail, 0o755), os.Chown(mail, 65534, 65534),
+			os.WriteFile(filepath.Join(conf, "vmailbox"), []byte(maps.String()), 0o644)} {
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("Postfix's log:\n%s", b)
+		return []string{
+			"myhostname = " + name,
+			"mydomain = example.invalid",
+			"mydestination =",
+			"inet_interfaces = loopback-only", // smtpd: the address of its master.cf line
+			"smtpd_peername_lookup = no",
+			"smtpd_tls_security_level = may",
+			"smtpd_tls_cert_file = " + cert,
+			"smtpd_tls_key_file = " + key,
+			"smtpd_tls_received_header = yes",
+			"smtpd_tls_loglevel = 1",
+			"virtual_mailbox_domains = " + strings.Join(domains, " "),
+			"virtual_mailbox_base = " + mail,
+			"virtual_mailbox_maps = texthash:" + filepath.Join(conf, "vmailbox"),
+			"virtual_uid_maps = static:65534",
+			"virtual_gid_maps = static:65534",
 		}
-	})
+	}, addr+" inet n - n - - smtpd")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return p
+			return &postfixMX{dir: p.Dir}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Postfix does not listen on %s after 20s: %v", addr, err)

@@ -10,44 +10,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smtp-stdio/smtp-stdio/internal/testutil"
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/postfixtest"
 )
 
-// privatePostfix is a Postfix instance of the test's own: its own
-// configuration directory, queue and log, no listening smtpd, and a
-// relayhost that is smtp-stdio, reached over TLS (smtp_tls_security_level
-// = encrypt, the CA of the test) with SASL (PLAIN or LOGIN through
-// Cyrus SASL's client plugins). It needs root, as Postfix's master does;
-// the system's Postfix is never touched.
+// privatePostfix is a Postfix instance of the test's own
+// (postfixtest): no listening smtpd, and a relayhost that is smtp-stdio,
+// reached over TLS (smtp_tls_security_level = encrypt, the CA of the
+// test) with SASL (PLAIN or LOGIN through Cyrus SASL's client plugins).
+// It needs root, as Postfix's master does; the system's Postfix is
+// never touched.
 type privatePostfix struct {
 	dir, conf, log string
 }
-
-// postfixMasterCF is the master.cf of the instance: the services a
-// message needs from sendmail to the SMTP client, none chrooted, and no
-// smtpd.
-const postfixMasterCF = `pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-scache    unix  -       -       n       -       1       scache
-anvil     unix  -       -       n       -       1       anvil
-postlog   unix-dgram n  -       n       -       1       postlogd
-`
 
 // startPostfix starts the instance relaying to addr with mechanism mech
 // ("plain" or "login"), trusting caFile, wrapped in TLS from the first
@@ -79,69 +53,24 @@ func startPostfix(t *testing.T, addr, caFile, user, pass, mech string, implicit 
 }
 
 // startPostfixWith starts a private Postfix instance whose relayhost is
-// addr: its own configuration directory, queue and log in a directory
-// of its own, no smtpd, the main.cf lines every instance needs and
-// those extra returns for its configuration directory (TLS, SASL). It
-// is stopped, and its log shown if the test failed, at the test's end.
+// addr (postfixtest.Start): no smtpd, the main.cf lines every relay
+// client of these tests needs and those extra returns for its
+// configuration directory (TLS, SASL). It is stopped, and its log shown
+// if the test failed, at the test's end.
 func startPostfixWith(t *testing.T, addr string, extra func(conf string) []string) *privatePostfix {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("a private Postfix instance needs root")
-	}
-	postfix := testutil.Need(t, "/usr/sbin/postfix")
-	// The queue is owned by the postfix user, which must reach it:
-	// t.TempDir's parents are mode 0700 for root.
-	dir, err := os.MkdirTemp("/tmp", "smtp-stdio-postfix-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	p := &privatePostfix{dir: dir, conf: filepath.Join(dir, "etc"), log: filepath.Join(dir, "maillog")}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(p.conf, 0o755))
-	// Postfix makes the queue's subdirectories, not the queue itself.
-	must(os.MkdirAll(filepath.Join(dir, "queue"), 0o755))
 	host, port, _ := net.SplitHostPort(addr)
-	lines := append([]string{
-		"compatibility_level = 3.6",
-		"queue_directory = " + filepath.Join(dir, "queue"),
-		"data_directory = " + filepath.Join(dir, "data"),
-		"maillog_file = " + p.log,
-		"maillog_file_prefixes = " + dir,
-		"myhostname = postfix.test.example",
-		"mydomain = test.example",
-		"myorigin = $myhostname",
-		"mydestination =",
-		"inet_interfaces = loopback-only",
-		"inet_protocols = ipv4",
-		"alias_maps =",
-		"alias_database =",
-		fmt.Sprintf("relayhost = [%s]:%s", host, port),
-	}, extra(p.conf)...)
-	must(os.WriteFile(filepath.Join(p.conf, "main.cf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644))
-	must(os.WriteFile(filepath.Join(p.conf, "master.cf"), []byte(postfixMasterCF), 0o644))
-	if out, err := exec.Command(postfix, "-c", p.conf, "start").CombinedOutput(); err != nil {
-		// Postfix writes a fatal error before its log service runs only
-		// to syslog or to a terminal: ask again under script(1).
-		why, _ := exec.Command("script", "-qc", postfix+" -c "+p.conf+" check", "/dev/null").CombinedOutput()
-		t.Fatalf("postfix start: %v\n%s%s", err, out, why)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(postfix, "-c", p.conf, "stop").CombinedOutput(); err != nil {
-			t.Logf("postfix stop: %v\n%s", err, out)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("Postfix's log:\n%s", b)
-		}
-	})
-	return p
+	p := postfixtest.Start(t, func(conf string) []string {
+		return append([]string{
+			"myhostname = postfix.test.example",
+			"mydomain = test.example",
+			"myorigin = $myhostname",
+			"mydestination =",
+			"inet_interfaces = loopback-only",
+			fmt.Sprintf("relayhost = [%s]:%s", host, port),
+		}, extra(conf)...)
+	}, "")
+	return &privatePostfix{dir: p.Dir, conf: p.Conf, log: p.Log}
 }
 
 // submit hands a message to the instance through its sendmail.
