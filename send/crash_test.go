@@ -287,3 +287,45 @@ func TestKillDelayNotice(t *testing.T) {
 		})
 	}
 }
+
+// The same for a final delivery by a local transport (a maildir route):
+// killed at any step of recording it, the recipient with NOTIFY=SUCCESS
+// gets exactly one "delivered" notice, itself delivered to the sender's
+// maildir.
+func TestKillDeliveredNotice(t *testing.T) {
+	for _, step := range []queue.Step{queue.StepAccepted, queue.StepRecorded, queue.StepSuccessSpooled, queue.StepFinished} {
+		t.Run(step.String(), func(t *testing.T) {
+			mail := t.TempDir()
+			routes := filepath.Join(t.TempDir(), "routes")
+			if err := os.WriteFile(routes, []byte("example.org maildir:"+mail+"/%d/%u/\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tb, err := route.Load(routes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := newFixture(t)
+			f.s.Config.Routes = tb
+			f.queue("sender@example.org", []string{"a@example.org"}, body("crash"), withDSN("", "", spool.RcptDSN{Notify: "SUCCESS"}))
+			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "SEND_CRASH_STEP="+step.String(), "SEND_CRASH_DIR="+f.sp.Root(),
+				"SEND_CRASH_ADDR=127.0.0.1:1", "SEND_CRASH_ROUTES="+routes,
+				"SEND_CRASH_NOW="+strconv.FormatInt(f.clk.Now().UnixNano(), 10))
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("helper not killed at %s: %v\n%s", step, err, out)
+			}
+			f.run(false)
+			f.run(true)
+			notices := maildirFiles(t, filepath.Join(mail, "example.org", "sender"), "new")
+			if len(notices) != 1 || len(f.names(spool.QueueDir)) != 0 || len(f.names(queue.StateDir)) != 0 {
+				t.Fatalf("%d notices, want 1; left queue/ %v state/ %v", len(notices), f.names(spool.QueueDir), f.names(queue.StateDir))
+			}
+			b, _ := os.ReadFile(filepath.Join(mail, "example.org", "sender", "new", notices[0]))
+			if !strings.Contains(string(b), "Action: delivered") {
+				t.Errorf("notice:\n%s", b)
+			}
+		})
+	}
+}

@@ -302,3 +302,47 @@ func leaves(t *testing.T, s string) []string {
 	}
 	return out
 }
+
+// A real next hop without DSN (aiosmtpd, which answers 555 to any RCPT
+// parameter, chatmail/core#7223): smtp-send passes no DSN parameter to
+// it and gives the notices itself, delivered through it: "relayed" for
+// the recipient with NOTIFY=SUCCESS that it took (RFC 3461 section
+// 5.2.2), "failed" with the whole message for the one it refused
+// (RET=FULL), each with ENVID and ORCPT.
+func TestNoticesThroughAiosmtpd(t *testing.T) {
+	addr, dir := startAiosmtpd(t)
+	f := newFixture(t, addr)
+	f.s.Config.NoticeReturnMax = 1 << 20
+	orig := body("dsn")
+	f.queue("s@example.org", []string{"ok@x.test", "refuse@x.test"}, orig,
+		withDSN("FULL", "ENV-5", spool.RcptDSN{Notify: "SUCCESS,FAILURE", ORcpt: "rfc822;Ok@x.test"},
+			spool.RcptDSN{Notify: "SUCCESS,FAILURE", ORcpt: "rfc822;Refuse@x.test"}))
+	if st := f.run(false); st.Delivered != 1 || st.Failed != 1 || st.DSNs != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	if st := f.run(false); st.Delivered != 2 {
+		t.Fatalf("the notices were not delivered: %+v", st)
+	}
+	got := readReceived(t, dir)
+	if len(got) != 3 || got[0].From != "s@example.org" || slices.ContainsFunc(got[0].Opts, func(o string) bool {
+		return strings.HasPrefix(o, "RET=") || strings.HasPrefix(o, "ENVID=")
+	}) {
+		t.Fatalf("received %+v", got)
+	}
+	actions := map[string]noticeParts{}
+	for _, g := range got[1:] {
+		if g.From != "<>" || !slices.Equal(g.To, []string{"s@example.org"}) { // aiosmtpd keeps the brackets of <>
+			t.Errorf("notice from <%s> to %v", g.From, g.To)
+		}
+		np := checkNotice(t, string(g.Data), orig, "s@example.org", 1)
+		actions[np.perRcpt[0].Get("Action")] = np
+	}
+	ok, failed := actions["relayed"], actions["failed"]
+	if ok.perRcpt == nil || ok.perRcpt[0].Get("Original-Recipient") != "rfc822;Ok@x.test" || ok.perMsg.Get("Original-Envelope-Id") != "ENV-5" ||
+		ok.parts[2]["type"] != "text/rfc822-headers" {
+		t.Errorf("relayed notice: %+v", ok)
+	}
+	if failed.perRcpt == nil || failed.perRcpt[0].Get("Final-Recipient") != "rfc822; refuse@x.test" || failed.full != orig {
+		t.Errorf("failed notice: %+v", failed)
+	}
+}
