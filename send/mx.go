@@ -280,6 +280,8 @@ func (s *routedSession) Deliver(ctx context.Context, d *Delivery, rec Recorder) 
 		}
 		slots, limited := rec.(destSlots)
 		if limited && !slots.acquire(g.key) {
+			t.log.Debug("destination at its concurrency limit: its recipients wait for a free connection in this run",
+				"id", d.Envelope.QueueID, "destination", g.key, "limit", t.cfg.DestinationConcurrency)
 			slots.postpone(g.key)
 			continue
 		}

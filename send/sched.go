@@ -22,26 +22,25 @@ type sched struct {
 	ctx   context.Context
 	limit int
 
-	mu    sync.Mutex
-	cond  *sync.Cond
-	due   []queue.Entry
-	next  int            // due[next:] not yet handed out
-	later []postponed    // messages waiting for a destination's slot, oldest first
-	slots map[string]int // destinations' slots in use, by destKey
-	busy  int            // workers with a message in hand
-	stop  bool           // the run's context is done: hand out nothing more (wakes take)
-}
-
-// postponed is a message waiting for a slot of the destination key.
-type postponed struct {
-	e   *queue.Entry
-	key string
+	mu   sync.Mutex
+	cond *sync.Cond
+	due  []queue.Entry
+	next int // due[next:] not yet handed out
+	// later holds the messages waiting for a destination's slot, by
+	// destination, oldest first; keys lists those destinations in the
+	// order their first message was put aside; waiting counts them all.
+	later   map[string][]*queue.Entry
+	keys    []string
+	waiting int
+	slots   map[string]int // destinations' slots in use, by destKey
+	busy    int            // workers with a message in hand
+	stop    bool           // the run's context is done: hand out nothing more (wakes take)
 }
 
 // newSched returns the scheduler of the messages due, stopping when ctx
 // is done; it returns, too, the function that releases ctx's watch.
 func newSched(ctx context.Context, due []queue.Entry, limit int) (*sched, func() bool) {
-	s := &sched{ctx: ctx, limit: max(limit, 1), due: due, slots: map[string]int{}}
+	s := &sched{ctx: ctx, limit: max(limit, 1), due: due, slots: map[string]int{}, later: map[string][]*queue.Entry{}}
 	s.cond = sync.NewCond(&s.mu)
 	stop := context.AfterFunc(ctx, func() {
 		s.mu.Lock()
@@ -63,19 +62,25 @@ func (s *sched) take() (*queue.Entry, bool) {
 	// The context's own state is asked too: AfterFunc's call may come
 	// after this.
 	for !s.stop && s.ctx.Err() == nil {
-		for i, p := range s.later {
-			if s.slots[p.key] < s.limit {
-				s.later = append(s.later[:i], s.later[i+1:]...)
-				s.busy++
-				return p.e, true
+		for i, k := range s.keys {
+			if s.slots[k] >= s.limit {
+				continue
 			}
+			e := s.later[k][0]
+			if s.later[k] = s.later[k][1:]; len(s.later[k]) == 0 {
+				delete(s.later, k)
+				s.keys = append(s.keys[:i], s.keys[i+1:]...)
+			}
+			s.waiting--
+			s.busy++
+			return e, true
 		}
 		if s.next < len(s.due) {
 			s.next++
 			s.busy++
 			return &s.due[s.next-1], false
 		}
-		if len(s.later) == 0 && s.busy == 0 {
+		if s.waiting == 0 && s.busy == 0 {
 			return nil, false
 		}
 		s.cond.Wait()
@@ -87,7 +92,11 @@ func (s *sched) take() (*queue.Entry, bool) {
 // that calls it is still busy.
 func (s *sched) wait(e *queue.Entry, key string) {
 	s.mu.Lock()
-	s.later = append(s.later, postponed{e: e, key: key})
+	if len(s.later[key]) == 0 {
+		s.keys = append(s.keys, key)
+	}
+	s.later[key] = append(s.later[key], e)
+	s.waiting++
 	s.mu.Unlock()
 }
 
@@ -126,5 +135,5 @@ func (s *sched) release(key string) {
 func (s *sched) left() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.due) - s.next + len(s.later)
+	return len(s.due) - s.next + s.waiting
 }
