@@ -133,3 +133,33 @@ func TestLookupTLSA(t *testing.T) {
 		t.Errorf("insecure MX: %v %v", ok, err)
 	}
 }
+
+// Expand follows the CNAME chain of a host's address records: the
+// expanded name, secure only when every link is signed; no chain, the
+// name itself; SERVFAIL, ErrBogus.
+func TestExpand(t *testing.T) {
+	dns := dnstest.Start(t, "mx.a.test. CNAME mid.b.test.", "mid.b.test. CNAME host.b.test.", "host.b.test. A 192.0.2.1",
+		"mx.c.test. CNAME host.plain.test.", "host.plain.test. A 192.0.2.2", "direct.b.test. A 192.0.2.3")
+	dns.Secure("a.test")
+	dns.Secure("b.test")
+	dns.Secure("c.test")
+	dns.ServFail("bogus.b.test")
+	r := &Resolver{Server: dns.Addr}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		host, final     string
+		secure, aliased bool
+	}{
+		{"mx.a.test", "host.b.test", true, true},
+		{"mx.c.test.", "host.plain.test", false, true},
+		{"direct.b.test", "direct.b.test", true, false},
+	} {
+		final, secure, aliased, err := r.Expand(ctx, tc.host)
+		if err != nil || final != tc.final || secure != tc.secure || aliased != tc.aliased {
+			t.Errorf("%s: %q secure %v aliased %v, %v", tc.host, final, secure, aliased, err)
+		}
+	}
+	if _, _, _, err := r.Expand(ctx, "bogus.b.test"); err != ErrBogus {
+		t.Errorf("bogus: %v", err)
+	}
+}

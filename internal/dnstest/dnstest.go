@@ -8,8 +8,9 @@
 // resolver takes a NODATA answer for a lame referral): the records of
 // the name and type asked, NOERROR with no answer (NODATA) for a name
 // that has records of other types only, NXDOMAIN for a name with none,
-// and SERVFAIL for a name set by ServFail; answers about zones set by
-// Secure carry the AD bit, as from a validating resolver.
+// and SERVFAIL for a name set by ServFail; a CNAME is followed to its
+// target's records; answers about zones set by Secure carry the AD bit,
+// as from a validating resolver.
 package dnstest
 
 import (
@@ -150,20 +151,38 @@ func (s *Server) serve(w dns.ResponseWriter, q *dns.Msg) {
 		name := strings.ToLower(qu.Name)
 		s.queries = append(s.queries, name+" "+dns.TypeToString[qu.Qtype])
 		wantsAD := q.AuthenticatedData || q.IsEdns0() != nil && q.IsEdns0().Do()
-		if wantsAD && s.isSecure(name) {
-			m.AuthenticatedData = true
-		}
-		switch {
-		case s.servfail[name]:
-			m.Rcode = dns.RcodeServerFailure
-		case len(s.rrs[name]) == 0:
-			m.Rcode = dns.RcodeNameError
-		default:
+		secure := s.isSecure(name)
+		// A CNAME is followed, as a recursive resolver does: the chain
+		// and the target's records in the answer, authenticated only
+		// when every name of it is in a secure zone.
+		for hop := 0; ; hop++ {
+			if s.servfail[name] {
+				m.Rcode = dns.RcodeServerFailure
+				break
+			}
+			if len(s.rrs[name]) == 0 {
+				m.Rcode = dns.RcodeNameError
+				break
+			}
+			var cname *dns.CNAME
+			found := false
 			for _, rr := range s.rrs[name] {
 				if rr.Header().Rrtype == qu.Qtype {
 					m.Answer = append(m.Answer, dns.Copy(rr))
+					found = true
+				} else if c, ok := rr.(*dns.CNAME); ok {
+					cname = c
 				}
 			}
+			if found || cname == nil || hop == 8 {
+				break
+			}
+			m.Answer = append(m.Answer, dns.Copy(cname))
+			name = strings.ToLower(cname.Target)
+			secure = secure && s.isSecure(name)
+		}
+		if wantsAD && secure && m.Rcode != dns.RcodeServerFailure {
+			m.AuthenticatedData = true
 		}
 	}
 	s.mu.Unlock()
