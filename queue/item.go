@@ -88,7 +88,13 @@ import (
 //     names it, and a recipient whose state names a delay notice never
 //     gets another. Apply reports a Delayed id only from a pending
 //     update, so a delay notice delivered long ago is never spooled
-//     again when the same recipient's final record is folded.
+//     again when the same recipient's final record is folded. An
+//     "expanded" notice (RFC 3461 section 5.2.7.3) follows rule 7 then
+//     this rule: the expansion is spooled, then the alias recipient's
+//     acceptance record names the notice, then the notice is spooled;
+//     a crash before the record leaves the alias pending with its
+//     expansion never tried, and the next run's record (rule 7's
+//     recovery) is the one that names the notice.
 //
 // The tests kill a run at each Step (send's TestKillAtEachStep) and at
 // random instants (cmd/smtp-send's TestKillSendAnywhere) and check exactly
@@ -265,14 +271,15 @@ func (it *Item) Load(now time.Time) error {
 // recipient is left pending and none failed, the record is the removal
 // of the message; otherwise a journal line.
 //
-// An update whose Rcpt.Action the transport set ("relayed" or
-// "delivered") gets a success notice when the sender asked for one
-// (wantSuccessNotice): those recipients are recorded with the notice's
-// queue id in Rcpt.DSN, by a journal line even when nothing is left to
-// do, and the notice is spooled before RecordAccepted returns (rule 8);
-// the other updates lose their Action. set is changed accordingly. now
-// is the notice's arrival time. An error (the broken item's, or a
-// write's) means the outcome may not be recorded: stop the run.
+// An update whose Rcpt.Action the transport set ("relayed",
+// "delivered", or "expanded" for an alias) gets a success notice when
+// the sender asked for one (wantSuccessNotice): those recipients are
+// recorded with the notice's queue id in Rcpt.DSN, by a journal line
+// even when nothing is left to do, and the notice is spooled before
+// RecordAccepted returns (rule 8); the other updates lose their Action.
+// set is changed accordingly. now is the notice's arrival time. An error
+// (the broken item's, or a write's) means the outcome may not be
+// recorded: stop the run.
 func (it *Item) RecordAccepted(now time.Time, set []Update) error {
 	if it.err != nil {
 		return it.err
@@ -325,7 +332,8 @@ func (it *Item) RecordAccepted(now time.Time, set []Update) error {
 // next hop will not report success, or this was the final delivery), the
 // reverse-path is not null (RFC 3461 section 6.2: never a notice for a
 // notice) and the recipient's NOTIFY names SUCCESS (section 4.1; without
-// NOTIFY, no success notice).
+// NOTIFY, no success notice). The same holds for an alias recipient
+// recorded with Action "expanded".
 func (it *Item) wantSuccessNotice(u Update) bool {
 	return u.Status == Done && u.Action != "" && it.msg.From != "" &&
 		strings.Contains(it.msg.RcptDSN(u.Index).Notify, "SUCCESS")
@@ -496,7 +504,7 @@ type Notice struct {
 
 // NoticeAction is the RFC 3464 Action (section 2.3.3) with which a notice
 // reports r: "failed" for a failed recipient, "delayed" for a pending
-// one, r.Action ("relayed" or "delivered") for a done one.
+// one, r.Action ("relayed", "delivered" or "expanded") for a done one.
 func (r Rcpt) NoticeAction() string {
 	switch r.Status {
 	case Failed:

@@ -174,7 +174,9 @@ type Rcpt struct {
 	// notice: "relayed" when the next hop took the message without
 	// offering DSN, so that it will not report success (RFC 3461
 	// section 5.2.2), "delivered" for a final delivery by a local
-	// transport (section 5.2.3). In RecordAccepted's updates it is the
+	// transport (section 5.2.3), "expanded" for an alias recipient
+	// handed to its expansion of several addresses (section 5.2.7.3;
+	// rule 7 then rule 8 in item.go). In RecordAccepted's updates it is the
 	// transport's offer; it stays only when the notice is spooled (DSN
 	// names it). Absent from files written before success notices.
 	Action string `json:"action,omitempty"`

@@ -22,10 +22,30 @@ import (
 // ordering rule 7). The alias recipient itself is then done. An
 // expansion is delivered by the same worker right after its original,
 // and is never expanded again: its recipients are final.
+//
+// DSN (RFC 3461 section 5.2.7): an alias of several addresses is a
+// "multiple-recipient alias" (section 5.2.7.3): the alias recipient is
+// recorded with Action "expanded", so that a sender whose NOTIFY names
+// SUCCESS gets one "expanded" success notice for it (Status 2.0.0, RFC
+// 3464 section 2.3.3; none for the null reverse-path), spooled by queue
+// ordering rules 7 and 8 (exactly once across a crash), and its
+// addresses get its NOTIFY without SUCCESS (NEVER when nothing else is
+// left), so that the sender is not told of each delivery. An alias of
+// one address is a "single-recipient alias" (section 5.2.7.2), a
+// forwarding treated as a relay: no notice at the alias, its NOTIFY
+// passed on whole, so that the one address's own delivery (or the next
+// hop) reports success. This is Postfix's rule for virtual aliases
+// (cleanup(8)); Postfix's local(8) reports "expanded" even for one
+// address, which tells the sender less (a non-final action, RFC 3464
+// section 2.3.3, where a final "delivered" or "relayed" will come). Both
+// kinds pass the ORCPT on, or the alias's own address when the client
+// gave none (section 4.2), so that a later notice names the address the
+// sender used.
 
 // ExpandedStage is the Stage recorded for an alias recipient handed to
-// its expansion (queue.Rcpt.Stage): a notice of success reports such a
-// recipient with Action: expanded (RFC 3464 section 2.3.3).
+// its expansion (queue.Rcpt.Stage), and the Action of one whose alias
+// has several addresses: a notice of success reports it with Action:
+// expanded (RFC 3464 section 2.3.3).
 const ExpandedStage = "expanded"
 
 // maxDeliveredToScan bounds the octets of the header section read to
@@ -52,6 +72,7 @@ func (w *worker) expand(x *msg, todo []int) (rest []int, expansions []string, er
 		return !sh && r.Kind.Local()
 	}
 	var looped map[string]bool // Delivered-To: addresses, read once
+	var done []expanded        // spooled, to record at once (rule 7)
 	for _, i := range todo {
 		addr := m.To[i]
 		r, sh := cfg.Route(addr)
@@ -95,40 +116,65 @@ func (w *worker) expand(x *msg, todo []int) (rest []int, expansions []string, er
 			w.r.setFatal(err)
 			return nil, nil, err
 		}
-		if err := x.recordExpanded(i, id, len(to)); err != nil {
+		done = append(done, expanded{i, id, len(to)})
+		expansions = append(expansions, id)
+	}
+	if len(done) > 0 {
+		if err := x.recordExpanded(done); err != nil {
 			return nil, nil, err
 		}
-		expansions = append(expansions, id)
 	}
 	return rest, expansions, nil
 }
 
-// recordExpanded records alias recipient i as done, handed to expansion
-// id of n addresses, n < 0 when not known (ordering rule 7: after the
-// expansion is spooled).
-func (x *msg) recordExpanded(i int, id string, n int) error {
+// expanded is an alias recipient handed to its expansion: its index, the
+// expansion's queue id and its number of addresses.
+type expanded struct {
+	i  int
+	id string
+	n  int
+}
+
+// recordExpanded records the alias recipients of done as done, in one
+// acceptance record (ordering rule 7: after their expansions are
+// spooled). A recipient whose expansion has several addresses is
+// recorded with Action "expanded": RecordAccepted then gives the
+// recipients whose NOTIFY names SUCCESS one success notice (rule 8).
+func (x *msg) recordExpanded(done []expanded) error {
 	r, st := x.w.r, x.it.State
-	text := fmt.Sprintf("alias expanded to %d address(es), queue id %s", n, id)
-	if n < 0 {
-		text = "alias expanded, queue id " + id
+	now := r.now()
+	set := make([]queue.Update, 0, len(done))
+	for _, d := range done {
+		text := fmt.Sprintf("alias expanded to %d address(es), queue id %s", d.n, d.id)
+		if d.n < 0 {
+			text = "alias expanded, queue id " + d.id
+		}
+		rc := queue.Rcpt{Addr: st.Rcpts[d.i].Addr, Status: queue.Done, Enhanced: "2.0.0", Stage: ExpandedStage, Text: text, At: now}
+		if d.n != 1 {
+			rc.Action = actionExpanded // RFC 3461 section 5.2.7.3
+		}
+		set = append(set, queue.Update{Index: d.i, Rcpt: rc})
 	}
-	rc := queue.Rcpt{Addr: st.Rcpts[i].Addr, Status: queue.Done, Enhanced: "2.0.0", Stage: ExpandedStage, Text: text, At: r.now()}
-	if err := x.it.RecordAccepted(rc.At, []queue.Update{{Index: i, Rcpt: rc}}); err != nil {
+	if err := x.it.RecordAccepted(now, set); err != nil {
 		r.setFatal(err)
 		return err
 	}
-	x.w.logRcpt(x, i, ExpandedStage, st.Rcpts[i])
+	for _, d := range done {
+		x.w.logRcpt(x, d.i, ExpandedStage, st.Rcpts[d.i])
+	}
 	return nil
 }
 
 // expansionDSN returns the DSN parameters of the n addresses of an
-// alias's expansion (RFC 3461 section 6.2.7): the alias's NOTIFY without
-// SUCCESS (its success is the expansion itself; NEVER if nothing else is
-// left), and its ORCPT, or the alias's own address as the original
-// recipient when the client gave none (RFC 3461 section 4.2).
+// alias's expansion (RFC 3461 section 5.2.7): for several addresses, the
+// alias's NOTIFY without SUCCESS (its success is the "expanded" notice;
+// NEVER if nothing else is left, section 5.2.7.3), for one, the alias's
+// NOTIFY as it is (section 5.2.7.2); and its ORCPT, or the alias's own
+// address as the original recipient when the client gave none (section
+// 4.2: an ORCPT the relaying MTA adds names the recipient it received).
 func expansionDSN(p spool.RcptDSN, addr string, n int) []spool.RcptDSN {
 	notify := p.Notify
-	if notify != "" && notify != "NEVER" {
+	if n != 1 && notify != "" && notify != "NEVER" {
 		var keep []string
 		for _, k := range strings.Split(notify, ",") {
 			if k != "SUCCESS" {
@@ -210,6 +256,20 @@ func splitAddr(addr string) (local, dom string) {
 // lower case throughout.
 func foldAddr(addr string) string { return ascii.Lower(addr) }
 
+// expansionSize returns the number of addresses of expansion id, read
+// from its envelope in queue/, or -1 when it cannot be read (which
+// recordExpanded takes as several: an "expanded" notice, which claims
+// the least).
+func (w *worker) expansionSize(id string) int {
+	m, err := w.r.q.Spool().OpenMessage(id)
+	if err != nil {
+		w.r.log.Warn("cannot read an alias expansion's envelope", "expansion", id, "err", err)
+		return -1
+	}
+	defer m.Close()
+	return len(m.To)
+}
+
 // recoverExpansion completes ordering rule 7 for expansion id, found in
 // queue/ never tried: its original p, if still queued, records the
 // alias recipient i as done when a crash came between the expansion's
@@ -227,7 +287,7 @@ func (w *worker) recoverExpansion(p *queue.Entry, i int, id string) {
 		return
 	}
 	w.r.log.Warn("recording an alias expansion a crash interrupted", "id", p.ID, "expansion", id)
-	if x.recordExpanded(i, id, -1) != nil {
+	if x.recordExpanded([]expanded{{i, id, w.expansionSize(id)}}) != nil {
 		return
 	}
 	if !x.it.Gone() {

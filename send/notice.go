@@ -22,10 +22,12 @@ const maxReturnedHeaders = 256 << 10
 // RFC 3464 Action (queue.Rcpt.NoticeAction of the first, the same for
 // every recipient: one kind a notice): "failed"
 // (a bounce), "delayed" (RFC 3461 section 6.2.2.3: still being retried,
-// with Will-Retry-Until when n.RetryUntil is set) or "relayed" and
-// "delivered" (a success notice, sections 6.2.2.1 and 6.2.2.2); the
-// Subject, the human-readable text and each recipient's Status class (5
-// or 4, 4, 2) follow it. It is multipart/report;
+// with Will-Retry-Until when n.RetryUntil is set) or "relayed",
+// "delivered" and "expanded" (a success notice, sections 6.2.2.1 and
+// 6.2.2.2; "expanded": an alias of several addresses took the message,
+// RFC 3461 section 5.2.7.3 and RFC 3464 section 2.3.3); the Subject, the
+// human-readable text and each recipient's Status class (5 or 4, 4, 2)
+// follow it. It is multipart/report;
 // report-type=delivery-status (RFC 6522, formerly RFC 3462) with
 //
 //  1. a human-readable text/plain part in UTF-8, quoted-printable (RFC
@@ -117,6 +119,10 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 		}
 	case actionDelivered:
 		fmt.Fprintf(q, "Your message was delivered to the mailboxes of the recipients below, as you asked to be told.\r\n")
+	case actionExpanded:
+		fmt.Fprintf(q, "Your message reached the recipients below, as you asked to be told.\r\n")
+		fmt.Fprintf(q, "Each is an alias that passed it on to several addresses: you may still\r\n")
+		fmt.Fprintf(q, "hear of a failure from one of them.\r\n")
 	default:
 		fmt.Fprintf(q, "Your message was passed on for the recipients below, as you asked to be told, to a mail\r\n")
 		fmt.Fprintf(q, "system that will not report its delivery: you may still hear of a failure from further on.\r\n")
@@ -147,6 +153,10 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 			// A local delivery's words name files and commands of
 			// this host: a success notice keeps them to itself.
 			why = "delivered to the mailbox"
+		case action == actionExpanded:
+			// How many addresses, and their queue id, are the alias's
+			// business (RFC 3461 section 5.2.7.4).
+			why = "expanded by an alias"
 		case action != actionFailed:
 			why = action + ": " + why
 		case rc.Expired:
@@ -252,6 +262,9 @@ func WriteNotice(w io.Writer, host string, n *queue.Notice) error {
 const (
 	actionFailed  = "failed"
 	actionDelayed = "delayed"
+	// actionExpanded reports an alias recipient handed to its expansion
+	// of several addresses (ExpandedStage, alias.go).
+	actionExpanded = ExpandedStage
 )
 
 // noticeSubjects is the Subject of each kind of notice.
@@ -260,6 +273,7 @@ var noticeSubjects = map[string]string{
 	actionDelayed:   "Delayed Mail (still being retried)",
 	actionRelayed:   "Successful Mail Delivery Report",
 	actionDelivered: "Successful Mail Delivery Report",
+	actionExpanded:  "Successful Mail Delivery Report",
 }
 
 // noticeAction is the Action field of rc (queue.Rcpt.NoticeAction); a
@@ -275,14 +289,15 @@ func noticeAction(rc queue.Rcpt) string {
 
 // actionStatus is the Status field of rc reported with action: its own
 // RFC 3463 code (dsnStatus) when of the class the action requires (RFC
-// 3464 section 2.3.4: 2 for relayed and delivered, 4 for delayed, 4 or 5
-// for failed, where 4 is an expired deferral), else the class's X.0.0.
+// 3464 section 2.3.4: 2 for relayed, delivered and expanded, 4 for
+// delayed, 4 or 5 for failed, where 4 is an expired deferral), else the
+// class's X.0.0.
 func actionStatus(rc queue.Rcpt, action string) string {
 	classes, other := "45", "5.0.0"
 	switch action {
 	case actionDelayed:
 		classes, other = "4", "4.0.0"
-	case actionRelayed, actionDelivered:
+	case actionRelayed, actionDelivered, actionExpanded:
 		classes, other = "2", "2.0.0"
 	}
 	if s := dsnStatus(rc); strings.Contains(classes, s[:1]) {

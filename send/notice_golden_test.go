@@ -55,6 +55,12 @@ func TestNoticeGolden(t *testing.T) {
 		{"delivered", "sender@example.org", plain, []queue.Rcpt{{Addr: "b@example.net", Status: queue.Done,
 			Enhanced: "2.0.0", Text: "delivered to maildir /var/mail/b/", Stage: "local", Relay: maildirRelay, At: at.Add(time.Minute),
 			Action: "delivered", DSN: "20261121T100500.0123456789abcdef"}}, ""},
+		// An alias of several addresses took the message (RFC 3461
+		// section 5.2.7.3): how many, and the expansion's queue id,
+		// stay out of the notice.
+		{"expanded", "sender@example.org", plain, []queue.Rcpt{{Addr: "staff@example.org", Status: queue.Done,
+			Enhanced: "2.0.0", Text: "alias expanded to 2 address(es), queue id 20261121T100000.fedcba9876543210-a1",
+			Stage: ExpandedStage, At: at.Add(time.Minute), Action: "expanded", DSN: "20261121T100500.0123456789abcdef"}}, ""},
 		// A delay notice: still pending, the last deferral, Will-Retry-Until.
 		{"delayed", "sender@example.org", plain, []queue.Rcpt{{Addr: "c@example.net", Code: 451, Enhanced: "4.3.0",
 			Text: "try again later", Stage: "rcpt", Relay: "[192.0.2.1]:25", At: at.Add(4 * time.Hour),

@@ -36,7 +36,7 @@ var statusRE = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
 
 // actionClasses are the Status classes each Action allows (RFC 3464
 // section 2.3.4): an expired deferral fails with its 4.x.x.
-var actionClasses = map[string]string{"failed": "45", "delayed": "4", "relayed": "2", "delivered": "2"}
+var actionClasses = map[string]string{"failed": "45", "delayed": "4", "relayed": "2", "delivered": "2", "expanded": "2"}
 
 // checkNotice checks that out is a valid notification, whatever went into
 // it, and returns its parts. The properties: every line at most maxLine
@@ -259,6 +259,7 @@ func FuzzNotice(f *testing.F) {
 	f.Add("Subject: \xe9t\xe9\x00\r\nX: a\rb\nY: c\r\n\r\n", "a\r\nb\x00\x1b[31m\xff", "a\x01b@x", "s@x", true, uint8(2))
 	f.Add("no header at all\r\n", "", "\"a b\"@x", "", false, uint8(3))
 	f.Add("Subject: x\r\n\r\n", "0", " ", "0", false, uint8(4))
+	f.Add(hdr, "alias expanded", "staff@example.org", "s@example.org", false, uint8(5))
 	f.Add(hdr, "no such user", "b@example.net", "s@example.org", false, uint8(0x80))
 	f.Add("Subject: \xe9t\xe9\r\n\r\nb\xc3\xa9\r\n", "no", "b@x", "s@x", false, uint8(0x80))
 	f.Add("Subject: x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\nd\xc3\xa9j\xc3\xa0\r\n--=_20261121T100000.0123456789abcdef\r\n", "no", "b@x", "s@x", false, uint8(0x80))
@@ -275,7 +276,7 @@ func FuzzNotice(f *testing.F) {
 var hostileKinds = []struct {
 	status queue.RcptStatus
 	action string
-}{{queue.Failed, ""}, {queue.Pending, ""}, {queue.Done, "relayed"}, {queue.Done, "delivered"}, {queue.Done, "bogus"}}
+}{{queue.Failed, ""}, {queue.Pending, ""}, {queue.Done, "relayed"}, {queue.Done, "delivered"}, {queue.Done, "expanded"}, {queue.Done, "bogus"}}
 
 // checkHostileNotice checks the notification of kind (hostileKinds) for
 // a message with content orig from sender, refused (or deferred, or
