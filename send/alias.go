@@ -34,13 +34,17 @@ import (
 // one address is a "single-recipient alias" (section 5.2.7.2), a
 // forwarding treated as a relay: no notice at the alias, its NOTIFY
 // passed on whole, so that the one address's own delivery (or the next
-// hop) reports success. This is Postfix's rule for virtual aliases
-// (cleanup(8)); Postfix's local(8) reports "expanded" even for one
-// address, which tells the sender less (a non-final action, RFC 3464
-// section 2.3.3, where a final "delivered" or "relayed" will come). Both
-// kinds pass the ORCPT on, or the alias's own address when the client
-// gave none (section 4.2), so that a later notice names the address the
-// sender used.
+// hop) reports success, with the alias as its Original-Recipient.
+// Postfix differs there: both its local(8) and its virtual aliases
+// (cleanup(8)) report "expanded" for one address too, holding that the
+// forwarding is "none of the sender's business"; but RFC 3464 section
+// 2.3.3 defines "expanded" as forwarded to multiple addresses, a
+// non-final action, where a final "delivered" or "relayed" tells the
+// sender more. The cost: that notice names the one address the alias
+// forwards to (an alias that must stay confidential, RFC 3461 section
+// 5.2.7.4, is not supported). Both kinds pass the ORCPT on, or the
+// alias's own address when the client gave none (section 4.2), so that
+// a later notice names the address the sender used.
 
 // ExpandedStage is the Stage recorded for an alias recipient handed to
 // its expansion (queue.Rcpt.Stage), and the Action of one whose alias
