@@ -55,7 +55,7 @@ type Expansion struct {
 	Index int
 	// To are the addresses it expands to, at most spool.MaxRecipients.
 	To []string
-	// DSN are the DSN parameters of each of To (RFC 3461 section 6.2.7:
+	// DSN are the DSN parameters of each of To (RFC 3461 section 5.2.7:
 	// the alias's NOTIFY and ORCPT carried over).
 	DSN []spool.RcptDSN
 	// Header is prepended to the message data: the "Delivered-To:" field
