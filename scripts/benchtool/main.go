@@ -19,7 +19,8 @@
 //
 // Usage: benchtool -stdio BINARY [-n sessions] [-big MiB]
 // With the argument "mxflush" it is the direct-MX flush of
-// scripts/bench-send instead (mxflush.go).
+// scripts/bench-send instead (mxflush.go); with "localflush", its
+// maildir and LMTP flushes (localflush.go).
 // With the single argument "floor-child" it is the floor's trivial binary.
 package main
 
@@ -46,6 +47,12 @@ func main() {
 	}
 	if os.Getenv("FLOOR_CERT") != "" {
 		tlsFloorChild()
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "localflush" {
+		if err := localFlush(os.Args[2:]); err != nil {
+			die(err)
+		}
 		return
 	}
 	if len(os.Args) > 1 && os.Args[1] == "mxflush" {
