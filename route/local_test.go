@@ -1,6 +1,7 @@
 package route
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -97,5 +98,52 @@ func TestExpand(t *testing.T) {
 	}
 	if _, err := r.Expand("postmaster"); err == nil {
 		t.Error("an address without a domain expanded")
+	}
+}
+
+// users= on each local transport: the file is kept in Route.Users and
+// taken out of the option words (a pipe's other options and arguments
+// stay as they were); Routes lists the routes in line order. Elsewhere,
+// relative, unclean or twice, it is an error naming the line.
+func TestUsersOption(t *testing.T) {
+	tb, err := Parse(strings.NewReader(`a.test lmtp:unix:/run/lmtp users=/etc/aliases
+b.test maildir:/var/vmail/%u/ users=/etc/aliases
+c.test mbox:/var/mail/%u users=/etc/users
+d.test pipe:/usr/bin/deliver per=recipient users=/etc/aliases timeout=30s -- users=/x ${recipient}
+e.test maildir:/var/vmail/%u/
+`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range tb.Routes() {
+		got = append(got, r.Pattern+"="+r.Users)
+	}
+	if want := "a.test=/etc/aliases b.test=/etc/aliases c.test=/etc/users d.test=/etc/aliases e.test="; strings.Join(got, " ") != want {
+		t.Errorf("Routes: %q, want %q", got, want)
+	}
+	r, _ := tb.Lookup("x@d.test")
+	if args := r.Pipe.Args(Vars{Rcpts: []string{"x@d.test"}}); !r.Pipe.PerRecipient || r.Pipe.Timeout != 30*time.Second ||
+		!reflect.DeepEqual(args, []string{"users=/x", "x@d.test"}) {
+		t.Errorf("pipe %+v, args %q", r.Pipe, args)
+	}
+	for _, tc := range []struct{ line, want string }{
+		{"* maildir:/m/%u/ users=etc/aliases", "absolute, clean path"},
+		{"* maildir:/m/%u/ users=/etc/../aliases", "absolute, clean path"},
+		{"* mbox:/m/%u users=/a users=/b", "given twice"},
+		{"* smtp: users=/etc/aliases", "users"},
+		{"* error:5.1.1 users=/etc/aliases", ""},
+	} {
+		_, err := Parse(strings.NewReader("x.test smtp:\n"+tc.line+"\n"), "t")
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%q: %v (an error route's text)", tc.line, err)
+			}
+			continue
+		}
+		var le *LineError
+		if !errors.As(err, &le) || le.Line != 2 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want line 2 with %q", tc.line, err, tc.want)
+		}
 	}
 }

@@ -34,6 +34,9 @@
 //	tls=none|may|encrypt|verify   smtp: the TLS policy of the route (see TLSPolicy)
 //	per=message|recipient         pipe: one run per message or per recipient
 //	timeout=duration              pipe: the command's time limit
+//	users=/path                   lmtp, maildir, mbox, pipe: the aliases(5)
+//	                              file naming the local parts the route
+//	                              delivers; any other fails with 5.1.1
 //
 // A pipe route's arguments follow its options (after "--", or from the
 // first word that is not an option).
@@ -48,6 +51,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -158,6 +163,10 @@ type Route struct {
 	Path string
 	// Pipe is the command of a pipe route.
 	Pipe *Command
+	// Users is the users= file of a local route, "" for none: an
+	// aliases(5) file (package alias) whose names are the local parts
+	// the route delivers; a recipient with another fails with 5.1.1.
+	Users string
 	// Pattern is the table's pattern that chose this route, as written;
 	// Line is its line number (from 1) and File the table's name. A
 	// route that no table line chose has Line 0.
@@ -338,6 +347,20 @@ func parseTransport(tr string, rest []string) (*Route, error) {
 	if !ok {
 		return nil, fmt.Errorf("transport %q without a colon (want smtp:, error:, lmtp:, maildir:, mbox: or pipe:)", tr)
 	}
+	var users string
+	switch k := ascii.Lower(kind); k {
+	case "lmtp", "maildir", "mbox", "pipe":
+		var err error
+		if users, rest, err = cutUsers(rest); err != nil {
+			return nil, err
+		}
+		r, err := parseLocal(k, hop, rest)
+		if err != nil {
+			return nil, err
+		}
+		r.Users = users
+		return r, nil
+	}
 	switch ascii.Lower(kind) {
 	case "error":
 		return parseError(hop, rest)
@@ -353,6 +376,65 @@ func parseTransport(tr string, rest []string) (*Route, error) {
 		return parsePipe(hop, rest)
 	}
 	return nil, fmt.Errorf("unknown transport %q (want smtp:, error:, lmtp:, maildir:, mbox: or pipe:)", kind+":")
+}
+
+// parseLocal parses the next hop and options of a local transport.
+func parseLocal(kind, hop string, rest []string) (*Route, error) {
+	switch kind {
+	case "lmtp":
+		return parseLMTP(hop, rest)
+	case "maildir":
+		return parseTemplate(Maildir, hop, rest)
+	case "mbox":
+		return parseTemplate(Mbox, hop, rest)
+	}
+	return parsePipe(hop, rest)
+}
+
+// cutUsers takes the users= option out of the option words of a local
+// route: those before "--" or the first word that is not key=value with
+// a key of a local route (a pipe's arguments follow its options). It
+// returns the file, "" for none, and the other words in their order; an
+// error for a path that is not absolute and clean, or users= twice.
+func cutUsers(words []string) (string, []string, error) {
+	users, out := "", make([]string, 0, len(words))
+	for i, w := range words {
+		k, v, ok := strings.Cut(w, "=")
+		if w == "--" || !ok || (k != "users" && k != "per" && k != "timeout") {
+			out = append(out, words[i:]...)
+			break
+		}
+		if k != "users" {
+			out = append(out, w)
+			continue
+		}
+		if users != "" {
+			return "", nil, errors.New("option users= given twice")
+		}
+		if !strings.HasPrefix(v, "/") || filepath.Clean(v) != v {
+			return "", nil, fmt.Errorf("users=%s: want the absolute, clean path of an aliases(5) file", v)
+		}
+		users = v
+	}
+	return users, out, nil
+}
+
+// Routes returns every route of the table, in the order of its lines.
+func (t *Table) Routes() []Route {
+	if t == nil {
+		return nil
+	}
+	var out []Route
+	for _, m := range []map[string]*Route{t.addrs, t.domains, t.subs} {
+		for _, r := range m {
+			out = append(out, *r)
+		}
+	}
+	if t.def != nil {
+		out = append(out, *t.def)
+	}
+	slices.SortFunc(out, func(a, b Route) int { return a.Line - b.Line })
+	return out
 }
 
 // parseError parses "5.x.y" and the text of an error route.

@@ -11,6 +11,7 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/alias"
 	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/queue"
+	"github.com/smtp-stdio/smtp-stdio/route"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -65,10 +66,9 @@ const maxDeliveredToScan = 1 << 20
 func (w *worker) expand(x *msg, todo []int) (rest []int, expansions []string, err error) {
 	cfg := &w.r.cfg
 	m := x.it.Message()
-	if cfg.Aliases.Len() == 0 {
-		return todo, nil, nil
-	}
-	if _, _, ok := queue.ExpansionOf(m.QueueID); ok {
+	_, _, isExpansion := queue.ExpansionOf(m.QueueID)
+	aliasing := cfg.Aliases.Len() > 0 && !isExpansion
+	if !aliasing && len(cfg.Users) == 0 {
 		return todo, nil, nil
 	}
 	isLocal := func(dom string) bool {
@@ -81,6 +81,14 @@ func (w *worker) expand(x *msg, todo []int) (rest []int, expansions []string, er
 		addr := m.To[i]
 		r, sh := cfg.Route(addr)
 		if sh || !r.Kind.Local() {
+			rest = append(rest, i)
+			continue
+		}
+		if f := cfg.unknownUser(r, addr); f != nil {
+			x.results[i] = f
+			continue
+		}
+		if !aliasing {
 			rest = append(rest, i)
 			continue
 		}
@@ -297,4 +305,53 @@ func (w *worker) recoverExpansion(p *queue.Entry, i int, id string) {
 	if !x.it.Gone() {
 		w.settle(x, false)
 	}
+}
+
+// unknownUser returns the failure of recipient addr on local route r
+// when the route has a users= file that does not name its local part
+// (ASCII case ignored): 5.1.1, bad destination mailbox (RFC 3463), a
+// notice to the sender. postmaster always passes (RFC 5321 section
+// 4.5.1). It returns nil otherwise, and a deferral (4.3.0) when the file
+// was not loaded (loadUsers).
+func (c *Config) unknownUser(r route.Route, addr string) *Failure {
+	if r.Users == "" {
+		return nil
+	}
+	local, _ := splitAddr(addr)
+	if ascii.EqualFold(local, "postmaster") {
+		return nil
+	}
+	tb, ok := c.Users[r.Users]
+	switch {
+	case !ok:
+		return localFailure("", "4.3.0", "users file "+r.Users+" not loaded")
+	case tb.Has(local):
+		return nil
+	}
+	return localFailure("", "5.1.1", "no such user here: "+local+" is not in "+r.Users+
+		" (users= of "+r.File+" line "+strconv.Itoa(r.Line)+")")
+}
+
+// LoadUsers reads the users= file of every route of c.Routes not yet in
+// c.Users (package alias), so that a run never reads one in the middle
+// of a delivery. It returns an error naming the route's line and the
+// file's error (a missing file, or a *alias.LineError).
+func (c *Config) LoadUsers() error {
+	for _, r := range c.Routes.Routes() {
+		if r.Users == "" {
+			continue
+		}
+		if _, ok := c.Users[r.Users]; ok {
+			continue
+		}
+		tb, err := alias.Load(r.Users)
+		if err != nil {
+			return fmt.Errorf("%s line %d: users=: %w", r.File, r.Line, err)
+		}
+		if c.Users == nil {
+			c.Users = map[string]*alias.Table{}
+		}
+		c.Users[r.Users] = tb
+	}
+	return nil
 }

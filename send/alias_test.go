@@ -248,3 +248,44 @@ func TestKillAliasAtEachStep(t *testing.T) {
 		})
 	}
 }
+
+// users= on a local route: a recipient whose local part the file does
+// not name fails with 5.1.1 and a notice, before any delivery; a name
+// (ASCII case ignored) and postmaster pass; with aliases, an expanded
+// address is checked too when its expansion is delivered.
+func TestRouteUsers(t *testing.T) {
+	mail := t.TempDir()
+	users := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(users, []byte("alice: alice\nstaff: alice, carol\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := aliasFixture(t, "maildir:"+mail+"/%d/%u/ users="+users, "staff: alice, carol\n")
+	tb, err := route.Parse(strings.NewReader("example.org maildir:"+mail+"/%d/%u/ users="+users+"\nother.test maildir:"+mail+"/%d/%u/\n"), "routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s.Config.Routes = tb
+	f.queue("s@other.test", []string{"ALICE@example.org", "bob@example.org", "Postmaster@example.org", "staff@example.org"}, body("users"))
+	f.run(false)
+	f.run(true)
+	for a, n := range map[string]int{"alice": 2, "bob": 0, "postmaster": 1, "carol": 0, "staff": 0} {
+		if got := len(maildirFiles(t, filepath.Join(mail, "example.org", a), "new")); got != n {
+			t.Errorf("%s has %d messages, want %d", a, got, n)
+		}
+	}
+	notices := maildirFiles(t, filepath.Join(mail, "other.test", "s"), "new")
+	if len(notices) != 2 {
+		t.Fatalf("%d notices, want 2 (bob's, then carol's from the expansion)", len(notices))
+	}
+	var all string
+	for _, n := range notices {
+		b, _ := os.ReadFile(filepath.Join(mail, "other.test", "s", "new", n))
+		all += string(b)
+	}
+	for _, want := range []string{"Final-Recipient: rfc822; bob@example.org", "Final-Recipient: rfc822; carol@example.org",
+		"Status: 5.1.1", "no such user here"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("notices lack %q:\n%s", want, all)
+		}
+	}
+}

@@ -194,6 +194,9 @@ type Config struct {
 	// applies, before routing, to the recipients that Routes sends to a
 	// local transport (alias.go).
 	Aliases *alias.Table
+	// Users are the users= files of Routes' local routes, by path (see
+	// LoadUsers; Run loads any missing).
+	Users map[string]*alias.Table
 	// DNS is the "host:port" of the DNS server that MX delivery asks
 	// (SMTP_SEND_DNS), "" for those of /etc/resolv.conf.
 	DNS string

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -102,6 +103,10 @@ func (s *Sender) Run(ctx context.Context, all bool) (Stats, error) {
 		all: all, start: time.Now()}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.cfg.Users = maps.Clone(r.cfg.Users)
+	if err := r.cfg.LoadUsers(); err != nil {
+		return Stats{}, err
 	}
 	if r.now == nil {
 		r.now = time.Now

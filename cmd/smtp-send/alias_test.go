@@ -67,3 +67,30 @@ func TestAliasFileBad(t *testing.T) {
 		}
 	}
 }
+
+// users= naming a missing or bad file is a configuration error (exit
+// 78) naming the route table's line, before anything is sent.
+func TestRouteUsersBad(t *testing.T) {
+	dir, mail := t.TempDir(), t.TempDir()
+	queue(t, dir, "a@example.org")
+	users := filepath.Join(t.TempDir(), "users")
+	routes := filepath.Join(t.TempDir(), "routes")
+	if err := os.WriteFile(routes, []byte("# local\nexample.org maildir:"+mail+"/%u/ users="+users+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"SMTP_SPOOL_DIR=" + dir, "SMTP_HOSTNAME=client.test", "SMTP_SEND_ROUTES=" + routes}
+	r := runBinary(t, env)
+	if r.code != exConfig || !strings.Contains(r.stderr, "routes line 2: users=: open "+users) {
+		t.Errorf("missing file: exit %d\n%s", r.code, r.stderr)
+	}
+	if err := os.WriteFile(users, []byte("a: |/bin/sh\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = runBinary(t, env)
+	if r.code != exConfig || !strings.Contains(r.stderr, "routes line 2: users=: "+users+" line 1") {
+		t.Errorf("bad file: exit %d\n%s", r.code, r.stderr)
+	}
+	if ents, _ := os.ReadDir(mail); len(ents) != 0 {
+		t.Errorf("delivered before the check")
+	}
+}

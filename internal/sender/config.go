@@ -135,6 +135,10 @@ func (c *Config) SendConfig() (send.Config, error) {
 			return sc, fmt.Errorf("SMTP_SEND_ALIASES: %w", err)
 		}
 	}
+	users := send.Config{Routes: routes}
+	if err := users.LoadUsers(); err != nil {
+		return sc, fmt.Errorf("SMTP_SEND_ROUTES: %w", err)
+	}
 	if c.SendDNS != "" {
 		if _, port, err := net.SplitHostPort(c.SendDNS); err != nil || port == "" {
 			return sc, fmt.Errorf("SMTP_SEND_DNS: %q is not host:port", c.SendDNS)
@@ -205,7 +209,7 @@ func (c *Config) SendConfig() (send.Config, error) {
 		DestinationConcurrency: c.SendDestinationConcurrency,
 		ConnectTimeout:         c.SendConnectTimeout, CommandTimeout: c.SendCommandTimeout,
 		DataTimeout: c.SendDataTimeout, BlockTimeout: c.SendBlockTimeout, TmpMaxAge: c.SendTmpMaxAge,
-		Routes: routes, Aliases: aliases, DNS: c.SendDNS, MXPort: c.SendMXPort, MXLoopback: c.SendMXLoopback,
+		Routes: routes, Aliases: aliases, Users: users.Users, DNS: c.SendDNS, MXPort: c.SendMXPort, MXLoopback: c.SendMXLoopback,
 		MTASTSCache: filepath.Join(c.SpoolDir, "mta-sts"),
 	}, nil
 }
