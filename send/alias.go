@@ -71,10 +71,6 @@ func (w *worker) expand(x *msg, todo []int) (rest []int, expansions []string, er
 	if !aliasing && len(cfg.Users) == 0 {
 		return todo, nil, nil
 	}
-	isLocal := func(dom string) bool {
-		r, sh := cfg.Route("postmaster@" + dom)
-		return !sh && r.Kind.Local()
-	}
 	var looped map[string]bool // Delivered-To: addresses, read once
 	var done []expanded        // spooled, to record at once (rule 7)
 	for _, i := range todo {
@@ -92,7 +88,7 @@ func (w *worker) expand(x *msg, todo []int) (rest []int, expansions []string, er
 			rest = append(rest, i)
 			continue
 		}
-		to, isAlias, xerr := cfg.Aliases.Expand(addr, isLocal)
+		to, isAlias, xerr := cfg.Aliases.Expand(addr, cfg.isLocalDomain)
 		if !isAlias {
 			rest = append(rest, i)
 			continue
@@ -354,4 +350,33 @@ func (c *Config) LoadUsers() error {
 		c.Users[r.Users] = tb
 	}
 	return nil
+}
+
+// isLocalDomain reports whether the route table sends domain dom (its
+// postmaster) to a local transport: the domains aliases apply to.
+func (c *Config) isLocalDomain(dom string) bool {
+	r, sh := c.Route("postmaster@" + dom)
+	return !sh && r.Kind.Local()
+}
+
+// explainLocal is the outcome --explain gives for recipient rcpt on the
+// local route r, after users= and aliases, or "" when neither applies.
+func (c *Config) explainLocal(r route.Route, rcpt string) string {
+	if err := c.LoadUsers(); err != nil {
+		return "defer: " + err.Error()
+	}
+	if f := c.unknownUser(r, rcpt); f != nil {
+		return "bounce at once: " + f.Enhanced + " " + f.Text
+	}
+	to, isAlias, err := c.Aliases.Expand(rcpt, c.isLocalDomain)
+	if !isAlias {
+		return ""
+	}
+	local, _ := splitAddr(rcpt)
+	where := c.Aliases.File() + " line " + strconv.Itoa(c.Aliases.Line(local))
+	if err != nil {
+		return "bounce at once: " + err.Error() + " (" + where + ")"
+	}
+	return fmt.Sprintf("alias (%s): queue an expansion to %s, each address routed on its own (smtp-send --explain each)",
+		where, strings.Join(to, ", "))
 }

@@ -1,6 +1,7 @@
 package send
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -286,6 +287,25 @@ func TestRouteUsers(t *testing.T) {
 		"Status: 5.1.1", "no such user here"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("notices lack %q:\n%s", want, all)
+		}
+	}
+}
+
+// --explain says what users= and the aliases do with a local recipient.
+func TestExplainAliasAndUsers(t *testing.T) {
+	users := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(users, []byte("alice: alice\nstaff: alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := aliasFixture(t, "maildir:/var/vmail/%d/%u/ users="+users, aliasFile)
+	cfg := f.s.Config
+	for rcpt, want := range map[string]string{
+		"staff@example.org": "alias (aliases line 4): queue an expansion to Alice@example.org, carol@other.test, each address routed",
+		"bob@example.org":   "bounce at once: 5.1.1 no such user here: bob is not in " + users,
+		"alice@example.org": "write the message into /var/vmail/example.org/alice/new/",
+	} {
+		if p := Explain(context.Background(), cfg, nil, rcpt); !strings.Contains(p.Outcome, want) {
+			t.Errorf("%s: outcome %q, want %q", rcpt, p.Outcome, want)
 		}
 	}
 }

@@ -78,6 +78,9 @@ func Explain(ctx context.Context, cfg Config, res Resolver, rcpt string) Plan {
 	}
 	if r.Kind.Local() {
 		p.Target, p.Outcome = localTarget(r, rcpt)
+		if o := cfg.explainLocal(r, rcpt); o != "" {
+			p.Outcome = o
+		}
 		return p
 	}
 	if r.Line == 0 {
