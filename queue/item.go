@@ -76,7 +76,7 @@ import (
 //     delivered, and gone, while P would still spool it again. An
 //     expansion is never expanded again. Each expanded address is thus
 //     queued exactly once.
-//  8. A success or delay notice (RFC 3461 section 6.2) is spooled once,
+//  8. A success or delay notice (RFC 3461 sections 4.1 and 5.2) is spooled once,
 //     in rule 2's order: its intent, in the journal, names its queue id
 //     before it is spooled, and Load completes an intent whose notice
 //     queue/ lacks. A success notice's intent is the acceptance record
@@ -330,8 +330,8 @@ func (it *Item) RecordAccepted(now time.Time, set []Update) error {
 // wantSuccessNotice reports whether the accepted recipient of u gets a
 // success notice from us: the transport offered one (Rcpt.Action: the
 // next hop will not report success, or this was the final delivery), the
-// reverse-path is not null (RFC 3461 section 6.2: never a notice for a
-// notice) and the recipient's NOTIFY names SUCCESS (section 4.1; without
+// reverse-path is not null (RFC 5321 section 4.5.5: never a notice for
+// a notice) and the recipient's NOTIFY names SUCCESS (section 4.1; without
 // NOTIFY, no success notice). The same holds for an alias recipient
 // recorded with Action "expanded".
 func (it *Item) wantSuccessNotice(u Update) bool {

@@ -133,7 +133,7 @@ type Config struct {
 	MinAttempts int
 	// DelayWarning is the age of a message (since its arrival) at which
 	// each recipient still deferred gets one delay notice (RFC 3461
-	// section 6.2.2.3, RFC 3464 Action: delayed): when its NOTIFY names
+	// section 4.1, RFC 3464 Action: delayed): when its NOTIFY names
 	// DELAY, or when it has no NOTIFY (section 4.1 leaves that to the
 	// MTA; Postfix's delay_warning_time and sendmail's Timeout.queuewarn
 	// do the same). Zero, the default here, means no delay notices at

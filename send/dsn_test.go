@@ -200,7 +200,7 @@ func TestDeliveredNotice(t *testing.T) {
 
 // TestDelayNotice: with DelayWarning 4h, a recipient still deferred once
 // the message is 4 hours old gets one delay notice (RFC 3461 section
-// 6.2.2.3) when its NOTIFY names DELAY or it has none, with Status 4.x.x
+// 4.1) when its NOTIFY names DELAY or it has none, with Status 4.x.x
 // from the last reply and Will-Retry-Until; never for NOTIFY=NEVER or a
 // NOTIFY without DELAY, never twice over later runs, never for a message
 // from <>. Before 4 hours, none.

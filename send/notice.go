@@ -21,10 +21,10 @@ const maxReturnedHeaders = 256 << 10
 // (our name: Reporting-MTA, From) reports. Its kind is its recipients'
 // RFC 3464 Action (queue.Rcpt.NoticeAction of the first, the same for
 // every recipient: one kind a notice): "failed"
-// (a bounce), "delayed" (RFC 3461 section 6.2.2.3: still being retried,
+// (a bounce), "delayed" (RFC 3461 section 4.1: still being retried,
 // with Will-Retry-Until when n.RetryUntil is set) or "relayed",
-// "delivered" and "expanded" (a success notice, sections 6.2.2.1 and
-// 6.2.2.2; "expanded": an alias of several addresses took the message,
+// "delivered" and "expanded" (a success notice, sections 5.2.2 and
+// 5.2.3; "expanded": an alias of several addresses took the message,
 // RFC 3461 section 5.2.7.3 and RFC 3464 section 2.3.3); the Subject, the
 // human-readable text and each recipient's Status class (5 or 4, 4, 2)
 // follow it. It is multipart/report;

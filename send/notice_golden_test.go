@@ -47,7 +47,7 @@ func TestNoticeGolden(t *testing.T) {
 			Code: 550, Enhanced: "5.1.1", Text: "bo\u00eete inconnue \u2014 \x1b[31mno\u202e such mailbox", Stage: "rcpt",
 			Relay: "smtp.example.org:587", At: at.Add(time.Minute)}}, ""},
 		{"no headers", "sender@example.org", "just a body line\r\n", []queue.Rcpt{refused}, ""},
-		// Success notices (RFC 3461 section 6.2.2): relayed to a next hop
+		// Success notices (RFC 3461 sections 5.2.2, 5.2.3): relayed to a next hop
 		// without DSN, delivered by a local transport.
 		{"relayed", "sender@example.org", plain, []queue.Rcpt{{Addr: "b@example.net", Status: queue.Done, Code: 250,
 			Enhanced: "2.0.0", Text: "Ok: queued as 4XyZ", Stage: "dot", Relay: "smtp.example.org:587", At: at.Add(time.Minute),

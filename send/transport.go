@@ -104,7 +104,7 @@ type Reply struct {
 	Relay string
 	// Action is the RFC 3464 Action of the success notice that a
 	// recipient with NOTIFY=SUCCESS gets from us (RFC 3461 section
-	// 6.2.2): "delivered" for a final delivery (the local transports:
+	// 5.2): "delivered" for a final delivery (section 5.2.3; the local transports:
 	// maildir, mbox, pipe, LMTP), "relayed" when the next hop does not
 	// offer DSN and so will not report success itself (section 5.2.2),
 	// "" when it does: NOTIFY was passed on, the notice is its to give.
