@@ -3,12 +3,18 @@ package queue
 import (
 	"cmp"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/smtp-stdio/smtp-stdio/ascii"
 	"github.com/smtp-stdio/smtp-stdio/spool"
@@ -123,9 +129,9 @@ func (q *Queue) List(now time.Time, all bool) ([]ListEntry, error) {
 // Walk reads the queue without the run lock (a run may be going on) and
 // calls fn with each message in queue/, with its state, ordered by
 // arrival; with all, also those in failed/ and corrupt/; only those f
-// selects. It takes each message's lock shared and at once lets it go,
-// only to tell whether a run is delivering it. A message that cannot be
-// read is shown with its error.
+// selects. It takes each message's lock shared, without waiting, only to
+// tell whether a run is delivering it, and lets it go at once by closing
+// the file. A message that cannot be read is shown with its error.
 //
 // Walk streams: it holds the file names of queue/ and state/ (tens of
 // bytes a message) and a bounded window of messages, never the whole
@@ -135,21 +141,39 @@ func (q *Queue) List(now time.Time, all bool) ([]ListEntry, error) {
 // the messages of one second are then put in arrival order (to the
 // nanosecond, then by id), in batches of up to maxSecond messages; a name
 // that is not a queue id stands alone where it sorts. Messages are read
-// by several goroutines at once (most of the cost is system calls), and
-// handed to fn in order. fn must not keep the *ListEntry it is given.
+// by several goroutines at once (most of the cost is system calls), a
+// batch of listBatch consecutive messages each, and handed to fn in
+// order. fn must not keep the *ListEntry it is given.
+//
+// The files of queue/ and state/ are read as spool.Peek and
+// spool.ReadFileAt read them: relative to their open directory, typed by
+// the directory listing (a name listed as anything but a regular file is
+// never opened), checked by fstat, with one read each when they fit in
+// spool.PeekBufSize bytes. With 100,000 messages that is about 5 system
+// calls a message (openat, fstat, pread, flock, close) and 4 a state
+// file, where spool.Open and LockMessage made 10 and ReadState 6.
 //
 // Walk returns fn's first error, which stops it, or the error of reading
 // a directory.
 func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) error) error {
 	// queue/ first, state/ second: a message arriving meanwhile has no
 	// state yet, so none is mistaken for another's (as Scan).
-	qnames, err := readNames(q.sp.Path(spool.QueueDir))
+	qd, err := openListDir(q.sp.Path(spool.QueueDir))
 	if err != nil {
 		return err
 	}
-	snames, err := readNames(q.sp.Path(StateDir))
+	defer qd.close()
+	sd, err := openListDir(q.sp.Path(StateDir))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
+	}
+	defer sd.close()
+	qnames := qd.names
+	qd.names = nil
+	var snames []string
+	if sd != nil {
+		snames = sd.names
+		sd.names = nil
 	}
 	// Names that are not ours (temporary, foreign) are left out, then
 	// the rest sorted by their message's id, to be merged with queue/.
@@ -173,23 +197,29 @@ func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) 
 		}
 	}
 
-	// The producer hands each message to the workers and, in order, to
-	// the consumer below, which waits for each one's entry.
+	// The producer hands each batch of messages to the workers and, in
+	// order, to the consumer below, which waits for each one's entries.
 	workers := min(max(4, 2*runtime.GOMAXPROCS(0)), 16)
-	jobs := make(chan *listJob)
-	order := make(chan *listJob, 4*workers)
+	jobs := make(chan *listBatch)
+	order := make(chan *listBatch, workers)
+	free := make(chan *listBatch, 2*workers+2) // batches to reuse
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range jobs {
-				if j.ref.area == spool.QueueDir {
-					j.out <- q.listQueued(&j.e, now)
-				} else {
-					j.out <- q.listArea(j.ref.area, j.ref.name, now)
+			buf := make([]byte, spool.PeekBufSize)
+			for b := range jobs {
+				for i := range b.jobs {
+					j := &b.jobs[i]
+					if j.ref.area == spool.QueueDir {
+						b.out[i] = q.listQueued(qd, sd, &j.e, now, buf)
+					} else {
+						b.out[i] = q.listArea(j.ref.area, j.ref.name, now)
+					}
 				}
+				b.done <- struct{}{}
 			}
 		}()
 	}
@@ -199,28 +229,47 @@ func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) 
 		defer close(jobs)
 		defer close(order)
 		st := stateNames(snames)
+		var b *listBatch
+		send := func() bool {
+			select {
+			case order <- b:
+			case <-done:
+				return false
+			}
+			select {
+			case jobs <- b:
+			case <-done:
+				return false
+			}
+			b = nil
+			return true
+		}
 		for {
 			ref, ok := nextRef(areas)
 			if !ok {
-				return
+				break
 			}
 			if f.tooYoung(ref.name, now) {
 				continue
 			}
-			j := &listJob{ref: ref, out: make(chan ListEntry, 1)}
+			if b == nil {
+				select {
+				case b = <-free:
+				default:
+					b = &listBatch{done: make(chan struct{}, 1)}
+				}
+			}
+			j := listJob{ref: ref}
 			if ref.area == spool.QueueDir {
 				j.e = st.of(ref.name)
 			}
-			select {
-			case order <- j:
-			case <-done:
+			b.jobs = append(b.jobs, j)
+			if len(b.jobs) == listBatchSize && !send() {
 				return
 			}
-			select {
-			case jobs <- j:
-			case <-done:
-				return
-			}
+		}
+		if b != nil {
+			send()
 		}
 	}()
 	defer func() {
@@ -243,16 +292,26 @@ func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) 
 		return nil
 	}
 	key := ""
-	for j := range order {
-		le := <-j.out
-		if k := groupKey(le.ID); k != key || len(group) == maxSecond {
-			if err := flush(); err != nil {
-				return err
+	for b := range order {
+		<-b.done
+		for i := range b.out[:len(b.jobs)] {
+			le := &b.out[i]
+			if k := groupKey(le.ID); k != key || len(group) == maxSecond {
+				if err := flush(); err != nil {
+					return err
+				}
+				key = k
 			}
-			key = k
+			if f.zero() || f.match(le, now) {
+				group = append(group, *le)
+			}
 		}
-		if f.zero() || f.match(&le, now) {
-			group = append(group, le)
+		clear(b.jobs)
+		b.jobs = b.jobs[:0]
+		clear(b.out[:])
+		select {
+		case free <- b:
+		default:
 		}
 	}
 	return flush()
@@ -263,12 +322,77 @@ func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) 
 // each in arrival order.
 const maxSecond = 1000
 
-// listJob is one message for Walk's workers: its file, its names in
-// state/, and where its entry goes.
+// listBatchSize is how many consecutive messages a worker of Walk reads
+// in one go: fewer hand-offs between goroutines than one a message.
+const listBatchSize = 32
+
+// listBatch is a batch of messages for Walk's workers, and their entries.
+type listBatch struct {
+	jobs []listJob
+	out  [listBatchSize]ListEntry
+	done chan struct{} // one send when out is filled (buffered: a worker never waits)
+}
+
+// listJob is one message for Walk's workers: its file, and its names in
+// state/.
 type listJob struct {
 	ref listRef
 	e   Entry
-	out chan ListEntry // buffered: a worker never waits
+}
+
+// listDir is an open directory that Walk reads files from: its path, its
+// names (sorted by the caller), and the type of those that the listing
+// showed not to be regular files (rare: a FIFO, a symbolic link, ...).
+type listDir struct {
+	path  string
+	f     *os.File
+	names []string
+	odd   map[string]fs.FileMode
+}
+
+// openListDir opens the directory at path and reads its names with their
+// types from getdents(2), skipping those that start with '.' (as
+// readNames), a chunk at a time. The error wraps the one of opening
+// (fs.ErrNotExist for a missing directory) or of reading.
+func openListDir(path string) (*listDir, error) {
+	f, err := spool.OpenDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	d := &listDir{path: path, f: f}
+	for {
+		ents, err := f.ReadDir(1024)
+		for _, e := range ents {
+			n := e.Name()
+			if strings.HasPrefix(n, ".") {
+				continue
+			}
+			d.names = append(d.names, n)
+			if t := e.Type(); t != 0 {
+				if d.odd == nil {
+					d.odd = map[string]fs.FileMode{}
+				}
+				d.odd[n] = t
+			}
+		}
+		if err == io.EOF || err == nil && len(ents) == 0 {
+			return d, nil
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("queue: read %s: %w", path, err)
+		}
+	}
+}
+
+// fd is the directory's descriptor, for openat(2).
+func (d *listDir) fd() int { return int(d.f.Fd()) }
+
+// close closes the directory; a nil d does nothing.
+func (d *listDir) close() {
+	if d != nil {
+		d.f.Close()
+	}
 }
 
 // areaNames are the sorted names of one area still to be walked.
@@ -340,9 +464,18 @@ func (s *stateNames) of(id string) Entry {
 	return e
 }
 
-func (q *Queue) listQueued(e *Entry, now time.Time) ListEntry {
+// listQueued is the entry of the message e in queue/ (qd), with its state
+// from state/ (sd, nil when there is no state/), read as Walk says; buf
+// is scratch of spool.PeekBufSize bytes.
+func (q *Queue) listQueued(qd, sd *listDir, e *Entry, now time.Time, buf []byte) ListEntry {
 	le := ListEntry{ID: e.ID, Area: spool.QueueDir, Status: ListNew}
-	m, err := q.sp.OpenMessage(e.ID)
+	active := false
+	m, err := spool.Peek(qd.fd(), qd.path, e.ID, qd.odd[e.ID], buf, func(fd int) {
+		// Released by the close that follows at once: a run waiting
+		// for its exclusive lock (Open) is not held up longer than by
+		// LockMessage and UnlockMessage.
+		active = !lockShared(fd)
+	})
 	if err != nil {
 		le.Status, le.Error = ListUnreadable, err.Error()
 		if errors.Is(err, spool.ErrCorrupt) {
@@ -350,19 +483,16 @@ func (q *Queue) listQueued(e *Entry, now time.Time) ListEntry {
 		}
 		return le
 	}
-	defer m.Close()
 	fill(&le, m, now)
-	if err := LockMessage(m.File(), false); err != nil {
+	if active {
 		le.Status = ListActive
-	} else {
-		UnlockMessage(m.File())
 	}
 	if len(e.States) == 0 && !e.Journal {
 		return le
 	}
 	st := NewState(&m.Envelope)
 	if len(e.States) > 0 {
-		if st, err = q.LoadState(e.States); err != nil {
+		if st, err = loadStateAt(sd, e.States, buf); err != nil {
 			// Replaced by a run meanwhile, or damaged, or not a
 			// regular file (the next run sets the message aside).
 			le.Error = err.Error()
@@ -385,6 +515,41 @@ func (q *Queue) listQueued(e *Entry, now time.Time) ListEntry {
 	return le
 }
 
+// lockShared takes a shared flock on fd without waiting, as LockMessage,
+// and reports whether it got it; a failure means a run holds the message.
+func lockShared(fd int) bool {
+	for {
+		err := unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB)
+		if err != unix.EINTR {
+			return err == nil
+		}
+	}
+}
+
+// loadStateAt is LoadState reading from sd, as Walk reads: the state with
+// the highest Seq among names, with ReadState's errors.
+func loadStateAt(sd *listDir, names []string, buf []byte) (*State, error) {
+	var best *State
+	for _, n := range names {
+		b, err := spool.ReadFileAt(sd.fd(), sd.path, n, sd.odd[n], buf, int64(maxStateSize))
+		var rerr *fs.PathError
+		if errors.As(err, &rerr) && rerr.Op == "read" {
+			return nil, fmt.Errorf("queue: read %s: %w", filepath.Join(sd.path, n), err)
+		}
+		if err != nil {
+			return nil, err // opening: as spool.OpenFile's
+		}
+		st, err := decodeState(b, sd.path, n)
+		if err != nil {
+			return nil, err
+		}
+		if best == nil || st.Seq > best.Seq {
+			best = st
+		}
+	}
+	return best, nil
+}
+
 func (q *Queue) listArea(area, name string, now time.Time) ListEntry {
 	le := ListEntry{ID: name, Area: area, Status: area}
 	m, err := spool.Open(q.sp.Path(area, name))
@@ -405,7 +570,10 @@ func (q *Queue) listArea(area, name string, now time.Time) ListEntry {
 func fill(le *ListEntry, m *spool.Message, now time.Time) {
 	le.Arrival, le.Size, le.From = m.Received, m.Size, m.From
 	le.Age = now.Sub(m.Received).Truncate(time.Second).String()
-	le.Rcpts = NewState(&m.Envelope).Rcpts
+	le.Rcpts = make([]Rcpt, len(m.To))
+	for i, to := range m.To {
+		le.Rcpts[i].Addr = to
+	}
 	le.Ret, le.EnvID = m.Ret, m.EnvID
 	if len(m.DSN) > 0 {
 		le.DSN = make([]ListDSN, len(m.To))

@@ -41,7 +41,7 @@ func oldList(q *Queue, now time.Time, all bool) ([]ListEntry, error) {
 	}
 	out := make([]ListEntry, 0, len(sc.Entries))
 	for i := range sc.Entries {
-		out = append(out, q.listQueued(&sc.Entries[i], now))
+		out = append(out, oldListQueued(q, &sc.Entries[i], now))
 	}
 	if all {
 		for _, area := range []string{FailedDir, CorruptDir} {
@@ -58,6 +58,51 @@ func oldList(q *Queue, now time.Time, all bool) ([]ListEntry, error) {
 		return cmp.Or(a.Arrival.Compare(b.Arrival), cmp.Compare(a.ID, b.ID))
 	})
 	return out, nil
+}
+
+// oldListQueued is the entry of a queued message as the listing read it
+// before the lean readers (spool.Peek, spool.ReadFileAt): spool.Open,
+// LockMessage and UnlockMessage, LoadState. Walk must give the same.
+func oldListQueued(q *Queue, e *Entry, now time.Time) ListEntry {
+	le := ListEntry{ID: e.ID, Area: spool.QueueDir, Status: ListNew}
+	m, err := q.sp.OpenMessage(e.ID)
+	if err != nil {
+		le.Status, le.Error = ListUnreadable, err.Error()
+		if errors.Is(err, spool.ErrCorrupt) {
+			le.Status = ListCorrupt
+		}
+		return le
+	}
+	defer m.Close()
+	fill(&le, m, now)
+	if err := LockMessage(m.File(), false); err != nil {
+		le.Status = ListActive
+	} else {
+		UnlockMessage(m.File())
+	}
+	if len(e.States) == 0 && !e.Journal {
+		return le
+	}
+	st := NewState(&m.Envelope)
+	if len(e.States) > 0 {
+		if st, err = q.LoadState(e.States); err != nil {
+			le.Error = err.Error()
+			if errors.Is(err, spool.ErrNotRegular) {
+				le.Status = ListUnreadable
+			}
+			return le
+		}
+		if le.Status == ListNew {
+			le.Status = ListDeferred
+		}
+	}
+	if e.Journal {
+		if entries, _, err := q.ReadJournal(e.ID); err == nil {
+			st.Apply(entries)
+		}
+	}
+	le.Attempts, le.Next, le.Rcpts = st.Attempts, st.Next, st.Rcpts
+	return le
 }
 
 // walkAll returns what Walk hands to fn.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -338,20 +339,27 @@ func readState(path string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: read %s: %w", path, err)
 	}
+	return decodeState(b, path, "")
+}
+
+// decodeState decodes the state file dir/name (joined for the errors
+// only; name may be empty) from its bytes b, with ReadState's checks and
+// errors.
+func decodeState(b []byte, dir, name string) (*State, error) {
 	if len(b) > maxStateSize {
-		return nil, fmt.Errorf("%w: state %s too large", spool.ErrCorrupt, path)
+		return nil, fmt.Errorf("%w: state %s too large", spool.ErrCorrupt, filepath.Join(dir, name))
 	}
 	var st State
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
-		return nil, fmt.Errorf("%w: state %s: %v", spool.ErrCorrupt, path, err)
+		return nil, fmt.Errorf("%w: state %s: %v", spool.ErrCorrupt, filepath.Join(dir, name), err)
 	}
 	if st.Version != StateVersion {
-		return nil, fmt.Errorf("%w: state %s: unknown version %d", spool.ErrCorrupt, path, st.Version)
+		return nil, fmt.Errorf("%w: state %s: unknown version %d", spool.ErrCorrupt, filepath.Join(dir, name), st.Version)
 	}
 	if !spool.ValidQueueID(st.ID) {
-		return nil, fmt.Errorf("%w: state %s: bad id", spool.ErrCorrupt, path)
+		return nil, fmt.Errorf("%w: state %s: bad id", spool.ErrCorrupt, filepath.Join(dir, name))
 	}
 	return &st, nil
 }

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -162,7 +163,6 @@ func (s *Spool) OpenMessage(id string) (*Message, error) {
 // valid message file.
 func parse(f *os.File) (*Message, error) {
 	br := bufio.NewReaderSize(f, 4096)
-	var off int64
 	readLine := func() (string, error) {
 		line, err := br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
@@ -174,41 +174,87 @@ func parse(f *os.File) (*Message, error) {
 			}
 			line = buf
 		}
-		off += int64(len(line))
 		if err != nil {
 			if err == io.EOF {
-				return "", fmt.Errorf("%w: truncated envelope", ErrCorrupt)
+				return "", errTruncated
 			}
 			if err == bufio.ErrBufferFull {
 				return "", fmt.Errorf("%w: envelope line too long", ErrCorrupt)
 			}
 			return "", fmt.Errorf("spool: read: %w", err)
 		}
-		return string(line[:len(line)-1]), nil
+		return string(line), nil
 	}
-	first, err := readLine()
+	m, off, err := parseEnvelope(readLine)
 	if err != nil {
 		return nil, err
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("spool: stat: %w", err)
+	}
+	if err := m.setBody(off, fi.Size()); err != nil {
+		return nil, err
+	}
+	m.f = f
+	return m, nil
+}
+
+// errTruncated is the error of an envelope that ends before its blank
+// line.
+var errTruncated = fmt.Errorf("%w: truncated envelope", ErrCorrupt)
+
+// setBody records that the message bytes start at off in a file of size
+// bytes, which must hold exactly m.Size of them after the envelope; else
+// it returns an error wrapping ErrCorrupt.
+func (m *Message) setBody(off, size int64) error {
+	m.bodyOff = off
+	if size-off != m.Size {
+		return fmt.Errorf("%w: message is %d bytes, envelope says %d",
+			ErrCorrupt, size-off, m.Size)
+	}
+	return nil
+}
+
+// parseEnvelope parses the envelope section from its lines, which
+// readLine returns one at a time with their '\n' (errTruncated at the end
+// of the file), through the blank line that ends it. It returns the
+// message without its file, and the length of the envelope section in
+// bytes. A file that does not parse, or whose envelope Envelope.Validate
+// refuses, returns an error wrapping ErrCorrupt.
+func parseEnvelope(readLine func() (string, error)) (*Message, int64, error) {
+	var off int64
+	next := func() (string, error) {
+		line, err := readLine()
+		off += int64(len(line))
+		if err != nil {
+			return "", err
+		}
+		return line[:len(line)-1], nil
+	}
+	first, err := next()
+	if err != nil {
+		return nil, 0, err
+	}
 	magic, ver, ok := strings.Cut(first, " ")
 	if !ok || magic != Magic {
-		return nil, fmt.Errorf("%w: not a spool file", ErrCorrupt)
+		return nil, 0, fmt.Errorf("%w: not a spool file", ErrCorrupt)
 	}
-	if ver != strconv.Itoa(Version1) && ver != strconv.Itoa(VersionDSN) {
-		return nil, fmt.Errorf("%w: unknown version %q", ErrCorrupt, ver)
+	if ver != version1 && ver != versionDSN {
+		return nil, 0, fmt.Errorf("%w: unknown version %q", ErrCorrupt, ver)
 	}
-	m := &Message{f: f, Version: Version1}
-	if ver != strconv.Itoa(Version1) {
+	m := &Message{Version: Version1}
+	if ver != version1 {
 		m.Version = VersionDSN
 	}
-	seen := map[string]bool{}
+	var seen fieldSet
 	for n := 0; ; n++ {
 		if n > maxEnvelopeLines {
-			return nil, fmt.Errorf("%w: envelope too long", ErrCorrupt)
+			return nil, 0, fmt.Errorf("%w: envelope too long", ErrCorrupt)
 		}
-		line, err := readLine()
+		line, err := next()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if line == "" {
 			break
@@ -219,40 +265,72 @@ func parse(f *os.File) (*Message, error) {
 			// may have lost its trailing space to an editor.
 			k, ok = strings.CutSuffix(line, ":")
 			if !ok {
-				return nil, fmt.Errorf("%w: bad envelope line %q", ErrCorrupt, line)
+				return nil, 0, fmt.Errorf("%w: bad envelope line %q", ErrCorrupt, line)
 			}
 		}
-		if k != fTo && k != fNotify && k != fORcpt && seen[k] {
-			return nil, fmt.Errorf("%w: duplicate field %s", ErrCorrupt, k)
+		if k != fTo && k != fNotify && k != fORcpt && seen.has(k) {
+			return nil, 0, fmt.Errorf("%w: duplicate field %s", ErrCorrupt, k)
 		}
-		seen[k] = true
+		seen.add(k)
 		if err := m.set(k, v); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	for _, k := range []string{fQueueID, fReceived, fFrom, fTo, fSize, fCRC} {
-		if !seen[k] {
-			return nil, fmt.Errorf("%w: missing field %s", ErrCorrupt, k)
+		if !seen.has(k) {
+			return nil, 0, fmt.Errorf("%w: missing field %s", ErrCorrupt, k)
 		}
 	}
 	// The reader accepts exactly the envelopes the writer can write, so
 	// every message read has a state that smtp-send can write.
 	if err := m.Envelope.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	if m.hasDSN() && m.Version == Version1 {
-		return nil, fmt.Errorf("%w: DSN fields in a version 1 file", ErrCorrupt)
+		return nil, 0, fmt.Errorf("%w: DSN fields in a version 1 file", ErrCorrupt)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("spool: stat: %w", err)
+	return m, off, nil
+}
+
+// The versions as the magic line writes them.
+var (
+	version1   = strconv.Itoa(Version1)
+	versionDSN = strconv.Itoa(VersionDSN)
+)
+
+// fieldSet is the set of envelope field names seen, without a map: a bit
+// for each known field, a list for the others.
+type fieldSet struct {
+	known uint32
+	other []string
+}
+
+// knownFields are the fields with a bit in fieldSet, at their index.
+var knownFields = [...]string{fQueueID, fReceived, fClient, fHelo, fProtocol, fBody, fUTF8, fFrom, fTo,
+	fTLSVer, fTLSCiph, fAuthUser, fRet, fEnvID, fNotify, fORcpt, fSize, fCRC}
+
+func (s *fieldSet) bit(k string) uint32 {
+	for i, f := range knownFields {
+		if f == k {
+			return 1 << i
+		}
 	}
-	m.bodyOff = off
-	if fi.Size()-off != m.Size {
-		return nil, fmt.Errorf("%w: message is %d bytes, envelope says %d",
-			ErrCorrupt, fi.Size()-off, m.Size)
+	return 0
+}
+
+func (s *fieldSet) has(k string) bool {
+	if b := s.bit(k); b != 0 {
+		return s.known&b != 0
 	}
-	return m, nil
+	return slices.Contains(s.other, k)
+}
+
+func (s *fieldSet) add(k string) {
+	if b := s.bit(k); b != 0 {
+		s.known |= b
+	} else if !slices.Contains(s.other, k) {
+		s.other = append(s.other, k)
+	}
 }
 
 func (m *Message) set(k, v string) error {
