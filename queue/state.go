@@ -349,11 +349,14 @@ func decodeState(b []byte, dir, name string) (*State, error) {
 	if len(b) > maxStateSize {
 		return nil, fmt.Errorf("%w: state %s too large", spool.ErrCorrupt, filepath.Join(dir, name))
 	}
-	var st State
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&st); err != nil {
-		return nil, fmt.Errorf("%w: state %s: %v", spool.ErrCorrupt, filepath.Join(dir, name), err)
+	st, ok := decodeStateFast(b)
+	if !ok {
+		st = new(State)
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(st); err != nil {
+			return nil, fmt.Errorf("%w: state %s: %v", spool.ErrCorrupt, filepath.Join(dir, name), err)
+		}
 	}
 	if st.Version != StateVersion {
 		return nil, fmt.Errorf("%w: state %s: unknown version %d", spool.ErrCorrupt, filepath.Join(dir, name), st.Version)
@@ -361,7 +364,7 @@ func decodeState(b []byte, dir, name string) (*State, error) {
 	if !spool.ValidQueueID(st.ID) {
 		return nil, fmt.Errorf("%w: state %s: bad id", spool.ErrCorrupt, filepath.Join(dir, name))
 	}
-	return &st, nil
+	return st, nil
 }
 
 // encode bounds st and returns its JSON line: free-text fields are cut
