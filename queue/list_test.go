@@ -5,12 +5,14 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"reflect"
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -414,5 +416,142 @@ func TestWalkShowsDSN(t *testing.T) {
 				t.Errorf("entry %s, want %s in it", b, want)
 			}
 		}
+	}
+}
+
+// envelopeLen is the length in bytes of the envelope section of the
+// message file queue/<id>, through its blank line.
+func envelopeLen(t *testing.T, q *Queue, id string) int {
+	t.Helper()
+	b, err := os.ReadFile(q.sp.Path(spool.QueueDir, id))
+	must(t, err)
+	return bytes.Index(b, []byte("\n\n")) + 2
+}
+
+// longEnvelope spools a message whose envelope section is exactly n bytes
+// long (many recipients of 23-byte lines, the last one's local part
+// padded), arrived at at, and returns its id.
+func longEnvelope(t *testing.T, q *Queue, at time.Time, n int) string {
+	t.Helper()
+	probe := listMessage(t, q, at, "s@example.org", "p@x.test")
+	l1 := envelopeLen(t, q, probe)
+	must(t, os.Remove(q.sp.Path(spool.QueueDir, probe)))
+	var rcpts []string
+	for i := range (n - l1) / 23 {
+		rcpts = append(rcpts, fmt.Sprintf("r%03d@x.test", i)) // "rcpt-to: <r000@x.test>\n"
+	}
+	rcpts = append(rcpts, strings.Repeat("p", 1+(n-l1)%23)+"@x.test")
+	id := listMessage(t, q, at, "s@example.org", rcpts...)
+	if l := envelopeLen(t, q, id); l != n {
+		t.Fatalf("an envelope of %d bytes, want %d", l, n)
+	}
+	return id
+}
+
+// TestWalkLeanReadsAsBefore: Walk, which reads files relative to their
+// open directory with one fstat and one read (spool.Peek,
+// spool.ReadFileAt), lists what the listing through spool.Open,
+// LockMessage and LoadState listed, on what the spool's hardening is
+// about: in queue/ a FIFO, a symbolic link to a valid message, a
+// directory, a truncated file, one with extra bytes, envelopes that end
+// just before, at and after the size of one read (spool.PeekBufSize) and
+// one far longer; in state/ a FIFO, a symbolic link, a damaged file, and
+// one longer than a read; and a message a run holds, shown as active,
+// whose lock the listing leaves as it was. No FIFO blocks it.
+func TestWalkLeanReadsAsBefore(t *testing.T) {
+	q := newQueue(t)
+	at := func(s int) time.Time { return listT0.Add(time.Duration(s) * time.Second) }
+	ok := listMessage(t, q, at(0), "s@example.org", "a@x.test")
+	var long []string
+	for i, n := range []int{spool.PeekBufSize - 1, spool.PeekBufSize, spool.PeekBufSize + 1, 3 * spool.PeekBufSize} {
+		long = append(long, longEnvelope(t, q, at(1+i), n))
+	}
+	// A deferred message with a state file longer than one read.
+	m, err := q.sp.OpenMessage(long[3])
+	must(t, err)
+	st := NewState(&m.Envelope)
+	m.Close()
+	st.Attempts, st.Next = 1, at(3600)
+	for i := range st.Rcpts {
+		st.Rcpts[i].Code, st.Rcpts[i].Text = 451, "busy"
+	}
+	name, err := q.writeState(st, nil)
+	must(t, err)
+	if fi, err := os.Stat(q.sp.Path(StateDir, name)); err != nil || fi.Size() <= spool.PeekBufSize {
+		t.Fatalf("state file %v, %v: not longer than a read", fi, err)
+	}
+
+	qpath := func(id string) string { return q.sp.Path(spool.QueueDir, id) }
+	spath := func(name string) string { return q.sp.Path(StateDir, name) }
+	truncated := listMessage(t, q, at(10), "s@example.org", "a@x.test")
+	b, err := os.ReadFile(qpath(truncated))
+	must(t, err)
+	must(t, os.WriteFile(qpath(truncated), b[:envelopeLen(t, q, truncated)-20], 0o600))
+	extra := listMessage(t, q, at(11), "s@example.org", "a@x.test")
+	f, err := os.OpenFile(qpath(extra), os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	f.WriteString("more\r\n")
+	f.Close()
+	fifo := "20261121T100020.00000000000000f1"
+	must(t, syscall.Mkfifo(qpath(fifo), 0o600))
+	must(t, os.Mkdir(qpath("20261121T100021.00000000000000d1"), 0o700))
+	elsewhere := newQueue(t)
+	linked := listMessage(t, elsewhere, at(22), "s@example.org", "a@x.test")
+	must(t, os.Symlink(elsewhere.sp.Path(spool.QueueDir, linked), qpath(linked)))
+	fifoState := listMessage(t, q, at(23), "s@example.org", "a@x.test")
+	must(t, syscall.Mkfifo(spath(StateName(fifoState, at(3600))), 0o600))
+	linkState := listMessage(t, q, at(24), "s@example.org", "a@x.test")
+	must(t, os.Symlink(spath(name), spath(StateName(linkState, at(3600)))))
+	badState := listMessage(t, q, at(25), "s@example.org", "a@x.test")
+	must(t, os.WriteFile(spath(StateName(badState, at(3600))), []byte(`{"version":1,"id":`), 0o600))
+
+	// A run holds this one.
+	active := listMessage(t, q, at(30), "s@example.org", "a@x.test")
+	run, err := q.sp.OpenMessage(active)
+	must(t, err)
+	defer run.Close()
+	must(t, LockMessage(run.File(), true))
+
+	now := at(60)
+	want, err := oldList(q, now, false)
+	must(t, err)
+	got := walkAll(t, q, now, false, ListFilter{})
+	if len(got) != len(want) {
+		t.Fatalf("Walk lists %d messages, the listing through spool.Open %d", len(got), len(want))
+	}
+	// By id: the old listing put the entries without an arrival first,
+	// Walk where their names sort (TestWalkListsAsBefore has the order).
+	byID := func(a, b ListEntry) int { return cmp.Compare(a.ID, b.ID) }
+	slices.SortFunc(got, byID)
+	slices.SortFunc(want, byID)
+	for i := range got {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			g, w := fmt.Sprintf("%+v", got[i]), fmt.Sprintf("%+v", want[i])
+			t.Errorf("entry %d differs from the listing through spool.Open:\n got %.600s\nwant %.600s", i, g, w)
+		}
+	}
+	status := map[string]string{}
+	for _, e := range got {
+		status[e.ID] = e.Status
+	}
+	for id, s := range map[string]string{ok: ListNew, long[0]: ListNew, long[1]: ListNew, long[2]: ListNew, long[3]: ListDeferred,
+		truncated: ListCorrupt, extra: ListCorrupt, fifo: ListUnreadable, "20261121T100021.00000000000000d1": ListUnreadable,
+		linked: ListUnreadable, fifoState: ListUnreadable, linkState: ListUnreadable, badState: ListNew, active: ListActive} {
+		if status[id] != s {
+			t.Errorf("%s is %q, want %q", id, status[id], s)
+		}
+	}
+	// The listing took no lock that stays, nor dropped the run's.
+	other, err := q.sp.OpenMessage(active)
+	must(t, err)
+	if err := LockMessage(other.File(), false); !errors.Is(err, ErrLocked) {
+		t.Errorf("the run's lock is gone after the listing: %v", err)
+	}
+	other.Close()
+	it, err := q.Open(&Entry{ID: ok})
+	if err != nil {
+		t.Errorf("a run cannot take a listed message: %v", err)
+	} else {
+		it.Close()
 	}
 }
