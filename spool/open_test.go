@@ -163,3 +163,38 @@ func TestSafeSpool(t *testing.T) {
 	}
 	commit(t, s, testEnvelope(t), "Subject: x\r\n\r\nbody\r\n")
 }
+
+// Peek refuses what Open refuses, with the same error, without blocking
+// and without following a symbolic link: typed by the directory listing
+// (never opened), and typed as a regular file, as a name replaced since
+// the listing would be (refused by openat's O_NOFOLLOW or by fstat).
+func TestPeekNonRegular(t *testing.T) {
+	for name, mk := range nonRegular(t) {
+		t.Run(name, func(t *testing.T) {
+			s, err := New(t.TempDir())
+			must(t, err)
+			id := testEnvelope(t).QueueID
+			mk(s.Path(QueueDir, id))
+			d, err := OpenDir(s.Path(QueueDir))
+			must(t, err)
+			defer d.Close()
+			ents, err := d.ReadDir(-1)
+			if err != nil || len(ents) != 1 {
+				t.Fatalf("%v %v", ents, err)
+			}
+			_, want := s.OpenMessage(id)
+			for _, typ := range []fs.FileMode{ents[0].Type(), 0} {
+				testutil.Within(t, "Peek", func() {
+					m, err := Peek(int(d.Fd()), s.Path(QueueDir), id, typ, make([]byte, PeekBufSize), nil)
+					if !errors.Is(err, ErrNotRegular) || m != nil || want == nil || err.Error() != want.Error() {
+						t.Errorf("typed %v: Peek: %v, want %v", typ, err, want)
+					}
+					_, err = ReadFileAt(int(d.Fd()), s.Path(QueueDir), id, typ, make([]byte, PeekBufSize), 1<<20)
+					if !errors.Is(err, ErrNotRegular) || err.Error() != want.Error() {
+						t.Errorf("typed %v: ReadFileAt: %v, want %v", typ, err, want)
+					}
+				})
+			}
+		})
+	}
+}

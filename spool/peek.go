@@ -56,8 +56,13 @@ func openAt(dirfd int, dir, name string, typ fs.FileMode) (int, int64, error) {
 		// Replaced by a symbolic link since the listing.
 		return -1, 0, notRegular(filepath.Join(dir, name), fs.ModeSymlink)
 	case err == unix.ENXIO:
-		// A socket.
-		return -1, 0, notRegular(filepath.Join(dir, name), fs.ModeIrregular)
+		// A socket, replaced since the listing: named as lstat would.
+		m := fs.ModeIrregular
+		var st unix.Stat_t
+		if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			m = fileMode(st.Mode)
+		}
+		return -1, 0, notRegular(filepath.Join(dir, name), m)
 	case err != nil:
 		return -1, 0, fmt.Errorf("spool: %w", &fs.PathError{Op: "open", Path: filepath.Join(dir, name), Err: err})
 	}
