@@ -436,8 +436,10 @@ func groupKey(name string) string {
 
 // stateID is the message id of a name in state/.
 func stateID(name string) string {
-	id, _, _ := strings.Cut(name, nameSep)
-	return id
+	if i := strings.IndexByte(name, nameSep[0]); i >= 0 {
+		return name[:i]
+	}
+	return name
 }
 
 // stateNames are the names in state/ not yet matched to a message,
@@ -450,7 +452,11 @@ type stateNames []string
 func (s *stateNames) of(id string) Entry {
 	e := Entry{ID: id}
 	names := *s
-	i, _ := slices.BinarySearchFunc(names, id, func(n, id string) int { return cmp.Compare(stateID(n), id) })
+	// A walk, not a binary search: each name is passed once.
+	i := 0
+	for i < len(names) && stateID(names[i]) < id {
+		i++
+	}
 	for ; i < len(names) && stateID(names[i]) == id; i++ {
 		n := names[i]
 		if strings.HasSuffix(n, journalSuffix) {

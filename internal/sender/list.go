@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
 	"github.com/smtp-stdio/smtp-stdio/queue"
@@ -59,6 +61,13 @@ type listWriter struct {
 	enc    *json.Encoder
 	counts map[string]int // messages by status
 	n      int
+	num    []byte // scratch for numbers and times
+}
+
+// writeInt writes n in decimal.
+func (l *listWriter) writeInt(n int64) {
+	l.num = strconv.AppendInt(l.num[:0], n, 10)
+	l.w.Write(l.num)
 }
 
 func newListWriter(w io.Writer, now time.Time, asJSON bool) *listWriter {
@@ -81,34 +90,73 @@ func (l *listWriter) entry(e *queue.ListEntry) error {
 	}
 	b, q := l.w, textsafe.Escape
 	l.counts[e.Status]++
-	next := "-"
-	if !e.Next.IsZero() {
-		next = e.Next.UTC().Format(time.RFC3339) + " (in " + e.Next.Sub(l.now).Truncate(time.Second).String() + ")"
-	} else if e.Status == queue.ListNew {
-		next = "now"
+	// Written piece by piece rather than by fmt: with 100,000 messages
+	// the formatting was a tenth of the listing's CPU time.
+	b.WriteString(q(e.ID))
+	b.WriteString("  ")
+	b.WriteString(q(e.Status))
+	b.WriteString("  age ")
+	b.WriteString(q(cmp.Or(e.Age, "?")))
+	b.WriteString("  ")
+	l.writeInt(int64(e.Size))
+	b.WriteString(" bytes  from <")
+	b.WriteString(q(e.From))
+	b.WriteString(">  attempts ")
+	l.writeInt(int64(e.Attempts))
+	b.WriteString("  next ")
+	switch {
+	case !e.Next.IsZero():
+		l.num = e.Next.UTC().AppendFormat(l.num[:0], time.RFC3339)
+		b.Write(l.num)
+		b.WriteString(" (in ")
+		b.WriteString(e.Next.Sub(l.now).Truncate(time.Second).String())
+		b.WriteString(")")
+	case e.Status == queue.ListNew:
+		b.WriteString("now")
+	default:
+		b.WriteString("-")
 	}
-	fmt.Fprintf(b, "%s  %s  age %s  %d bytes  from <%s>  attempts %d  next %s\n",
-		q(e.ID), q(e.Status), q(cmp.Or(e.Age, "?")), e.Size, q(e.From), e.Attempts, next)
+	b.WriteByte('\n')
 	if e.Error != "" {
-		fmt.Fprintf(b, "    error: %s\n", q(e.Error))
+		b.WriteString("    error: ")
+		b.WriteString(q(e.Error))
+		b.WriteByte('\n')
 	}
 	for _, rc := range e.Rcpts {
-		fmt.Fprintf(b, "    %-8s <%s>", q(rc.Status.String()), q(rc.Addr))
+		// As fmt's %-8s: padded to 8 characters.
+		st := q(rc.Status.String())
+		b.WriteString("    ")
+		b.WriteString(st)
+		for n := utf8.RuneCountInString(st); n < 8; n++ {
+			b.WriteByte(' ')
+		}
+		b.WriteString(" <")
+		b.WriteString(q(rc.Addr))
+		b.WriteByte('>')
 		if rc.Stage != "" {
-			fmt.Fprintf(b, "  %s:", q(rc.Stage))
+			b.WriteString("  ")
+			b.WriteString(q(rc.Stage))
+			b.WriteByte(':')
 			if rc.Code != 0 {
-				fmt.Fprintf(b, " %d", rc.Code)
+				b.WriteByte(' ')
+				l.writeInt(int64(rc.Code))
 			}
 			if rc.Enhanced != "" {
-				fmt.Fprintf(b, " %s", q(rc.Enhanced))
+				b.WriteByte(' ')
+				b.WriteString(q(rc.Enhanced))
 			}
-			fmt.Fprintf(b, " %s", q(rc.Text))
+			b.WriteByte(' ')
+			b.WriteString(q(rc.Text))
 		}
 		if rc.Relay != "" {
-			fmt.Fprintf(b, "  (relay %s)", q(rc.Relay))
+			b.WriteString("  (relay ")
+			b.WriteString(q(rc.Relay))
+			b.WriteByte(')')
 		}
 		if rc.DSN != "" {
-			fmt.Fprintf(b, "  (dsn %s)", q(rc.DSN))
+			b.WriteString("  (dsn ")
+			b.WriteString(q(rc.DSN))
+			b.WriteByte(')')
 		}
 		b.WriteByte('\n')
 	}
