@@ -81,11 +81,16 @@ func newListWriter(w io.Writer, now time.Time, asJSON bool) *listWriter {
 func (l *listWriter) entry(e *queue.ListEntry) error {
 	l.n++
 	if l.asJSON {
-		l.js.Reset()
-		if err := l.enc.Encode(e); err != nil {
-			return err
+		js, ok := appendEntryJSON(l.num[:0], e)
+		l.num = js
+		if !ok {
+			l.js.Reset()
+			if err := l.enc.Encode(e); err != nil {
+				return err
+			}
+			js = l.js.Bytes()
 		}
-		_, err := l.w.Write(textsafe.EscapeJSON(l.js.Bytes()))
+		_, err := l.w.Write(textsafe.EscapeJSON(js))
 		return err
 	}
 	b, q := l.w, textsafe.Escape
