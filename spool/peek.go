@@ -100,10 +100,12 @@ func fileMode(m uint32) fs.FileMode {
 }
 
 // pread reads from fd at off into buf, as many bytes as there are up to
-// len(buf), retrying on EINTR and after a short read.
-func pread(fd int, buf []byte, off int64) (int, error) {
+// len(buf) or, at most, the file's size as fstat gave it (so that a file
+// shorter than buf takes one call, not a second one that finds its end);
+// it retries on EINTR and after a short read.
+func pread(fd int, buf []byte, off, size int64) (int, error) {
 	n := 0
-	for n < len(buf) {
+	for n < len(buf) && off+int64(n) < size {
 		k, err := unix.Pread(fd, buf[n:], off+int64(n))
 		switch {
 		case err == unix.EINTR:
@@ -173,7 +175,7 @@ var errLongEnvelope = errors.New("spool: envelope longer than the buffer")
 // from one pread into buf, or returns errLongEnvelope when it does not
 // fit (the file offset is still 0).
 func peek(fd int, size int64, buf []byte) (*Message, error) {
-	n, err := pread(fd, buf, 0)
+	n, err := pread(fd, buf, 0, size)
 	if err != nil {
 		return nil, fmt.Errorf("spool: read: %w", err)
 	}
@@ -209,8 +211,9 @@ func peek(fd int, size int64, buf []byte) (*Message, error) {
 
 // ReadFileAt reads the regular file name in the directory open as dirfd
 // (at path dir), with OpenFile's checks and errors (see openAt for typ),
-// in as few system calls as Peek: the whole file, up to limit bytes and
-// one more (so that the caller can tell a file longer than limit). It
+// in as few system calls as Peek: the whole file as long as fstat(2)
+// says it is, up to limit bytes and one more (so that the caller can tell
+// a file longer than limit). It
 // returns buf[:n] when the file fits in buf (PeekBufSize bytes, which the
 // caller may reuse after), else a new slice. The error of reading is an
 // *fs.PathError with Op "read", as os.File's; those of opening are
@@ -221,16 +224,14 @@ func ReadFileAt(dirfd int, dir, name string, typ fs.FileMode, buf []byte, limit 
 		return nil, err
 	}
 	if size < int64(len(buf)) {
-		// One pread: a file grown since the fstat fills buf, and is
-		// read again below.
-		n, err := pread(fd, buf, 0)
-		if err != nil || n < len(buf) {
-			unix.Close(fd)
-			if err != nil {
-				return nil, &fs.PathError{Op: "read", Path: filepath.Join(dir, name), Err: err}
-			}
-			return buf[:n], nil
+		// One pread of the size fstat gave: files in the spool are
+		// written whole and renamed into place, never changed in place.
+		n, err := pread(fd, buf, 0, size)
+		unix.Close(fd)
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: filepath.Join(dir, name), Err: err}
 		}
+		return buf[:n], nil
 	}
 	// os.NewFile takes the descriptor, and closes it.
 	f := os.NewFile(uintptr(fd), filepath.Join(dir, name))
