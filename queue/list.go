@@ -1,10 +1,11 @@
 package queue
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -278,11 +279,17 @@ func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) 
 	}()
 
 	var group []ListEntry // one arrival second's, selected
+	var byArrival []int   // group's indexes, sorted (moving ints, not entries)
 	flush := func() error {
-		slices.SortStableFunc(group, func(a, b ListEntry) int {
+		byArrival = byArrival[:0]
+		for i := range group {
+			byArrival = append(byArrival, i)
+		}
+		slices.SortStableFunc(byArrival, func(i, j int) int {
+			a, b := &group[i], &group[j]
 			return cmp.Or(a.Arrival.Compare(b.Arrival), cmp.Compare(a.ID, b.ID))
 		})
-		for i := range group {
+		for _, i := range byArrival {
 			if err := fn(&group[i]); err != nil {
 				return err
 			}
@@ -351,38 +358,117 @@ type listDir struct {
 }
 
 // openListDir opens the directory at path and reads its names with their
-// types from getdents(2), skipping those that start with '.' (as
-// readNames), a chunk at a time. The error wraps the one of opening
-// (fs.ErrNotExist for a missing directory) or of reading.
+// types from getdents(2) (d_type; for a file system that does not give it,
+// from an lstat of the name, as os.ReadDir), skipping those that start
+// with '.' (as readNames). The records are parsed here rather than by
+// os.File.ReadDir, which makes an fs.DirEntry of each name. The error
+// wraps the one of opening (fs.ErrNotExist for a missing directory) or of
+// reading.
 func openListDir(path string) (*listDir, error) {
 	f, err := spool.OpenDir(path)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	d := &listDir{path: path, f: f}
+	fd := d.fd()
+	buf := make([]byte, 64<<10)
 	for {
-		ents, err := f.ReadDir(1024)
-		for _, e := range ents {
-			n := e.Name()
-			if strings.HasPrefix(n, ".") {
-				continue
-			}
-			d.names = append(d.names, n)
-			if t := e.Type(); t != 0 {
-				if d.odd == nil {
-					d.odd = map[string]fs.FileMode{}
-				}
-				d.odd[n] = t
-			}
-		}
-		if err == io.EOF || err == nil && len(ents) == 0 {
-			return d, nil
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
 		}
 		if err != nil {
 			f.Close()
-			return nil, fmt.Errorf("queue: read %s: %w", path, err)
+			return nil, fmt.Errorf("queue: read %s: %w", path, os.NewSyscallError("getdents64", err))
+		}
+		if n <= 0 {
+			return d, nil
+		}
+		for b := buf[:n]; len(b) >= direntName; {
+			// struct linux_dirent64: d_ino, d_off, d_reclen, d_type,
+			// d_name (NUL-terminated).
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < direntName || reclen > len(b) {
+				f.Close()
+				return nil, fmt.Errorf("queue: read %s: bad directory record", path)
+			}
+			rec := b[:reclen]
+			b = b[reclen:]
+			if binary.NativeEndian.Uint64(rec[0:8]) == 0 {
+				continue // deleted
+			}
+			name := rec[direntName:]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if len(name) == 0 || name[0] == '.' {
+				continue
+			}
+			typ, ok := direntType(fd, rec[18], name)
+			if !ok {
+				continue // gone since the listing
+			}
+			nm := string(name)
+			d.names = append(d.names, nm)
+			if typ != 0 {
+				if d.odd == nil {
+					d.odd = map[string]fs.FileMode{}
+				}
+				d.odd[nm] = typ
+			}
 		}
 	}
+}
+
+// direntName is the offset of d_name in struct linux_dirent64.
+const direntName = 19
+
+// direntType is the fs.FileMode type of a directory record's d_type, or,
+// when the file system gives none (DT_UNKNOWN), of an lstat of name in
+// the directory dirfd; false when the name is gone.
+func direntType(dirfd int, t byte, name []byte) (fs.FileMode, bool) {
+	switch t {
+	case unix.DT_REG:
+		return 0, true
+	case unix.DT_DIR:
+		return fs.ModeDir, true
+	case unix.DT_LNK:
+		return fs.ModeSymlink, true
+	case unix.DT_FIFO:
+		return fs.ModeNamedPipe, true
+	case unix.DT_SOCK:
+		return fs.ModeSocket, true
+	case unix.DT_CHR:
+		return fs.ModeDevice | fs.ModeCharDevice, true
+	case unix.DT_BLK:
+		return fs.ModeDevice, true
+	case unix.DT_UNKNOWN:
+		var st unix.Stat_t
+		err := unix.Fstatat(dirfd, string(name), &st, unix.AT_SYMLINK_NOFOLLOW)
+		switch {
+		case err == unix.ENOENT:
+			return 0, false
+		case err != nil:
+			return 0, true // opened, and refused, or shown with its error
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			return 0, true
+		case unix.S_IFDIR:
+			return fs.ModeDir, true
+		case unix.S_IFLNK:
+			return fs.ModeSymlink, true
+		case unix.S_IFIFO:
+			return fs.ModeNamedPipe, true
+		case unix.S_IFSOCK:
+			return fs.ModeSocket, true
+		case unix.S_IFCHR:
+			return fs.ModeDevice | fs.ModeCharDevice, true
+		case unix.S_IFBLK:
+			return fs.ModeDevice, true
+		}
+	}
+	return fs.ModeIrregular, true
 }
 
 // fd is the directory's descriptor, for openat(2).

@@ -193,8 +193,10 @@ func (e *Envelope) Validate() error {
 		return err
 	}
 	check := func(name, v string) error {
-		if strings.ContainsAny(v, "\r\n\x00") {
-			return fmt.Errorf("spool: envelope field %s contains CR, LF or NUL", name)
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+				return fmt.Errorf("spool: envelope field %s contains CR, LF or NUL", name)
+			}
 		}
 		return nil
 	}

@@ -268,10 +268,9 @@ func parseEnvelope(readLine func() (string, error)) (*Message, int64, error) {
 				return nil, 0, fmt.Errorf("%w: bad envelope line %q", ErrCorrupt, line)
 			}
 		}
-		if k != fTo && k != fNotify && k != fORcpt && seen.has(k) {
+		if seen.add(k) && k != fTo && k != fNotify && k != fORcpt {
 			return nil, 0, fmt.Errorf("%w: duplicate field %s", ErrCorrupt, k)
 		}
-		seen.add(k)
 		if err := m.set(k, v); err != nil {
 			return nil, 0, err
 		}
@@ -325,12 +324,18 @@ func (s *fieldSet) has(k string) bool {
 	return slices.Contains(s.other, k)
 }
 
-func (s *fieldSet) add(k string) {
+// add adds k to the set and reports whether it was there already.
+func (s *fieldSet) add(k string) bool {
 	if b := s.bit(k); b != 0 {
+		seen := s.known&b != 0
 		s.known |= b
-	} else if !slices.Contains(s.other, k) {
-		s.other = append(s.other, k)
+		return seen
 	}
+	if slices.Contains(s.other, k) {
+		return true
+	}
+	s.other = append(s.other, k)
+	return false
 }
 
 func (m *Message) set(k, v string) error {
