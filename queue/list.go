@@ -150,9 +150,10 @@ func (q *Queue) List(now time.Time, all bool) ([]ListEntry, error) {
 // spool.ReadFileAt read them: relative to their open directory, typed by
 // the directory listing (a name listed as anything but a regular file is
 // never opened), checked by fstat, with one read each when they fit in
-// spool.PeekBufSize bytes. With 100,000 messages that is about 5 system
-// calls a message (openat, fstat, pread, flock, close) and 4 a state
-// file, where spool.Open and LockMessage made 10 and ReadState 6.
+// spool.PeekBufSize bytes: 5 system calls a message (openat, fstat,
+// pread, flock, close) and 4 a state file, where spool.Open with
+// LockMessage and UnlockMessage made 9 (lstat, openat, epoll_ctl, read,
+// fstat twice, flock twice, close) and ReadState 7.
 //
 // Walk returns fn's first error, which stops it, or the error of reading
 // a directory.
@@ -582,8 +583,10 @@ func (q *Queue) listQueued(qd, sd *listDir, e *Entry, now time.Time, buf []byte)
 	if len(e.States) == 0 && !e.Journal {
 		return le
 	}
-	st := NewState(&m.Envelope)
-	if len(e.States) > 0 {
+	var st *State
+	if len(e.States) == 0 {
+		st = NewState(&m.Envelope)
+	} else {
 		if st, err = loadStateAt(sd, e.States, buf); err != nil {
 			// Replaced by a run meanwhile, or damaged, or not a
 			// regular file (the next run sets the message aside).

@@ -19,7 +19,8 @@ import (
 // wrong type, a damaged file) returns false, and the caller decodes the
 // file with encoding/json, which gives the same State or the error.
 func decodeStateFast(b []byte) (*State, bool) {
-	d := fastDec{b: b}
+	// One string for the whole file: the fields are parts of it.
+	d := fastDec{b: b, s: string(b)}
 	st := new(State)
 	var seen uint16
 	ok := d.object(func(key []byte) bool {
@@ -80,6 +81,7 @@ var (
 // fastDec is decodeStateFast's position in the file.
 type fastDec struct {
 	b []byte
+	s string // b as a string
 	i int
 }
 
@@ -163,7 +165,11 @@ func (d *fastDec) raw() ([]byte, bool) {
 
 func (d *fastDec) string() (string, bool) {
 	s, ok := d.raw()
-	return string(s), ok
+	if !ok {
+		return "", false
+	}
+	start := d.i - 1 - len(s) // after the opening quote
+	return d.s[start : start+len(s)], true
 }
 
 // int reads an integer as JSON writes it: -?(0|[1-9][0-9]*), in int's
