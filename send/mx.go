@@ -153,7 +153,7 @@ func (t *router) destination(ctx context.Context, key string, r route.Route, dom
 			t.log.Warn("no MX host to deliver to", "destination", key, "err", e.dest.Fail.Error())
 			return
 		}
-		hl := newHostList(hostsOf(e.dest, port))
+		hl := mxHostList(e.dest, port)
 		for i, h := range hl.hosts {
 			if f := t.down.down(h.Addr); f != nil && hl.markDown(i, f) {
 				t.log.Info("MX host skipped: it timed out in an earlier run", "relay", h.Addr, "mx", h.Name, "reply", f.Text)

@@ -453,3 +453,33 @@ func TestMXDestinationConcurrency(t *testing.T) {
 		t.Errorf("a message counted two attempts in one run, or kept a state: %v", f.state(both))
 	}
 }
+
+// Hosts of equal MX preference share a run's connections (RFC 5321
+// section 5.1; Postfix's smtp_randomize_addresses): each new connection
+// starts at one of them at random, so neither takes all the mail, and a
+// less preferred host takes none while they answer.
+func TestEqualPreferenceSpreadInRun(t *testing.T) {
+	f := newMXFixture(t, "a.test. MX 10 mx1.a.test.", "a.test. MX 10 mx2.a.test.", "a.test. MX 20 mx3.a.test.",
+		"mx1.a.test. A 127.0.0.2", "mx2.a.test. A 127.0.0.3", "mx3.a.test. A 127.0.0.4")
+	mx1, mx2, mx3 := smtptest.Start(t, smtptest.Options{}), smtptest.Start(t, smtptest.Options{}), smtptest.Start(t, smtptest.Options{})
+	f.serve("127.0.0.2", mx1)
+	f.serve("127.0.0.3", mx2)
+	f.serve("127.0.0.4", mx3)
+	f.s.Config.NoReuse = true // a new connection, and a new choice, per message
+	const n = 24
+	for i := range n {
+		f.queue("s@example.org", []string{fmt.Sprintf("r%d@a.test", i)}, body("x"))
+		f.clk.Add(time.Second)
+	}
+	if st := f.run(false); st.Delivered != n {
+		t.Fatalf("stats %+v", st)
+	}
+	// Each host gets half on average; all 24 to one has odds 2^-23.
+	n1, n2 := len(mx1.Transactions()), len(mx2.Transactions())
+	if n1+n2 != n || n1 == 0 || n2 == 0 {
+		t.Errorf("mx1 %d, mx2 %d transactions of %d: the equal-preference hosts did not share them", n1, n2, n)
+	}
+	if n3 := len(mx3.Transactions()); n3 != 0 {
+		t.Errorf("mx3 (preference 20) took %d messages while mx1 and mx2 were up", n3)
+	}
+}

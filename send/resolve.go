@@ -279,6 +279,18 @@ func unmap(addrs []netip.Addr) []netip.Addr {
 
 // hostsOf returns the smarthost-style host list of a destination: one
 // entry per address of each MX host, in order, dialled on port.
+// mxHostList is the hostList of d's addresses (hostsOf), each with its
+// host's MX preference, for spreadTier.
+func mxHostList(d destination, port int) *hostList {
+	hl := newHostList(hostsOf(d, port))
+	for _, h := range d.Hosts {
+		for range h.Addrs {
+			hl.prefs = append(hl.prefs, h.Pref)
+		}
+	}
+	return hl
+}
+
 func hostsOf(d destination, port int) []Host {
 	var hs []Host
 	for _, h := range d.Hosts {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strings"
@@ -140,6 +141,7 @@ func (t *smarthost) failed(i int, f *Failure, reused bool) {
 type hostList struct {
 	mu    sync.Mutex
 	hosts []Host
+	prefs []uint16 // MX preference of each host (RFC 5321 section 5.1); nil for smarthosts
 	down  []*Failure
 	last  *Failure // the latest failure that took a host down
 }
@@ -254,8 +256,22 @@ func minTime(a, b time.Time) time.Time {
 // the last host tried, or the run's last host failure when all were down
 // already.
 func (t *smarthost) connect(ctx context.Context) (*conn, *Failure) {
+	order := t.hosts.up()
+	if t.hosts.prefs != nil && t.pool != nil {
+		// An idle connection to any of the most preferred MX hosts
+		// first; then a new one, to one of them at random.
+		tier := spreadTier(order, t.hosts.prefs)
+		for _, i := range order[:tier] {
+			if c := t.pool.get(t.poolKey(i)); c != nil {
+				c.host = i
+				return c, nil
+			}
+		}
+	} else if t.hosts.prefs != nil {
+		spreadTier(order, t.hosts.prefs)
+	}
 	var last *Failure
-	for _, i := range t.hosts.up() {
+	for _, i := range order {
 		key := ""
 		if t.pool != nil {
 			key = t.poolKey(i)
@@ -280,6 +296,25 @@ func (t *smarthost) connect(ctx context.Context) (*conn, *Failure) {
 		last = localFailure("", "4.4.1", "no "+t.what+" available")
 	}
 	return nil, last
+}
+
+// spreadTier rotates the leading indexes of order (into prefs, the MX
+// preference of each host) that share the first one's by a random count, and returns how many
+// they are: RFC 5321 section 5.1's equal-preference hosts then share the
+// connections of a run, as Postfix's smtp_randomize_addresses does for
+// each delivery, instead of the run's first choice taking them all. The
+// order past them, and among them, is otherwise kept.
+func spreadTier(order []int, prefs []uint16) int {
+	n := 0
+	for n < len(order) && prefs[order[n]] == prefs[order[0]] {
+		n++
+	}
+	if n > 1 {
+		k := rand.IntN(n)
+		tier := slices.Concat(order[k:n], order[:k])
+		copy(order, tier)
+	}
+	return n
 }
 
 // dialHost connects to smarthost i and makes the connection ready for
