@@ -12,8 +12,11 @@
 //     (Postfix's smtp-source) sending 2,000 messages of 2 KiB, round-robin
 //     over tcpserver + smtp-stdio, smtp-stdio as one process (systemd
 //     Accept=no through systemd-socket-activate) and, when the peers'
-//     Postfix listens on 127.0.0.1:25, Postfix's own smtpd daemon; and
-//     the one process's peak RSS;
+//     Postfix listens on 127.0.0.1:25, Postfix's own smtpd daemon;
+//     beside them, in the same rounds, the physical floor: as many
+//     goroutines as clients writing 2 KiB files durably (create, write,
+//     fsync, rename, fsync of the directory), no network and no SMTP;
+//     and the one process's peak RSS;
 //   - MiB/s and peak RSS for one 10 MiB and one 100 MiB message, read
 //     from a file and through a pipe.
 //
@@ -74,6 +77,73 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchtool:", err)
 		os.Exit(1)
 	}
+}
+
+// durableWriters writes msgs files of 2 KiB into dir/tmp from writers
+// goroutines at once, each file fsync'd, renamed into dir/queue and that
+// directory fsync'd (the spool's durable sequence), and returns the
+// files per second: the physical floor of the concurrent-client rounds.
+func durableWriters(dir string, writers, msgs int) (float64, error) {
+	for _, d := range []string{"tmp", "queue"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return 0, err
+		}
+	}
+	data := payload(2048)
+	next := make(chan int, msgs)
+	for i := range msgs {
+		next <- i
+	}
+	close(next)
+	errs := make(chan error, writers)
+	start := time.Now()
+	for range writers {
+		go func() {
+			for i := range next {
+				if err := durableFile(dir, strconv.Itoa(i), data); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	var first error
+	for range writers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return float64(msgs) / time.Since(start).Seconds(), first
+}
+
+// durableFile writes data durably as dir/queue/name, by way of dir/tmp.
+func durableFile(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, "tmp", name)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "queue", name)); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Join(dir, "queue"))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // floorChild reads standard input to EOF, then drops 2 KiB durably into
@@ -309,8 +379,22 @@ func tcpserverRun(stdio, base string, msgs int) error {
 	// every target alike; the median of the rounds is reported.
 	const rounds = 3
 	rates := map[string][]float64{}
-	for range rounds {
+	floorName := "floor: durable 2 KiB files, one writer a client"
+	for round := range rounds {
 		for _, clients := range []int{20, 100} {
+			// The physical floor of the rounds: no network and no SMTP,
+			// only what every spooled message must cost the file
+			// system, from as many writers as there are clients.
+			fdir, err := freshDir(base, fmt.Sprintf("floor-%d-%d", round, clients))
+			if err != nil {
+				return err
+			}
+			r, err := durableWriters(fdir, clients, msgs)
+			if err != nil {
+				return err
+			}
+			key := fmt.Sprintf("%s, %d clients", floorName, clients)
+			rates[key] = append(rates[key], r)
 			for _, tg := range targets {
 				before := 0
 				if tg.dir != "" {
@@ -334,8 +418,12 @@ func tcpserverRun(stdio, base string, msgs int) error {
 		}
 	}
 	for _, clients := range []int{20, 100} {
+		names := []string{floorName}
 		for _, tg := range targets {
-			key := fmt.Sprintf("%s, %d clients", tg.name, clients)
+			names = append(names, tg.name)
+		}
+		for _, name := range names {
+			key := fmt.Sprintf("%s, %d clients", name, clients)
 			r := rates[key]
 			slices.Sort(r)
 			fmt.Printf("%-62s %d x 2 KiB: median %.0f msgs/s over %d rounds\n", key+",", msgs, r[len(r)/2], rounds)
