@@ -111,6 +111,7 @@ type Writer struct {
 	dest    string     // final path in queue/
 	pf      *renameio.PendingFile
 	bw      *bufio.Writer
+	wb      *writeBehind // past writeBehindAfter bytes: takes over from bw
 	crc     hash.Hash32
 	size    int64
 	flushed int64 // message bytes handed to writeback so far
@@ -173,17 +174,37 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, errors.New("spool: write after commit or abort")
 	}
-	n, err := w.bw.Write(p)
+	var n int
+	var err error
+	if w.wb != nil {
+		n, err = w.wb.Write(p)
+	} else {
+		n, err = w.bw.Write(p)
+	}
 	w.crc.Write(p[:n])
 	w.size += int64(n)
 	if err != nil {
 		w.err = fmt.Errorf("spool: write: %w", err)
 		return n, w.err
 	}
-	if w.size-w.flushed >= writebackChunk {
+	switch {
+	case w.wb != nil:
+	case w.size >= writeBehindAfter:
+		w.startWriteBehind()
+	case w.size-w.flushed >= writebackChunk:
 		w.startWriteback()
 	}
 	return n, nil
+}
+
+// startWriteBehind hands the writing of the rest of the message to a
+// writeBehind (writebehind.go), after flushing what bw holds.
+func (w *Writer) startWriteBehind() {
+	if err := w.bw.Flush(); err != nil {
+		w.err = fmt.Errorf("spool: write: %w", err)
+		return
+	}
+	w.wb = newWriteBehind(w.pf, int(w.pf.Fd()), w.hdrLen+w.size)
 }
 
 // writebackChunk is how many message bytes accumulate before the kernel
@@ -218,6 +239,9 @@ func (w *Writer) Commit() error {
 		return errors.New("spool: commit after commit or abort")
 	}
 	err := w.commit()
+	if w.wb != nil {
+		w.wb.abort() // ended already unless commit failed before it
+	}
 	if err != nil {
 		w.pf.Cleanup()
 	}
@@ -251,7 +275,11 @@ func (w *Writer) commit() error {
 	if w.err != nil {
 		return w.err
 	}
-	if err := w.bw.Flush(); err != nil {
+	if w.wb != nil {
+		if err := w.wb.close(); err != nil {
+			return fmt.Errorf("spool: write: %w", err)
+		}
+	} else if err := w.bw.Flush(); err != nil {
 		return fmt.Errorf("spool: write: %w", err)
 	}
 	size := strconv.FormatInt(w.size, 10)
@@ -287,6 +315,9 @@ func (w *Writer) Abort() error {
 		return nil
 	}
 	w.done = true
+	if w.wb != nil {
+		w.wb.abort()
+	}
 	if err := w.pf.Cleanup(); err != nil {
 		return fmt.Errorf("spool: abort: %w", err)
 	}
