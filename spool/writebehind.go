@@ -101,6 +101,9 @@ func (wb *writeBehind) run(w io.Writer, fd int, off int64) {
 // goroutine. It returns errWriteBehindStopped after abort; a write error
 // of the goroutine waits for close.
 func (wb *writeBehind) Write(p []byte) (int, error) {
+	if wb.stopped() {
+		return 0, errWriteBehindStopped
+	}
 	n := 0
 	for len(p) > 0 {
 		k := copy(wb.cur[len(wb.cur):cap(wb.cur)], p)
@@ -123,6 +126,9 @@ func (wb *writeBehind) Write(p []byte) (int, error) {
 
 // hand gives the buffer being filled to the goroutine; false after abort.
 func (wb *writeBehind) hand() bool {
+	if wb.stopped() {
+		return false // a select below could still pick the send
+	}
 	select {
 	case wb.full <- wb.cur:
 		return true
@@ -134,17 +140,25 @@ func (wb *writeBehind) hand() bool {
 // close writes what is left, waits for the goroutine and returns its
 // first write error (or errWriteBehindStopped after abort). Call it once.
 func (wb *writeBehind) close() error {
-	if len(wb.cur) > 0 && !wb.hand() {
+	if wb.stopped() || len(wb.cur) > 0 && !wb.hand() {
 		return errWriteBehindStopped
 	}
 	close(wb.full)
-	select {
-	case <-wb.done:
-	case <-wb.quit:
-		<-wb.done
+	<-wb.done // after the last buffer, or abort
+	if wb.stopped() {
 		return errWriteBehindStopped
 	}
 	return wb.err
+}
+
+// stopped reports whether abort was called.
+func (wb *writeBehind) stopped() bool {
+	select {
+	case <-wb.quit:
+		return true
+	default:
+		return false
+	}
 }
 
 // abort stops the goroutine without writing what is left.
