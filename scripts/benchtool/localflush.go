@@ -26,7 +26,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,12 +34,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/dovecotlab"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
-
-// benchMailUID is the uid and gid of the Dovecot lab's mail user
-// (nobody), as in cmd/smtp-send's Dovecot tests.
-const benchMailUID = 65534
 
 // localFlush runs the mode with its arguments (see usage below).
 func localFlush(args []string) error {
@@ -88,11 +84,11 @@ func localFlush(args []string) error {
 		if dv, err = startBenchDovecot(filepath.Join(work, "dv"), *boxes); err != nil {
 			return err
 		}
-		defer dv.stop()
+		defer dv.Stop()
 		modes = append(modes, mode{
 			name:  "LMTP",
-			route: func(string) (string, error) { return "bench.test lmtp:unix:" + dv.socket, nil },
-			count: func(string) int { return countNew(dv.mail, "*/Maildir/new") },
+			route: func(string) (string, error) { return "bench.test lmtp:unix:" + dv.Socket, nil },
+			count: func(string) int { return countNew(dv.Mail, "*/Maildir/new") },
 		})
 	}
 	fmt.Printf("localflush: %d messages of %d bytes to %d users, %d connections; maildir:%s/%%u/ and, as root, LMTP to a private Dovecot; %d rounds, interleaved\n",
@@ -308,108 +304,26 @@ func perMessage(c map[string]int, n int) string {
 	return s
 }
 
-// benchDovecot is a private Dovecot serving LMTP on a unix socket.
+// benchDovecot is a private Dovecot serving LMTP on a unix socket
+// (internal/testutil/dovecotlab, as cmd/smtp-send's Dovecot tests).
 type benchDovecot struct {
-	root, conf, socket, mail string
+	*dovecotlab.Lab
 }
 
 // startBenchDovecot starts Dovecot under root with users u0..u<boxes-1>
 // @bench.test and waits for its LMTP socket.
 func startBenchDovecot(root string, boxes int) (*benchDovecot, error) {
-	for _, bin := range []string{"/usr/sbin/dovecot", "/usr/lib/dovecot/lmtp"} {
-		if _, err := os.Stat(bin); err != nil {
-			return nil, fmt.Errorf("%s missing (apt-get install dovecot-core dovecot-lmtpd)", bin)
+	l, err := dovecotlab.Start(root, false, func(mail string) []dovecotlab.User {
+		us := make([]dovecotlab.User, boxes)
+		for i := range us {
+			us[i] = dovecotlab.User{Addr: fmt.Sprintf("u%d@bench.test", i), Home: filepath.Join(mail, "u"+strconv.Itoa(i))}
 		}
-	}
-	d := &benchDovecot{root: root, conf: filepath.Join(root, "dovecot.conf"), socket: filepath.Join(root, "run", "lmtp"),
-		mail: filepath.Join(root, "mail")}
-	for _, sub := range []string{"", "run", "state", "mail"} {
-		if err := os.MkdirAll(filepath.Join(root, sub), 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.Chown(d.mail, benchMailUID, benchMailUID); err != nil {
+		return us
+	})
+	if err != nil {
 		return nil, err
 	}
-	var pw strings.Builder
-	for i := range boxes {
-		fmt.Fprintf(&pw, "u%d@bench.test:{PLAIN}x:%d:%d::%s::\n", i, benchMailUID, benchMailUID, filepath.Join(d.mail, "u"+strconv.Itoa(i)))
-	}
-	if err := os.WriteFile(filepath.Join(root, "passwd"), []byte(pw.String()), 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(d.conf, []byte(strings.ReplaceAll(benchDovecotConf, "$ROOT", root)), 0o644); err != nil {
-		return nil, err
-	}
-	// Its output goes nowhere: the daemon it leaves behind would hold a
-	// pipe open, and its log is in root/log.
-	if err := exec.Command("/usr/sbin/dovecot", "-c", d.conf).Run(); err != nil {
-		return nil, fmt.Errorf("dovecot: %v (log %s)", err, filepath.Join(root, "log"))
-	}
-	for range 250 {
-		if c, err := net.Dial("unix", d.socket); err == nil {
-			c.Close()
-			return d, nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	d.stop()
-	return nil, fmt.Errorf("dovecot: no LMTP socket at %s (log %s)", d.socket, filepath.Join(root, "log"))
-}
-
-// benchDovecotConf is the configuration of cmd/smtp-send's Dovecot
-// tests (Dovecot 2.3), without the TCP listener.
-const benchDovecotConf = `base_dir = $ROOT/run/
-state_dir = $ROOT/state/
-log_path = $ROOT/log
-info_log_path = $ROOT/log
-ssl = no
-protocols = lmtp
-default_internal_user = dovecot
-default_internal_group = dovecot
-default_login_user = dovenull
-first_valid_uid = 1
-passdb {
-  driver = passwd-file
-  args = $ROOT/passwd
-}
-userdb {
-  driver = passwd-file
-  args = $ROOT/passwd
-}
-mail_location = maildir:~/Maildir
-service lmtp {
-  unix_listener lmtp {
-    mode = 0666
-  }
-}
-service anvil {
-  chroot =
-}
-service stats {
-  chroot =
-}
-`
-
-// masterPID returns the PID of the lab's Dovecot master.
-func (d *benchDovecot) masterPID() int {
-	b, _ := os.ReadFile(filepath.Join(d.root, "run", "master.pid"))
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
-}
-
-// stop stops the lab's Dovecot: doveadm stop, then SIGKILL to its master
-// (by the PID in its own master.pid) if it is still there.
-func (d *benchDovecot) stop() {
-	pid := d.masterPID()
-	exec.Command("/usr/bin/doveadm", "-c", d.conf, "stop").Run()
-	for range 100 {
-		if pid <= 0 || syscall.Kill(pid, 0) != nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	syscall.Kill(pid, syscall.SIGKILL)
+	return &benchDovecot{l}, nil
 }
 
 // traceFsyncs attaches strace to the Dovecot master and every process
@@ -418,7 +332,7 @@ func (d *benchDovecot) stop() {
 // strace (by its PID) and counts the fsyncs it saw.
 func (d *benchDovecot) traceFsyncs(straceBin, out string) (func() (map[string]int, error), error) {
 	args := []string{"-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o", out}
-	for _, pid := range descendants(d.masterPID()) {
+	for _, pid := range descendants(d.MasterPID()) {
 		args = append(args, "-p", strconv.Itoa(pid))
 	}
 	cmd := exec.Command(straceBin, args...)
