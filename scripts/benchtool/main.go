@@ -150,23 +150,9 @@ func durableFile(dir, name string, data []byte) error {
 // $FLOOR_DIR: the least any receiver must do per message.
 func floorChild() {
 	io.Copy(io.Discard, os.Stdin)
-	dir := os.Getenv("FLOOR_DIR")
-	tmp := filepath.Join(dir, "tmp", strconv.Itoa(os.Getpid()))
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
+	if err := durableFile(os.Getenv("FLOOR_DIR"), strconv.Itoa(os.Getpid()), payload(2048)); err != nil {
 		die(err)
 	}
-	f.Write(payload(2048))
-	if err := f.Sync(); err != nil {
-		die(err)
-	}
-	f.Close()
-	if err := os.Rename(tmp, filepath.Join(dir, "queue", strconv.Itoa(os.Getpid()))); err != nil {
-		die(err)
-	}
-	d, _ := os.Open(filepath.Join(dir, "queue"))
-	d.Sync()
-	d.Close()
 }
 
 func payload(n int) []byte {
