@@ -52,6 +52,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
+	"github.com/smtp-stdio/smtp-stdio/internal/testutil/postfixtest"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -363,29 +364,9 @@ func (l *lab) nextHops() []string {
 }
 
 // postfixMaster is the master.cf of a relay: smtpd on port 25 and what a
-// message needs from there to the SMTP client, none chrooted.
-const postfixMaster = `smtp      inet  n       -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-scache    unix  -       -       n       -       1       scache
-anvil     unix  -       -       n       -       1       anvil
-postlog   unix-dgram n  -       n       -       1       postlogd
-`
+// message needs from there to the SMTP client, none chrooted (the tests'
+// private instances' services, postfixtest.Master).
+const postfixMaster = "smtp      inet  n       -       n       -       -       smtpd\n" + postfixtest.Master
 
 // startRelay starts a private Postfix instance in host name's namespace:
 // its own configuration, queue and log under the lab's directory,
