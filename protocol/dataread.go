@@ -27,7 +27,8 @@ type DataResult struct {
 	// Size is the length of the message in bytes after dot-unstuffing and
 	// normalizing, counted to the end even past MaxSize.
 	Size int64
-	// TooBig is true when Size is over MaxSize; the output stopped there.
+	// TooBig is true when Size is over MaxSize; the output stopped at
+	// or before that point.
 	TooBig bool
 	// Bare is true when the message held a bare CR or LF (RFC 5321 section
 	// 2.3.8); with RejectBare the output stopped before it.
@@ -165,6 +166,14 @@ func (d *dotFramer) scan(p []byte) (int, bool) {
 		switch d.state {
 		case inText:
 			rest := p[i:]
+			if len(rest) >= cleanRunMin {
+				if k, _ := cleanLines(rest, true); k > 0 {
+					d.body.lines(rest[:k])
+					d.state = atBOL
+					i += k
+					continue
+				}
+			}
 			k := indexCRorLF(rest)
 			switch {
 			case k < 0: // the line goes on past p

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
@@ -254,6 +255,7 @@ func BenchmarkReadData(b *testing.B) {
 		buf  int // bufio.Reader size: the default, and smtp-stdio's
 	}{{"2KiB", 2 << 10, 4096}, {"10MiB", 10 << 20, 4096}, {"10MiB-64KiBbuf", 10 << 20, 64 << 10}} {
 		var in bytes.Buffer
+		in.WriteString("Subject: bench\r\n\r\n") // a message with a body, as real ones are
 		io.Copy(&in, newLineSource(bc.size))
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(int64(in.Len()))
@@ -319,6 +321,9 @@ func FuzzReadData(f *testing.F) {
 		f.Add([]byte("Subject: x\r\n\r\nhello"+v+smuggled+"\r\n.\r\n"), true)
 	}
 	f.Add([]byte("Received: a\r\n\r\n..x\r\n.\r\n"), true)
+	// Long enough for the whole-line fast path (cleanLines).
+	f.Add([]byte("A: b\r\n\r\n"+strings.Repeat("line of text\r\n", 40)+"bare\rcr\r\n"+strings.Repeat("more\r\n", 60)+"..x\r\n.\r\n"), false)
+	f.Add([]byte("A: b\r\n\r\n"+strings.Repeat("line of text\r\n", 40)+"bare\nlf\r\n.\n.\r\n"+strings.Repeat("more\r\n", 60)+".\r\n"), true)
 	f.Fuzz(func(t *testing.T, in []byte, norm bool) {
 		opt := DataOptions{}
 		if norm {
@@ -350,4 +355,101 @@ func FuzzReadData(f *testing.F) {
 			t.Fatalf("reject output %q, reference %q", out, want)
 		}
 	})
+}
+
+// randomMessage returns DATA input of about size bytes from rng: a header
+// section with Received: fields, then mostly clean 20- to 120-byte lines,
+// among them dot-stuffed lines, lone dots, empty lines and, where bad
+// says so, bare CRs and LFs, then the end of data and a command after it.
+func randomMessage(rng *rand.Rand, size int, bad bool) []byte {
+	var b bytes.Buffer
+	for range rng.IntN(4) {
+		b.WriteString("Received: from x by y\r\n")
+	}
+	b.WriteString("Subject: t\r\n")
+	if rng.IntN(4) > 0 {
+		b.WriteString("\r\n") // else the whole message is header section
+	}
+	for b.Len() < size {
+		switch k := rng.IntN(100); {
+		case k < 3:
+			b.WriteString("..stuffed\r\n")
+		case k < 5:
+			b.WriteString("\r\n")
+		case k < 6:
+			b.WriteString(".\n.\r\n") // a lone dot after a bare LF: content
+		case k < 8 && bad:
+			b.WriteString([]string{"bare\rcr\r\n", "bare\nlf\r\n", "cr at end\r", "\n", ".\r", "x\r\r\n"}[rng.IntN(6)])
+		default:
+			b.Write(bytes.Repeat([]byte{'a' + byte(k%26)}, 20+rng.IntN(100)))
+			b.WriteString("\r\n")
+		}
+	}
+	b.WriteString(".\r\nQUIT\r\n")
+	return b.Bytes()
+}
+
+// pieces is a reader that returns its input in reads of random sizes up
+// to max bytes.
+type pieces struct {
+	in  []byte
+	rng *rand.Rand
+	max int
+}
+
+func (p *pieces) Read(b []byte) (int, error) {
+	if len(p.in) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b[:min(len(b), 1+p.rng.IntN(p.max))], p.in)
+	p.in = p.in[n:]
+	return n, nil
+}
+
+// TestReadDataCleanRuns holds the whole-line fast path (cleanLines) to
+// the line-by-line one and to refNormalize: long messages, clean and with
+// bare line endings, read through buffers of several sizes in reads of
+// random sizes, give the output, result and unread rest that one byte at
+// a time gives (which never takes the fast path); BDAT's body path, fed
+// the normalized message in random chunks, gives it back unchanged.
+func TestReadDataCleanRuns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 300 {
+		in := randomMessage(rng, 200+rng.IntN(20000), i%2 == 1)
+		want, received, bare, n, ok := refNormalize(in)
+		if !ok {
+			t.Fatalf("message %d has no end", i)
+		}
+		for _, opt := range []DataOptions{normalize, {}} {
+			out1, res1, err1, rest1 := readAll(string(in), opt, true)
+			if err1 != nil || rest1 != "QUIT\r\n" || len(in)-len(rest1) != n || res1.Bare != bare || res1.Received != received {
+				t.Fatalf("message %d byte by byte: %+v %v rest %q; reference bare %v received %d", i, res1, err1, rest1, bare, received)
+			}
+			if opt.BareLineEndings == NormalizeBare && out1 != string(want) {
+				t.Fatalf("message %d byte by byte: output differs from the reference", i)
+			}
+			for _, size := range []int{16, 300, 4096, 64 << 10} {
+				r := bufio.NewReaderSize(&pieces{in: in, rng: rng, max: 3 * size}, size)
+				var out bytes.Buffer
+				res, err := ReadData(r, &out, opt)
+				rest, _ := io.ReadAll(r)
+				if out.String() != out1 || res != res1 || err != nil || string(rest) != rest1 {
+					t.Fatalf("message %d, buffer %d, bare %v, mode %v: %+v %v rest %q; byte by byte %+v", i, size, bare, opt.BareLineEndings, res, err, rest, res1)
+				}
+			}
+		}
+		// BDAT: the normalized message, clean by construction, in chunks.
+		body := newBodyWriter(io.Discard, normalize)
+		var got bytes.Buffer
+		body.w = &got
+		for rest := want; len(rest) > 0; {
+			k := min(len(rest), 1+rng.IntN(3000))
+			body.Write(rest[:k])
+			rest = rest[k:]
+		}
+		res := body.finish()
+		if got.String() != string(want) || res.Bare || res.Received != received || res.Size != int64(len(want)) {
+			t.Fatalf("message %d through BDAT's path: %+v, output equal %v", i, res, got.String() == string(want))
+		}
+	}
 }
