@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -103,58 +104,117 @@ func NewQueueID(now time.Time) (string, error) {
 }
 
 // Writer streams one message into a temporary file under tmp/. Nothing is
-// visible in queue/ until Commit returns nil. A Writer is not safe for
-// concurrent use.
+// visible in queue/ until Commit returns nil. The temporary file is made
+// only when it is needed: when the envelope and message outgrow the
+// Writer's 64 KiB buffer, or at Commit. A message that is refused or
+// aborted before then never touches the disk, and a short message's file
+// exists only for the length of Commit. A Writer is not safe for
+// concurrent use, except that Abort may be called from another goroutine
+// (a signal handler's).
 type Writer struct {
 	sync    *DirSyncer // shares the directory fsync (group.go); nil: its own
 	dir     string     // queue directory, fsync'd after the rename
 	dest    string     // final path in queue/
+	tmp     string     // the spool's tmp/, where the file is made
+	id      string     // queue id, for errors
+	spill   func()     // called once before the file is made during writing
+	mu      sync.Mutex // guards pf's creation and done against Abort
 	pf      *renameio.PendingFile
 	bw      *bufio.Writer
 	wb      *writeBehind // past writeBehindAfter bytes: takes over from bw
 	crc     hash.Hash32
 	size    int64
-	flushed int64 // message bytes handed to writeback so far
-	hdrLen  int64 // offset of the first message byte
-	sizeOff int64 // offset of the message-size digits
-	crcOff  int64 // offset of the message-crc32c digits
-	err     error // first write error; sticky
-	done    bool
+	flushed int64       // message bytes handed to writeback so far
+	hdrLen  int64       // offset of the first message byte
+	sizeOff int64       // offset of the message-size digits
+	crcOff  int64       // offset of the message-crc32c digits
+	err     error       // first write error; sticky
+	done    atomic.Bool // committed or aborted
 }
 
-// Create starts a message file for env. The envelope is written at once;
-// the caller then writes the message bytes (CRLF line endings, already
-// dot-unstuffed) and calls Commit or Abort. It returns an error if env is
-// invalid or the temporary file cannot be created (for example EACCES or
-// ENOSPC, which the error wraps).
+// Create starts a message for env. The envelope is written at once (into
+// the Writer's buffer); the caller then writes the message bytes (CRLF
+// line endings, already dot-unstuffed) and calls Commit or Abort. It
+// returns an error if env is invalid. The temporary file is made later
+// (see Writer), so an error making it (for example EACCES or ENOSPC,
+// which the error wraps) comes from Write or Commit.
 func (s *Spool) Create(env *Envelope) (*Writer, error) {
+	return s.CreateSpill(env, nil)
+}
+
+// CreateSpill is Create with spill, when not nil, called once just before
+// the temporary file is made while the message is still being written (it
+// outgrew the buffer), and not when Commit makes it. A caller that
+// promises to remove the file when a signal ends it installs its handler
+// there: only a message past 64 KiB needs one, for the time it is read; a
+// shorter message's file lives only through Commit's write, fsync and
+// rename, and a file left by a kill then is removed by smtp-send's
+// cleanup (SMTP_SEND_TMP_MAX_AGE), as after SIGKILL.
+func (s *Spool) CreateSpill(env *Envelope, spill func()) (*Writer, error) {
 	if err := env.Validate(); err != nil {
 		return nil, err
 	}
-	dest := s.Path(QueueDir, env.QueueID)
-	pf, err := renameio.NewPendingFile(dest,
-		renameio.WithTempDir(s.Path(TmpDir)),
-		renameio.WithStaticPermissions(FileMode))
-	if err != nil {
-		return nil, fmt.Errorf("spool: create %s: %w", env.QueueID, err)
-	}
 	w := &Writer{
-		sync: s.dirSync,
-		dir:  s.Path(QueueDir),
-		dest: dest,
-		pf:   pf,
-		bw:   newBufWriter(pf),
-		crc:  newCRC(),
+		sync:  s.dirSync,
+		dir:   s.Path(QueueDir),
+		dest:  s.Path(QueueDir, env.QueueID),
+		tmp:   s.Path(TmpDir),
+		id:    env.QueueID,
+		spill: spill,
+		crc:   newCRC(),
 	}
+	w.bw = newBufWriter((*fileSink)(w))
 	hdr := encodeEnvelope(env)
 	w.sizeOff = int64(len(hdr.prefix))
 	w.crcOff = w.sizeOff + sizeWidth + int64(len(hdr.middle))
 	if _, err := io.WriteString(w.bw, hdr.prefix+zeros(sizeWidth)+hdr.middle+zeros(crcWidth)+hdr.suffix); err != nil {
-		pf.Cleanup()
+		w.Abort()
 		return nil, fmt.Errorf("spool: write envelope %s: %w", env.QueueID, err)
 	}
 	w.hdrLen = int64(len(hdr.prefix)+len(hdr.middle)+len(hdr.suffix)) + sizeWidth + crcWidth
 	return w, nil
+}
+
+// errAborted is the error of a Writer made after Abort.
+var errAborted = errors.New("spool: message aborted")
+
+// file makes the temporary file if it is not made yet: spilling says the
+// message is still being written (then spill runs first), not committed.
+// It returns the wrapped error of the create, or errAborted after Abort.
+func (w *Writer) file(spilling bool) error {
+	if w.pf != nil {
+		return nil
+	}
+	if spilling && w.spill != nil {
+		f := w.spill
+		w.spill = nil
+		f()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done.Load() {
+		return errAborted
+	}
+	pf, err := renameio.NewPendingFile(w.dest,
+		renameio.WithTempDir(w.tmp),
+		renameio.WithStaticPermissions(FileMode))
+	if err != nil {
+		return fmt.Errorf("spool: create %s: %w", w.id, err)
+	}
+	w.pf = pf
+	return nil
+}
+
+// fileSink is what a Writer's buffer writes to: the temporary file, made
+// on the first write (Writer.file).
+type fileSink Writer
+
+func (f *fileSink) Write(p []byte) (int, error) {
+	w := (*Writer)(f)
+	if err := w.file(true); err != nil { // Commit makes it before it flushes
+		return 0, err
+	}
+	return w.pf.Write(p)
 }
 
 func zeros(n int) string {
@@ -171,7 +231,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	if w.done {
+	if w.done.Load() {
 		return 0, errors.New("spool: write after commit or abort")
 	}
 	var n int
@@ -204,7 +264,14 @@ func (w *Writer) startWriteBehind() {
 		w.err = fmt.Errorf("spool: write: %w", err)
 		return
 	}
-	w.wb = newWriteBehind(w.pf, int(w.pf.Fd()), w.hdrLen+w.size)
+	if err := w.file(true); err != nil {
+		w.err = err
+		return
+	}
+	wb := newWriteBehind(w.pf, int(w.pf.Fd()), w.hdrLen+w.size)
+	w.mu.Lock()
+	w.wb = wb // Abort reads it
+	w.mu.Unlock()
 }
 
 // writebackChunk is how many message bytes accumulate before the kernel
@@ -221,6 +288,10 @@ func (w *Writer) startWriteback() {
 		w.err = fmt.Errorf("spool: write: %w", err)
 		return
 	}
+	if err := w.file(true); err != nil {
+		w.err = err
+		return
+	}
 	unix.SyncFileRange(int(w.pf.Fd()), w.hdrLen+w.flushed, w.size-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
 	w.flushed = w.size
 }
@@ -235,17 +306,19 @@ func (w *Writer) Size() int64 { return w.size }
 // is removed and nothing is visible; the error wraps the system error
 // (ENOSPC, EIO, ...).
 func (w *Writer) Commit() error {
-	if w.done {
+	if w.done.Load() {
 		return errors.New("spool: commit after commit or abort")
 	}
 	err := w.commit()
 	if w.wb != nil {
 		w.wb.abort() // ended already unless commit failed before it
 	}
-	if err != nil {
+	w.mu.Lock()
+	if err != nil && w.pf != nil {
 		w.pf.Cleanup()
 	}
-	w.done = true
+	w.done.Store(true)
+	w.mu.Unlock()
 	// Only Commit hands the buffer back: Abort may run on another
 	// goroutine (a signal's) while Write is using it.
 	putBufWriter(w.bw)
@@ -274,6 +347,9 @@ func putBufWriter(bw *bufio.Writer) {
 func (w *Writer) commit() error {
 	if w.err != nil {
 		return w.err
+	}
+	if err := w.file(false); err != nil {
+		return err
 	}
 	if w.wb != nil {
 		if err := w.wb.close(); err != nil {
@@ -308,15 +384,21 @@ func (w *Writer) commit() error {
 	return nil
 }
 
-// Abort discards the message: the temporary file is closed and removed.
+// Abort discards the message: the temporary file, if made, is closed and
+// removed.
 // It is safe to call after Commit (it then does nothing) and more than once.
 func (w *Writer) Abort() error {
-	if w.done {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done.Load() {
 		return nil
 	}
-	w.done = true
+	w.done.Store(true)
 	if w.wb != nil {
 		w.wb.abort()
+	}
+	if w.pf == nil {
+		return nil // never made
 	}
 	if err := w.pf.Cleanup(); err != nil {
 		return fmt.Errorf("spool: abort: %w", err)

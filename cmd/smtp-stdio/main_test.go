@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,7 +252,8 @@ func TestHelpGoesToStderr(t *testing.T) {
 
 // A spool that fails during the session (tmp/ replaced by a file once the
 // session has started: at the start, the spool check would refuse it)
-// gives 451 at DATA, and the session goes on.
+// gives 451 at the end of the data (the temporary file is made at commit
+// for a message this short), and the session goes on.
 func TestSpoolFailureKeepsSessionUsable(t *testing.T) {
 	sd := newSpool(t)
 	s := stdio.Start(t, transcript.Setup{Spool: sd})
@@ -264,11 +266,9 @@ func TestSpoolFailureKeepsSessionUsable(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(sd, spool.TmpDir), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rest := script(t, txStart+`C: NOOP
+	rest := script(t, txLines("Subject: lost\r\n\r\nbody\r\n")+`C: NOOP
 C: QUIT
-S: 250 2.1.0 Sender OK
-S: 250 2.1.5 Recipient OK
-S: 451 4.3.0 …
+`+txReplies+`S: 451 4.3.0 …
 S: 250 2.0.0 OK
 `+closing+"= exit 0\n")
 	s.Play(rest, rest.Steps)
@@ -290,13 +290,46 @@ func TestKilledMidDataLeavesNothing(t *testing.T) {
 	s.Send("EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nSubject: half\r\n\r\n")
 	for !strings.HasPrefix(s.Reply(), "354 ") {
 	}
-	s.Send(strings.Repeat("partial line\r\n", 1000))
+	s.Send(strings.Repeat("partial line\r\n", 20000)) // 280 KB: past the writer's buffer
+	// The signal must find the temporary file made (and its handler
+	// installed, spool.CreateSpill), or the test proves nothing.
+	tmp := filepath.Join(sd, spool.TmpDir)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if ents, _ := os.ReadDir(tmp); len(ents) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no temporary file after 280 KB of the message")
+		}
+	}
 	s.Cmd.Process.Signal(os.Interrupt)
 	s.Wait() // standard input still open: only the signal ends the session
 	if ms := spooled(t, sd); len(ms) != 0 {
 		t.Errorf("interrupted message visible")
 	}
 	noTempFiles(t, sd)
+}
+
+// A signal while a short message is read finds no temporary file to
+// remove: none is made before the commit.
+func TestKilledMidShortDataLeavesNothing(t *testing.T) {
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
+		sd := newSpool(t)
+		s := stdio.Start(t, transcript.Setup{Spool: sd})
+		s.Send("EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nSubject: half\r\n\r\n")
+		for !strings.HasPrefix(s.Reply(), "354 ") {
+		}
+		s.Send(strings.Repeat("partial line\r\n", 1000))
+		if ents, _ := os.ReadDir(filepath.Join(sd, spool.TmpDir)); len(ents) != 0 {
+			t.Fatalf("%d temporary files for 14 KB of a message, want none", len(ents))
+		}
+		s.Cmd.Process.Signal(sig)
+		s.Wait()
+		if ms := spooled(t, sd); len(ms) != 0 {
+			t.Errorf("%v: interrupted message visible", sig)
+		}
+		noTempFiles(t, sd)
+	}
 }
 
 func TestSwaksPipe(t *testing.T) {

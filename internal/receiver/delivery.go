@@ -39,8 +39,9 @@ type spoolDelivery struct {
 	now func() time.Time
 	log *slog.Logger
 
-	// beforeFirst, if set, runs once before the first message is
-	// created.
+	// beforeFirst, if set, runs once before the first temporary file
+	// that is made while its message is read (spool.CreateSpill): the
+	// signal handler that removes it.
 	beforeFirst func()
 	once        sync.Once
 
@@ -49,11 +50,13 @@ type spoolDelivery struct {
 }
 
 // Begin implements protocol.Delivery: it names the message (a new queue
-// id) and creates its file in the spool's tmp/. Errors carry a 451 or 452
-// reply (classify).
+// id) and starts its spool.Writer, whose file in the spool's tmp/ is made
+// once the message outgrows the writer's buffer or at Commit. Errors
+// carry a 451 or 452 reply (classify).
 func (d *spoolDelivery) Begin(env *protocol.Envelope) (protocol.MessageWriter, error) {
+	var spill func()
 	if d.beforeFirst != nil {
-		d.once.Do(d.beforeFirst)
+		spill = func() { d.once.Do(d.beforeFirst) }
 	}
 	now := d.now()
 	id, err := spool.NewQueueID(now)
@@ -64,7 +67,7 @@ func (d *spoolDelivery) Begin(env *protocol.Envelope) (protocol.MessageWriter, e
 	if !env.Client.Local && env.Client.Addr.IsValid() {
 		client = env.Client.Addr.String()
 	}
-	w, err := d.sp.Create(&spool.Envelope{
+	w, err := d.sp.CreateSpill(&spool.Envelope{
 		QueueID:  id,
 		Received: now,
 		Client:   client,
@@ -82,7 +85,7 @@ func (d *spoolDelivery) Begin(env *protocol.Envelope) (protocol.MessageWriter, e
 		Ret:   env.Ret,
 		EnvID: env.EnvID,
 		DSN:   spoolDSN(env),
-	})
+	}, spill)
 	if err != nil {
 		d.log.Error("spool create failed", "err", err)
 		return nil, classify(err)
