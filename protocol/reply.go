@@ -47,7 +47,8 @@ func WriteReply(w io.Writer, r *Reply) error {
 		if i == len(lines)-1 {
 			sep = ' '
 		}
-		fmt.Fprintf(&b, "%03d%c", r.Code, sep)
+		writeCode(&b, r.Code)
+		b.WriteRune(sep)
 		if r.Enhanced != "" {
 			b.WriteString(r.Enhanced)
 			b.WriteByte(' ')
@@ -57,4 +58,17 @@ func WriteReply(w io.Writer, r *Reply) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeCode writes code as fmt's %03d does, without fmt for the three
+// digits of every real reply: every reply of every session goes through
+// it.
+func writeCode(b *strings.Builder, code int) {
+	if code < 0 || code > 999 {
+		fmt.Fprintf(b, "%03d", code) // never a valid reply; as it was
+		return
+	}
+	b.WriteByte(byte('0' + code/100))
+	b.WriteByte(byte('0' + code/10%10))
+	b.WriteByte(byte('0' + code%10))
 }

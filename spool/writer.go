@@ -363,8 +363,10 @@ func (w *Writer) commit() error {
 	if _, err := w.pf.WriteAt([]byte(size), w.sizeOff); err != nil {
 		return fmt.Errorf("spool: write: %w", err)
 	}
-	crc := fmt.Sprintf("%08x", w.crc.Sum32())
-	if _, err := w.pf.WriteAt([]byte(crc), w.crcOff); err != nil {
+	var sum [4]byte
+	binary.BigEndian.PutUint32(sum[:], w.crc.Sum32())
+	crc := hex.AppendEncode(make([]byte, 0, crcWidth), sum[:])
+	if _, err := w.pf.WriteAt(crc, w.crcOff); err != nil {
 		return fmt.Errorf("spool: write: %w", err)
 	}
 	if err := w.pf.CloseAtomicallyReplace(); err != nil {

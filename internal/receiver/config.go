@@ -105,8 +105,9 @@ func (c *Config) Velocity() velocity.Limits {
 // returns an error naming the bad variable.
 func Load() (*Config, error) {
 	// envconfig reads Config's generated mirror, whose field names need
-	// no word splitting (settings_gen.go).
-	var e configEnv
+	// no word splitting, over the defaults it parsed when the mirror was
+	// generated (settings_gen.go).
+	e := configDefaults()
 	if err := envnames.Process(&e); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

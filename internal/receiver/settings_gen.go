@@ -55,55 +55,99 @@ var settingNames = [...]string{
 }
 
 // configEnv is Config with each field named for its variable without
-// the SMTP_ prefix, and Config's defaults. Load has envconfig read this
-// mirror, whose names need no word splitting: envconfig splits words
-// with regular expressions, a quarter of a millisecond per session.
+// the SMTP_ prefix and without default tags. Load has envconfig read
+// this mirror, whose names need no word splitting (envconfig splits
+// words with regular expressions, a quarter of a millisecond per
+// session), into configDefaults: envconfig then parses only the
+// variables that are set, not some 35 default strings every session.
 type configEnv struct {
-	SPOOL_DIR                  string `default:"/var/spool/smtp-stdio"`
+	SPOOL_DIR                  string
 	HOSTNAME                   string
 	LOCAL_DOMAINS              []string
-	RELAY_CLIENTS              []string      `default:"127.0.0.0/8,::1/128"`
-	MAX_MESSAGE_SIZE           int64         `default:"26214400"`
-	MAX_RECIPIENTS             int           `default:"100"`
-	MAX_LINE_LENGTH            int           `default:"2048"`
-	MAX_ERRORS                 int           `default:"20"`
-	MAX_RECEIVED               int           `default:"50"`
-	BARE_LINE_ENDINGS          string        `default:"reject"`
-	COMMAND_TIMEOUT            time.Duration `default:"5m"`
-	DATA_TIMEOUT               time.Duration `default:"3m"`
-	SESSION_TIMEOUT            time.Duration `default:"1h"`
+	RELAY_CLIENTS              []string
+	MAX_MESSAGE_SIZE           int64
+	MAX_RECIPIENTS             int
+	MAX_LINE_LENGTH            int
+	MAX_ERRORS                 int
+	MAX_RECEIVED               int
+	BARE_LINE_ENDINGS          string
+	COMMAND_TIMEOUT            time.Duration
+	DATA_TIMEOUT               time.Duration
+	SESSION_TIMEOUT            time.Duration
 	GREETING                   string
-	LOG                        string `default:"auto"`
-	LOG_LEVEL                  string `default:"info"`
-	LOG_FORMAT                 string `default:"text"`
+	LOG                        string
+	LOG_LEVEL                  string
+	LOG_FORMAT                 string
 	SYSLOG_SOCKET              string
 	POSTMASTER_DOMAIN          string
 	LOCAL_RECIPIENTS_FILE      string
-	REJECT_EARLY_TALKERS       bool          `default:"true"`
-	GREET_PAUSE                time.Duration `default:"0s"`
-	FORBID_IMPROPER_PIPELINING bool          `default:"true"`
-	MIN_DATA_RATE              int64         `default:"500"`
-	HEADER_CHECKS              string        `default:"lenient"`
-	MAX_HEADER_SIZE            int           `default:"65536"`
-	ADD_MISSING_HEADERS        bool          `default:"false"`
-	RATE_WINDOW                time.Duration `default:"60s"`
-	RATE_MAX_SESSIONS          int           `default:"0"`
-	RATE_MAX_PER_CLIENT        int           `default:"0"`
+	REJECT_EARLY_TALKERS       bool
+	GREET_PAUSE                time.Duration
+	FORBID_IMPROPER_PIPELINING bool
+	MIN_DATA_RATE              int64
+	HEADER_CHECKS              string
+	MAX_HEADER_SIZE            int
+	ADD_MISSING_HEADERS        bool
+	RATE_WINDOW                time.Duration
+	RATE_MAX_SESSIONS          int
+	RATE_MAX_PER_CLIENT        int
 	TLS_CERT                   string
 	TLS_KEY                    string
-	TLS_MODE                   string        `default:"starttls"`
-	REQUIRE_TLS                bool          `default:"false"`
-	MAX_CONNECTIONS            int           `default:"100"`
-	MAX_CONNECTIONS_PER_CLIENT int           `default:"10"`
-	SHUTDOWN_GRACE             time.Duration `default:"30s"`
-	IDLE_EXIT                  time.Duration `default:"0s"`
-	GROUP_COMMIT               bool          `default:"true"`
+	TLS_MODE                   string
+	REQUIRE_TLS                bool
+	MAX_CONNECTIONS            int
+	MAX_CONNECTIONS_PER_CLIENT int
+	SHUTDOWN_GRACE             time.Duration
+	IDLE_EXIT                  time.Duration
+	GROUP_COMMIT               bool
 	AUTH_PASSWORD_FILE         string
 	AUTH_CHECKPASSWORD         string
-	AUTH_TIMEOUT               time.Duration `default:"10s"`
-	AUTH_FAILURE_DELAY         time.Duration `default:"1s"`
-	AUTH_REQUIRED              bool          `default:"false"`
-	AUTH_ALLOW_PLAINTEXT       bool          `default:"false"`
+	AUTH_TIMEOUT               time.Duration
+	AUTH_FAILURE_DELAY         time.Duration
+	AUTH_REQUIRED              bool
+	AUTH_ALLOW_PLAINTEXT       bool
+}
+
+// configDefaults returns Config's default tags as envconfig parses
+// them, in configEnv.
+func configDefaults() configEnv {
+	return configEnv{
+		SPOOL_DIR:                  "/var/spool/smtp-stdio",
+		RELAY_CLIENTS:              []string{"127.0.0.0/8", "::1/128"},
+		MAX_MESSAGE_SIZE:           26214400,
+		MAX_RECIPIENTS:             100,
+		MAX_LINE_LENGTH:            2048,
+		MAX_ERRORS:                 20,
+		MAX_RECEIVED:               50,
+		BARE_LINE_ENDINGS:          "reject",
+		COMMAND_TIMEOUT:            5 * time.Minute,
+		DATA_TIMEOUT:               3 * time.Minute,
+		SESSION_TIMEOUT:            1 * time.Hour,
+		LOG:                        "auto",
+		LOG_LEVEL:                  "info",
+		LOG_FORMAT:                 "text",
+		REJECT_EARLY_TALKERS:       true,
+		GREET_PAUSE:                0,
+		FORBID_IMPROPER_PIPELINING: true,
+		MIN_DATA_RATE:              500,
+		HEADER_CHECKS:              "lenient",
+		MAX_HEADER_SIZE:            65536,
+		ADD_MISSING_HEADERS:        false,
+		RATE_WINDOW:                1 * time.Minute,
+		RATE_MAX_SESSIONS:          0,
+		RATE_MAX_PER_CLIENT:        0,
+		TLS_MODE:                   "starttls",
+		REQUIRE_TLS:                false,
+		MAX_CONNECTIONS:            100,
+		MAX_CONNECTIONS_PER_CLIENT: 10,
+		SHUTDOWN_GRACE:             30 * time.Second,
+		IDLE_EXIT:                  0,
+		GROUP_COMMIT:               true,
+		AUTH_TIMEOUT:               10 * time.Second,
+		AUTH_FAILURE_DELAY:         1 * time.Second,
+		AUTH_REQUIRED:              false,
+		AUTH_ALLOW_PLAINTEXT:       false,
+	}
 }
 
 // config returns e as a Config.
