@@ -75,6 +75,7 @@ func Run(args []string) int {
 		return exitUsage
 	}
 	start := time.Now()
+	presizeStack()
 	// A write to a closed stdout must be an error we handle (abort the
 	// message, exit), not a SIGPIPE that kills us mid-write.
 	signal.Ignore(syscall.SIGPIPE)
@@ -357,3 +358,21 @@ func clientString(p peer.Peer) string {
 // stderrIsClient reports whether standard error is the client's socket,
 // as under inetd and xinetd.
 func stderrIsClient() bool { return peer.IsSocket(2) && peer.SameFile(0, 2) }
+
+// stackPad is what presizeStack indexes its array with, a variable so
+// that the compiler keeps the array.
+var stackPad = 0
+
+// presizeStack grows the goroutine's stack from the 8 KiB that the
+// runtime's start-up leaves it to 16 KiB while it holds only a few
+// frames. A piped session's deepest path, its commit (renameio, fsync,
+// rename), needs more than 8 KiB; grown there, the runtime copies the
+// stack and adjusts each of the session's frames, which cost a one-message
+// session about 3 % of its CPU (perf, 300 sessions).
+//
+//go:noinline
+func presizeStack() byte {
+	var pad [10 << 10]byte
+	pad[stackPad] = 1
+	return pad[len(pad)-1-stackPad]
+}
