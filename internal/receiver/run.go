@@ -363,12 +363,14 @@ func stderrIsClient() bool { return peer.IsSocket(2) && peer.SameFile(0, 2) }
 // that the compiler keeps the array.
 var stackPad = 0
 
-// presizeStack grows the goroutine's stack from the 8 KiB that the
-// runtime's start-up leaves it to 16 KiB while it holds only a few
-// frames. A piped session's deepest path, its commit (renameio, fsync,
-// rename), needs more than 8 KiB; grown there, the runtime copies the
-// stack and adjusts each of the session's frames, which cost a one-message
-// session about 3 % of its CPU (perf, 300 sessions).
+// presizeStack grows the goroutine's stack to 16 KiB while it holds only
+// a few frames: from the 8 KiB that the runtime's start-up leaves a piped
+// session, or the 2 KiB a one-process server's session goroutine starts
+// with. A session's deepest path, its commit (renameio, fsync, rename),
+// needs more; grown there, the runtime copies the stack and adjusts each
+// of the session's frames, which cost a one-message piped session about
+// 3 % of its CPU (perf, 300 sessions), and a server's session three
+// copies.
 //
 //go:noinline
 func presizeStack() byte {
