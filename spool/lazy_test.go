@@ -3,7 +3,9 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -159,4 +161,40 @@ func TestWriterAbortWhileWriting(t *testing.T) {
 			t.Fatalf("round %d: %d files left in tmp/", i, n)
 		}
 	}
+}
+
+// SyncDir syncs a directory, and fails with an *os.PathError naming it for
+// a missing one and for a file, opening nothing that it leaves open.
+func TestSyncDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := SyncDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := openFDs(t)
+	for _, tc := range []struct {
+		path string
+		want error
+	}{{filepath.Join(dir, "missing"), fs.ErrNotExist}, {file, syscall.ENOTDIR}} {
+		err := SyncDir(tc.path)
+		var pe *os.PathError
+		if !errors.Is(err, tc.want) || !errors.As(err, &pe) || pe.Path != tc.path {
+			t.Errorf("SyncDir(%s) = %v, want a PathError for it wrapping %v", tc.path, err, tc.want)
+		}
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open before, %d after", before, after)
+	}
+}
+
+// openFDs returns how many descriptors the process has open.
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	return len(ents)
 }

@@ -171,6 +171,11 @@ func (s *Spool) MakeDirs(sub ...string) error {
 // ensureDir creates the directory at path with DirMode when nothing is
 // there, then checks it (checkDir). A name that exists is never replaced.
 func ensureDir(path string) error {
+	// Checked first: it is there at every session but a spool's first,
+	// and a mkdir that fails with EEXIST costs as much as one that works.
+	if err := checkDir(path); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	if err := os.Mkdir(path, DirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("spool: %w", err)
 	}

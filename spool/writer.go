@@ -410,18 +410,36 @@ func (w *Writer) Abort() error {
 
 // SyncDir fsyncs the directory dir so that a rename or unlink in it is
 // durable. renameio makes a replacement atomic, not durable. It returns the
-// wrapped error of open or fsync.
+// wrapped error of open or fsync (an *os.PathError).
+//
+// It works on a bare descriptor, not an *os.File: os.OpenFile offers
+// every file to the runtime's poller (epoll, refused for a directory)
+// and sets and clears O_NONBLOCK, five system calls a commit does not
+// need.
 func SyncDir(dir string) error {
-	d, err := OpenDir(dir)
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	})
 	if err != nil {
-		return fmt.Errorf("spool: sync dir: %w", err)
+		return fmt.Errorf("spool: sync dir: %w", &os.PathError{Op: "open", Path: dir, Err: err})
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
+	_, err = retryEINTR(func() (int, error) { return 0, unix.Fsync(fd) })
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("spool: sync dir %s: %w", dir, err)
+		return fmt.Errorf("spool: sync dir %s: %w", dir, &os.PathError{Op: "fsync", Path: dir, Err: err})
 	}
 	return nil
+}
+
+// retryEINTR runs f again while it fails with EINTR, as package os does
+// for its system calls.
+func retryEINTR(f func() (int, error)) (int, error) {
+	for {
+		n, err := f()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
