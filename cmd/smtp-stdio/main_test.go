@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -311,9 +312,16 @@ func TestKilledMidDataLeavesNothing(t *testing.T) {
 }
 
 // A signal while a short message is read finds no temporary file to
-// remove: none is made before the commit.
+// remove: none is made before the commit. The session has no handler
+// then, so a signal that the test (and so the binary) inherited ignored,
+// as nohup ignores SIGHUP and a shell's background job SIGINT, stays
+// ignored (the Go runtime's rule): those are not sent.
 func TestKilledMidShortDataLeavesNothing(t *testing.T) {
 	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
+		if signal.Ignored(sig) {
+			t.Logf("%v: ignored in this environment, not sent", sig)
+			continue
+		}
 		sd := newSpool(t)
 		s := stdio.Start(t, transcript.Setup{Spool: sd})
 		s.Send("EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@example.org>\r\nDATA\r\nSubject: half\r\n\r\n")
