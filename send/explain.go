@@ -39,6 +39,11 @@ type Plan struct {
 	STS string
 	// Outcome is what a run would do: deliver, bounce at once or defer.
 	Outcome string
+	// Limit is the most connections a run makes at once to the
+	// destination (Config.DestinationConcurrency), for a route by MX or
+	// to a bracketed host whose outcome is delivery; 0 otherwise (the
+	// smarthost takes every connection).
+	Limit int
 }
 
 // Explain returns the plan for recipient rcpt under cfg, asking res the
@@ -145,6 +150,7 @@ func Explain(ctx context.Context, cfg Config, res Resolver, rcpt string) Plan {
 	switch {
 	case d.Fail == nil:
 		p.Outcome = "deliver to the first host that takes it, in the order above"
+		p.Limit = cfg.DestinationConcurrency
 	case d.Fail.Temporary():
 		p.Outcome = "defer (try again later): " + failureText(d.Fail)
 	default:
@@ -221,6 +227,9 @@ func (p *Plan) WriteTo(w io.Writer) (int64, error) {
 	}
 	if p.TLS != "" {
 		line("tls", p.TLS+" ("+p.TLSWhy+")")
+	}
+	if p.Limit > 0 {
+		line("limit", fmt.Sprintf("%d connections at once to this destination (SMTP_SEND_DESTINATION_CONCURRENCY)", p.Limit))
 	}
 	line("outcome", p.Outcome)
 	n, err := io.WriteString(w, b.String())

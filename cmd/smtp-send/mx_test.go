@@ -346,6 +346,7 @@ func TestExplain(t *testing.T) {
   port:    ` + port + `
   mta-sts: no policy (no _mta-sts TXT record)
   tls:     ` + def + `
+  limit:   2 connections at once to this destination (SMTP_SEND_DESTINATION_CONCURRENCY)
   outcome: deliver to the first host that takes it, in the order above
 
 <u@b.test>
@@ -355,6 +356,7 @@ func TestExplain(t *testing.T) {
   hosts:   127.0.0.9  127.0.0.9
   port:    2525
   tls:     encrypt (tls=encrypt on ` + file + ` line 2)
+  limit:   2 connections at once to this destination (SMTP_SEND_DESTINATION_CONCURRENCY)
   outcome: deliver to the first host that takes it, in the order above
 
 <u@err.test>
@@ -379,6 +381,7 @@ func TestExplain(t *testing.T) {
   port:    ` + port + `
   mta-sts: no policy (no _mta-sts TXT record)
   tls:     ` + def + `
+  limit:   2 connections at once to this destination (SMTP_SEND_DESTINATION_CONCURRENCY)
   outcome: deliver to the first host that takes it, in the order above
 
 <u@gone.test>
