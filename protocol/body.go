@@ -110,56 +110,52 @@ func (b *bodyWriter) Write(p []byte) (int, error) {
 }
 
 // cleanPrefix returns the length of the longest prefix of p that lines
-// may take whole: past the header section, not after a pending CR, and
-// made of lines each ended by CR LF with no other CR or LF. It returns 0
-// when there is none, or when a bare CR makes the byte-by-byte path
-// worth its cost.
+// may take whole (cleanLines), or 0 when b cannot take one now
+// (takesLines) or p is too short to be worth the search.
 func (b *bodyWriter) cleanPrefix(p []byte) int {
-	if b.header || b.state == pendingCR || len(p) < cleanRunMin {
+	if !b.takesLines() || len(p) < cleanRunMin {
 		return 0
 	}
-	k, _ := cleanLines(p, false)
-	return k
+	return cleanLines(p, false)
 }
 
 // cleanRunMin is the shortest input, in bytes, worth the search for whole
 // clean lines: below it the line-by-line path costs no more.
 const cleanRunMin = 256
 
+// takesLines reports whether lines may be given a run now: past the
+// header section, whose lines the line-by-line path must see (Received:
+// fields, the section's end), and not after a pending CR.
+func (b *bodyWriter) takesLines() bool { return !b.header && b.state != pendingCR }
+
 // lines takes p, a run of whole lines that cleanLines vouched for (each
 // ended by CR LF, no other CR or LF), the first of which may continue the
-// current line. In the header section it goes the line-by-line way, which
-// counts Received: fields and finds the section's end; past it, the run
-// is content and line endings only, emitted in one piece.
+// current line, when takesLines: content and line endings only, emitted
+// in one piece.
 func (b *bodyWriter) lines(p []byte) {
-	if b.header || b.state == pendingCR {
-		b.Write(p)
-		return
-	}
 	b.state = atLineStart
 	b.emit(p)
 }
 
 // cleanLines returns the length of the longest prefix of p made of whole
-// lines each ended by CR LF, with no bare CR or LF in it, and the number
-// of those lines; with stopAtDot, the prefix also ends after the first
-// line that is followed, in p, by a "." (which dot-stuffing must see).
-// Each byte is looked at once for LF and once for CR, so a message of
-// any content costs at most twice a plain search.
-func cleanLines(p []byte, stopAtDot bool) (int, int) {
-	end, n := 0, 0
+// lines each ended by CR LF, with no bare CR or LF in it; with stopAtDot,
+// the prefix also ends after the first line that is followed, in p, by a
+// "." (which dot-stuffing must see). Each byte is looked at once for LF
+// and once for CR, so a message of any content costs at most twice a
+// plain search.
+func cleanLines(p []byte, stopAtDot bool) int {
+	end := 0
 	for end < len(p) {
 		lf := bytes.IndexByte(p[end:], '\n')
 		if lf < 1 || p[end+lf-1] != '\r' || bytes.IndexByte(p[end:end+lf-1], '\r') >= 0 {
 			break // no whole line left, or a bare CR or LF: the slow path judges it
 		}
 		end += lf + 1
-		n++
 		if stopAtDot && end < len(p) && p[end] == '.' {
 			break
 		}
 	}
-	return end, n
+	return end
 }
 
 // finish ends the message: a CR left pending is bare, and a last line

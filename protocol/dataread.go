@@ -166,8 +166,8 @@ func (d *dotFramer) scan(p []byte) (int, bool) {
 		switch d.state {
 		case inText:
 			rest := p[i:]
-			if len(rest) >= cleanRunMin {
-				if k, _ := cleanLines(rest, true); k > 0 {
+			if len(rest) >= cleanRunMin && d.body.takesLines() {
+				if k := cleanLines(rest, true); k > 0 {
 					d.body.lines(rest[:k])
 					d.state = atBOL
 					i += k

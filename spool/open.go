@@ -90,8 +90,12 @@ func OpenFile(path string, flag int, perm os.FileMode) (*os.File, error) {
 // than being opened, and nothing blocks. Errors are os.OpenFile's, for the
 // caller to wrap.
 func OpenDir(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	return os.OpenFile(path, dirOpenFlags, 0)
 }
+
+// dirOpenFlags open a directory as OpenDir and SyncDir do: read-only,
+// only a directory, never blocking, never a controlling terminal.
+const dirOpenFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NONBLOCK | unix.O_NOCTTY
 
 func notRegular(path string, m fs.FileMode) error {
 	return fmt.Errorf("%w: %s is %s", ErrNotRegular, path, kind(m))

@@ -175,7 +175,7 @@ func (s *Spool) CreateSpill(env *Envelope, spill func()) (*Writer, error) {
 	return w, nil
 }
 
-// errAborted is the error of a Writer made after Abort.
+// errAborted is the error of making a Writer's file after Abort.
 var errAborted = errors.New("spool: message aborted")
 
 // file makes the temporary file if it is not made yet: spilling says the
@@ -418,7 +418,7 @@ func (w *Writer) Abort() error {
 // need.
 func SyncDir(dir string) error {
 	fd, err := retryEINTR(func() (int, error) {
-		return unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		return unix.Open(dir, dirOpenFlags|unix.O_CLOEXEC, 0)
 	})
 	if err != nil {
 		return fmt.Errorf("spool: sync dir: %w", &os.PathError{Op: "open", Path: dir, Err: err})
