@@ -149,7 +149,8 @@ func (s *Spool) Create(env *Envelope) (*Writer, error) {
 // there: only a message past 64 KiB needs one, for the time it is read; a
 // shorter message's file lives only through Commit's write, fsync and
 // rename, and a file left by a kill then is removed by smtp-send's
-// cleanup (SMTP_SEND_TMP_MAX_AGE), as after SIGKILL.
+// cleanup (SMTP_SEND_TMP_MAX_AGE), as after SIGKILL. It returns Create's
+// errors; spill runs on the goroutine that writes, at most once.
 func (s *Spool) CreateSpill(env *Envelope, spill func()) (*Writer, error) {
 	if err := env.Validate(); err != nil {
 		return nil, err
