@@ -94,9 +94,12 @@ type lab struct {
 
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd // by role, to kill or restart
-	// window is the number of duplicates the faults may cause: each
-	// session killed between its fsync and its 250 (RFC 1047) leaves
-	// the client to send that message again. One per session killed.
+	// window is the number of duplicates the faults may cause (RFC
+	// 1047): each session killed between its fsync and its 250 leaves
+	// the client to send that message again, and an smtp-send killed
+	// between a next hop's 250 and its journal line sends that message
+	// again. One per session killed and one per connection the killed
+	// smtp-send had open.
 	window int
 	mounts []string // to unmount at the end
 	relays []string // the relays' configuration directories, to stop
@@ -514,7 +517,10 @@ func (l *lab) faults(deadline time.Time) {
 	time.Sleep(300 * time.Millisecond)
 	l.logf("fault: kill -9 of mx1's sessions and its smtp-send (%s)", l.progress())
 	l.window += l.killChildren("mx1")
+	conns := l.outbound("mx1")
 	l.stop("mx1-send", syscall.SIGKILL)
+	l.logf("killed smtp-send with %d connections open", conns)
+	l.window += conns
 	l.startLoop("mx1-send", "mx1", l.spool("mx1"), l.nextHops())
 	if !l.full {
 		l.logf("fault: mx3 cut off for 3 s (%s)", l.progress())
@@ -602,6 +608,26 @@ func (l *lab) killChildren(role string) int {
 	return killed
 }
 
+// outbound counts the established TCP connections to port 25 from host
+// name's namespace (its /proc/net/tcp): an smtp-send's sessions to its
+// next hops, each carrying at most one message at a time.
+func (l *lab) outbound(name string) int {
+	out, err := exec.Command("ip", "netns", "exec", l.hosts[name].ns, "cat", "/proc/net/tcp").Output()
+	if err != nil {
+		l.logf("%s: /proc/net/tcp: %v", name, err)
+		return 0
+	}
+	n := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		// sl local_address rem_address st ...; addresses are hex IP:port.
+		f := strings.Fields(line)
+		if len(f) > 3 && strings.HasSuffix(f[2], ":0019") && f[3] == "01" {
+			n++
+		}
+	}
+	return n
+}
+
 // drain waits until client and the receivers have empty queues, or the
 // deadline; it reports whether they emptied.
 func (l *lab) drain(deadline time.Time) bool {
@@ -643,14 +669,17 @@ func queued(spoolDir string) int {
 // count reads final's spool and prints the table.
 func (l *lab) count(sent map[string]bool, drained bool) int {
 	got := map[string]int{}
-	via := map[string]int{} // messages per receiver, by the HELO it gave final
+	via := map[string]int{}        // messages per receiver, by the HELO it gave final
+	paths := map[string][]string{} // each copy's hosts, by Message-ID, to show duplicates
 	ents, _ := os.ReadDir(filepath.Join(l.spool("final"), spool.QueueDir))
 	for _, e := range ents {
 		m, err := spool.Open(filepath.Join(l.spool("final"), spool.QueueDir, e.Name()))
 		if err != nil {
 			continue
 		}
-		via[strings.TrimSuffix(m.Helo, ".lab.example")]++
+		relay := strings.TrimSuffix(m.Helo, ".lab.example")
+		via[relay]++
+		path, mid := relay, ""
 		sc := bufio.NewScanner(m.Content())
 		for sc.Scan() {
 			line := sc.Text()
@@ -660,11 +689,16 @@ func (l *lab) count(sent map[string]bool, drained bool) int {
 			for _, n := range []string{"mx1", "mx2", "mx3"} {
 				if strings.Contains(line, "by "+n+".lab.example ") {
 					via[n]++
+					path = n + " " + path
 				}
 			}
 			if v, ok := strings.CutPrefix(line, "Message-ID: "); ok {
-				got[strings.TrimSpace(v)]++
+				mid = strings.TrimSpace(v)
+				got[mid]++
 			}
+		}
+		if mid != "" {
+			paths[mid] = append(paths[mid], path+" ("+e.Name()+")")
 		}
 		m.Close()
 	}
@@ -697,6 +731,11 @@ func (l *lab) count(sent map[string]bool, drained bool) int {
 		fmt.Printf("| %s (Postfix) | %d | | | |\n", r, via[r])
 	}
 	fmt.Printf("| all | %d | %d | | |\n", len(ents), l.relayQueued())
+	for mid, p := range paths {
+		if len(p) > 1 {
+			fmt.Printf("duplicate %s: %s\n", mid, strings.Join(p, "; "))
+		}
+	}
 	if lost > 0 || twice > l.window || foreign > 0 || !drained {
 		for _, r := range []string{"client", "mx1-send", "mx2", "final"} {
 			tail(filepath.Join(l.dir, r+".log"), 15)
