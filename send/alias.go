@@ -73,6 +73,7 @@ func (w *worker) expand(x *msg, todo []int) (rest []int, expansions []string, er
 	}
 	var looped map[string]bool // Delivered-To: addresses, read once
 	var done []expanded        // spooled, to record at once (rule 7)
+	var seen map[string]bool   // addresses getting a copy, made on the first alias
 	for _, i := range todo {
 		addr := m.To[i]
 		r, sh := cfg.Route(addr)
@@ -118,13 +119,23 @@ func (w *worker) expand(x *msg, todo []int) (rest []int, expansions []string, er
 			x.results[i] = localFailure("", "5.4.6", "mail forwarding loop: "+addr+" is already in a Delivered-To: field of the message ("+where+")")
 			continue
 		}
-		id, err := x.it.SpoolExpansion(queue.Expansion{Index: i, To: to, DSN: expansionDSN(m.RcptDSN(i), addr, len(to)),
+		if seen == nil {
+			seen = w.finalRecipients(m.To)
+		}
+		fresh := dedupe(to, seen)
+		if len(fresh) == 0 {
+			// Every address already gets this message: as a recipient
+			// of its own or through an earlier alias.
+			done = append(done, expanded{i: i, n: len(to), had: len(to)})
+			continue
+		}
+		id, err := x.it.SpoolExpansion(queue.Expansion{Index: i, To: fresh, DSN: expansionDSN(m.RcptDSN(i), addr, len(to), len(fresh)),
 			Header: "Delivered-To: " + addr + "\r\n"})
 		if err != nil {
 			w.r.setFatal(err)
 			return nil, nil, err
 		}
-		done = append(done, expanded{i, id, len(to)})
+		done = append(done, expanded{i, id, len(to), len(to) - len(fresh)})
 		expansions = append(expansions, id)
 	}
 	if len(done) > 0 {
@@ -135,12 +146,47 @@ func (w *worker) expand(x *msg, todo []int) (rest []int, expansions []string, er
 	return rest, expansions, nil
 }
 
+// finalRecipients returns the recipients among to that are not aliases,
+// folded (foldAddr): the addresses that get the message as it is, which
+// no alias expansion of it repeats.
+func (w *worker) finalRecipients(to []string) map[string]bool {
+	cfg := &w.r.cfg
+	seen := make(map[string]bool, len(to))
+	for _, a := range to {
+		if r, sh := cfg.Route(a); !sh && r.Kind.Local() {
+			if _, isAlias, _ := cfg.Aliases.Expand(a, cfg.isLocalDomain); isAlias {
+				continue
+			}
+		}
+		seen[foldAddr(a)] = true
+	}
+	return seen
+}
+
+// dedupe returns the addresses of to not in seen (folded, foldAddr) and
+// adds them to it: one copy per address however many aliases of a
+// message name it, and none for an address that is a recipient of the
+// message itself, as Postfix's duplicate_filter_limit and sendmail do.
+func dedupe(to []string, seen map[string]bool) []string {
+	var fresh []string
+	for _, a := range to {
+		if k := foldAddr(a); !seen[k] {
+			seen[k] = true
+			fresh = append(fresh, a)
+		}
+	}
+	return fresh
+}
+
 // expanded is an alias recipient handed to its expansion: its index, the
-// expansion's queue id and its number of addresses.
+// expansion's queue id ("" when every address already had a copy), the
+// alias's number of addresses and how many of them already had a copy
+// (dedupe), left out of the expansion.
 type expanded struct {
-	i  int
-	id string
-	n  int
+	i   int
+	id  string
+	n   int
+	had int
 }
 
 // recordExpanded records the alias recipients of done as done, in one
@@ -154,11 +200,16 @@ func (x *msg) recordExpanded(done []expanded) error {
 	set := make([]queue.Update, 0, len(done))
 	for _, d := range done {
 		text := fmt.Sprintf("alias expanded to %d address(es), queue id %s", d.n, d.id)
-		if d.n < 0 {
+		switch {
+		case d.id == "":
+			text = fmt.Sprintf("alias expanded to %d address(es), each already getting the message", d.n)
+		case d.n < 0:
 			text = "alias expanded, queue id " + d.id
+		case d.had > 0:
+			text = fmt.Sprintf("alias expanded to %d address(es), %d already getting the message, queue id %s", d.n, d.had, d.id)
 		}
 		rc := queue.Rcpt{Addr: st.Rcpts[d.i].Addr, Status: queue.Done, Enhanced: "2.0.0", Stage: ExpandedStage, Text: text, At: now}
-		if d.n != 1 {
+		if d.n != 1 || d.id == "" {
 			rc.Action = actionExpanded // RFC 3461 section 5.2.7.3
 		}
 		set = append(set, queue.Update{Index: d.i, Rcpt: rc})
@@ -173,14 +224,15 @@ func (x *msg) recordExpanded(done []expanded) error {
 	return nil
 }
 
-// expansionDSN returns the DSN parameters of the n addresses of an
-// alias's expansion (RFC 3461 section 5.2.7): for several addresses, the
+// expansionDSN returns the DSN parameters of the count addresses of the
+// expansion of an alias of n addresses (RFC 3461 section 5.2.7; count is
+// less than n when some already had a copy, dedupe): for several, the
 // alias's NOTIFY without SUCCESS (its success is the "expanded" notice;
 // NEVER if nothing else is left, section 5.2.7.3), for one, the alias's
 // NOTIFY as it is (section 5.2.7.2); and its ORCPT, or the alias's own
 // address as the original recipient when the client gave none (section
 // 4.2: an ORCPT the relaying MTA adds names the recipient it received).
-func expansionDSN(p spool.RcptDSN, addr string, n int) []spool.RcptDSN {
+func expansionDSN(p spool.RcptDSN, addr string, n, count int) []spool.RcptDSN {
 	notify := p.Notify
 	if n != 1 && notify != "" && notify != "NEVER" {
 		var keep []string
@@ -204,7 +256,7 @@ func expansionDSN(p spool.RcptDSN, addr string, n int) []spool.RcptDSN {
 			}
 		}
 	}
-	dsn := make([]spool.RcptDSN, n)
+	dsn := make([]spool.RcptDSN, count)
 	for j := range dsn {
 		dsn[j] = spool.RcptDSN{Notify: notify, ORcpt: orcpt}
 	}
@@ -295,7 +347,19 @@ func (w *worker) recoverExpansion(p *queue.Entry, i int, id string) {
 		return
 	}
 	w.r.log.Warn("recording an alias expansion a crash interrupted", "id", p.ID, "expansion", id)
-	if x.recordExpanded([]expanded{{i, id, w.expansionSize(id)}}) != nil {
+	size := w.expansionSize(id)
+	n, had := size, 0
+	// The alias's own size, as the crashed run saw it, when the alias
+	// still expands: its expansion lacks the addresses that already had
+	// a copy (dedupe).
+	cfg := &w.r.cfg
+	if to, ok, err := cfg.Aliases.Expand(st.Rcpts[i].Addr, cfg.isLocalDomain); ok && err == nil && len(to) >= size {
+		n = len(to)
+		if size >= 0 {
+			had = n - size
+		}
+	}
+	if x.recordExpanded([]expanded{{i, id, n, had}}) != nil {
 		return
 	}
 	if !x.it.Gone() {
