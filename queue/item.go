@@ -835,6 +835,45 @@ func (it *Item) removeStates() error {
 	return first
 }
 
+// ErrJournal is the error of Delete for a message whose journal, left by
+// a run that was killed, is not folded into its state yet: the journal
+// may name a notification still to be spooled (rule 2), which deleting
+// the message would lose. The next run folds it.
+var ErrJournal = errors.New("queue: the message has a journal left by an interrupted run; run smtp-send once, then delete it")
+
+// Delete takes message e out of queue/ at an administrator's request
+// (smtp-send --delete, as Postfix's postsuper -d), without delivering it
+// or telling its sender: it takes the message's lock (Open), reads its
+// state (Load), then removes queue/<id>, fsyncs queue/, and removes its
+// state files (rule 3). It returns the message's envelope and state, for
+// the log, and the errors of Open (one wrapping ErrLocked while a run
+// delivers it, fs.ErrNotExist when it is gone), ErrJournal, Load's, or
+// the wrapped error of the removal.
+func (q *Queue) Delete(e *Entry, now time.Time) (*spool.Envelope, *State, error) {
+	if e.Journal {
+		return nil, nil, ErrJournal
+	}
+	it, err := q.Open(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer it.Close()
+	if err := it.Load(now); err != nil {
+		return nil, nil, err
+	}
+	if _, err := os.Lstat(q.sp.Path(StateDir, JournalName(e.ID))); err == nil {
+		// Left between the caller's Scan and the lock.
+		return nil, nil, ErrJournal
+	}
+	env := it.msg.Envelope
+	if err := it.remove(); err != nil {
+		return nil, nil, err
+	}
+	it.gone = true
+	q.hook(StepFinished, e.ID)
+	return &env, it.State, nil
+}
+
 // RemoveOrphan removes state/<name> found by Scan as an orphan. The
 // removal is not fsync'd: an orphan that reappears after a crash is found
 // and removed again. It returns the wrapped error of unlink(2), if not

@@ -72,6 +72,9 @@ type ListFilter struct {
 	// OlderThan selects messages that arrived more than this long
 	// before now.
 	OlderThan time.Duration
+	// ID selects the message with this queue id (its file name) only:
+	// smtp-send --show. The other files are not opened.
+	ID string
 }
 
 // zero reports whether f selects every message.
@@ -88,6 +91,9 @@ func (f *ListFilter) tooYoung(name string, now time.Time) bool {
 
 // match reports whether f selects le.
 func (f *ListFilter) match(le *ListEntry, now time.Time) bool {
+	if f.ID != "" && le.ID != f.ID {
+		return false
+	}
 	if f.OlderThan > 0 {
 		arr := le.Arrival
 		if arr.IsZero() {
@@ -251,7 +257,7 @@ func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) 
 			if !ok {
 				break
 			}
-			if f.tooYoung(ref.name, now) {
+			if f.tooYoung(ref.name, now) || f.ID != "" && ref.name != f.ID {
 				continue
 			}
 			if b == nil {

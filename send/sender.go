@@ -49,6 +49,19 @@ type Sender struct {
 	// Config (Smarthosts, TLS, AUTH, ...), made anew for each run so that
 	// a host down in one run is tried again in the next.
 	Transport Transport
+	// Only, when not empty, restricts a run to the messages with these
+	// queue ids, due or not, as Postfix's postqueue -i (smtp-send
+	// --deliver and --expire); the alias expansions they spool are
+	// delivered with them. Ids not in queue/ are ignored (Stats.Due
+	// counts those found).
+	Only []string
+	// Expire returns the messages of Only to their senders instead of
+	// delivering them (smtp-send --expire, as postsuper -e): every
+	// pending recipient fails with 5.4.7 (RFC 3463: delivery time
+	// expired) and its sender gets a failure notice as for any failure
+	// (RFC 3464), then the message moves to failed/. Without Only it
+	// does nothing.
+	Expire bool
 	// Hooks are test hooks.
 	Hooks Hooks
 }
@@ -81,6 +94,8 @@ type run struct {
 	now       func() time.Time
 	transport Transport
 	all       bool
+	only      map[string]bool // Sender.Only; nil: every due message
+	expire    bool            // Sender.Expire
 	start     time.Time
 
 	sched *sched
@@ -103,6 +118,13 @@ func (s *Sender) Run(ctx context.Context, all bool) (Stats, error) {
 		all: all, start: time.Now()}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
+	}
+	if len(s.Only) > 0 {
+		r.only = make(map[string]bool, len(s.Only))
+		for _, id := range s.Only {
+			r.only[id] = true
+		}
+		r.expire = s.Expire
 	}
 	r.cfg.Users = maps.Clone(r.cfg.Users)
 	if err := r.cfg.LoadUsers(); err != nil {
@@ -208,7 +230,12 @@ func (r *run) prepare() ([]queue.Entry, error) {
 		if r.fatal != nil {
 			return nil, r.fatal
 		}
-		if r.all || r.isDue(e, now) {
+		switch {
+		case r.only != nil:
+			if r.only[e.ID] {
+				due = append(due, *e)
+			}
+		case r.all || r.isDue(e, now):
 			due = append(due, *e)
 		}
 	}

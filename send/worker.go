@@ -66,6 +66,13 @@ func (w *worker) processOne(ctx context.Context, e *queue.Entry, again bool) ([]
 	if !again {
 		w.r.count(func(s *Stats) { s.Started++ })
 	}
+	if w.r.expire && w.r.only[e.ID] {
+		for _, i := range x.it.State.Pending() {
+			x.results[i] = expiredByAdmin
+		}
+		w.finish(x, false)
+		return nil, ""
+	}
 	var abort error
 	var expansions []string
 	if p := x.it.State.Pending(); len(p) > 0 {
@@ -90,6 +97,11 @@ func (w *worker) processOne(ctx context.Context, e *queue.Entry, again bool) ([]
 	}
 	return expansions, x.postponed
 }
+
+// expiredByAdmin is the failure of every pending recipient of a message
+// returned to its sender by smtp-send --expire (Sender.Expire): 5.4.7,
+// delivery time expired (RFC 3463), as Postfix's postsuper -e.
+var expiredByAdmin = localFailure("", "5.4.7", "message returned to the sender by the mail administrator before delivery (smtp-send --expire)")
 
 // recover folds a journal left by a crash and settles the message without
 // delivering anything. It returns false if the message is no longer

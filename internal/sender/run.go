@@ -22,10 +22,12 @@ import (
 
 // Exit statuses of smtp-send (sysexits.h).
 const (
-	exitOK     = 0
-	exitUsage  = 64 // EX_USAGE: bad flags or arguments
-	exitIOErr  = 74 // EX_IOERR: the spool could not be read or written
-	exitConfig = 78 // EX_CONFIG: bad or missing setting, no or unsafe spool directory
+	exitOK       = 0
+	exitUsage    = 64 // EX_USAGE: bad flags or arguments
+	exitNoInput  = 66 // EX_NOINPUT: a queue id given is not in the queue
+	exitIOErr    = 74 // EX_IOERR: the spool could not be read or written
+	exitTempFail = 75 // EX_TEMPFAIL: a message or the spool is held by a run: try again
+	exitConfig   = 78 // EX_CONFIG: bad or missing setting, no or unsafe spool directory
 )
 
 // name is the program's name in its messages.
@@ -35,6 +37,22 @@ const name = "smtp-send"
 type options struct {
 	list, asJSON, all, explain bool
 	filter                     queue.ListFilter // with --list
+	// The queue administration modes, each taking queue ids (admin.go).
+	show, del, deliver, expire bool
+}
+
+// admin reports whether o is a mode that takes queue ids.
+func (o *options) admin() bool { return o.show || o.del || o.deliver || o.expire }
+
+// modes counts the modes o selects; more than one is a usage error.
+func (o *options) modes() int {
+	n := 0
+	for _, m := range []bool{o.list, o.explain, o.show, o.del, o.deliver, o.expire} {
+		if m {
+			n++
+		}
+	}
+	return n
 }
 
 // flagSet returns the flag set of smtp-send, filling o, writing its
@@ -49,21 +67,33 @@ func (o *options) flagSet(w io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.filter.To, "to", "", "with --list: only messages with a recipient that contains `TEXT`")
 	fs.DurationVar(&o.filter.OlderThan, "older-than", 0, "with --list: only messages that arrived more than `DURATION` ago (\"1h\", \"90m\")")
 	fs.BoolVar(&o.explain, "explain", false, "print how each ADDRESS argument would be delivered (route and why, MX hosts and addresses, TLS policy), sending nothing")
+	fs.BoolVar(&o.show, "show", false, "print each QUEUE_ID message: its --list entry, then its content as queued (as postcat -q)")
+	fs.BoolVar(&o.del, "delete", false, "remove each QUEUE_ID message from queue/ without delivering it or telling its sender (as postsuper -d); logged")
+	fs.BoolVar(&o.deliver, "deliver", false, "deliver each QUEUE_ID message now, ignoring its retry time (as postqueue -i)")
+	fs.BoolVar(&o.expire, "expire", false, "return each QUEUE_ID message to its sender: its pending recipients fail with 5.4.7 and a notice, and it moves to failed/ (as postsuper -e)")
 	return fs
 }
+
+// usageLine is the synopsis of smtp-send, %[1]s its name.
+const usageLine = `Usage: %[1]s [--all] [--list [--json] [--from TEXT] [--to TEXT] [--older-than DURATION]]
+       %[1]s --explain ADDRESS...
+       %[1]s --show|--delete|--deliver|--expire QUEUE_ID... (or - to read them, one a line, from standard input)
+
+`
 
 // Usage writes smtp-send's help to w: its flags, the table of every
 // setting with its type and default (envnames.Usage, generated from
 // Config), and its exit statuses. It returns w's error.
 func Usage(w io.Writer) error {
-	fmt.Fprintf(w, "Usage: %s [--all] [--list [--json] [--from TEXT] [--to TEXT] [--older-than DURATION]]\n       %s --explain ADDRESS...\n\n", name, name)
+	fmt.Fprintf(w, usageLine, name)
 	new(options).flagSet(w).PrintDefaults()
 	fmt.Fprintln(w)
 	if err := envnames.Usage(w, &Config{}); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "\nExit status: 0 for a completed run (deferrals included) or when another run holds the spool;")
-	_, err := fmt.Fprintln(w, "64 bad usage, 74 spool I/O error, 78 configuration error, no spool directory or an unsafe one.")
+	fmt.Fprintln(w, "64 bad usage, 74 spool I/O error, 78 configuration error, no spool directory or an unsafe one;")
+	_, err := fmt.Fprintln(w, "with queue ids: 66 when one is not queued, 75 when a run holds one (or, for --deliver and --expire, the spool).")
 	return err
 }
 
@@ -87,9 +117,18 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	if fs.NArg() > 0 && !o.explain || (o.asJSON || o.filter != queue.ListFilter{}) && !o.list || o.explain && (fs.NArg() == 0 || o.list || o.all) {
+	if fs.NArg() > 0 && !o.explain && !o.admin() || (o.asJSON || o.filter != queue.ListFilter{}) && !o.list ||
+		(o.explain || o.admin()) && (fs.NArg() == 0 || o.all) || o.modes() > 1 {
 		fmt.Fprintf(stderr, "%s: unexpected arguments; see --help\n", name)
 		return exitUsage
+	}
+	var ids []string
+	if o.admin() {
+		var err error
+		if ids, err = queueIDs(fs.Args(), os.Stdin); err != nil {
+			fmt.Fprintf(stderr, "%s: %s\n", name, textsafe.Escape(err.Error()))
+			return exitUsage
+		}
 	}
 
 	cfg, err := Load()
@@ -128,6 +167,19 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
+	if o.show {
+		return show(stdout, q, ids, time.Now(), log)
+	}
+	if o.del {
+		return deleteMessages(q, ids, time.Now(), log)
+	}
+	missing := 0
+	if o.admin() {
+		// --deliver and --expire: a run of those messages only.
+		if missing = absent(q, ids, log); missing < 0 {
+			return exitIOErr
+		}
+	}
 	sc, err := cfg.SendConfig()
 	if err != nil {
 		log.Error("configuration", "err", err)
@@ -145,7 +197,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	s := &send.Sender{Spool: sp, Config: sc, Log: metrics.Logger(log)}
+	s := &send.Sender{Spool: sp, Config: sc, Log: metrics.Logger(log), Expire: o.expire}
+	if o.admin() {
+		s.Only = ids
+	}
 	st, err := s.Run(ctx, o.all)
 	if !errors.Is(err, send.ErrBusy) {
 		if werr := metrics.write(q, time.Now(), err); werr != nil {
@@ -153,6 +208,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	switch {
+	case errors.Is(err, send.ErrBusy) && o.admin():
+		log.Error("another smtp-send run holds the spool; nothing done: try again when it ends", "dir", cfg.SpoolDir)
+		return exitTempFail
 	case errors.Is(err, send.ErrBusy):
 		log.Info("another smtp-send run holds the spool; nothing to do", "dir", cfg.SpoolDir)
 		return exitOK
@@ -167,6 +225,12 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		"delivered", st.Delivered, "deferred", st.Deferred, "failed", st.Failed, "dsns", st.DSNs,
 		"corrupt", st.Corrupt, "unreadable", st.Unreadable, "locked", st.Locked,
 		"scan_ms", st.ScanTime.Milliseconds(), "first_delivery_ms", st.FirstDelivery.Milliseconds())
+	switch {
+	case missing > 0:
+		return exitNoInput
+	case st.Locked > 0:
+		return exitTempFail
+	}
 	return exitOK
 }
 
