@@ -120,11 +120,11 @@ func show(stdout io.Writer, q *queue.Queue, ids []string, now time.Time, log *sl
 }
 
 // showContent writes the envelope fields that --list leaves out, a blank
-// line and the content of message le. A corrupt message has no content
-// to show: its file is in corrupt/, to be read with the tools one reads
-// any file with. It returns the error of opening or reading the message.
+// line and the content of message le. A corrupt or unreadable message
+// has no content to show: its path is printed, to be read with the tools
+// one reads any file with. It returns the error of opening or reading the message.
 func showContent(w *bufio.Writer, q *queue.Queue, le *queue.ListEntry) error {
-	if le.Area != spool.QueueDir && le.Area != queue.FailedDir {
+	if le.Area != spool.QueueDir && le.Area != queue.FailedDir || le.Status == queue.ListCorrupt || le.Status == queue.ListUnreadable {
 		fmt.Fprintf(w, "    (no content shown: the file is %s)\n", textsafe.Escape(q.Spool().Path(le.Area, le.ID)))
 		return nil
 	}
