@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -48,4 +49,46 @@ func TestQueueIDs(t *testing.T) {
 			t.Errorf("%q (stdin %q): %q %v, want %q", tc.args, tc.stdin, got, err, tc.want)
 		}
 	}
+}
+
+// FuzzQueueIDs: whatever standard input holds, every id queueIDs returns
+// names a file directly in queue/ (filepath.Join keeps it one element
+// below the directory, unchanged), is not hidden, not a state file's
+// name and has no byte a log line or terminal could take for structure;
+// and the ids are the input's non-blank lines, trimmed, in order,
+// whenever they are all valid.
+func FuzzQueueIDs(f *testing.F) {
+	for _, s := range []string{"20261202T060556.2bef646342b69e80\n", "a\n\nb\r\n", "../x\n", ".\n", "a/b", "x@state", " \t\n", "-\n", "\xff\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		ids, err := queueIDs([]string{"-"}, strings.NewReader(in))
+		var lines []string
+		for _, l := range strings.Split(in, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				lines = append(lines, l)
+			}
+		}
+		allValid := len(lines) > 0
+		for _, l := range lines {
+			allValid = allValid && validQueueID(l)
+		}
+		if (err == nil) != allValid {
+			t.Fatalf("%q: ids %q, err %v; lines %q valid %v", in, ids, err, lines, allValid)
+		}
+		if err != nil {
+			return
+		}
+		if !slices.Equal(ids, lines) {
+			t.Fatalf("%q: ids %q, want %q", in, ids, lines)
+		}
+		for _, id := range ids {
+			if p := filepath.Join("/spool/queue", id); filepath.Dir(p) != "/spool/queue" || filepath.Base(p) != id {
+				t.Fatalf("%q leaves queue/: %s", id, p)
+			}
+			if strings.HasPrefix(id, ".") || strings.ContainsAny(id, "@/ \t\r\n\x00\x1b\x7f") {
+				t.Fatalf("%q accepted", id)
+			}
+		}
+	})
 }
