@@ -229,8 +229,9 @@ func TestSession(t *testing.T) {
 }
 
 // TestModes: -bp and mailq print smtp-send's listing; newaliases says
-// there is nothing to do and exits 0; -q runs smtp-send (found on
-// $PATH), which delivers.
+// there is nothing to rebuild and exits 0, and checks SMTP_SEND_ALIASES
+// when it is set (78 naming the bad line, a warning without
+// postmaster); -q runs smtp-send (found on $PATH), which delivers.
 func TestModes(t *testing.T) {
 	dir := t.TempDir()
 	if r := runSendmail(t, dir, "Subject: q\n\nx\n", "q@x.test"); r.code != 0 {
@@ -256,8 +257,25 @@ func TestModes(t *testing.T) {
 		}
 	}
 	r := run(t, filepath.Join(links, "newaliases"), env(dir), "")
-	if r.code != 0 || !strings.Contains(r.stderr, "no aliases") {
+	if r.code != 0 || !strings.Contains(r.stderr, "no alias file set (SMTP_SEND_ALIASES)") {
 		t.Errorf("newaliases: exit %d, %s", r.code, r.stderr)
+	}
+	aliases := filepath.Join(t.TempDir(), "aliases")
+	for _, tc := range []struct {
+		text, want string
+		code       int
+	}{
+		{"postmaster: root\nroot: alice\n", "newaliases: " + aliases + ": 2 names, read by smtp-send at each run; no database to rebuild", 0},
+		{"root: alice\n", "warning: " + aliases + " has no postmaster", 0},
+		{"postmaster: root\nroot alice\n", aliases + " line 2", 78},
+	} {
+		if err := os.WriteFile(aliases, []byte(tc.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, filepath.Join(links, "newaliases"), env(dir, "SMTP_SEND_ALIASES="+aliases), "")
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("newaliases on %q: exit %d, %s", tc.text, r.code, r.stderr)
+		}
 	}
 
 	srv := smtptest.Start(t, smtptest.Options{})

@@ -25,7 +25,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/smtp-stdio/smtp-stdio/alias"
 	"github.com/smtp-stdio/smtp-stdio/internal/sender"
+	"github.com/smtp-stdio/smtp-stdio/internal/textsafe"
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
@@ -66,8 +68,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	switch o.Mode {
 	case ModeAliases:
-		fmt.Fprintf(stderr, "%s: smtp-stdio has no aliases database; nothing to do\n", name)
-		return exitOK
+		return checkAliases(name, os.Getenv("SMTP_SEND_ALIASES"), stderr)
 	case ModeList:
 		return list(name, stdout, stderr)
 	case ModeRunQueue:
@@ -96,6 +97,30 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if o.Verbose {
 		fmt.Fprintf(stderr, "%s: queued as %s\n", name, id)
 	}
+	return exitOK
+}
+
+// checkAliases is newaliases (-bi, -I): smtp-send reads its alias file,
+// file (SMTP_SEND_ALIASES), at each run, so there is no database to
+// rebuild; when file is set, it is checked as smtp-send would read it
+// (alias.Load) and the number of names reported, with a warning when
+// postmaster is missing (RFC 5321 section 4.5.1). It returns 0, or 78
+// (EX_CONFIG, smtp-send's status for the same file) naming the bad
+// line.
+func checkAliases(name, file string, stderr io.Writer) int {
+	if file == "" {
+		fmt.Fprintf(stderr, "%s: no alias file set (SMTP_SEND_ALIASES); smtp-send reads it at each run, so there is no database to rebuild\n", name)
+		return exitOK
+	}
+	tb, err := alias.Load(file)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %s\n", name, textsafe.Escape(err.Error()))
+		return exitConfig
+	}
+	if !tb.Has("postmaster") {
+		fmt.Fprintf(stderr, "%s: warning: %s has no postmaster (RFC 5321 section 4.5.1)\n", name, textsafe.Escape(file))
+	}
+	fmt.Fprintf(stderr, "%s: %s: %d names, read by smtp-send at each run; no database to rebuild\n", name, textsafe.Escape(file), tb.Len())
 	return exitOK
 }
 
