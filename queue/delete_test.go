@@ -100,3 +100,61 @@ func TestDelete(t *testing.T) {
 		t.Errorf("journal gone: %v", err)
 	}
 }
+
+// Hold makes state/<id>@hold, which Scan and Walk report (Held, status
+// held) and which leaves the state alone; holding twice is ErrHeld, and
+// a message not in queue/ fs.ErrNotExist. Release removes the marker
+// (twice: fs.ErrNotExist). A message that leaves the queue takes its
+// marker with it; a marker left alone is an orphan to Scan.
+func TestHold(t *testing.T) {
+	q := newQueue(t)
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	env := testEnvelope(t)
+	commit(t, q, env, "x\r\n")
+	id := env.QueueID
+	if err := q.Hold("20261121T000000.0000000000000000"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Hold of a message not queued: %v", err)
+	}
+	must(t, q.Hold(id))
+	if err := q.Hold(id); !errors.Is(err, ErrHeld) {
+		t.Errorf("second Hold: %v", err)
+	}
+	sc, err := q.Scan()
+	must(t, err)
+	if len(sc.Entries) != 1 || !sc.Entries[0].Held || len(sc.Entries[0].States) != 0 || sc.Entries[0].Journal || len(sc.Orphans) != 0 {
+		t.Fatalf("Scan: %+v", sc)
+	}
+	list, err := q.List(now, false)
+	must(t, err)
+	if len(list) != 1 || list[0].Status != ListHeld {
+		t.Errorf("List: %+v", list)
+	}
+	must(t, q.Release(id))
+	if err := q.Release(id); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("second Release: %v", err)
+	}
+	sc, err = q.Scan()
+	must(t, err)
+	if sc.Entries[0].Held {
+		t.Errorf("still held after Release")
+	}
+
+	// Deleted while held: the marker goes too.
+	must(t, q.Hold(id))
+	sc, err = q.Scan()
+	must(t, err)
+	if _, _, err := q.Delete(&sc.Entries[0], now); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(q.sp.Path(StateDir)); len(ents) != 0 {
+		t.Errorf("state/ after Delete of a held message: %v", ents)
+	}
+
+	// A marker whose message is gone is an orphan.
+	must(t, os.WriteFile(q.sp.Path(StateDir, HoldName(id)), nil, 0o600))
+	sc, err = q.Scan()
+	must(t, err)
+	if !slices.Equal(sc.Orphans, []string{HoldName(id)}) {
+		t.Errorf("orphans %v", sc.Orphans)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -95,6 +96,13 @@ import (
 //     a crash before the record leaves the alias pending with its
 //     expansion never tried, and the next run's record (rule 7's
 //     recovery) is the one that names the notice.
+//  9. A hold (Hold, smtp-send --hold) is one empty file, state/<id>@hold,
+//     made with O_EXCL and then state/ fsync'd; Release removes it and
+//     fsyncs state/. A crash leaves it made or not, never half: the
+//     message and its state are not touched. Runs leave a held message
+//     alone (but fold a journal a killed run left, rule 2). A marker
+//     whose message left the queue is an orphan, which the next Scan
+//     removes.
 //
 // The tests kill a run at each Step (send's TestKillAtEachStep) and at
 // random instants (cmd/smtp-send's TestKillSendAnywhere) and check exactly
@@ -827,7 +835,7 @@ func (it *Item) moveFailed() error {
 func (it *Item) removeStates() error {
 	q, e := it.q, it.e
 	var first error
-	for _, n := range append(e.States[:len(e.States):len(e.States)], JournalName(e.ID)) {
+	for _, n := range append(e.States[:len(e.States):len(e.States)], JournalName(e.ID), HoldName(e.ID)) {
 		if err := os.Remove(q.sp.Path(StateDir, n)); err != nil && !errors.Is(err, os.ErrNotExist) && first == nil {
 			first = fmt.Errorf("queue: %w", err)
 		}
@@ -872,6 +880,53 @@ func (q *Queue) Delete(e *Entry, now time.Time) (*spool.Envelope, *State, error)
 	it.gone = true
 	q.hook(StepFinished, e.ID)
 	return &env, it.State, nil
+}
+
+// ErrHeld is the error of Hold for a message already held.
+var ErrHeld = errors.New("queue: message already held")
+
+// Hold keeps runs from delivering message id (smtp-send --hold, as
+// Postfix's postsuper -h) until Release: it makes state/<id>@hold with
+// O_EXCL and fsyncs state/ (rule 9). A run delivering the message at
+// that moment finishes its attempt; the next ones leave it. It returns
+// fs.ErrNotExist (wrapped) when queue/<id> does not exist, ErrHeld when
+// the message is held already, or the wrapped error of the create or
+// fsync.
+func (q *Queue) Hold(id string) error {
+	if _, err := os.Lstat(q.sp.Path(spool.QueueDir, id)); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	f, err := spool.OpenFile(q.sp.Path(StateDir, HoldName(id)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, spool.FileMode)
+	if errors.Is(err, fs.ErrExist) {
+		return ErrHeld
+	}
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := spool.SyncDir(q.sp.Path(StateDir)); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(q.sp.Path(spool.QueueDir, id)); errors.Is(err, fs.ErrNotExist) {
+		// Delivered or removed meanwhile: the marker is an orphan.
+		os.Remove(q.sp.Path(StateDir, HoldName(id)))
+		return fmt.Errorf("queue: %w", err)
+	}
+	return nil
+}
+
+// Release undoes Hold (smtp-send --release, as postsuper -H): it removes
+// state/<id>@hold and fsyncs state/. The message is due as its state
+// says, as if never held. It returns an error wrapping fs.ErrNotExist
+// when the message is not held, or the wrapped error of the removal or
+// fsync.
+func (q *Queue) Release(id string) error {
+	if err := os.Remove(q.sp.Path(StateDir, HoldName(id))); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return spool.SyncDir(q.sp.Path(StateDir))
 }
 
 // RemoveOrphan removes state/<name> found by Scan as an orphan. The

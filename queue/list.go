@@ -29,6 +29,7 @@ const (
 	ListUnreadable = "unreadable" // could not be opened (skipped by runs), or not a regular file (set aside by the next run)
 	ListCorrupt    = "corrupt"    // does not parse (in queue/ until the next run moves it)
 	ListFailed     = "failed"     // in failed/ (shown with all)
+	ListHeld       = "held"       // held by the administrator (Queue.Hold): no run delivers it
 )
 
 // ListEntry is one message as smtp-send --list shows it (and --list
@@ -223,6 +224,9 @@ func (q *Queue) Walk(now time.Time, all bool, f ListFilter, fn func(*ListEntry) 
 					j := &b.jobs[i]
 					if j.ref.area == spool.QueueDir {
 						b.out[i] = q.listQueued(qd, sd, &j.e, now, buf)
+						if st := &b.out[i].Status; j.e.Held && (*st == ListNew || *st == ListDeferred) {
+							*st = ListHeld
+						}
 					} else {
 						b.out[i] = q.listArea(j.ref.area, j.ref.name, now)
 					}
@@ -551,10 +555,12 @@ func (s *stateNames) of(id string) Entry {
 		i++
 	}
 	for ; i < len(names) && stateID(names[i]) == id; i++ {
-		n := names[i]
-		if strings.HasSuffix(n, journalSuffix) {
+		switch n := names[i]; {
+		case strings.HasSuffix(n, journalSuffix):
 			e.Journal = true
-		} else {
+		case strings.HasSuffix(n, holdSuffix):
+			e.Held = true
+		default:
 			e.States = append(e.States, n)
 		}
 	}

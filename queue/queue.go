@@ -171,6 +171,9 @@ type Entry struct {
 	Next time.Time
 	// Journal is true when state/<id>@journal exists.
 	Journal bool
+	// Held is true when state/<id>@hold exists: the administrator held
+	// the message (Queue.Hold); runs leave it alone until Release.
+	Held bool
 }
 
 // Scan is one listing of queue/ and state/.
@@ -203,7 +206,7 @@ func (q *Queue) Scan() (*Scan, error) {
 		sc.Entries = append(sc.Entries, Entry{ID: n})
 	}
 	for _, n := range snames {
-		id, next, journal, ok := parseStateName(n)
+		id, next, kind, ok := parseStateName(n)
 		if !ok {
 			continue
 		}
@@ -213,8 +216,12 @@ func (q *Queue) Scan() (*Scan, error) {
 			continue
 		}
 		e := &sc.Entries[i]
-		if journal {
+		switch kind {
+		case kindJournal:
 			e.Journal = true
+			continue
+		case kindHold:
+			e.Held = true
 			continue
 		}
 		e.States = append(e.States, n)

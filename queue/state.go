@@ -259,6 +259,7 @@ func (st *State) Check(env *spool.Envelope) error {
 const (
 	nameSep       = "@"
 	journalSuffix = nameSep + "journal"
+	holdSuffix    = nameSep + "hold"
 	failedSuffix  = nameSep + "state"
 )
 
@@ -275,26 +276,43 @@ func StateName(id string, next time.Time) string {
 // JournalName is the file name in state/ of the journal of message id.
 func JournalName(id string) string { return id + journalSuffix }
 
-// parseStateName splits a name in state/ into the queue id and either the
-// next attempt time or journal=true. ok is false for any other name
+// HoldName is the file name in state/ of the hold marker of message id:
+// an empty file whose presence keeps runs from delivering the message
+// (Queue.Hold).
+func HoldName(id string) string { return id + holdSuffix }
+
+// nameKind is what a name in state/ holds.
+type nameKind int
+
+const (
+	kindState   nameKind = iota // a state file, "<id>@<next>"
+	kindJournal                 // a journal, "<id>@journal"
+	kindHold                    // a hold marker, "<id>@hold"
+)
+
+// parseStateName splits a name in state/ into the queue id, its kind and,
+// for a state file, the next attempt time. ok is false for any other name
 // (temporary or foreign files).
-func parseStateName(name string) (id string, next time.Time, journal, ok bool) {
+func parseStateName(name string) (id string, next time.Time, kind nameKind, ok bool) {
 	i := strings.LastIndex(name, nameSep)
 	if i <= 0 || !spool.ValidQueueID(name[:i]) {
-		return "", time.Time{}, false, false
+		return "", time.Time{}, 0, false
 	}
 	id, rest := name[:i], name[i+1:]
-	if rest == "journal" {
-		return id, time.Time{}, true, true
+	switch rest {
+	case "journal":
+		return id, time.Time{}, kindJournal, true
+	case "hold":
+		return id, time.Time{}, kindHold, true
 	}
 	n, err := strconv.ParseInt(rest, 10, 64)
 	if err != nil || n < 0 {
-		return "", time.Time{}, false, false
+		return "", time.Time{}, 0, false
 	}
 	if n > 0 {
 		next = time.Unix(n, 0).UTC()
 	}
-	return id, next, false, true
+	return id, next, kindState, true
 }
 
 // ReadState reads state/<name>. A missing file wraps os.ErrNotExist; a

@@ -53,7 +53,8 @@ type Sender struct {
 	// queue ids, due or not, as Postfix's postqueue -i (smtp-send
 	// --deliver and --expire); the alias expansions they spool are
 	// delivered with them. Ids not in queue/ are ignored (Stats.Due
-	// counts those found).
+	// counts those found), and so are held ones (Stats.Held), except
+	// with Expire.
 	Only []string
 	// Expire returns the messages of Only to their senders instead of
 	// delivering them (smtp-send --expire, as postsuper -e): every
@@ -79,6 +80,7 @@ type Stats struct {
 	Corrupt    int // message files moved to corrupt/
 	Unreadable int // message files that could not be opened
 	Locked     int // messages skipped: locked by another process
+	Held       int // messages skipped: held by the administrator (queue.Queue.Hold)
 	// ScanTime is from Run's start until the ordered list of due messages
 	// was ready (before any connection).
 	ScanTime time.Duration
@@ -229,6 +231,15 @@ func (r *run) prepare() ([]queue.Entry, error) {
 		}
 		if r.fatal != nil {
 			return nil, r.fatal
+		}
+		if e.Held && !(r.expire && r.only[e.ID]) {
+			// smtp-send --hold: left alone, even by --all and
+			// --deliver, until --release; --expire may return it.
+			r.stats.Held++
+			if r.only[e.ID] {
+				r.log.Error("message held; not delivered: release it first (smtp-send --release)", "id", e.ID)
+			}
+			continue
 		}
 		switch {
 		case r.only != nil:

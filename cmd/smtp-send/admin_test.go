@@ -175,3 +175,51 @@ func TestQueueAdminWhileRunning(t *testing.T) {
 		t.Errorf("message gone: %v", names(t, dir, spool.QueueDir))
 	}
 }
+
+// --hold keeps every run from the message (--all and --deliver too: 66),
+// --list shows it held, the metrics file counts it; --expire may still
+// return another held one; --release lets the next run deliver it.
+// Holding twice and releasing what is not held are logged and exit 0;
+// an id not queued is 66.
+func TestQueueHold(t *testing.T) {
+	srv := smtptest.Start(t, smtptest.Options{})
+	dir := t.TempDir()
+	metrics := filepath.Join(t.TempDir(), "smtp_send.prom")
+	env := append(sendEnv(dir, srv.Addr), "SMTP_SEND_METRICS_FILE="+metrics)
+	id, other := queue(t, dir, "h@x.test"), queue(t, dir, "o@x.test")
+	for _, args := range [][]string{{"--hold", id, other}, {"--hold", id}} {
+		if r := runBinary(t, env, args...); r.code != 0 {
+			t.Fatalf("%v: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+	if r := runBinary(t, env, "--hold", "20261121T000000.0000000000000000"); r.code != 66 {
+		t.Errorf("--hold of an unknown id: exit %d", r.code)
+	}
+	r := runBinary(t, env, "--all")
+	if r.code != 0 || len(srv.Transactions()) != 0 || !strings.Contains(r.stderr, "held=2") {
+		t.Fatalf("run --all on held messages: exit %d, %d sent\n%s", r.code, len(srv.Transactions()), r.stderr)
+	}
+	if b, err := os.ReadFile(metrics); err != nil || !strings.Contains(string(b), "\nsmtp_send_queue_held_messages 2\n") {
+		t.Errorf("metrics: %v\n%s", err, b)
+	}
+	if l := runBinary(t, env, "--list"); !strings.Contains(l.stdout, id+"  held  ") || !strings.Contains(l.stdout, "-- 2 messages: 2 held") {
+		t.Errorf("--list:\n%s", l.stdout)
+	}
+	if r := runBinary(t, env, "--deliver", id); r.code != 66 || len(srv.Transactions()) != 0 || !strings.Contains(r.stderr, "release it first") {
+		t.Errorf("--deliver of a held message: exit %d, %d sent\n%s", r.code, len(srv.Transactions()), r.stderr)
+	}
+	if r := runBinary(t, env, "--expire", other); r.code != 0 || !hasPrefix(names(t, dir, queuepkg.FailedDir), other) {
+		t.Errorf("--expire of a held message: exit %d, failed/ %v\n%s", r.code, names(t, dir, queuepkg.FailedDir), r.stderr)
+	}
+	if hasPrefix(names(t, dir, queuepkg.StateDir), other) {
+		t.Errorf("state/ keeps the expired message's marker: %v", names(t, dir, queuepkg.StateDir))
+	}
+	for range 2 {
+		if r := runBinary(t, env, "--release", id); r.code != 0 {
+			t.Errorf("--release: exit %d\n%s", r.code, r.stderr)
+		}
+	}
+	if r := runBinary(t, env); r.code != 0 || srv.RcptCount()["h@x.test"] != 1 {
+		t.Errorf("run after --release: exit %d, counts %v\n%s", r.code, srv.RcptCount(), r.stderr)
+	}
+}

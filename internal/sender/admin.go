@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -210,23 +211,64 @@ func deleteMessages(q *queue.Queue, ids []string, now time.Time, log *slog.Logge
 	return code
 }
 
-// absent logs each id not in queue/ and returns how many there are, or -1
-// when queue/ cannot be read (logged).
-func absent(q *queue.Queue, ids []string, log *slog.Logger) int {
+// holdMessages holds (hold) or releases each id (queue.Queue.Hold,
+// Release) and logs each. Holding a held message, or releasing one not
+// held, is logged and done. It returns 0, 66 when an id is not in
+// queue/, or 74 on an I/O error; the other ids are still handled.
+func holdMessages(q *queue.Queue, ids []string, hold bool, log *slog.Logger) int {
+	code := exitOK
+	for _, id := range ids {
+		var err error
+		if hold {
+			err = q.Hold(id)
+		} else if err = q.Release(id); errors.Is(err, fs.ErrNotExist) {
+			if _, serr := os.Lstat(q.Spool().Path(spool.QueueDir, id)); serr == nil {
+				log.Info("message not held; nothing to release", "id", id)
+				continue
+			}
+		}
+		switch {
+		case errors.Is(err, queue.ErrHeld):
+			log.Info("message held already", "id", id)
+		case errors.Is(err, fs.ErrNotExist):
+			log.Error("no such message in queue/", "id", id)
+			if code == exitOK {
+				code = exitNoInput
+			}
+		case err != nil:
+			log.Error("message not changed", "id", id, "err", err)
+			code = exitIOErr
+		case hold:
+			log.Warn("message held by the administrator (smtp-send --hold); runs leave it until --release", "id", id)
+		default:
+			log.Info("message released (smtp-send --release); due as its retry time says", "id", id)
+		}
+	}
+	return code
+}
+
+// absent logs each id not in queue/, and for --deliver (heldToo) each
+// held one, which the run will leave, and returns how many there are,
+// or -1 when queue/ cannot be read (logged).
+func absent(q *queue.Queue, ids []string, heldToo bool, log *slog.Logger) int {
 	sc, err := q.Scan()
 	if err != nil {
 		log.Error("reading the queue", "err", err)
 		return -1
 	}
-	in := make(map[string]bool, len(sc.Entries))
+	held := make(map[string]bool, len(sc.Entries))
 	for _, e := range sc.Entries {
-		in[e.ID] = true
+		held[e.ID] = e.Held
 	}
 	n := 0
 	for _, id := range ids {
-		if !in[id] {
+		h, in := held[id]
+		switch {
+		case !in:
 			log.Error("no such message in queue/", "id", id)
 			n++
+		case h && heldToo:
+			n++ // the run logs it
 		}
 	}
 	return n

@@ -177,7 +177,7 @@ func (l *listWriter) entry(e *queue.ListEntry) error {
 func (l *listWriter) finish(filtered bool) error {
 	if !l.asJSON {
 		var parts []string
-		for _, s := range []string{queue.ListNew, queue.ListDeferred, queue.ListActive, queue.ListUnreadable, queue.ListCorrupt, queue.ListFailed} {
+		for _, s := range []string{queue.ListNew, queue.ListDeferred, queue.ListHeld, queue.ListActive, queue.ListUnreadable, queue.ListCorrupt, queue.ListFailed} {
 			if l.counts[s] > 0 {
 				parts = append(parts, fmt.Sprintf("%d %s", l.counts[s], s))
 			}

@@ -189,6 +189,7 @@ func (m *runMetrics) Logger(log *slog.Logger) *slog.Logger {
 // queueFigures are the queue's state at the end of a run.
 type queueFigures struct {
 	messages, deferred int     // in queue/; of which tried at least once
+	held               int     // of which held (smtp-send --hold)
 	oldest             float64 // age in seconds of the oldest, by its queue id; 0 when empty
 	failed, corrupt    int     // message files set aside in failed/ and corrupt/
 }
@@ -207,6 +208,9 @@ func figures(q *queue.Queue, now time.Time) (queueFigures, error) {
 		e := &sc.Entries[i]
 		if len(e.States) > 0 {
 			f.deferred++
+		}
+		if e.Held {
+			f.held++
 		}
 		if t, ok := queue.ArrivalSecond(e.ID); ok && (oldest.IsZero() || t.Before(oldest)) {
 			oldest = t
@@ -284,6 +288,8 @@ func (m *runMetrics) render(qf queueFigures, prev map[string]float64, end time.T
 	e.sample("smtp_send_queue_messages", float64(qf.messages))
 	e.family("smtp_send_queue_deferred_messages", "gauge", "Messages in queue/ tried at least once, at the end of the last run.")
 	e.sample("smtp_send_queue_deferred_messages", float64(qf.deferred))
+	e.family("smtp_send_queue_held_messages", "gauge", "Messages in queue/ held by the administrator (smtp-send --hold), at the end of the last run.")
+	e.sample("smtp_send_queue_held_messages", float64(qf.held))
 	e.family("smtp_send_queue_oldest_message_age_seconds", "gauge", "Age of the oldest message in queue/ at the end of the last run, from its queue id; 0 when the queue is empty.")
 	e.sample("smtp_send_queue_oldest_message_age_seconds", qf.oldest)
 	e.family("smtp_send_set_aside_messages", "gauge", "Message files in failed/ and corrupt/.")

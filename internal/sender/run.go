@@ -38,16 +38,18 @@ type options struct {
 	list, asJSON, all, explain bool
 	filter                     queue.ListFilter // with --list
 	// The queue administration modes, each taking queue ids (admin.go).
-	show, del, deliver, expire bool
+	show, del, deliver, expire, hold, release bool
 }
 
 // admin reports whether o is a mode that takes queue ids.
-func (o *options) admin() bool { return o.show || o.del || o.deliver || o.expire }
+func (o *options) admin() bool {
+	return o.show || o.del || o.deliver || o.expire || o.hold || o.release
+}
 
 // modes counts the modes o selects; more than one is a usage error.
 func (o *options) modes() int {
 	n := 0
-	for _, m := range []bool{o.list, o.explain, o.show, o.del, o.deliver, o.expire} {
+	for _, m := range []bool{o.list, o.explain, o.show, o.del, o.deliver, o.expire, o.hold, o.release} {
 		if m {
 			n++
 		}
@@ -71,13 +73,15 @@ func (o *options) flagSet(w io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.del, "delete", false, "remove each QUEUE_ID message from queue/ without delivering it or telling its sender (as postsuper -d); logged")
 	fs.BoolVar(&o.deliver, "deliver", false, "deliver each QUEUE_ID message now, ignoring its retry time (as postqueue -i)")
 	fs.BoolVar(&o.expire, "expire", false, "return each QUEUE_ID message to its sender: its pending recipients fail with 5.4.7 and a notice, and it moves to failed/ (as postsuper -e)")
+	fs.BoolVar(&o.hold, "hold", false, "keep runs from delivering each QUEUE_ID message until --release (as postsuper -h)")
+	fs.BoolVar(&o.release, "release", false, "let runs deliver each held QUEUE_ID message again, as its retry time says (as postsuper -H)")
 	return fs
 }
 
 // usageLine is the synopsis of smtp-send, %[1]s its name.
 const usageLine = `Usage: %[1]s [--all] [--list [--json] [--from TEXT] [--to TEXT] [--older-than DURATION]]
        %[1]s --explain ADDRESS...
-       %[1]s --show|--delete|--deliver|--expire QUEUE_ID... (or - to read them, one a line, from standard input)
+       %[1]s --show|--hold|--release|--deliver|--expire|--delete QUEUE_ID... (or - to read them, one a line, from standard input)
 
 `
 
@@ -93,7 +97,7 @@ func Usage(w io.Writer) error {
 	}
 	fmt.Fprintln(w, "\nExit status: 0 for a completed run (deferrals included) or when another run holds the spool;")
 	fmt.Fprintln(w, "64 bad usage, 74 spool I/O error, 78 configuration error, no spool directory or an unsafe one;")
-	_, err := fmt.Fprintln(w, "with queue ids: 66 when one is not queued, 75 when a run holds one (or, for --deliver and --expire, the spool).")
+	_, err := fmt.Fprintln(w, "with queue ids: 66 when one is not queued (or, for --deliver, held), 75 when a run holds one (or, for --deliver and --expire, the spool).")
 	return err
 }
 
@@ -173,10 +177,13 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	if o.del {
 		return deleteMessages(q, ids, time.Now(), log)
 	}
+	if o.hold || o.release {
+		return holdMessages(q, ids, o.hold, log)
+	}
 	missing := 0
 	if o.admin() {
 		// --deliver and --expire: a run of those messages only.
-		if missing = absent(q, ids, log); missing < 0 {
+		if missing = absent(q, ids, o.deliver, log); missing < 0 {
 			return exitIOErr
 		}
 	}
@@ -223,7 +230,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("run finished", "queued", st.Queued, "due", st.Due, "started", st.Started, "left", st.Left,
 		"delivered", st.Delivered, "deferred", st.Deferred, "failed", st.Failed, "dsns", st.DSNs,
-		"corrupt", st.Corrupt, "unreadable", st.Unreadable, "locked", st.Locked,
+		"corrupt", st.Corrupt, "unreadable", st.Unreadable, "locked", st.Locked, "held", st.Held,
 		"scan_ms", st.ScanTime.Milliseconds(), "first_delivery_ms", st.FirstDelivery.Milliseconds())
 	switch {
 	case missing > 0:
