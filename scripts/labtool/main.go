@@ -515,6 +515,7 @@ func (l *lab) faults(deadline time.Time) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
+	l.busy(3 * time.Second)
 	l.logf("fault: kill -9 of mx1's sessions and its smtp-send (%s)", l.progress())
 	l.window += l.killChildren("mx1")
 	conns := l.outbound("mx1")
@@ -580,16 +581,16 @@ func (l *lab) progress() string {
 		queued(l.spool("mx1"))+queued(l.spool("mx2"))+queued(l.spool("mx3")), l.relayQueued(), queued(l.spool("final")))
 }
 
-// killChildren sends SIGKILL to the smtp-stdio processes of a role whose
-// launcher starts one per connection (tcpserver), and returns how many.
-func (l *lab) killChildren(role string) int {
+// sessions returns the PIDs of the smtp-stdio processes of a role whose
+// launcher starts one per connection (tcpserver): its process group's.
+func (l *lab) sessions(role string) []int {
 	l.mu.Lock()
 	cmd := l.procs[role]
 	l.mu.Unlock()
 	if cmd == nil {
-		return 0
+		return nil
 	}
-	killed := 0
+	var pids []int
 	pgid := cmd.Process.Pid
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -599,13 +600,41 @@ func (l *lab) killChildren(role string) int {
 		}
 		if g, err := syscall.Getpgid(pid); err == nil && g == pgid {
 			comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-			if strings.TrimSpace(string(comm)) == "smtp-stdio" && syscall.Kill(pid, syscall.SIGKILL) == nil {
-				killed++
+			if strings.TrimSpace(string(comm)) == "smtp-stdio" {
+				pids = append(pids, pid)
 			}
+		}
+	}
+	return pids
+}
+
+// killChildren sends SIGKILL to the sessions of role (sessions), and
+// returns how many it killed.
+func (l *lab) killChildren(role string) int {
+	killed := 0
+	for _, pid := range l.sessions(role) {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed++
 		}
 	}
 	l.logf("killed %d sessions", killed)
 	return killed
+}
+
+// busy waits, up to limit, until mx1 has a session open and its smtp-send
+// a connection to a relay, so that the kill that follows hits both
+// windows; it says how long it waited. The client may be sending all to
+// mx2 (the same preference) and never come: then the kill finds
+// nothing, and the log says so.
+func (l *lab) busy(limit time.Duration) {
+	start := time.Now()
+	for time.Since(start) < limit {
+		if len(l.sessions("mx1")) > 0 && l.outbound("mx1") > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	l.logf("mx1 busy after %s", time.Since(start).Round(time.Millisecond))
 }
 
 // outbound counts the established TCP connections to port 25 from host
