@@ -84,6 +84,13 @@ func TestQueueAdmin(t *testing.T) {
 	if r := runBinary(t, env, "--show", "20990101T000000.0000000000000000"); r.code != 66 || !strings.Contains(r.stderr, "no such message") {
 		t.Errorf("--show of an unknown id: exit %d\n%s", r.code, r.stderr)
 	}
+	// More ids than walkEach: one walk of the whole queue, the same
+	// output in the order given.
+	many := strings.Repeat(m1+"\n"+m4+"\n", 5) + "20990101T000000.0000000000000000\n"
+	if r := runStdin(t, env, many, "--show", "-"); r.code != 66 || strings.Count(r.stdout, m1+"  deferred") != 5 ||
+		strings.Count(r.stdout, m4+"  deferred") != 5 || strings.Index(r.stdout, m1) > strings.Index(r.stdout, m4) {
+		t.Errorf("--show of 11 ids: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 
 	d := runBinary(t, env, "--delete", m2)
 	if d.code != 0 || !strings.Contains(d.stderr, `msg="message deleted by the administrator (smtp-send --delete); its sender is not told" id=`+m2+" from=s@example.org nrcpt=1 pending=1 to=b@x.test") {

@@ -83,17 +83,13 @@ func validQueueID(id string) bool {
 func show(stdout io.Writer, q *queue.Queue, ids []string, now time.Time, log *slog.Logger) int {
 	w := bufio.NewWriter(stdout)
 	code := exitOK
+	entries, err := findEntries(q, ids, now)
+	if err != nil {
+		log.Error("reading the queue", "err", err)
+		return exitIOErr
+	}
 	for n, id := range ids {
-		var found *queue.ListEntry
-		err := q.Walk(now, true, queue.ListFilter{ID: id}, func(e *queue.ListEntry) error {
-			c := *e
-			found = &c
-			return nil
-		})
-		if err != nil {
-			log.Error("reading the queue", "err", err)
-			return exitIOErr
-		}
+		found := entries[id]
 		if found == nil {
 			log.Error("no such message in queue/, failed/ or corrupt/", "id", id)
 			code = exitNoInput
@@ -118,6 +114,42 @@ func show(stdout io.Writer, q *queue.Queue, ids []string, now time.Time, log *sl
 		}
 	}
 	return code
+}
+
+// walkEach is the most ids findEntries looks up one Walk each (a Walk
+// with an ID filter opens only that message, but lists the directories
+// every time); more take one Walk of the whole queue.
+const walkEach = 8
+
+// findEntries returns the --list entries of ids (queue/, failed/ and
+// corrupt/), by id; an id found nowhere has none. It returns Walk's
+// error.
+func findEntries(q *queue.Queue, ids []string, now time.Time) (map[string]*queue.ListEntry, error) {
+	out := make(map[string]*queue.ListEntry, len(ids))
+	keep := func(e *queue.ListEntry) error {
+		c := *e
+		out[e.ID] = &c
+		return nil
+	}
+	if len(ids) <= walkEach {
+		for _, id := range ids {
+			if err := q.Walk(now, true, queue.ListFilter{ID: id}, keep); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	err := q.Walk(now, true, queue.ListFilter{}, func(e *queue.ListEntry) error {
+		if want[e.ID] {
+			return keep(e)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // showContent writes the envelope fields that --list leaves out, a blank
