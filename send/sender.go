@@ -52,9 +52,8 @@ type Sender struct {
 	// Only, when not empty, restricts a run to the messages with these
 	// queue ids, due or not, as Postfix's postqueue -i (smtp-send
 	// --deliver and --expire); the alias expansions they spool are
-	// delivered with them. Ids not in queue/ are ignored (Stats.Due
-	// counts those found), and so are held ones (Stats.Held), except
-	// with Expire.
+	// delivered with them. Ids not in queue/, and held ones except with
+	// Expire, are logged and counted in Stats.Missing.
 	Only []string
 	// Expire returns the messages of Only to their senders instead of
 	// delivering them (smtp-send --expire, as postsuper -e): every
@@ -81,6 +80,7 @@ type Stats struct {
 	Unreadable int // message files that could not be opened
 	Locked     int // messages skipped: locked by another process
 	Held       int // messages skipped: held by the administrator (queue.Queue.Hold)
+	Missing    int // ids of Sender.Only not in queue/, or held (without Expire)
 	// ScanTime is from Run's start until the ordered list of due messages
 	// was ready (before any connection).
 	ScanTime time.Duration
@@ -238,6 +238,7 @@ func (r *run) prepare() ([]queue.Entry, error) {
 			r.stats.Held++
 			if r.only[e.ID] {
 				r.log.Error("message held; not delivered: release it first (smtp-send --release)", "id", e.ID)
+				r.stats.Missing++
 			}
 			continue
 		}
@@ -249,6 +250,9 @@ func (r *run) prepare() ([]queue.Entry, error) {
 		case r.all || r.isDue(e, now):
 			due = append(due, *e)
 		}
+	}
+	if r.only != nil {
+		r.missing(sc.Entries)
 	}
 	r.stats.Due = len(due)
 	type keyed struct {
@@ -267,6 +271,19 @@ func (r *run) prepare() ([]queue.Entry, error) {
 		sorted[i] = *k.e
 	}
 	return sorted, nil
+}
+
+// missing logs each id of Sender.Only that entries (the scan of queue/)
+// lack, and counts it in Stats.Missing.
+func (r *run) missing(entries []queue.Entry) {
+	left := maps.Clone(r.only)
+	for i := range entries {
+		delete(left, entries[i].ID)
+	}
+	for id := range left {
+		r.log.Error("no such message in queue/", "id", id)
+		r.stats.Missing++
+	}
 }
 
 // recoverExpansions completes ordering rule 7 of package queue before

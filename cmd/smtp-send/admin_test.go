@@ -110,6 +110,13 @@ func TestQueueAdmin(t *testing.T) {
 	if hasPrefix(names(t, dir, spool.QueueDir), m1) || !hasPrefix(names(t, dir, spool.QueueDir), m3) {
 		t.Errorf("after --deliver: queue/ %v", names(t, dir, spool.QueueDir))
 	}
+	// An id not queued: logged by the run, 66; the others are done.
+	for _, mode := range []string{"--deliver", "--expire"} {
+		r := runBinary(t, env, mode, "20990101T000000.0000000000000000")
+		if r.code != 66 || !strings.Contains(r.stderr, `msg="no such message in queue/" id=20990101T000000.0000000000000000`) {
+			t.Errorf("%s of an unknown id: exit %d\n%s", mode, r.code, r.stderr)
+		}
+	}
 	// A plain run now delivers nothing: the others wait for their time.
 	if r := runBinary(t, env); r.code != 0 || srv.RcptCount()["c@x.test"] != 0 {
 		t.Errorf("plain run exit %d, counts %v", r.code, srv.RcptCount())

@@ -16,9 +16,9 @@ import (
 	"github.com/smtp-stdio/smtp-stdio/spool"
 )
 
-// Queue administration: --show, --delete, --deliver and --expire, each
-// on the queue ids given as arguments, or read from standard input with
-// "-", so that a listing can feed them:
+// Queue administration: --show, --hold, --release, --deliver, --expire
+// and --delete, each on the queue ids given as arguments, or read from
+// standard input with "-", so that a listing can feed them:
 //
 //	smtp-send --list --json --from spammer.example | jq -r .id | smtp-send --delete -
 
@@ -81,7 +81,8 @@ func validQueueID(id string) bool {
 // our Received: field first), as Postfix's postcat -q. It returns 0, 66
 // when an id is in none of those, or 74 when the spool or stdout fails.
 func show(stdout io.Writer, q *queue.Queue, ids []string, now time.Time, log *slog.Logger) int {
-	w := bufio.NewWriter(stdout)
+	lw := newListWriter(stdout, now, false)
+	w := lw.w
 	code := exitOK
 	entries, err := findEntries(q, ids, now)
 	if err != nil {
@@ -92,21 +93,19 @@ func show(stdout io.Writer, q *queue.Queue, ids []string, now time.Time, log *sl
 		found := entries[id]
 		if found == nil {
 			log.Error("no such message in queue/, failed/ or corrupt/", "id", id)
-			code = exitNoInput
+			code = worse(code, exitNoInput)
 			continue
 		}
 		if n > 0 {
 			w.WriteString("\n")
 		}
-		lw := newListWriter(w, now, false)
 		if err := lw.entry(found); err != nil {
 			log.Error("writing", "err", err)
 			return exitIOErr
 		}
-		lw.w.Flush()
 		if err := showContent(w, q, found); err != nil {
 			log.Error("reading the message", "id", id, "err", err)
-			code = exitIOErr
+			code = worse(code, exitIOErr)
 		}
 		if err := w.Flush(); err != nil {
 			log.Error("writing", "err", err)
@@ -202,37 +201,30 @@ func deleteMessages(q *queue.Queue, ids []string, now time.Time, log *slog.Logge
 		byID[sc.Entries[i].ID] = &sc.Entries[i]
 	}
 	code := exitOK
-	worse := func(c int) {
-		// The most telling status: I/O, then held, then absent.
-		rank := map[int]int{exitOK: 0, exitNoInput: 1, exitTempFail: 2, exitIOErr: 3}
-		if rank[c] > rank[code] {
-			code = c
-		}
-	}
 	for _, id := range ids {
 		e := byID[id]
 		if e == nil {
 			log.Error("no such message in queue/", "id", id)
-			worse(exitNoInput)
+			code = worse(code, exitNoInput)
 			continue
 		}
 		env, st, err := q.Delete(e, now)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			log.Error("no such message in queue/ (gone meanwhile)", "id", id)
-			worse(exitNoInput)
+			code = worse(code, exitNoInput)
 			continue
 		case errors.Is(err, queue.ErrLocked):
 			log.Error("message held by a delivery run; not deleted: try again when it ends", "id", id)
-			worse(exitTempFail)
+			code = worse(code, exitTempFail)
 			continue
 		case errors.Is(err, queue.ErrJournal):
 			log.Error("message not deleted", "id", id, "err", err)
-			worse(exitTempFail)
+			code = worse(code, exitTempFail)
 			continue
 		case err != nil:
 			log.Error("message not deleted", "id", id, "err", err)
-			worse(exitIOErr)
+			code = worse(code, exitIOErr)
 			continue
 		}
 		delete(byID, id) // an id given twice is gone the second time
@@ -264,12 +256,10 @@ func holdMessages(q *queue.Queue, ids []string, hold bool, log *slog.Logger) int
 			log.Info("message held already", "id", id)
 		case errors.Is(err, fs.ErrNotExist):
 			log.Error("no such message in queue/", "id", id)
-			if code == exitOK {
-				code = exitNoInput
-			}
+			code = worse(code, exitNoInput)
 		case err != nil:
 			log.Error("message not changed", "id", id, "err", err)
-			code = exitIOErr
+			code = worse(code, exitIOErr)
 		case hold:
 			log.Warn("message held by the administrator (smtp-send --hold); runs leave it until --release", "id", id)
 		default:
@@ -279,29 +269,13 @@ func holdMessages(q *queue.Queue, ids []string, hold bool, log *slog.Logger) int
 	return code
 }
 
-// absent logs each id not in queue/, and for --deliver (heldToo) each
-// held one, which the run will leave, and returns how many there are,
-// or -1 when queue/ cannot be read (logged).
-func absent(q *queue.Queue, ids []string, heldToo bool, log *slog.Logger) int {
-	sc, err := q.Scan()
-	if err != nil {
-		log.Error("reading the queue", "err", err)
-		return -1
+// worse returns the more telling of two exit statuses of commands on
+// several ids: an I/O error, then a message held by a run, then an id
+// not queued, then success.
+func worse(code, c int) int {
+	rank := map[int]int{exitOK: 0, exitNoInput: 1, exitTempFail: 2, exitIOErr: 3}
+	if rank[c] > rank[code] {
+		return c
 	}
-	held := make(map[string]bool, len(sc.Entries))
-	for _, e := range sc.Entries {
-		held[e.ID] = e.Held
-	}
-	n := 0
-	for _, id := range ids {
-		h, in := held[id]
-		switch {
-		case !in:
-			log.Error("no such message in queue/", "id", id)
-			n++
-		case h && heldToo:
-			n++ // the run logs it
-		}
-	}
-	return n
+	return code
 }

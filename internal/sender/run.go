@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -41,15 +42,18 @@ type options struct {
 	show, del, deliver, expire, hold, release bool
 }
 
-// admin reports whether o is a mode that takes queue ids.
-func (o *options) admin() bool {
-	return o.show || o.del || o.deliver || o.expire || o.hold || o.release
+// adminModes are o's queue administration modes.
+func (o *options) adminModes() []bool {
+	return []bool{o.show, o.del, o.deliver, o.expire, o.hold, o.release}
 }
+
+// admin reports whether o is a mode that takes queue ids.
+func (o *options) admin() bool { return slices.Contains(o.adminModes(), true) }
 
 // modes counts the modes o selects; more than one is a usage error.
 func (o *options) modes() int {
 	n := 0
-	for _, m := range []bool{o.list, o.explain, o.show, o.del, o.deliver, o.expire, o.hold, o.release} {
+	for _, m := range append(o.adminModes(), o.list, o.explain) {
 		if m {
 			n++
 		}
@@ -180,13 +184,6 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	if o.hold || o.release {
 		return holdMessages(q, ids, o.hold, log)
 	}
-	missing := 0
-	if o.admin() {
-		// --deliver and --expire: a run of those messages only.
-		if missing = absent(q, ids, o.deliver, log); missing < 0 {
-			return exitIOErr
-		}
-	}
 	sc, err := cfg.SendConfig()
 	if err != nil {
 		log.Error("configuration", "err", err)
@@ -204,10 +201,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	s := &send.Sender{Spool: sp, Config: sc, Log: metrics.Logger(log), Expire: o.expire}
-	if o.admin() {
-		s.Only = ids
-	}
+	// --deliver and --expire: a run of those messages only.
+	s := &send.Sender{Spool: sp, Config: sc, Log: metrics.Logger(log), Only: ids, Expire: o.expire}
 	st, err := s.Run(ctx, o.all)
 	if !errors.Is(err, send.ErrBusy) {
 		if werr := metrics.write(q, time.Now(), err); werr != nil {
@@ -233,7 +228,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		"corrupt", st.Corrupt, "unreadable", st.Unreadable, "locked", st.Locked, "held", st.Held,
 		"scan_ms", st.ScanTime.Milliseconds(), "first_delivery_ms", st.FirstDelivery.Milliseconds())
 	switch {
-	case missing > 0:
+	case st.Missing > 0:
 		return exitNoInput
 	case st.Locked > 0:
 		return exitTempFail
